@@ -1,0 +1,110 @@
+//! Hello (protocol 2, version 1): who the node is, in words people read.
+//!
+//! Identity is proven by TLS; hello adds the unauthenticated-but-bound display data (name, OS,
+//! version). The dialer opens hello right after the handshake; a connection is only counted as
+//! "connected" once hello has been exchanged. Either side may send hello again later (a name
+//! change); the latest one wins.
+//!
+//! ```text
+//! opener                                responder
+//!   header(2, 1)                   ->
+//!   frame NodeInfo                 ->
+//!                                  <-   frame NodeInfo
+//!   FIN                            ->   FIN
+//! ```
+
+use std::ops::RangeInclusive;
+use std::sync::Weak;
+use std::time::Duration;
+
+use crate::router::{BoxFuture, Incoming, Protocol};
+use crate::wire::{expect_frame, write_frame, StreamError};
+
+pub const ID: u16 = 2;
+pub const VERSION: u16 = 1;
+pub const MAX_FRAME: usize = 512;
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+/// Display names are cut to this many characters.
+pub const MAX_NAME_CHARS: usize = 64;
+const MAX_SHORT_FIELD: usize = 32;
+
+/// What a node says about itself (display data; the identity is the TLS key).
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct NodeInfo {
+    pub name: String,
+    pub os: String,
+    pub version: String,
+}
+
+impl NodeInfo {
+    /// Makes peer-supplied display data safe to show: no control characters, bounded length,
+    /// never empty.
+    pub fn sanitized(self) -> NodeInfo {
+        NodeInfo {
+            name: clean(&self.name, MAX_NAME_CHARS).unwrap_or_else(|| "unnamed".into()),
+            os: clean(&self.os, MAX_SHORT_FIELD).unwrap_or_else(|| "unknown".into()),
+            version: clean(&self.version, MAX_SHORT_FIELD).unwrap_or_else(|| "unknown".into()),
+        }
+    }
+}
+
+fn clean(s: &str, max: usize) -> Option<String> {
+    let s: String = s.chars().filter(|c| !c.is_control()).take(max).collect();
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// Sends our info and returns the peer's.
+pub async fn exchange(conn: &quinn::Connection, ours: &NodeInfo) -> Result<NodeInfo, StreamError> {
+    let (mut send, mut recv) = crate::router::open(conn, ID, VERSION).await?;
+    write_frame(&mut send, ours, MAX_FRAME).await?;
+    let theirs: NodeInfo = expect_frame(&mut recv, MAX_FRAME, TIMEOUT, "hello").await?;
+    let _ = send.finish();
+    Ok(theirs.sanitized())
+}
+
+/// What the responder does with a hello: record it, and say what to answer.
+pub trait HelloSink: Send + Sync + 'static {
+    fn on_hello(self: std::sync::Arc<Self>, conn: &quinn::Connection, info: NodeInfo) -> NodeInfo;
+}
+
+pub struct HelloProtocol<S: HelloSink>(pub Weak<S>);
+
+impl<S: HelloSink> Protocol for HelloProtocol<S> {
+    fn id(&self) -> u16 {
+        ID
+    }
+    fn versions(&self) -> RangeInclusive<u16> {
+        VERSION..=VERSION
+    }
+    fn handle<'a>(&'a self, s: &'a mut Incoming) -> BoxFuture<'a, Result<(), StreamError>> {
+        Box::pin(async move {
+            let theirs: NodeInfo = expect_frame(&mut s.recv, MAX_FRAME, TIMEOUT, "hello").await?;
+            let sink = self
+                .0
+                .upgrade()
+                .ok_or(StreamError::Timeout("node shutting down"))?;
+            let ours = sink.on_hello(&s.conn, theirs.sanitized());
+            write_frame(&mut s.send, &ours, MAX_FRAME).await
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sanitizing_strips_controls_and_bounds_length() {
+        let info = NodeInfo {
+            name: "  a\u{1b}[31mb\n ".into(),
+            os: "x".repeat(500),
+            version: String::new(),
+        }
+        .sanitized();
+        assert_eq!(info.name, "a[31mb");
+        assert_eq!(info.os.len(), MAX_SHORT_FIELD);
+        assert_eq!(info.version, "unknown");
+        assert_eq!(NodeInfo::default().sanitized().name, "unnamed");
+    }
+}

@@ -1,0 +1,33 @@
+//! Ferry's peer-to-peer layer. It knows nothing of files or libraries.
+//!
+//! Layout, bottom up:
+//! - [`identity`]: the node's Ed25519 key pair; its public key is the [`PeerId`].
+//! - [`tls`]: TLS 1.3 with raw public keys, so the handshake proves each side's identity.
+//! - [`endpoint`]: the UDP socket and quinn endpoint, with liveness and stream limits.
+//! - [`wire`]: the stream header, error codes and bounded length-prefixed frames.
+//! - [`router`]: dispatches each incoming stream to its [`Protocol`] by header.
+//! - [`ping`] (the reference protocol) and [`hello`] (display data exchange).
+//! - [`discovery`]: mDNS announcements and browsing (hints, never trusted).
+//! - [`node`]: [`P2p`], which runs all of the above and keeps the peer registry.
+//!
+//! The wire format is specified in `PROTOCOL.md` beside this crate.
+
+pub mod discovery;
+pub mod endpoint;
+pub mod hello;
+pub mod identity;
+pub mod node;
+pub mod ping;
+pub mod router;
+pub mod tls;
+pub mod wire;
+
+pub use discovery::DiscoveryConfig;
+pub use endpoint::TransportLimits;
+pub use hello::NodeInfo;
+pub use identity::{Identity, PeerId};
+pub use node::{
+    DialError, LostReason, P2p, P2pConfig, P2pEvent, PeerSnapshot, PeerState, PingFailure,
+};
+pub use router::{Incoming, Protocol};
+pub use wire::{Code, StreamError};

@@ -1,0 +1,359 @@
+//! Real nodes on 127.0.0.1 with manual connect (no discovery in the host namespace).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_p2p::wire::{Code, Header};
+use ferry_p2p::{DialError, Identity, LostReason, NodeInfo, P2p, P2pConfig, P2pEvent, PeerState};
+
+async fn node(name: &str) -> P2p {
+    let cfg = P2pConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        info: NodeInfo {
+            name: name.into(),
+            os: "linux".into(),
+            version: "test".into(),
+        },
+        discovery: ferry_p2p::DiscoveryConfig {
+            enabled: false,
+            interfaces: vec![],
+        },
+        ..Default::default()
+    };
+    P2p::start(Arc::new(Identity::generate().unwrap()), cfg, vec![])
+        .await
+        .unwrap()
+}
+
+fn addr(n: &P2p) -> std::net::SocketAddr {
+    n.local_addr().unwrap()
+}
+
+/// Reads the code a refused stream was reset with.
+async fn refusal(conn: &quinn::Connection, bytes: &[u8], finish: bool) -> Code {
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    send.write_all(bytes).await.unwrap();
+    if finish {
+        send.finish().unwrap();
+    }
+    let mut buf = [0u8; 16];
+    match recv.read(&mut buf).await {
+        Err(quinn::ReadError::Reset(code)) => Code::from_u64(code.into_inner()),
+        other => panic!("expected a reset, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_nodes_ping_each_other_and_see_names() {
+    let (a, b, c) = (node("alpha").await, node("beta").await, node("gamma").await);
+    let mut events = a.subscribe();
+    let t = Instant::now();
+    let b_id = a.connect(addr(&b), Some(b.id())).await.unwrap();
+    println!("handshake + hello on loopback: {:?}", t.elapsed());
+    assert_eq!(b_id, b.id());
+    a.connect(addr(&c), None).await.unwrap();
+    b.connect(addr(&c), Some(c.id())).await.unwrap();
+
+    for (from, to) in [(&a, &b), (&a, &c), (&b, &a), (&b, &c), (&c, &a), (&c, &b)] {
+        let rtts = from
+            .ping(&to.id(), 5, Duration::from_millis(1))
+            .await
+            .unwrap();
+        assert_eq!(rtts.len(), 5);
+        let mean = rtts.iter().sum::<Duration>() / 5;
+        println!(
+            "ping {} -> {}: mean {:?}",
+            from.info().name,
+            to.info().name,
+            mean
+        );
+    }
+
+    let names: Vec<_> = a.peers().into_iter().map(|p| (p.name, p.state)).collect();
+    assert_eq!(
+        names,
+        vec![
+            ("beta".into(), PeerState::Connected),
+            ("gamma".into(), PeerState::Connected)
+        ]
+    );
+    // One connection per pair: C sees A and B once each, however the dials raced.
+    assert_eq!(c.peers().len(), 2);
+
+    match tokio::time::timeout(Duration::from_secs(2), events.recv())
+        .await
+        .unwrap()
+        .unwrap()
+    {
+        P2pEvent::PeerFound(p) => assert_eq!(p.name, "beta"),
+        other => panic!("unexpected {other:?}"),
+    }
+
+    // A name change reaches connected peers.
+    b.set_name("beta-renamed");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while a.peer(&b.id()).unwrap().name != "beta-renamed" {
+        assert!(Instant::now() < deadline, "rename did not propagate");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A clean leave is seen at once, as `left`.
+    let t = Instant::now();
+    c.shutdown().await;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), events.recv())
+            .await
+            .unwrap()
+            .unwrap()
+        {
+            P2pEvent::PeerLost { peer, reason } if peer.id == c.id() => {
+                assert_eq!(reason, LostReason::Left);
+                println!("clean leave seen after {:?}", t.elapsed());
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(a.peers().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pinning_rejects_an_impostor() {
+    let (a, b, c) = (node("alpha").await, node("beta").await, node("gamma").await);
+    // B listens where we expect C.
+    match a.connect(addr(&b), Some(c.id())).await {
+        Err(DialError::IdentityMismatch {
+            expected, found, ..
+        }) => {
+            assert_eq!(expected, c.id());
+            assert_eq!(found, b.id());
+        }
+        other => panic!("expected an identity mismatch, got {other:?}"),
+    }
+    assert!(
+        a.peers().is_empty(),
+        "an impostor must leave no peer behind"
+    );
+    // And the real one still works.
+    assert_eq!(a.connect(addr(&c), Some(c.id())).await.unwrap(), c.id());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_streams_get_codes_and_the_node_keeps_serving() {
+    let (victim, mallory, friend) = (
+        node("victim").await,
+        node("mallory").await,
+        node("friend").await,
+    );
+    let id = mallory.connect(addr(&victim), None).await.unwrap();
+    let conn = mallory.connection(&id).unwrap();
+
+    let unknown = Header {
+        protocol: 999,
+        version: 1,
+    }
+    .encode();
+    assert_eq!(refusal(&conn, &unknown, false).await, Code::UnknownProtocol);
+    let bad_version = Header {
+        protocol: ferry_p2p::ping::ID,
+        version: 99,
+    }
+    .encode();
+    assert_eq!(
+        refusal(&conn, &bad_version, false).await,
+        Code::UnsupportedVersion
+    );
+    assert_eq!(
+        refusal(&conn, b"GET / HTTP/1.1\r\n\r\n", false).await,
+        Code::UnknownProtocol
+    );
+    assert_eq!(
+        refusal(&conn, &[0, 1], true).await,
+        Code::ProtocolError,
+        "truncated header"
+    );
+    let mut oversized = Header {
+        protocol: ferry_p2p::ping::ID,
+        version: 1,
+    }
+    .encode()
+    .to_vec();
+    oversized.extend_from_slice(&u32::MAX.to_be_bytes());
+    assert_eq!(
+        refusal(&conn, &oversized, false).await,
+        Code::ProtocolError,
+        "oversized frame"
+    );
+
+    // Stalls: one byte of header, or half a frame, then silence.
+    let stall_header = refusal(&conn, &[0], false);
+    let mut half = Header {
+        protocol: ferry_p2p::ping::ID,
+        version: 1,
+    }
+    .encode()
+    .to_vec();
+    half.extend_from_slice(&[0, 0, 0, 8, 1]);
+    let stall_frame = refusal(&conn, &half, false);
+    let t = Instant::now();
+    let (h, f) = tokio::join!(stall_header, stall_frame);
+    assert_eq!((h, f), (Code::Timeout, Code::Timeout));
+    println!("stalled streams cut after {:?}", t.elapsed());
+
+    // Throughout, other peers are served.
+    friend.connect(addr(&victim), None).await.unwrap();
+    assert_eq!(
+        friend
+            .ping(&victim.id(), 3, Duration::ZERO)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_streams_are_bounded_and_refused() {
+    let (victim, mallory, friend) = (
+        node("victim").await,
+        node("mallory").await,
+        node("friend").await,
+    );
+    let id = mallory.connect(addr(&victim), None).await.unwrap();
+    let conn = mallory.connection(&id).unwrap();
+    friend.connect(addr(&victim), None).await.unwrap();
+
+    let t = Instant::now();
+    let flood = {
+        let conn = conn.clone();
+        tokio::spawn(async move {
+            let mut refused = 0u32;
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..10_000 {
+                // Blocks once the victim's stream limit is reached: quinn's flow control is the bound.
+                let (mut send, mut recv) = conn.open_bi().await.unwrap();
+                tasks.spawn(async move {
+                    let _ = send
+                        .write_all(
+                            &Header {
+                                protocol: 4242,
+                                version: 1,
+                            }
+                            .encode(),
+                        )
+                        .await;
+                    let mut b = [0u8; 1];
+                    matches!(recv.read(&mut b).await, Err(quinn::ReadError::Reset(_)))
+                });
+                while tasks.len() > 200 {
+                    refused += tasks.join_next().await.unwrap().unwrap() as u32;
+                }
+            }
+            while let Some(r) = tasks.join_next().await {
+                refused += r.unwrap() as u32;
+            }
+            refused
+        })
+    };
+    // The victim keeps answering someone else during the flood.
+    let mut worst = Duration::ZERO;
+    while !flood.is_finished() {
+        let rtt = friend.ping(&victim.id(), 1, Duration::ZERO).await.unwrap()[0];
+        worst = worst.max(rtt);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let refused = flood.await.unwrap();
+    assert_eq!(refused, 10_000);
+    println!(
+        "10,000 streams refused in {:?}; worst ping from another peer meanwhile {:?}",
+        t.elapsed(),
+        worst
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manual_peer_reconnects_after_the_other_side_restarts() {
+    let a = node("alpha").await;
+    let identity = Arc::new(Identity::generate().unwrap());
+    let cfg = P2pConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        info: NodeInfo {
+            name: "beta".into(),
+            ..Default::default()
+        },
+        discovery: ferry_p2p::DiscoveryConfig {
+            enabled: false,
+            interfaces: vec![],
+        },
+        ..Default::default()
+    };
+    let b = P2p::start(identity.clone(), cfg.clone(), vec![])
+        .await
+        .unwrap();
+    let b_addr = addr(&b);
+    let mut events = a.subscribe();
+    a.add_manual_peer(b_addr, Some(b.id()));
+    wait_for(
+        &mut events,
+        |e| matches!(e, P2pEvent::PeerFound(p) if p.name == "beta"),
+    )
+    .await;
+    b.shutdown().await;
+    wait_for(&mut events, |e| {
+        matches!(
+            e,
+            P2pEvent::PeerLost {
+                reason: LostReason::Left,
+                ..
+            }
+        )
+    })
+    .await;
+    drop(b);
+    // Same identity, same port: it comes back without anyone restarting A. (The old endpoint
+    // releases its socket once its driver task has noticed the last handle is gone.)
+    let mut started = None;
+    let t0 = Instant::now();
+    for _ in 0..500 {
+        match P2p::start(
+            identity.clone(),
+            P2pConfig {
+                listen: b_addr,
+                ..cfg.clone()
+            },
+            vec![],
+        )
+        .await
+        {
+            Ok(n) => {
+                started = Some(n);
+                break;
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    println!("port free after {:?}", t0.elapsed());
+    let b2 = started.expect("port released after shutdown");
+    let t = Instant::now();
+    wait_for(
+        &mut events,
+        |e| matches!(e, P2pEvent::PeerFound(p) if p.id == b2.id()),
+    )
+    .await;
+    println!("manual peer back after {:?}", t.elapsed());
+}
+
+async fn wait_for(
+    rx: &mut tokio::sync::broadcast::Receiver<P2pEvent>,
+    f: impl Fn(&P2pEvent) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Ok(e)) if f(&e) => return,
+            Ok(Ok(_)) => {}
+            other => panic!("event not seen: {other:?}"),
+        }
+    }
+}
