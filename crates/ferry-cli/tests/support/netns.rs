@@ -68,10 +68,9 @@ fn ip_batch(ns: Option<&str>, force: bool, lines: &[String]) -> io::Result<()> {
 }
 
 /// Once per process: remove stale namespaces, then create and delete a probe
-/// namespace. Besides proving we may create namespaces (uid 0 alone is not
-/// enough in an unprivileged container), the first `ip netns add` sets up the
-/// /run/netns shared mount, so parallel test threads don't do it concurrently.
-/// Ok(whether the netem qdisc exists).
+/// namespace: proves we may (uid 0 is not enough in an unprivileged container)
+/// and sets up the /run/netns mount before test threads race to do it.
+/// Ok(whether the kernel has netem).
 fn probe() -> &'static Result<bool, String> {
     static PROBE: OnceLock<Result<bool, String>> = OnceLock::new();
     PROBE.get_or_init(|| {
@@ -89,12 +88,13 @@ fn probe() -> &'static Result<bool, String> {
         cleanup_stale();
         let ns = format!("{}p", next_prefix());
         run("ip", &["netns", "add", &ns], "").map_err(|e| e.to_string())?;
-        // This kernel may lack sch_netem (CONFIG_NET_SCH_NETEM); record it so
-        // fault-injection tests can skip instead of failing.
-        let netem = [
-            "-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem", "delay", "1ms",
-        ];
-        let netem = run("tc", &netem, "").is_ok();
+        // Kernels may lack sch_netem (CONFIG_NET_SCH_NETEM): let tests skip.
+        let netem = run(
+            "tc",
+            &["-n", &ns, "qdisc", "add", "dev", "lo", "root", "netem"],
+            "",
+        );
+        let netem = netem.is_ok();
         let _ = run("ip", &["netns", "del", &ns], "");
         Ok(netem)
     })
@@ -116,7 +116,6 @@ pub fn cleanup_stale() {
     let Ok(dir) = std::fs::read_dir(NETNS_DIR) else {
         return;
     };
-    let me = std::process::id().to_string();
     let stale: Vec<String> = dir
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
         .filter(|name| {
@@ -125,7 +124,6 @@ pub fn cleanup_stale() {
             };
             !pid.is_empty()
                 && pid.bytes().all(|b| b.is_ascii_digit())
-                && pid != me
                 && !std::path::Path::new(&format!("/proc/{pid}")).exists()
         })
         .map(|name| format!("netns del {name}"))
@@ -223,9 +221,8 @@ impl Lan {
                 return Ok(());
             } else if Instant::now() > deadline {
                 let want = if up { "up" } else { "down" };
-                return Err(io::Error::other(format!(
-                    "netns: {pending:?} not {want} after 20 s"
-                )));
+                let msg = format!("netns: {pending:?} not {want} after 20 s");
+                return Err(io::Error::other(msg));
             }
             std::thread::sleep(Duration::from_millis(2));
         }
@@ -307,10 +304,7 @@ impl Drop for Lan {
         // Deleting the switch destroys the veth pairs too. Errors are ignored:
         // drop must not panic, and some namespaces may never have been made.
         let names = self.hosts.iter().chain([&self.switch]);
-        let _ = ip_batch(
-            None,
-            true,
-            &names.map(|n| format!("netns del {n}")).collect::<Vec<_>>(),
-        );
+        let lines: Vec<String> = names.map(|n| format!("netns del {n}")).collect();
+        let _ = ip_batch(None, true, &lines);
     }
 }

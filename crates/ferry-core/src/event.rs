@@ -1,0 +1,40 @@
+//! Everything a front end needs to know, as one enum. Serialized as one JSON object with a
+//! `type` field (`node_started`, `peer_found`, …); the CLI's `--json` prints exactly this.
+
+use std::net::SocketAddr;
+
+use ferry_p2p::{LostReason, P2pEvent, PeerId, PeerSnapshot};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    NodeStarted {
+        id: PeerId,
+        short_id: String,
+        name: String,
+        listen: SocketAddr,
+        discovery: bool,
+    },
+    PeerFound {
+        peer: PeerSnapshot,
+    },
+    PeerChanged {
+        peer: PeerSnapshot,
+    },
+    PeerLost {
+        peer: PeerSnapshot,
+        reason: LostReason,
+    },
+    NodeStopped,
+}
+
+impl From<P2pEvent> for Event {
+    fn from(e: P2pEvent) -> Self {
+        match e {
+            P2pEvent::PeerFound(peer) => Event::PeerFound { peer },
+            P2pEvent::PeerChanged(peer) => Event::PeerChanged { peer },
+            P2pEvent::PeerLost { peer, reason } => Event::PeerLost { peer, reason },
+        }
+    }
+}

@@ -1,0 +1,16 @@
+//! Ferry's engine. A [`Node`] owns the data dir, the identity and the peer-to-peer layer, and
+//! reports everything that happens as one typed [`Event`] stream; the CLI prints it, the desktop
+//! shell forwards it to the UI.
+//!
+//! - [`node`]: starting and stopping a node, and its commands.
+//! - [`event`]: the [`Event`] enum (serialized with a `type` tag; documented in README).
+//! - [`target`]: how a user names a peer (fingerprint, name, `host:port`, `id@host:port`).
+
+pub mod event;
+pub mod node;
+pub mod target;
+
+pub use event::Event;
+pub use ferry_p2p::{LostReason, PeerId, PeerSnapshot, PeerState};
+pub use node::{Node, NodeConfig, NodeError};
+pub use target::{Target, TargetError};

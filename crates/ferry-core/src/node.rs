@@ -1,0 +1,284 @@
+//! The node: one per data dir (enforced by a lock file), owning identity and peer-to-peer layer.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ferry_p2p::{DiscoveryConfig, Identity, NodeInfo, P2p, P2pConfig, PeerId, PeerSnapshot};
+use tokio::sync::broadcast;
+
+use crate::event::Event;
+use crate::target::{self, Target, TargetError};
+
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    pub data_dir: PathBuf,
+    /// Display name; defaults to the host name.
+    pub name: Option<String>,
+    pub listen: SocketAddr,
+    pub discovery: bool,
+    /// mDNS interface allow-list; empty means all.
+    pub interfaces: Vec<String>,
+    /// Peers to keep connected to by address (for networks without multicast).
+    pub connect: Vec<(SocketAddr, Option<PeerId>)>,
+}
+
+impl NodeConfig {
+    pub fn new(data_dir: impl Into<PathBuf>) -> NodeConfig {
+        NodeConfig {
+            data_dir: data_dir.into(),
+            name: None,
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            discovery: true,
+            interfaces: vec![],
+            connect: vec![],
+        }
+    }
+
+    /// `$XDG_DATA_HOME/ferry` (or the platform's equivalent).
+    pub fn default_data_dir() -> PathBuf {
+        dirs::data_dir()
+            .unwrap_or_else(std::env::temp_dir)
+            .join("ferry")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("another Ferry node is already running with data dir {0} (use --data-dir for a second node)")]
+    Locked(PathBuf),
+    #[error(transparent)]
+    Identity(#[from] ferry_p2p::identity::IdentityError),
+    #[error(transparent)]
+    P2p(#[from] ferry_p2p::node::P2pError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Dial(#[from] ferry_p2p::DialError),
+    #[error(transparent)]
+    Ping(#[from] ferry_p2p::PingFailure),
+}
+
+/// A running node. Dropping it without [`Node::shutdown`] still closes everything, but without
+/// saying goodbye to peers.
+pub struct Node {
+    p2p: P2p,
+    cfg: NodeConfig,
+    events: broadcast::Sender<Event>,
+    /// Held for the node's lifetime: the OS releases the lock when the process ends, even on a crash.
+    _lock: std::fs::File,
+}
+
+impl Node {
+    pub async fn start(cfg: NodeConfig) -> Result<Node, NodeError> {
+        let lock = lock_data_dir(&cfg.data_dir)?;
+        let identity = Arc::new(Identity::load_or_create(&cfg.data_dir)?);
+        let name = cfg
+            .name
+            .clone()
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned());
+        let p2p_cfg = P2pConfig {
+            listen: cfg.listen,
+            info: NodeInfo {
+                name,
+                os: std::env::consts::OS.into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+            },
+            discovery: DiscoveryConfig {
+                enabled: cfg.discovery,
+                interfaces: cfg.interfaces.clone(),
+            },
+            ..Default::default()
+        };
+        let p2p = P2p::start(identity, p2p_cfg, vec![]).await?;
+        let (events, _) = broadcast::channel(1024);
+        let mut rx = p2p.subscribe();
+        let tx = events.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(e) => {
+                        let _ = tx.send(e.into());
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::warn!(n, "event stream lagged")
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        for (addr, pin) in &cfg.connect {
+            p2p.add_manual_peer(*addr, *pin);
+        }
+        Ok(Node {
+            p2p,
+            cfg,
+            events,
+            _lock: lock,
+        })
+    }
+
+    /// The event that describes this node; front ends print it first.
+    pub fn started_event(&self) -> Event {
+        let listen = self.p2p.local_addr().unwrap_or(self.cfg.listen);
+        Event::NodeStarted {
+            id: self.id(),
+            short_id: self.id().short(),
+            name: self.p2p.info().name,
+            listen,
+            discovery: self.cfg.discovery,
+        }
+    }
+
+    pub fn id(&self) -> PeerId {
+        self.p2p.id()
+    }
+
+    pub fn name(&self) -> String {
+        self.p2p.info().name
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.cfg.data_dir
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.p2p.local_addr()
+    }
+
+    pub fn p2p(&self) -> &P2p {
+        &self.p2p
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    pub fn peers(&self) -> Vec<PeerSnapshot> {
+        self.p2p.peers()
+    }
+
+    pub fn set_name(&self, name: &str) {
+        self.p2p.set_name(name);
+    }
+
+    /// Finds the peer a user means, dialing it if it was given by address. Names and prefixes
+    /// are matched against nearby peers, waiting up to `wait` for discovery to find a match.
+    pub async fn resolve(&self, target: &Target, wait: Duration) -> Result<PeerId, NodeError> {
+        match target {
+            Target::Addr { addr, pin } => Ok(self.p2p.connect(*addr, *pin).await?),
+            Target::Query(q) => {
+                let deadline = Instant::now() + wait;
+                let mut events = self.subscribe();
+                loop {
+                    match target::pick(q, &self.peers()) {
+                        Err(TargetError::NotFound(_)) if Instant::now() < deadline => {
+                            let left = deadline.saturating_duration_since(Instant::now());
+                            let _ = tokio::time::timeout(left, events.recv()).await;
+                        }
+                        r => return Ok(r?),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Round-trip times to a peer over its real connection.
+    pub async fn ping(
+        &self,
+        peer: &PeerId,
+        count: u32,
+        interval: Duration,
+    ) -> Result<Vec<Duration>, NodeError> {
+        Ok(self.p2p.ping(peer, count, interval).await?)
+    }
+
+    /// Says goodbye to every peer and stops.
+    pub async fn shutdown(&self) {
+        self.p2p.shutdown().await;
+        let _ = self.events.send(Event::NodeStopped);
+    }
+}
+
+fn lock_data_dir(dir: &Path) -> Result<std::fs::File, NodeError> {
+    let err = |source| NodeError::DataDir {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("node.lock"))
+        .map_err(err)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(NodeError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(err(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg(dir: &Path) -> NodeConfig {
+        NodeConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            discovery: false,
+            ..NodeConfig::new(dir)
+        }
+    }
+
+    #[tokio::test]
+    async fn one_node_per_data_dir_and_identity_is_stable() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = Node::start(cfg(dir.path())).await.unwrap();
+        assert!(matches!(
+            Node::start(cfg(dir.path())).await,
+            Err(NodeError::Locked(_))
+        ));
+        let id = a.id();
+        a.shutdown().await;
+        drop(a);
+        let b = Node::start(cfg(dir.path())).await.unwrap();
+        assert_eq!(b.id(), id);
+    }
+
+    #[tokio::test]
+    async fn resolves_by_address_then_by_name() {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let a = Node::start(NodeConfig {
+            name: Some("alpha".into()),
+            ..cfg(da.path())
+        })
+        .await
+        .unwrap();
+        let b = Node::start(NodeConfig {
+            name: Some("beta".into()),
+            ..cfg(db.path())
+        })
+        .await
+        .unwrap();
+        let by_addr = Target::Addr {
+            addr: b.local_addr().unwrap(),
+            pin: Some(b.id()),
+        };
+        assert_eq!(a.resolve(&by_addr, Duration::ZERO).await.unwrap(), b.id());
+        let by_name = Target::Query("BETA".into());
+        assert_eq!(a.resolve(&by_name, Duration::ZERO).await.unwrap(), b.id());
+        assert_eq!(a.ping(&b.id(), 2, Duration::ZERO).await.unwrap().len(), 2);
+        assert!(matches!(
+            a.resolve(&Target::Query("gamma".into()), Duration::from_millis(50))
+                .await,
+            Err(NodeError::Target(_))
+        ));
+    }
+}
