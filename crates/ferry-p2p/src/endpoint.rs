@@ -25,7 +25,7 @@ pub struct TransportLimits {
 impl Default for TransportLimits {
     fn default() -> Self {
         TransportLimits {
-            idle_timeout: Duration::from_secs(6),
+            idle_timeout: Duration::from_secs(5),
             keep_alive: Duration::from_millis(1500),
             max_streams: 64,
         }

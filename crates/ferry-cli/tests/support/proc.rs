@@ -1,0 +1,117 @@
+//! Real `ferry` processes whose `--json` lines a test reads.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub fn ferry() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ferry"))
+}
+
+/// A running `ferry … --json node` with its output lines arriving on a channel.
+pub struct NodeProc {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    lines: mpsc::Receiver<Value>,
+    pub started: Value,
+    pub started_at: Instant,
+}
+
+impl NodeProc {
+    /// Spawns `cmd` (already carrying its global options) with `--json node`.
+    pub fn spawn(mut cmd: Command) -> NodeProc {
+        let started_at = Instant::now();
+        let mut child = cmd
+            .args(["--json", "node"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn ferry");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                match serde_json::from_str::<Value>(&line) {
+                    Ok(v) => {
+                        if tx.send(v).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) => panic!("not JSON: {line:?}: {e}"),
+                }
+            }
+        });
+        let stdin = child.stdin.take();
+        let mut p = NodeProc {
+            child,
+            stdin,
+            lines,
+            started: Value::Null,
+            started_at,
+        };
+        p.started = p.expect("node_started", Duration::from_secs(10), |_| true);
+        p
+    }
+
+    pub fn id(&self) -> String {
+        self.started["id"].as_str().unwrap().to_string()
+    }
+
+    pub fn port(&self) -> u16 {
+        let listen = self.started["listen"].as_str().unwrap();
+        listen.rsplit_once(':').unwrap().1.parse().unwrap()
+    }
+
+    /// Waits for a line of type `ty` that satisfies `f`, skipping others.
+    pub fn expect(&mut self, ty: &str, within: Duration, f: impl Fn(&Value) -> bool) -> Value {
+        self.try_expect(ty, within, f)
+            .unwrap_or_else(|| panic!("no {ty} within {within:?}"))
+    }
+
+    pub fn try_expect(
+        &mut self,
+        ty: &str,
+        within: Duration,
+        f: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            match self.lines.recv_timeout(left) {
+                Ok(v) if v["type"] == ty && f(&v) => return Some(v),
+                Ok(_) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// `quit` on stdin: the clean path (goodbye to peers).
+    pub fn quit(&mut self) {
+        self.send("quit");
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
