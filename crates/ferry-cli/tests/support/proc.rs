@@ -68,7 +68,7 @@ impl NodeProc {
         listen.rsplit_once(':').unwrap().1.parse().unwrap()
     }
 
-    /// Waits for a line of type `ty` that satisfies `f`, skipping others.
+    /// Waits for a line of type `ty` (or any of `a|b`) that satisfies `f`, skipping others.
     pub fn expect(&mut self, ty: &str, within: Duration, f: impl Fn(&Value) -> bool) -> Value {
         self.try_expect(ty, within, f)
             .unwrap_or_else(|| panic!("no {ty} within {within:?}"))
@@ -84,7 +84,7 @@ impl NodeProc {
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
             match self.lines.recv_timeout(left) {
-                Ok(v) if v["type"] == ty && f(&v) => return Some(v),
+                Ok(v) if ty.split('|').any(|t| v["type"] == t) && f(&v) => return Some(v),
                 Ok(_) => {}
                 Err(_) => return None,
             }
