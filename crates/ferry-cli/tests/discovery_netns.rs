@@ -94,8 +94,8 @@ fn three_nodes_discover_rename_leave_and_crash() {
 
     // A rename reaches both others.
     nodes[2].send("name gamma-2");
-    for i in 0..2 {
-        nodes[i].expect("peer_changed", Duration::from_secs(5), |v| {
+    for node in &mut nodes[..2] {
+        node.expect("peer_changed", Duration::from_secs(5), |v| {
             v["peer"]["name"] == "gamma-2"
         });
     }

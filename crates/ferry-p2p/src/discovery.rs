@@ -89,15 +89,10 @@ impl Discovery {
                     }
                     _ => None,
                 };
-                match out {
-                    Some(DiscoveryEvent::Resolved { id, .. } | DiscoveryEvent::Removed { id })
-                        if id == own => {}
-                    Some(ev) => {
-                        if tx.send(ev).await.is_err() {
-                            break;
-                        }
-                    }
-                    None => {}
+                let Some(ev) = out else { continue };
+                let (DiscoveryEvent::Resolved { id, .. } | DiscoveryEvent::Removed { id }) = &ev;
+                if *id != own && tx.send(ev).await.is_err() {
+                    break;
                 }
             }
         });

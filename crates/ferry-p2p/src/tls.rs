@@ -205,18 +205,15 @@ pub fn server_crypto(
     ))
 }
 
+/// Where the verifier leaves the identity the peer presented.
+pub type FoundSlot = Arc<Mutex<Option<PeerId>>>;
+
 /// The crypto config for one dial. Returns the slot that will hold the identity the peer
 /// presented, so a mismatch can be reported precisely.
 pub fn client_crypto(
     identity: &Identity,
     expected: Option<PeerId>,
-) -> Result<
-    (
-        Arc<quinn::crypto::rustls::QuicClientConfig>,
-        Arc<Mutex<Option<PeerId>>>,
-    ),
-    TlsSetupError,
-> {
+) -> Result<(Arc<quinn::crypto::rustls::QuicClientConfig>, FoundSlot), TlsSetupError> {
     let verifier = PeerVerifier::new(expected);
     let found = verifier.found.clone();
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider())
