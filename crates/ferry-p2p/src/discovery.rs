@@ -61,21 +61,21 @@ impl Discovery {
         port: u16,
         info: &NodeInfo,
     ) -> Result<(Discovery, mpsc::Receiver<DiscoveryEvent>), DiscoveryError> {
-        let daemon = ServiceDaemon::new().map_err(err)?;
+        let me = Discovery {
+            fullname: format!("{}.{SERVICE_TYPE}", id.fingerprint()),
+            daemon: ServiceDaemon::new().map_err(err)?,
+            id,
+            port,
+        };
+        // On any error below, dropping `me` stops the daemon thread.
         if !cfg.interfaces.is_empty() {
-            daemon.disable_interface(IfKind::All).map_err(err)?;
+            me.daemon.disable_interface(IfKind::All).map_err(err)?;
             for name in &cfg.interfaces {
-                daemon
+                me.daemon
                     .enable_interface(IfKind::Name(name.clone()))
                     .map_err(err)?;
             }
         }
-        let me = Discovery {
-            fullname: format!("{}.{SERVICE_TYPE}", id.fingerprint()),
-            daemon,
-            id,
-            port,
-        };
         me.announce(info)?;
         let browse = me.daemon.browse(SERVICE_TYPE).map_err(err)?;
         let (tx, rx) = mpsc::channel(256);
@@ -128,6 +128,14 @@ impl Discovery {
         if let Ok(rx) = self.daemon.shutdown() {
             let _ = tokio::time::timeout(std::time::Duration::from_secs(1), rx.recv_async()).await;
         }
+    }
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        // The daemon runs on a thread of its own that only a shutdown ends (a second one after
+        // `shutdown()` is refused harmlessly).
+        let _ = self.daemon.shutdown();
     }
 }
 

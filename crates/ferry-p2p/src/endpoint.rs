@@ -63,11 +63,14 @@ pub fn bind(
     addr: SocketAddr,
     identity: &Identity,
     limits: &TransportLimits,
+    max_connections: usize,
 ) -> Result<quinn::Endpoint, EndpointError> {
     let bind_err = |source| EndpointError::Bind { addr, source };
     let socket = udp_socket(addr).map_err(bind_err)?;
     let mut server = quinn::ServerConfig::with_crypto(tls::server_crypto(identity)?);
     server.transport_config(transport_config(limits)?);
+    // Handshakes not yet accepted count too: a flood of Initials cannot queue without bound.
+    server.max_incoming(max_connections);
     quinn::Endpoint::new(
         quinn::EndpointConfig::default(),
         Some(server),

@@ -18,14 +18,14 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use crate::router::{BoxFuture, Incoming, Protocol};
-use crate::wire::{expect_frame, write_frame, StreamError};
+use crate::wire::{expect_frame, write_frame, Code, StreamError};
 
 pub const ID: u16 = 2;
 pub const VERSION: u16 = 1;
 pub const MAX_FRAME: usize = 512;
 pub const TIMEOUT: Duration = Duration::from_secs(5);
-/// Display names are cut to this many characters.
-pub const MAX_NAME_CHARS: usize = 64;
+/// Display names are cut to this many bytes of UTF-8 (an mDNS TXT value holds 255).
+pub const MAX_NAME_BYTES: usize = 128;
 const MAX_SHORT_FIELD: usize = 32;
 
 /// What a node says about itself (display data; the identity is the TLS key).
@@ -41,31 +41,55 @@ impl NodeInfo {
     /// never empty.
     pub fn sanitized(self) -> NodeInfo {
         NodeInfo {
-            name: clean(&self.name, MAX_NAME_CHARS).unwrap_or_else(|| "unnamed".into()),
+            name: clean(&self.name, MAX_NAME_BYTES).unwrap_or_else(|| "unnamed".into()),
             os: clean(&self.os, MAX_SHORT_FIELD).unwrap_or_else(|| "unknown".into()),
             version: clean(&self.version, MAX_SHORT_FIELD).unwrap_or_else(|| "unknown".into()),
         }
     }
 }
 
+/// Keeps printable text: no control characters, no invisible formatting (bidi overrides,
+/// zero-width characters) that could disguise one name as another; at most `max` bytes, cut on
+/// a character boundary.
 fn clean(s: &str, max: usize) -> Option<String> {
-    let s: String = s.chars().filter(|c| !c.is_control()).take(max).collect();
-    let s = s.trim();
-    (!s.is_empty()).then(|| s.to_string())
+    let mut out = String::new();
+    for c in s.chars().filter(|&c| !c.is_control() && !is_format(c)) {
+        if out.len() + c.len_utf8() > max {
+            break;
+        }
+        out.push(c);
+    }
+    let out = out.trim();
+    (!out.is_empty()).then(|| out.to_string())
+}
+
+/// Unicode format characters (category Cf) that matter in names.
+fn is_format(c: char) -> bool {
+    matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
 /// Sends our info and returns the peer's.
+/// Sends our info and returns the peer's; the whole exchange is bounded by [`TIMEOUT`].
 pub async fn exchange(conn: &quinn::Connection, ours: &NodeInfo) -> Result<NodeInfo, StreamError> {
-    let (mut send, mut recv) = crate::router::open(conn, ID, VERSION).await?;
-    write_frame(&mut send, ours, MAX_FRAME).await?;
-    let theirs: NodeInfo = expect_frame(&mut recv, MAX_FRAME, TIMEOUT, "hello").await?;
-    let _ = send.finish();
-    Ok(theirs.sanitized())
+    let run = async {
+        let (mut send, mut recv) = crate::router::open(conn, ID, VERSION).await?;
+        write_frame(&mut send, ours, MAX_FRAME).await?;
+        let theirs: NodeInfo = expect_frame(&mut recv, MAX_FRAME, TIMEOUT, "hello").await?;
+        let _ = send.finish();
+        Ok(theirs.sanitized())
+    };
+    tokio::time::timeout(TIMEOUT, run)
+        .await
+        .map_err(|_| StreamError::Timeout("hello"))?
 }
 
-/// What the responder does with a hello: record it, and say what to answer.
+/// What the responder does with a hello: record it, and say what to answer (or refuse).
 pub trait HelloSink: Send + Sync + 'static {
-    fn on_hello(self: std::sync::Arc<Self>, conn: &quinn::Connection, info: NodeInfo) -> NodeInfo;
+    fn on_hello(
+        self: std::sync::Arc<Self>,
+        conn: &quinn::Connection,
+        info: NodeInfo,
+    ) -> Result<NodeInfo, StreamError>;
 }
 
 pub struct HelloProtocol<S: HelloSink>(pub Weak<S>);
@@ -79,13 +103,19 @@ impl<S: HelloSink> Protocol for HelloProtocol<S> {
     }
     fn handle<'a>(&'a self, s: &'a mut Incoming) -> BoxFuture<'a, Result<(), StreamError>> {
         Box::pin(async move {
-            let theirs: NodeInfo = expect_frame(&mut s.recv, MAX_FRAME, TIMEOUT, "hello").await?;
-            let sink = self
-                .0
-                .upgrade()
-                .ok_or(StreamError::Timeout("node shutting down"))?;
-            let ours = sink.on_hello(&s.conn, theirs.sanitized());
-            write_frame(&mut s.send, &ours, MAX_FRAME).await
+            let run = async {
+                let theirs: NodeInfo =
+                    expect_frame(&mut s.recv, MAX_FRAME, TIMEOUT, "hello").await?;
+                let sink = self
+                    .0
+                    .upgrade()
+                    .ok_or(StreamError::Local(Code::Cancelled, "shutting down"))?;
+                let ours = sink.on_hello(&s.conn, theirs.sanitized())?;
+                write_frame(&mut s.send, &ours, MAX_FRAME).await
+            };
+            tokio::time::timeout(TIMEOUT, run)
+                .await
+                .map_err(|_| StreamError::Timeout("hello"))?
         })
     }
 }
@@ -106,5 +136,25 @@ mod tests {
         assert_eq!(info.os.len(), MAX_SHORT_FIELD);
         assert_eq!(info.version, "unknown");
         assert_eq!(NodeInfo::default().sanitized().name, "unnamed");
+        let spoof = NodeInfo {
+            name: "bob\u{202e}gpj.exe\u{200b}".into(),
+            ..Default::default()
+        }
+        .sanitized();
+        assert_eq!(spoof.name, "bobgpj.exe");
+        let long = NodeInfo {
+            name: "🦀".repeat(100),
+            ..Default::default()
+        }
+        .sanitized();
+        assert_eq!(long.name.len(), MAX_NAME_BYTES);
+        // The largest sanitized hello still fits its frame.
+        let max = NodeInfo {
+            name: "é".repeat(500),
+            os: "é".repeat(500),
+            version: "é".repeat(500),
+        }
+        .sanitized();
+        assert!(postcard::to_stdvec(&max).unwrap().len() <= MAX_FRAME);
     }
 }

@@ -4,7 +4,7 @@
 //! lowercase, no padding): 52 characters in full, or a short 12-character prefix in lists.
 
 use std::fmt;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 use std::str::FromStr;
 
@@ -120,7 +120,8 @@ impl serde::Serialize for PeerId {
         if s.is_human_readable() {
             s.serialize_str(&self.fingerprint())
         } else {
-            s.serialize_bytes(&self.0)
+            // A fixed 32-byte tuple: no length prefix on the wire.
+            serde::Serialize::serialize(&self.0, s)
         }
     }
 }
@@ -132,8 +133,7 @@ impl<'de> serde::Deserialize<'de> for PeerId {
             let s = String::deserialize(d)?;
             s.parse().map_err(D::Error::custom)
         } else {
-            let b: [u8; 32] = serde::Deserialize::deserialize(d)?;
-            Ok(PeerId(b))
+            Ok(PeerId(<[u8; 32] as serde::Deserialize>::deserialize(d)?))
         }
     }
 }
@@ -172,8 +172,11 @@ impl Identity {
             path: path.display().to_string(),
             source,
         };
-        match std::fs::read(&path) {
-            Ok(bytes) => {
+        match std::fs::File::open(&path) {
+            Ok(f) => {
+                // Read one byte more than a key, so a huge file is neither read nor accepted.
+                let mut bytes = Vec::with_capacity(33);
+                f.take(33).read_to_end(&mut bytes).map_err(io)?;
                 let seed: [u8; 32] =
                     bytes
                         .as_slice()
@@ -188,14 +191,20 @@ impl Identity {
                 std::fs::create_dir_all(dir).map_err(io)?;
                 let id = Identity::generate()?;
                 let tmp = dir.join(".identity.key.tmp");
+                // A leftover temp file might carry other permissions; start afresh.
+                let _ = std::fs::remove_file(&tmp);
                 let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create(true).truncate(true);
+                opts.write(true).create_new(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
                 let mut f = opts.open(&tmp).map_err(io)?;
                 f.write_all(&id.seed).map_err(io)?;
                 f.sync_all().map_err(io)?;
                 std::fs::rename(&tmp, &path).map_err(io)?;
+                // Make the rename itself durable (best effort: not every platform can).
+                if let Ok(d) = std::fs::File::open(dir) {
+                    let _ = d.sync_all();
+                }
                 Ok(id)
             }
             Err(e) => Err(io(e)),
@@ -313,6 +322,17 @@ mod tests {
             Identity::load_or_create(dir.path()),
             Err(IdentityError::Corrupt { len: 5, .. })
         ));
+    }
+
+    #[test]
+    fn peer_id_round_trips_in_postcard_without_a_length_prefix() {
+        let id = Identity::generate().unwrap().peer_id();
+        let bytes = postcard::to_stdvec(&(id, 7u8)).unwrap();
+        assert_eq!(bytes.len(), 33);
+        assert_eq!(
+            postcard::from_bytes::<(PeerId, u8)>(&bytes).unwrap(),
+            (id, 7)
+        );
     }
 
     #[test]

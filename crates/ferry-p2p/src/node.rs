@@ -11,8 +11,9 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Weak;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
@@ -108,6 +109,8 @@ pub enum P2pError {
     Endpoint(#[from] EndpointError),
     #[error(transparent)]
     Discovery(#[from] crate::discovery::DiscoveryError),
+    #[error("two protocols claim stream protocol id {0}")]
+    DuplicateProtocol(u16),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -131,9 +134,18 @@ pub enum DialError {
     Duplicate { addr: SocketAddr },
     #[error(transparent)]
     Tls(#[from] tls::TlsSetupError),
+    #[error("{addr} is this node itself")]
+    SelfDial { addr: SocketAddr },
     #[error("the node is shutting down")]
     Shutdown,
 }
+
+/// Most addresses we keep for one peer (mDNS records are unauthenticated hints).
+const MAX_ADDRS: usize = 8;
+/// A connection that lived shorter than this does not reset the redial backoff.
+const STABLE: Duration = Duration::from_secs(10);
+/// A peer may re-send hello (a rename) at most this often per connection.
+const HELLO_INTERVAL: Duration = Duration::from_millis(500);
 
 #[derive(Clone)]
 struct Conn {
@@ -149,11 +161,20 @@ struct PeerEntry {
     in_mdns: bool,
     /// Why the last connection ended; cleared by the next connection.
     gone: Option<LostReason>,
-    /// A supervisor task is dialing this peer's mDNS addresses.
-    supervised: bool,
+    /// An mDNS supervisor task is dialing this peer.
+    mdns_supervised: bool,
+    /// A manual (`--connect`) supervisor keeps this peer.
+    manual: bool,
+    last_hello: Option<Instant>,
 }
 
 impl PeerEntry {
+    fn live(&self) -> Option<&Conn> {
+        self.conn
+            .as_ref()
+            .filter(|c| c.conn.close_reason().is_none())
+    }
+
     fn state(&self) -> PeerState {
         match (&self.conn, self.gone, self.in_mdns) {
             (Some(_), _, _) => PeerState::Connected,
@@ -185,6 +206,17 @@ impl PeerEntry {
     }
 }
 
+/// What became of a connection offered to [`Inner::install`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Installed {
+    /// Now the peer's connection.
+    New,
+    /// Already was (a repeated hello).
+    Same,
+    /// Closed: it lost the tie-break, or was dead already.
+    Lost,
+}
+
 struct Inner {
     identity: Arc<Identity>,
     cfg: P2pConfig,
@@ -192,9 +224,18 @@ struct Inner {
     router: Router,
     info: Mutex<NodeInfo>,
     peers: Mutex<HashMap<PeerId, PeerEntry>>,
+    /// One dial at a time per peer; later callers reuse the first one's connection.
+    dialing: Mutex<HashMap<PeerId, Arc<tokio::sync::Mutex<()>>>>,
     events: broadcast::Sender<P2pEvent>,
     discovery: Mutex<Option<Discovery>>,
     shutdown: watch::Sender<bool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropped without `shutdown()`: still stop serving (the accept loop ends on close).
+        self.endpoint.close(CloseCode::Goodbye.var_int(), b"bye");
+    }
 }
 
 /// Handle to the running layer; cheap to clone.
@@ -204,21 +245,26 @@ pub struct P2p {
 }
 
 impl P2p {
-    /// Binds the endpoint, starts accepting, announcing and browsing. `protocols` are served
+    /// Binds the endpoint, starts announcing, browsing and accepting. `protocols` are served
     /// beside the built-in ping and hello.
     pub async fn start(
         identity: Arc<Identity>,
         cfg: P2pConfig,
         protocols: Vec<Arc<dyn Protocol>>,
     ) -> Result<P2p, P2pError> {
-        let endpoint = endpoint::bind(cfg.listen, &identity, &cfg.limits)?;
+        let endpoint = endpoint::bind(cfg.listen, &identity, &cfg.limits, cfg.max_connections)?;
         let (events, _) = broadcast::channel(1024);
-        let inner = Arc::new_cyclic(|weak| {
+        let mut duplicate = None;
+        let inner = Arc::new_cyclic(|weak: &Weak<Inner>| {
             let mut router = Router::default();
-            router.add(Arc::new(PingProtocol));
-            router.add(Arc::new(HelloProtocol(weak.clone())));
-            for p in protocols {
-                router.add(p);
+            let builtin: [Arc<dyn Protocol>; 2] = [
+                Arc::new(PingProtocol),
+                Arc::new(HelloProtocol(weak.clone())),
+            ];
+            for p in builtin.into_iter().chain(protocols) {
+                if let Err(id) = router.add(p) {
+                    duplicate = Some(id);
+                }
             }
             Inner {
                 info: Mutex::new(cfg.info.clone().sanitized()),
@@ -227,12 +273,15 @@ impl P2p {
                 endpoint,
                 router,
                 peers: Mutex::default(),
+                dialing: Mutex::default(),
                 events,
                 discovery: Mutex::default(),
                 shutdown: watch::channel(false).0,
             }
         });
-        tokio::spawn(accept_loop(inner.clone()));
+        if let Some(id) = duplicate {
+            return Err(P2pError::DuplicateProtocol(id));
+        }
         if inner.cfg.discovery.enabled {
             let port = inner
                 .endpoint
@@ -242,12 +291,17 @@ impl P2p {
                     source,
                 })?
                 .port();
-            let info = inner.info();
-            let (d, rx) =
-                Discovery::start(&inner.cfg.discovery, inner.identity.peer_id(), port, &info)?;
+            let (d, rx) = Discovery::start(
+                &inner.cfg.discovery,
+                inner.identity.peer_id(),
+                port,
+                &inner.info(),
+            )?;
             *lock(&inner.discovery) = Some(d);
             tokio::spawn(discovery_loop(Arc::downgrade(&inner), rx));
         }
+        // Last, so a failure above leaves nothing running.
+        tokio::spawn(accept_loop(Arc::downgrade(&inner), inner.endpoint.clone()));
         Ok(P2p { inner })
     }
 
@@ -350,8 +404,11 @@ impl P2p {
     pub fn set_name(&self, name: &str) {
         let info = {
             let mut info = lock(&self.inner.info);
-            info.name = name.to_string();
-            *info = info.clone().sanitized();
+            *info = NodeInfo {
+                name: name.to_string(),
+                ..info.clone()
+            }
+            .sanitized();
             info.clone()
         };
         if let Some(d) = lock(&self.inner.discovery).as_ref() {
@@ -361,14 +418,14 @@ impl P2p {
         }
         let conns: Vec<_> = lock(&self.inner.peers)
             .values()
-            .filter_map(|e| e.conn.clone())
+            .filter_map(|e| e.live().cloned())
             .collect();
         for c in conns {
-            let info = info.clone();
-            let inner = self.inner.clone();
+            let (info, weak) = (info.clone(), Arc::downgrade(&self.inner));
             tokio::spawn(async move {
+                // Bounded by hello's own timeout.
                 if let Ok(theirs) = hello::exchange(&c.conn, &info).await {
-                    if let Some(id) = tls::peer_id_of(&c.conn) {
+                    if let (Some(inner), Some(id)) = (weak.upgrade(), tls::peer_id_of(&c.conn)) {
                         inner.update(id, |e| e.info = theirs);
                     }
                 }
@@ -413,6 +470,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// Closes a connection that never became a peer's connection (hello failed, dial abandoned).
+struct CloseOnDrop(Option<quinn::Connection>);
+
+impl CloseOnDrop {
+    fn keep(mut self) -> Option<quinn::Connection> {
+        self.0.take()
+    }
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.close(CloseCode::HelloTimeout.var_int(), b"abandoned");
+        }
+    }
+}
+
 impl Inner {
     fn info(&self) -> NodeInfo {
         lock(&self.info).clone()
@@ -423,16 +497,7 @@ impl Inner {
     }
 
     fn live_conn(&self, id: &PeerId) -> Option<quinn::Connection> {
-        let peers = lock(&self.peers);
-        let c = peers.get(id)?.conn.as_ref()?;
-        c.conn.close_reason().is_none().then(|| c.conn.clone())
-    }
-
-    fn connection_count(&self) -> usize {
-        lock(&self.peers)
-            .values()
-            .filter(|e| e.conn.is_some())
-            .count()
+        lock(&self.peers).get(id)?.live().map(|c| c.conn.clone())
     }
 
     /// Applies `f` to a peer's entry and emits the event its change amounts to.
@@ -457,7 +522,8 @@ impl Inner {
             if after.0 == PeerState::Lost
                 && !entry.in_mdns
                 && entry.conn.is_none()
-                && !entry.supervised
+                && !entry.mdns_supervised
+                && !entry.manual
             {
                 peers.remove(&id);
             }
@@ -470,7 +536,8 @@ impl Inner {
         r
     }
 
-    /// Dials, proves identity, exchanges hello, and installs the connection.
+    /// Dials, proves identity, exchanges hello, and installs the connection. Concurrent dials to
+    /// the same known peer share one attempt.
     async fn dial(
         self: Arc<Self>,
         addr: SocketAddr,
@@ -479,6 +546,33 @@ impl Inner {
         if self.is_shutting_down() {
             return Err(DialError::Shutdown);
         }
+        let _turn = match expected {
+            Some(id) => {
+                let slot = lock(&self.dialing).entry(id).or_default().clone();
+                let turn = slot.lock_owned().await;
+                if let Some(c) = self.live_conn(&id) {
+                    return Ok((id, c));
+                }
+                Some(turn)
+            }
+            None => None,
+        };
+        let result = self.clone().dial_once(addr, expected).await;
+        if let Some(id) = expected {
+            let mut dialing = lock(&self.dialing);
+            // Only our map entry and our guard left: nobody is waiting behind us.
+            if dialing.get(&id).is_some_and(|s| Arc::strong_count(s) <= 2) {
+                dialing.remove(&id);
+            }
+        }
+        result
+    }
+
+    async fn dial_once(
+        self: Arc<Self>,
+        addr: SocketAddr,
+        expected: Option<PeerId>,
+    ) -> Result<(PeerId, quinn::Connection), DialError> {
         let (crypto, found) = tls::client_crypto(&self.identity, expected)?;
         let mut cfg = quinn::ClientConfig::new(crypto);
         if let Ok(t) = endpoint::transport_config(&self.cfg.limits) {
@@ -512,104 +606,108 @@ impl Inner {
             }
             Ok(Ok(c)) => c,
         };
+        let guard = CloseOnDrop(Some(conn.clone()));
         let Some(id) = tls::peer_id_of(&conn) else {
             return Err(DialError::Connect {
                 addr,
                 reason: "peer presented no identity".into(),
             });
         };
-        tokio::spawn(serve(self.clone(), id, conn.clone()));
+        if id == self.identity.peer_id() {
+            return Err(DialError::SelfDial { addr });
+        }
+        tokio::spawn(serve(self.router.clone(), id, conn.clone()));
         let info = match tokio::time::timeout(timeout, hello::exchange(&conn, &self.info())).await {
             Ok(Ok(info)) => info,
             Ok(Err(source)) => return Err(DialError::Hello { addr, source }),
             Err(_) => return Err(DialError::Timeout { addr, timeout }),
         };
-        if self.install(id, &conn, true, info) {
-            Ok((id, conn))
-        } else {
+        match self.install(id, &conn, info) {
+            Installed::New | Installed::Same => {
+                guard.keep();
+                Ok((id, conn))
+            }
             // The peer's own dial won the tie-break; use that one.
-            self.live_conn(&id)
+            Installed::Lost => self
+                .live_conn(&id)
                 .map(|c| (id, c))
-                .ok_or(DialError::Duplicate { addr })
+                .ok_or(DialError::Duplicate { addr }),
         }
     }
 
-    /// Records a connection that has completed hello. Returns false if it lost a tie-break
-    /// against a live connection to the same peer (and was closed).
+    /// Records a connection that has completed hello, settling duplicates: the connection dialed
+    /// by the smaller id wins; between two dialed by the same node, the older live one stays.
     fn install(
         self: &Arc<Self>,
         id: PeerId,
         conn: &quinn::Connection,
-        outgoing: bool,
         info: NodeInfo,
-    ) -> bool {
+    ) -> Installed {
+        if conn.close_reason().is_some() {
+            return Installed::Lost;
+        }
         let me = self.identity.peer_id();
-        let (kept, closed) = self.update(id, |e| {
+        let new = Conn {
+            conn: conn.clone(),
+            outgoing: conn.side().is_client(),
+        };
+        let (outcome, loser) = self.update(id, |e| {
             e.info = info;
-            let remote = conn.remote_address();
-            if !e.addrs.contains(&remote) && !e.in_mdns {
-                e.addrs.push(remote);
+            if !e.in_mdns {
+                e.addrs = vec![conn.remote_address()];
             }
-            let new = Conn {
-                conn: conn.clone(),
-                outgoing,
-            };
-            match e.conn.take() {
-                Some(old) if old.conn.stable_id() == conn.stable_id() => {
-                    e.conn = Some(old);
-                    (true, None)
-                }
-                Some(old) if old.conn.close_reason().is_none() => {
+            let (outcome, loser) = match e.live() {
+                Some(old) if old.conn.stable_id() == conn.stable_id() => (Installed::Same, None),
+                Some(old) => {
                     let dialer = |c: &Conn| if c.outgoing { me } else { id };
-                    // Smaller dialer id wins; between two of the same dialer, the newer wins.
-                    if dialer(&new) <= dialer(&old) {
-                        e.conn = Some(new);
-                        e.gone = None;
-                        (true, Some(old.conn))
+                    if dialer(&new) < dialer(old) {
+                        (Installed::New, Some(old.conn.clone()))
                     } else {
-                        e.conn = Some(old);
-                        (false, Some(conn.clone()))
+                        (Installed::Lost, Some(conn.clone()))
                     }
                 }
-                _ => {
-                    e.conn = Some(new);
-                    e.gone = None;
-                    (true, None)
-                }
+                None => (Installed::New, None),
+            };
+            if outcome == Installed::New {
+                e.conn = Some(new);
+                e.gone = None;
             }
+            (outcome, loser)
         });
-        if let Some(c) = closed {
+        if let Some(c) = loser {
             c.close(CloseCode::Duplicate.var_int(), b"duplicate");
         }
-        if kept {
-            let inner = self.clone();
+        if outcome == Installed::New {
+            let weak = Arc::downgrade(self);
             let conn = conn.clone();
             tokio::spawn(async move {
                 let reason = conn.closed().await;
-                inner.on_closed(id, conn.stable_id(), reason);
+                if let Some(inner) = weak.upgrade() {
+                    inner.on_closed(id, conn.stable_id(), reason);
+                }
             });
         }
-        kept
+        outcome
     }
 
     fn on_closed(&self, id: PeerId, stable_id: usize, reason: quinn::ConnectionError) {
         let lost = match &reason {
             quinn::ConnectionError::ApplicationClosed(c)
-                if c.error_code == CloseCode::Duplicate.var_int() =>
+                if c.error_code == CloseCode::Goodbye.var_int() =>
             {
-                return
+                LostReason::Left
             }
-            quinn::ConnectionError::ApplicationClosed(_) => LostReason::Left,
             quinn::ConnectionError::LocallyClosed => LostReason::Left,
             quinn::ConnectionError::TimedOut => LostReason::TimedOut,
             _ => LostReason::ConnectionError,
         };
-        tracing::info!(peer = %id.short(), %reason, "connection closed");
         self.update(id, |e| {
+            // A connection that was already replaced changes nothing.
             if e.conn
                 .as_ref()
                 .is_some_and(|c| c.conn.stable_id() == stable_id)
             {
+                tracing::info!(peer = %id.short(), %reason, "connection closed");
                 e.conn = None;
                 e.gone = Some(lost);
             }
@@ -618,93 +716,113 @@ impl Inner {
 }
 
 impl HelloSink for Inner {
-    fn on_hello(self: Arc<Self>, conn: &quinn::Connection, info: NodeInfo) -> NodeInfo {
-        if let Some(id) = tls::peer_id_of(conn) {
-            self.install(id, conn, false, info);
+    fn on_hello(
+        self: Arc<Self>,
+        conn: &quinn::Connection,
+        info: NodeInfo,
+    ) -> Result<NodeInfo, StreamError> {
+        let id = tls::peer_id_of(conn).ok_or(StreamError::Local(
+            crate::wire::Code::Refused,
+            "no identity",
+        ))?;
+        let flooding = self.update(id, |e| {
+            let same = e
+                .live()
+                .is_some_and(|c| c.conn.stable_id() == conn.stable_id());
+            let now = Instant::now();
+            let recent = e
+                .last_hello
+                .is_some_and(|t| now.duration_since(t) < HELLO_INTERVAL);
+            e.last_hello = Some(now);
+            same && recent
+        });
+        if flooding {
+            return Err(StreamError::Local(
+                crate::wire::Code::Busy,
+                "hello too often",
+            ));
         }
-        self.info()
+        self.install(id, conn, info);
+        Ok(self.info())
     }
 }
 
 /// Serves every stream the peer opens on `conn`.
-async fn serve(inner: Arc<Inner>, id: PeerId, conn: quinn::Connection) {
-    let router = inner.router.clone();
-    drop(inner);
+async fn serve(router: Router, id: PeerId, conn: quinn::Connection) {
     while let Ok((send, recv)) = conn.accept_bi().await {
-        let router = router.clone();
-        let conn = conn.clone();
+        let (router, conn) = (router.clone(), conn.clone());
         tokio::spawn(async move { router.dispatch(id, conn, send, recv).await });
     }
 }
 
-async fn accept_loop(inner: Arc<Inner>) {
-    let mut shutdown = inner.shutdown.subscribe();
-    loop {
-        let incoming = tokio::select! {
-            i = inner.endpoint.accept() => i,
-            _ = shutdown.changed() => None,
-        };
-        let Some(incoming) = incoming else { break };
-        if inner.connection_count() >= inner.cfg.max_connections {
+async fn accept_loop(weak: Weak<Inner>, endpoint: quinn::Endpoint) {
+    while let Some(incoming) = endpoint.accept().await {
+        let Some(inner) = weak.upgrade() else { break };
+        // Counts handshaking and hello-less connections too, not just installed ones.
+        if endpoint.open_connections() >= inner.cfg.max_connections {
             tracing::warn!(remote = %incoming.remote_address(), "refused connection: too many");
             incoming.refuse();
             continue;
         }
-        let inner = inner.clone();
-        tokio::spawn(async move {
-            let remote = incoming.remote_address();
-            let conn = match tokio::time::timeout(inner.cfg.connect_timeout, incoming).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    return tracing::info!(%remote, error = %e, "incoming handshake failed")
-                }
-                Err(_) => return tracing::info!(%remote, "incoming handshake timed out"),
-            };
-            let Some(id) = tls::peer_id_of(&conn) else {
-                return;
-            };
-            tracing::debug!(%remote, peer = %id.short(), "incoming connection");
-            // A connection must introduce itself; otherwise it only holds resources.
-            let watchdog = {
-                let (weak, conn, wait) = (
-                    Arc::downgrade(&inner),
-                    conn.clone(),
-                    inner.cfg.connect_timeout * 2,
-                );
-                async move {
-                    tokio::time::sleep(wait).await;
-                    let Some(inner) = weak.upgrade() else { return };
-                    let installed = lock(&inner.peers)
-                        .get(&id)
-                        .and_then(|e| e.conn.as_ref())
-                        .is_some_and(|c| c.conn.stable_id() == conn.stable_id());
-                    if !installed && conn.close_reason().is_none() {
-                        tracing::info!(%remote, "closing connection that sent no hello");
-                        conn.close(CloseCode::HelloTimeout.var_int(), b"no hello");
-                    }
-                }
-            };
-            tokio::spawn(watchdog);
-            serve(inner, id, conn).await;
-        });
+        tokio::spawn(accept_one(inner, incoming));
     }
 }
 
-async fn discovery_loop(
-    weak: std::sync::Weak<Inner>,
-    mut rx: tokio::sync::mpsc::Receiver<DiscoveryEvent>,
-) {
+async fn accept_one(inner: Arc<Inner>, incoming: quinn::Incoming) {
+    let remote = incoming.remote_address();
+    let conn = match tokio::time::timeout(inner.cfg.connect_timeout, incoming).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => return tracing::info!(%remote, error = %e, "incoming handshake failed"),
+        Err(_) => return tracing::info!(%remote, "incoming handshake timed out"),
+    };
+    let Some(id) = tls::peer_id_of(&conn) else {
+        return;
+    };
+    if id == inner.identity.peer_id() {
+        return conn.close(CloseCode::SelfConnection.var_int(), b"self");
+    }
+    tracing::debug!(%remote, peer = %id.short(), "incoming connection");
+    // A connection must introduce itself; otherwise it only holds resources.
+    let (weak, wait) = (
+        Arc::downgrade(&inner),
+        inner.cfg.connect_timeout.saturating_mul(2),
+    );
+    let watched = conn.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(wait).await;
+        let Some(inner) = weak.upgrade() else { return };
+        let installed = lock(&inner.peers)
+            .get(&id)
+            .and_then(|e| e.conn.as_ref())
+            .is_some_and(|c| c.conn.stable_id() == watched.stable_id());
+        if !installed && watched.close_reason().is_none() {
+            tracing::info!(%remote, "closing connection that sent no hello");
+            watched.close(CloseCode::HelloTimeout.var_int(), b"no hello");
+        }
+    });
+    let router = inner.router.clone();
+    drop(inner);
+    serve(router, id, conn).await;
+}
+
+async fn discovery_loop(weak: Weak<Inner>, mut rx: tokio::sync::mpsc::Receiver<DiscoveryEvent>) {
     while let Some(ev) = rx.recv().await {
         let Some(inner) = weak.upgrade() else { break };
         match ev {
-            DiscoveryEvent::Resolved { id, info, addrs } => {
+            DiscoveryEvent::Resolved {
+                id,
+                info,
+                mut addrs,
+            } => {
+                addrs.truncate(MAX_ADDRS);
                 let start = inner.update(id, |e| {
-                    if e.conn.is_none() {
+                    // While connected, the proven connection beats unauthenticated records.
+                    if e.live().is_none() {
                         e.info = info;
+                        e.addrs = addrs;
                     }
-                    e.addrs = addrs;
                     e.in_mdns = true;
-                    !std::mem::replace(&mut e.supervised, true)
+                    !std::mem::replace(&mut e.mdns_supervised, true)
                 });
                 if start {
                     tokio::spawn(mdns_supervisor(weak.clone(), id));
@@ -720,91 +838,115 @@ async fn discovery_loop(
     }
 }
 
+enum Step {
+    Exit,
+    Wait(quinn::Connection),
+    Dial(Vec<SocketAddr>),
+}
+
 /// Keeps dialing an mDNS-announced peer while mDNS says it exists and we have no connection.
-async fn mdns_supervisor(weak: std::sync::Weak<Inner>, id: PeerId) {
+async fn mdns_supervisor(weak: Weak<Inner>, id: PeerId) {
     let mut backoff = Duration::from_millis(250);
     let mut first = true;
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        let (in_mdns, addrs, conn) = match lock(&inner.peers).get(&id) {
-            Some(e) => (e.in_mdns, e.addrs.clone(), e.conn.clone()),
-            None => (false, vec![], None),
-        };
-        if !in_mdns || inner.is_shutting_down() {
-            inner.update(id, |e| e.supervised = false);
-            return;
-        }
-        if let Some(c) = conn {
-            drop(inner);
-            c.conn.closed().await;
-            backoff = Duration::from_millis(250);
-            continue;
-        }
-        // The larger id gives the smaller one a moment to dial first: fewer duplicate handshakes.
-        if first && inner.identity.peer_id() > id {
-            first = false;
-            let max = inner.cfg.max_backoff;
-            drop(inner);
-            tokio::time::sleep(Duration::from_millis(500).min(max)).await;
-            continue;
-        }
-        first = false;
-        let mut ok = false;
-        for addr in addrs {
-            match inner.clone().dial(addr, Some(id)).await {
-                Ok(_) => {
-                    ok = true;
-                    break;
-                }
-                Err(e) => tracing::debug!(peer = %id.short(), %addr, error = %e, "dial failed"),
-            }
-        }
         let max = inner.cfg.max_backoff;
-        drop(inner);
-        if !ok {
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(max);
+        let shutting_down = inner.is_shutting_down();
+        // Decide and, when leaving, clear the flag in one step, so a new mDNS record arriving
+        // meanwhile either sees us running or starts a new supervisor.
+        let step = inner.update(id, |e| {
+            if !e.in_mdns || shutting_down {
+                e.mdns_supervised = false;
+                Step::Exit
+            } else if let Some(c) = e.live() {
+                Step::Wait(c.conn.clone())
+            } else {
+                Step::Dial(e.addrs.clone())
+            }
+        });
+        match step {
+            Step::Exit => return,
+            Step::Wait(conn) => {
+                drop(inner);
+                let since = Instant::now();
+                conn.closed().await;
+                backoff = settle(since, backoff, max).await;
+            }
+            Step::Dial(addrs) => {
+                // The larger id gives the smaller one a moment to dial first: fewer duplicates.
+                if std::mem::take(&mut first) && inner.identity.peer_id() > id {
+                    drop(inner);
+                    tokio::time::sleep(Duration::from_millis(500).min(max)).await;
+                    continue;
+                }
+                let mut ok = false;
+                for addr in addrs {
+                    match inner.clone().dial(addr, Some(id)).await {
+                        Ok(_) => {
+                            ok = true;
+                            break;
+                        }
+                        Err(e) => {
+                            tracing::debug!(peer = %id.short(), %addr, error = %e, "dial failed")
+                        }
+                    }
+                }
+                drop(inner);
+                if !ok {
+                    tokio::time::sleep(backoff).await;
+                    backoff = backoff.saturating_mul(2).min(max);
+                }
+            }
         }
     }
 }
 
+/// After a connection ends: a long-lived one resets the backoff; a short-lived one (a peer that
+/// accepts and drops at once) waits it out, so nobody redials in a hot loop.
+async fn settle(since: Instant, backoff: Duration, max: Duration) -> Duration {
+    if since.elapsed() >= STABLE {
+        Duration::from_millis(250)
+    } else {
+        tokio::time::sleep(backoff).await;
+        backoff.saturating_mul(2).min(max)
+    }
+}
+
 /// Keeps a connection to a manually given address up until shutdown.
-async fn manual_supervisor(
-    weak: std::sync::Weak<Inner>,
-    addr: SocketAddr,
-    expected: Option<PeerId>,
-) {
+async fn manual_supervisor(weak: Weak<Inner>, addr: SocketAddr, expected: Option<PeerId>) {
     let mut backoff = Duration::from_millis(250);
+    let mut known = expected;
     loop {
         let Some(inner) = weak.upgrade() else { return };
         if inner.is_shutting_down() {
             return;
         }
         let max = inner.cfg.max_backoff;
-        match inner.clone().dial(addr, expected).await {
-            Ok((id, conn)) => {
-                inner.update(id, |e| e.supervised = true);
-                drop(inner);
-                conn.closed().await;
-                backoff = Duration::from_millis(250);
-                if let Some(inner) = weak.upgrade() {
-                    // Whichever connection replaced this one (or none) decides the state.
-                    if let Some(c) = inner.live_conn(&id) {
-                        drop(inner);
-                        c.closed().await;
-                    }
-                }
+        // Whatever connection the peer has now (ours, or its own dial to us) will do.
+        let live = known.and_then(|id| inner.live_conn(&id));
+        let conn = match live {
+            Some(c) => Ok(c),
+            None => inner.clone().dial(addr, expected).await.map(|(id, c)| {
+                known = Some(id);
+                inner.update(id, |e| e.manual = true);
+                c
+            }),
+        };
+        drop(inner);
+        match conn {
+            Ok(c) => {
+                let since = Instant::now();
+                c.closed().await;
+                backoff = settle(since, backoff, max).await;
             }
-            Err(e @ DialError::IdentityMismatch { .. }) => {
+            Err(e @ (DialError::IdentityMismatch { .. } | DialError::SelfDial { .. })) => {
                 tracing::warn!(error = %e, "manual peer refused");
-                drop(inner);
                 tokio::time::sleep(max).await;
             }
             Err(e) => {
                 tracing::debug!(%addr, error = %e, "manual dial failed");
-                drop(inner);
                 tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(max);
+                backoff = backoff.saturating_mul(2).min(max);
             }
         }
     }

@@ -28,7 +28,7 @@ pub const MAX_FRAME: usize = 16;
 /// Pings served on one stream before the responder ends it.
 pub const MAX_PINGS: u32 = 10_000;
 /// How long either side waits for the next frame.
-pub const IDLE: Duration = Duration::from_secs(10);
+pub const IDLE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Ping {
@@ -41,15 +41,22 @@ pub async fn ping(
     count: u32,
     interval: Duration,
 ) -> Result<Vec<Duration>, StreamError> {
-    let (mut send, mut recv) = crate::router::open(conn, ID, VERSION).await?;
+    let (mut send, mut recv) = tokio::time::timeout(IDLE, crate::router::open(conn, ID, VERSION))
+        .await
+        .map_err(|_| StreamError::Timeout("ping stream"))??;
     let mut rtts = Vec::with_capacity(count.min(MAX_PINGS) as usize);
     for seq in 0..count.min(MAX_PINGS) {
         if seq > 0 {
             tokio::time::sleep(interval).await;
         }
         let t = Instant::now();
-        write_frame(&mut send, &Ping { seq }, MAX_FRAME).await?;
-        let echo: Ping = expect_frame(&mut recv, MAX_FRAME, IDLE, "pong").await?;
+        let round = async {
+            write_frame(&mut send, &Ping { seq }, MAX_FRAME).await?;
+            expect_frame::<_, Ping>(&mut recv, MAX_FRAME, IDLE, "pong").await
+        };
+        let echo = tokio::time::timeout(IDLE, round)
+            .await
+            .map_err(|_| StreamError::Timeout("pong"))??;
         if echo.seq != seq {
             return Err(StreamError::Protocol(format!(
                 "pong {} for ping {seq}",
@@ -78,7 +85,9 @@ impl Protocol for PingProtocol {
                 let next =
                     tokio::time::timeout(IDLE, read_frame::<_, Ping>(&mut s.recv, MAX_FRAME)).await;
                 match next.map_err(|_| StreamError::Timeout("ping"))?? {
-                    Some(p) => write_frame(&mut s.send, &p, MAX_FRAME).await?,
+                    Some(p) => tokio::time::timeout(IDLE, write_frame(&mut s.send, &p, MAX_FRAME))
+                        .await
+                        .map_err(|_| StreamError::Timeout("ping echo"))??,
                     None => return Ok(()),
                 }
             }

@@ -42,8 +42,15 @@ pub struct Router {
 }
 
 impl Router {
-    pub fn add(&mut self, p: Arc<dyn Protocol>) {
-        self.protocols.insert(p.id(), p);
+    /// Registers a protocol; `Err(id)` if another one already has its id.
+    pub fn add(&mut self, p: Arc<dyn Protocol>) -> Result<(), u16> {
+        match self.protocols.entry(p.id()) {
+            std::collections::hash_map::Entry::Occupied(_) => Err(p.id()),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(p);
+                Ok(())
+            }
+        }
     }
 
     /// Serves one incoming stream to completion, logging (not propagating) every failure.

@@ -119,6 +119,8 @@ pub enum CloseCode {
     HelloTimeout = 2,
     /// Too many connections.
     Busy = 3,
+    /// The peer dialed itself.
+    SelfConnection = 4,
 }
 
 impl CloseCode {
@@ -142,6 +144,8 @@ pub enum StreamError {
     Protocol(String),
     #[error("the peer ended the stream with code {0:?}")]
     Peer(Code),
+    #[error("ended here: {1}")]
+    Local(Code, &'static str),
     #[error("connection lost: {0}")]
     Connection(#[from] quinn::ConnectionError),
     #[error("i/o: {0}")]
@@ -170,7 +174,7 @@ impl StreamError {
             | StreamError::TooLarge { .. }
             | StreamError::Decode(_)
             | StreamError::Protocol(_) => Code::ProtocolError,
-            StreamError::Peer(c) => *c,
+            StreamError::Peer(c) | StreamError::Local(c, _) => *c,
             StreamError::Connection(_) | StreamError::Io(_) => Code::Internal,
         }
     }

@@ -357,3 +357,49 @@ async fn wait_for(
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dialing_yourself_is_refused_and_leaves_no_peer() {
+    let a = node("alpha").await;
+    assert!(matches!(
+        a.connect(addr(&a), None).await,
+        Err(DialError::SelfDial { .. })
+    ));
+    assert!(a.peers().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hello_flood_is_refused_and_other_peers_are_served() {
+    let (victim, mallory, friend) = (
+        node("victim").await,
+        node("mallory").await,
+        node("friend").await,
+    );
+    let id = mallory.connect(addr(&victim), None).await.unwrap();
+    let conn = mallory.connection(&id).unwrap();
+    friend.connect(addr(&victim), None).await.unwrap();
+    let mut refused = 0;
+    for i in 0..200 {
+        let info = NodeInfo {
+            name: format!("mallory-{i}"),
+            ..Default::default()
+        };
+        match ferry_p2p::hello::exchange(&conn, &info).await {
+            Ok(_) => {}
+            Err(ferry_p2p::StreamError::Peer(Code::Busy)) => refused += 1,
+            Err(e) => panic!("unexpected {e}"),
+        }
+    }
+    println!("hello flood: {refused} of 200 refused as busy");
+    assert!(refused >= 190, "only {refused} refused");
+    assert_eq!(
+        friend
+            .ping(&victim.id(), 3, Duration::ZERO)
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    // The flood did not rename mallory 200 times: at most the accepted ones got through.
+    assert_eq!(victim.peers().len(), 2);
+}
