@@ -1,0 +1,361 @@
+//! The manifest: what a transfer contains, described once, up front.
+//!
+//! Entries are addressed by id (their index); block data never carries names. Paths travel as
+//! validated components, never as joined strings, and the receiver maps them to safe local names
+//! itself (see [`crate::names`]).
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{self, NameError};
+
+/// Most entries one transfer may hold.
+pub const MAX_ENTRIES: usize = 250_000;
+/// Largest single file (1 PiB): bigger claims are lies, not files.
+pub const MAX_FILE_SIZE: u64 = 1 << 50;
+/// Largest encoded manifest frame.
+pub const MAX_MANIFEST_BYTES: usize = 48 << 20;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Relative path, one component per element.
+    pub path: Vec<String>,
+    pub kind: EntryKind,
+    /// Bytes (0 for directories).
+    pub size: u64,
+    /// Unix permission bits (0o777 mask); informational on other systems.
+    pub mode: u32,
+    /// Modification time, seconds since the Unix epoch.
+    pub mtime: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Entry `i` has id `i`. Parents come before their children.
+    pub entries: Vec<Entry>,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ManifestError {
+    #[error("the transfer is empty")]
+    Empty,
+    #[error("{count} entries exceed the limit of {MAX_ENTRIES}")]
+    TooManyEntries { count: usize },
+    #[error("entry {id}: {source}")]
+    BadName { id: usize, source: NameError },
+    #[error("entry {id}: size {size} exceeds the limit")]
+    TooLarge { id: usize, size: u64 },
+    #[error("entry {id}: a directory with a size")]
+    DirWithSize { id: usize },
+    #[error("entry {id}: the same path appears twice")]
+    Duplicate { id: usize },
+    #[error("entry {id}: its parent folder is not listed before it")]
+    Orphan { id: usize },
+}
+
+impl Manifest {
+    /// Checks everything a peer could lie about. A manifest that fails is refused whole.
+    pub fn validate(&self) -> Result<(), ManifestError> {
+        if self.entries.is_empty() {
+            return Err(ManifestError::Empty);
+        }
+        if self.entries.len() > MAX_ENTRIES {
+            return Err(ManifestError::TooManyEntries {
+                count: self.entries.len(),
+            });
+        }
+        let mut seen = std::collections::HashSet::with_capacity(self.entries.len());
+        let mut dirs = std::collections::HashSet::new();
+        for (id, e) in self.entries.iter().enumerate() {
+            names::validate_wire_path(&e.path)
+                .map_err(|source| ManifestError::BadName { id, source })?;
+            match e.kind {
+                EntryKind::File if e.size > MAX_FILE_SIZE => {
+                    return Err(ManifestError::TooLarge { id, size: e.size })
+                }
+                EntryKind::Dir if e.size != 0 => return Err(ManifestError::DirWithSize { id }),
+                _ => {}
+            }
+            if !seen.insert(e.path.as_slice()) {
+                return Err(ManifestError::Duplicate { id });
+            }
+            if e.path.len() > 1 && !dirs.contains(&e.path[..e.path.len() - 1]) {
+                return Err(ManifestError::Orphan { id });
+            }
+            if e.kind == EntryKind::Dir {
+                dirs.insert(e.path.as_slice());
+            }
+        }
+        Ok(())
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| e.size)
+            .fold(0u64, u64::saturating_add)
+    }
+
+    pub fn file_count(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File)
+            .count()
+    }
+
+    /// Up to `n` top-level names, for a prompt ("photos/, notes.txt, …").
+    pub fn first_names(&self, n: usize) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.path.len() == 1)
+            .take(n)
+            .map(|e| match e.kind {
+                EntryKind::Dir => format!("{}/", e.path[0]),
+                EntryKind::File => e.path[0].clone(),
+            })
+            .collect()
+    }
+}
+
+/// A manifest built from local paths, with the source of every entry.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub manifest: Manifest,
+    /// `sources[i]` is where entry `i` is read from.
+    pub sources: Vec<PathBuf>,
+    /// Symlinks and special files that were left out, with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}: has no file name to send it under")]
+    NoName(PathBuf),
+    #[error("{0}: its name is not valid UTF-8 and cannot be sent")]
+    NotUtf8(PathBuf),
+    #[error("two items would be sent as '{0}'")]
+    Duplicate(String),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+}
+
+/// Walks files and folders (folders recursively, empty ones kept). Symlinks are not followed:
+/// they are listed in `skipped`.
+pub fn collect(roots: &[PathBuf]) -> Result<Collected, CollectError> {
+    let mut out = Collected::default();
+    for root in roots {
+        let name = root
+            .file_name()
+            .ok_or_else(|| CollectError::NoName(root.clone()))?;
+        let name = name
+            .to_str()
+            .ok_or_else(|| CollectError::NotUtf8(root.clone()))?
+            .to_string();
+        if out
+            .manifest
+            .entries
+            .iter()
+            .any(|e| e.path.len() == 1 && e.path[0] == name)
+        {
+            return Err(CollectError::Duplicate(name));
+        }
+        walk(root, vec![name], &mut out)?;
+    }
+    out.manifest.validate()?;
+    Ok(out)
+}
+
+fn walk(path: &Path, rel: Vec<String>, out: &mut Collected) -> Result<(), CollectError> {
+    let io = |source| CollectError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::symlink_metadata(path).map_err(io)?;
+    let mtime = meta
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_secs() as i64);
+    #[cfg(unix)]
+    let mode = std::os::unix::fs::PermissionsExt::mode(&meta.permissions()) & 0o777;
+    #[cfg(not(unix))]
+    let mode = if meta.permissions().readonly() {
+        0o444
+    } else {
+        0o644
+    };
+    let ft = meta.file_type();
+    if ft.is_file() {
+        out.manifest.entries.push(Entry {
+            path: rel,
+            kind: EntryKind::File,
+            size: meta.len(),
+            mode,
+            mtime,
+        });
+        out.sources.push(path.to_path_buf());
+    } else if ft.is_dir() {
+        out.manifest.entries.push(Entry {
+            path: rel.clone(),
+            kind: EntryKind::Dir,
+            size: 0,
+            mode,
+            mtime,
+        });
+        out.sources.push(path.to_path_buf());
+        let mut children: Vec<_> = std::fs::read_dir(path)
+            .map_err(io)?
+            .collect::<Result<_, _>>()
+            .map_err(io)?;
+        children.sort_by_key(|c| c.file_name());
+        for child in children {
+            let Some(name) = child.file_name().to_str().map(String::from) else {
+                out.skipped
+                    .push((child.path(), "name is not valid UTF-8".into()));
+                continue;
+            };
+            let mut rel = rel.clone();
+            rel.push(name);
+            walk(&child.path(), rel, out)?;
+        }
+    } else if ft.is_symlink() {
+        out.skipped
+            .push((path.to_path_buf(), "symbolic link (not followed)".into()));
+    } else {
+        out.skipped
+            .push((path.to_path_buf(), "not a regular file or folder".into()));
+    }
+    if out.manifest.entries.len() > MAX_ENTRIES {
+        return Err(ManifestError::TooManyEntries {
+            count: out.manifest.entries.len(),
+        }
+        .into());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &[&str], size: u64) -> Entry {
+        Entry {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            kind: EntryKind::File,
+            size,
+            mode: 0o644,
+            mtime: 0,
+        }
+    }
+    fn dir(path: &[&str]) -> Entry {
+        Entry {
+            kind: EntryKind::Dir,
+            size: 0,
+            ..file(path, 0)
+        }
+    }
+
+    #[test]
+    fn validation_refuses_lies() {
+        let ok = Manifest {
+            entries: vec![dir(&["a"]), file(&["a", "b"], 3)],
+        };
+        assert_eq!(ok.validate(), Ok(()));
+        assert_eq!(Manifest::default().validate(), Err(ManifestError::Empty));
+        let traversal = Manifest {
+            entries: vec![file(&["..", "etc"], 1)],
+        };
+        assert!(matches!(
+            traversal.validate(),
+            Err(ManifestError::BadName { id: 0, .. })
+        ));
+        let huge = Manifest {
+            entries: vec![file(&["x"], u64::MAX)],
+        };
+        assert!(matches!(
+            huge.validate(),
+            Err(ManifestError::TooLarge { .. })
+        ));
+        let orphan = Manifest {
+            entries: vec![file(&["a", "b"], 1)],
+        };
+        assert_eq!(orphan.validate(), Err(ManifestError::Orphan { id: 0 }));
+        let dup = Manifest {
+            entries: vec![file(&["x"], 1), file(&["x"], 2)],
+        };
+        assert_eq!(dup.validate(), Err(ManifestError::Duplicate { id: 1 }));
+        let sized_dir = Manifest {
+            entries: vec![Entry {
+                size: 5,
+                ..dir(&["d"])
+            }],
+        };
+        assert_eq!(
+            sized_dir.validate(),
+            Err(ManifestError::DirWithSize { id: 0 })
+        );
+        let nul = Manifest {
+            entries: vec![file(&["a\0b"], 1)],
+        };
+        assert!(nul.validate().is_err());
+        let long = Manifest {
+            entries: vec![file(&[&"x".repeat(10_000)], 1)],
+        };
+        assert!(long.validate().is_err());
+    }
+
+    #[test]
+    fn collects_trees_with_empty_dirs_and_skips_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("photos");
+        std::fs::create_dir_all(root.join("empty")).unwrap();
+        std::fs::create_dir_all(root.join("ünïcødé 日本")).unwrap();
+        std::fs::write(root.join("ünïcødé 日本/a.txt"), b"hello").unwrap();
+        std::fs::write(root.join("zero"), b"").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+        let c = collect(&[root]).unwrap();
+        let paths: Vec<String> = c
+            .manifest
+            .entries
+            .iter()
+            .map(|e| e.path.join("/"))
+            .collect();
+        assert_eq!(
+            paths,
+            [
+                "photos",
+                "photos/empty",
+                "photos/zero",
+                "photos/ünïcødé 日本",
+                "photos/ünïcødé 日本/a.txt"
+            ]
+        );
+        assert_eq!(c.manifest.total_bytes(), 5);
+        assert_eq!(c.manifest.file_count(), 2);
+        #[cfg(unix)]
+        assert_eq!(c.skipped.len(), 1);
+        assert_eq!(c.manifest.first_names(3), ["photos/"]);
+    }
+
+    #[test]
+    fn manifest_round_trips_in_postcard() {
+        let m = Manifest {
+            entries: vec![dir(&["a"]), file(&["a", "é"], 42)],
+        };
+        let bytes = postcard::to_stdvec(&m).unwrap();
+        assert_eq!(postcard::from_bytes::<Manifest>(&bytes).unwrap(), m);
+    }
+}
