@@ -124,7 +124,7 @@ fn sample(src: &Path) -> PathBuf {
 async fn folders_round_trip_verified_with_empty_dirs_and_zero_byte_files() {
     let (src, dest) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let root = sample(src.path());
-    let s = setup(&[root.clone()], dest.path());
+    let s = setup(std::slice::from_ref(&root), dest.path());
     assert_eq!(s.manifest.file_count(), 3);
     let (a, b) = tokio::io::duplex(256 << 10);
     let (outcomes, result) = run(a, b, s.jobs, &s.plan).await;
