@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::names::Os;
 use crate::place;
@@ -35,6 +35,13 @@ pub struct Expect {
     pub offset: u64,
     pub size: u64,
 }
+
+/// Called on the writer thread with an entry id and its destination right before a verified,
+/// durable file is moved into place: the caller records it first, so that after a crash between
+/// the two steps a resume finds the file recorded and places the leftover temp file itself
+/// instead of receiving it again. An error stops the stream as a disk error.
+pub type Journal =
+    std::sync::Arc<dyn Fn(u32, &std::path::Path) -> std::io::Result<()> + Send + Sync>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileOutcome {
@@ -69,6 +76,9 @@ pub enum RecvError {
         path: PathBuf,
         source: std::io::Error,
     },
+    /// Stopped from this side; everything received so far is written and reported.
+    #[error("stopped")]
+    Stopped,
 }
 
 enum Cmd {
@@ -85,19 +95,25 @@ pub async fn receive_files<R: AsyncRead + Unpin>(
     r: &mut R,
     plan: &HashMap<u32, Expect>,
     os: Os,
+    journal: Journal,
     outcomes: mpsc::Sender<FileOutcome>,
     received: &AtomicU64,
+    mut stop: watch::Receiver<bool>,
 ) -> Result<(), RecvError> {
     let (tx, rx) = std::sync::mpsc::sync_channel::<Cmd>(8);
     let (err_tx, mut err_rx) = mpsc::channel::<RecvError>(1);
     let writer = std::thread::Builder::new()
         .name("ferry-recv-write".into())
-        .spawn(move || write_loop(rx, os, outcomes, err_tx))
+        .spawn(move || write_loop(rx, os, journal, outcomes, err_tx))
         .map_err(|source| RecvError::Disk {
             path: PathBuf::new(),
             source,
         })?;
-    let result = read_loop(r, plan, &tx, received, &mut err_rx).await;
+    let result = tokio::select! {
+        r = read_loop(r, plan, &tx, received, &mut err_rx) => r,
+                // A dropped sender means nobody can stop us: wait forever on that branch.
+        _ = async { if stop.wait_for(|s| *s).await.is_err() { std::future::pending::<()>().await } } => Err(RecvError::Stopped),
+    };
     drop(tx);
     let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     // A disk error reported after the last record still fails the stream.
@@ -207,6 +223,7 @@ struct Batch {
 fn write_loop(
     rx: std::sync::mpsc::Receiver<Cmd>,
     os: Os,
+    journal: Journal,
     outcomes: mpsc::Sender<FileOutcome>,
     err: mpsc::Sender<RecvError>,
 ) {
@@ -234,7 +251,7 @@ fn write_loop(
         let flush_due = batch.files.len() >= BATCH_FILES
             || batch.since.is_some_and(|t| t.elapsed() >= BATCH_WAIT);
         if cmd.is_none() || flush_due {
-            if let Err((path, e)) = flush(&mut batch, os, &outcomes) {
+            if let Err((path, e)) = flush(&mut batch, os, &journal, &outcomes) {
                 return fail(&path, e);
             }
         }
@@ -275,6 +292,7 @@ fn write_loop(
                     let placed = o
                         .file
                         .sync_all()
+                        .and_then(|()| journal(o.id, &o.exp.dest))
                         .and_then(|()| place::place(&o.exp.temp, &o.exp.dest, os));
                     match placed {
                         Ok(path) => {
@@ -309,7 +327,7 @@ fn write_loop(
             }
         }
     }
-    if let Err((path, e)) = flush(&mut batch, os, &outcomes) {
+    if let Err((path, e)) = flush(&mut batch, os, &journal, &outcomes) {
         fail(&path, e);
     }
 }
@@ -318,6 +336,7 @@ fn write_loop(
 fn flush(
     batch: &mut Batch,
     os: Os,
+    journal: &Journal,
     outcomes: &mpsc::Sender<FileOutcome>,
 ) -> Result<(), (PathBuf, std::io::Error)> {
     let files = std::mem::take(&mut batch.files);
@@ -329,6 +348,7 @@ fn flush(
     let temps: Vec<PathBuf> = files.iter().map(|(_, _, e)| e.temp.clone()).collect();
     place::sync_batch(&dir, &temps).map_err(|e| (dir.clone(), e))?;
     for (id, hash, exp) in files {
+        journal(id, &exp.dest).map_err(|e| (exp.dest.clone(), e))?;
         let path = place::place(&exp.temp, &exp.dest, os).map_err(|e| (exp.dest.clone(), e))?;
         if outcomes
             .blocking_send(FileOutcome::Verified { id, hash, path })

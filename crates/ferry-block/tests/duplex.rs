@@ -15,6 +15,10 @@ use ferry_block::{record, Manifest};
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
+fn no_journal() -> ferry_block::recv::Journal {
+    std::sync::Arc::new(|_, _| Ok(()))
+}
+
 struct Setup {
     manifest: Manifest,
     jobs: Vec<FileJob>,
@@ -75,7 +79,16 @@ where
     });
     let (tx, mut rx) = mpsc::channel(1024);
     let received = AtomicU64::new(0);
-    let result = receive_files(&mut r, plan, Os::current(), tx, &received).await;
+    let result = receive_files(
+        &mut r,
+        plan,
+        Os::current(),
+        no_journal(),
+        tx,
+        &received,
+        watch::channel(false).1,
+    )
+    .await;
     let _ = sender.await;
     let mut outcomes = vec![];
     while let Ok(o) = rx.try_recv() {
@@ -300,7 +313,16 @@ async fn receive_raw(
     let plan = HashMap::from([(0u32, exp)]);
     let (tx, mut rx) = mpsc::channel(16);
     let got = AtomicU64::new(0);
-    let result = receive_files(&mut &bytes[..], &plan, Os::current(), tx, &got).await;
+    let result = receive_files(
+        &mut &bytes[..],
+        &plan,
+        Os::current(),
+        no_journal(),
+        tx,
+        &got,
+        watch::channel(false).1,
+    )
+    .await;
     let mut outcomes = vec![];
     while let Ok(o) = rx.try_recv() {
         outcomes.push(o);

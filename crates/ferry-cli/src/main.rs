@@ -1,6 +1,9 @@
 //! `ferry`: a headless Ferry node and its commands. Human output by default; `--json` prints
-//! one JSON object per line, each with a `type` field (the engine's events plus a few
-//! command results, documented in README).
+//! one JSON object per line, each with a `type` field (the engine's events plus a few command
+//! results, documented in README).
+
+mod out;
+mod transfer;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,9 +11,10 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
-use ferry_core::{Event, Node, NodeConfig, PeerSnapshot, Target};
-use serde_json::json;
+use ferry_core::{AcceptPolicy, Node, NodeConfig, Target};
 use tokio::io::AsyncBufReadExt;
+
+use out::Out;
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +49,18 @@ struct Global {
     /// Keep a connection to this peer: host:port or FINGERPRINT@host:port (repeatable).
     #[arg(long, global = true, value_name = "ADDR")]
     connect: Vec<String>,
+    /// Where received files go (default: your Downloads folder).
+    #[arg(long, global = true, env = "FERRY_DEST")]
+    dest: Option<PathBuf>,
+    /// Accept every incoming transfer without asking.
+    #[arg(long, global = true)]
+    yes: bool,
+    /// Accept transfers from these peers (fingerprints) without asking; ask about others.
+    #[arg(long, global = true, value_delimiter = ',', value_name = "FINGERPRINT")]
+    accept_from: Vec<String>,
+    /// How long a Spacedrop prompt waits for an answer before it counts as rejected.
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration)]
+    prompt_timeout: Duration,
     /// One JSON object per line instead of text.
     #[arg(long, global = true)]
     json: bool,
@@ -52,9 +68,30 @@ struct Global {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a node: print its identity, then peers as they appear, change and leave.
-    /// Reads commands on stdin: `name NEW`, `peers`, `ping PEER`, `quit`.
+    /// Run a node: print its identity, then peers, prompts and transfers as they happen.
+    /// Reads commands on stdin (type `help`).
     Node,
+    /// Run a node that receives: answer prompts with y/n on stdin (or use --yes / --accept-from).
+    Receive {
+        /// Exit after the first transfer ends (0 if it arrived complete and verified).
+        #[arg(long)]
+        once: bool,
+    },
+    /// Send files and folders to a peer and follow the transfer to its end.
+    /// While it runs, stdin takes `p` (pause), `r` (resume) and `c` (cancel).
+    Send {
+        peer: String,
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// How long to look for a peer given by name or fingerprint.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        wait: Duration,
+    },
+    /// List transfers (active, paused, failed with reason, done), or resume / cancel one.
+    Transfers {
+        #[command(subcommand)]
+        action: Option<TransfersAction>,
+    },
     /// List nearby peers (name, fingerprint, OS, addresses, state, RTT).
     Peers {
         /// How long to look for peers before printing.
@@ -74,6 +111,16 @@ enum Command {
     },
     /// Print this node's identity.
     Id,
+}
+
+#[derive(Subcommand)]
+enum TransfersAction {
+    /// List them (the default).
+    List,
+    /// Resume an interrupted outgoing transfer (ID or a unique prefix) and follow it.
+    Resume { id: String },
+    /// Cancel a transfer; a receiver also removes its partial files.
+    Cancel { id: String },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -103,19 +150,17 @@ async fn main() {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let json = cli.global.json;
-    if let Err(e) = run(cli).await {
-        if json {
-            println!("{}", json!({"type": "error", "message": format!("{e:#}")}));
-        } else {
-            eprintln!("ferry: {e:#}");
+    let out = Out::new(cli.global.json);
+    match run(cli, &out).await {
+        Ok(code) => std::process::exit(code),
+        Err(e) => {
+            out.error(&e);
+            std::process::exit(1);
         }
-        std::process::exit(1);
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    let g = cli.global;
+fn node_config(g: &Global, resume_transfers: bool) -> Result<NodeConfig> {
     let mut cfg = NodeConfig::new(
         g.data_dir
             .clone()
@@ -125,6 +170,7 @@ async fn run(cli: Cli) -> Result<()> {
     cfg.listen = g.listen;
     cfg.discovery = !g.no_discovery;
     cfg.interfaces = g.interfaces.clone();
+    cfg.resume_transfers = resume_transfers;
     for c in &g.connect {
         match c.parse::<Target>()? {
             Target::Addr { addr, pin } => cfg.connect.push((addr, pin)),
@@ -133,40 +179,98 @@ async fn run(cli: Cli) -> Result<()> {
             }
         }
     }
-    let out = Out { json: g.json };
-    let node = Node::start(cfg).await?;
-    let result = match cli.command {
-        Command::Node => run_node(&node, &out).await,
+    if let Some(dest) = &g.dest {
+        cfg.spacedrop.dest = std::path::absolute(dest).context("--dest")?;
+    }
+    cfg.spacedrop.prompt_timeout = g.prompt_timeout;
+    cfg.spacedrop.accept = if g.yes {
+        AcceptPolicy::Everyone
+    } else if !g.accept_from.is_empty() {
+        let peers = g
+            .accept_from
+            .iter()
+            .map(|p| p.parse().with_context(|| format!("--accept-from {p}")))
+            .collect::<Result<_>>()?;
+        AcceptPolicy::From(peers)
+    } else {
+        AcceptPolicy::Ask
+    };
+    Ok(cfg)
+}
+
+/// Runs the command; returns the process exit code.
+async fn run(cli: Cli, out: &Out) -> Result<i32> {
+    let g = cli.global;
+    // Listing reads the database directly, so it also works while a node runs.
+    if let Command::Transfers {
+        action: None | Some(TransfersAction::List),
+    } = cli.command
+    {
+        return transfer::list(&node_config(&g, false)?, out);
+    }
+    let long_running = matches!(
+        cli.command,
+        Command::Node | Command::Receive { .. } | Command::Send { .. }
+    );
+    let node = Node::start(node_config(&g, long_running)?).await?;
+    let code = match cli.command {
+        Command::Node => run_node(&node, out, None).await.map(|()| 0),
+        Command::Receive { once } => run_node(&node, out, Some(once)).await.map(|()| 0),
+        Command::Send { peer, paths, wait } => transfer::send(&node, out, &peer, paths, wait).await,
+        Command::Transfers {
+            action: Some(TransfersAction::Resume { id }),
+        } => transfer::resume(&node, out, &id).await,
+        Command::Transfers {
+            action: Some(TransfersAction::Cancel { id }),
+        } => transfer::cancel(&node, out, &id).map(|()| 0),
+        Command::Transfers { .. } => Ok(0),
         Command::Peers { wait } => {
             tokio::time::sleep(wait).await;
             out.peers(&node.peers());
-            Ok(())
+            Ok(0)
         }
         Command::Ping {
             peer,
             count,
             interval,
             wait,
-        } => ping(&node, &out, &peer, count, interval, wait).await,
+        } => ping(&node, out, &peer, count, interval, wait)
+            .await
+            .map(|()| 0),
         Command::Id => {
             out.event(&node.started_event());
-            Ok(())
+            Ok(0)
         }
     };
     node.shutdown().await;
-    result
+    code
 }
 
-async fn run_node(node: &Node, out: &Out) -> Result<()> {
+/// The long-running node. `receive` is `Some(once)` for `ferry receive`.
+async fn run_node(node: &Node, out: &Out, receive: Option<bool>) -> Result<()> {
     let mut events = node.subscribe();
     out.event(&node.started_event());
+    if receive.is_some() {
+        out.note(&format!(
+            "Receiving into {}",
+            node.spacedrop().config().dest.display()
+        ));
+    }
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
-    let mut term = signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("signal handler")?;
     loop {
         tokio::select! {
             e = events.recv() => match e {
-                Ok(e) => out.event(&e),
+                Ok(e) => {
+                    out.event(&e);
+                    if let (Some(true), ferry_core::Event::Transfer { transfer }) = (receive, &e) {
+                        if transfer.state.is_final() {
+                            return Ok(());
+                        }
+                    }
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(n, "missed events"),
                 Err(_) => return Ok(()),
             },
@@ -181,29 +285,43 @@ async fn run_node(node: &Node, out: &Out) -> Result<()> {
     }
 }
 
-fn signal(kind: tokio::signal::unix::SignalKind) -> Result<tokio::signal::unix::Signal> {
-    tokio::signal::unix::signal(kind).context("installing a signal handler")
-}
+const HELP: &str = "commands: y / n (answer the open prompt), accept [ID] [DIR], reject [ID], \
+transfers, pause ID, resume ID, cancel ID, peers, ping PEER, name NEW, quit";
 
-/// One line typed into a running `ferry node`. Returns false to stop.
+/// One line typed into a running node. Returns false to stop.
 async fn command(node: &Node, out: &Out, line: &str) -> bool {
-    let (cmd, arg) = line
-        .split_once(' ')
-        .map(|(c, a)| (c, a.trim()))
-        .unwrap_or((line, ""));
-    match cmd {
-        "" => {}
-        "quit" | "exit" => return false,
-        "name" if !arg.is_empty() => node.set_name(arg),
-        "peers" => out.peers(&node.peers()),
-        "ping" if !arg.is_empty() => {
-            if let Err(e) = ping(node, out, arg, 1, Duration::ZERO, Duration::from_secs(2)).await {
-                out.error(&e);
-            }
+    let mut words = line.split_whitespace();
+    let cmd = words.next().unwrap_or("");
+    let arg = words.next();
+    let rest: Vec<&str> = words.collect();
+    let r: Result<()> = match (cmd, arg) {
+        ("", _) => Ok(()),
+        ("quit" | "exit", _) => return false,
+        ("help", _) => {
+            out.note(HELP);
+            Ok(())
         }
-        _ => out.error(&anyhow::anyhow!(
-            "unknown command '{line}' (name NEW, peers, ping PEER, quit)"
-        )),
+        ("name", Some(_)) => {
+            node.set_name(line.split_once(' ').map(|(_, n)| n.trim()).unwrap_or(""));
+            Ok(())
+        }
+        ("peers", _) => {
+            out.peers(&node.peers());
+            Ok(())
+        }
+        ("ping", Some(p)) => ping(node, out, p, 1, Duration::ZERO, Duration::from_secs(2)).await,
+        ("y" | "yes" | "accept", _) | ("n" | "no" | "reject", _) => {
+            transfer::answer(node, cmd, arg, rest.first().copied())
+        }
+        ("transfers", _) => {
+            out.transfers(&node.spacedrop().transfers());
+            Ok(())
+        }
+        ("pause" | "resume" | "cancel", Some(id)) => transfer::act(node, cmd, id),
+        _ => Err(anyhow::anyhow!("unknown command '{line}' ({HELP})")),
+    };
+    if let Err(e) = r {
+        out.error(&e);
     }
     true
 }
@@ -220,141 +338,6 @@ async fn ping(
     let id = node.resolve(&target, wait).await?;
     let name = node.p2p().peer(&id).map(|p| p.name).unwrap_or_default();
     let rtts = node.ping(&id, count, interval).await?;
-    for (seq, rtt) in rtts.iter().enumerate() {
-        let ms = rtt.as_secs_f64() * 1000.0;
-        if out.json {
-            println!(
-                "{}",
-                json!({"type": "ping_reply", "peer": id, "name": name, "seq": seq, "rtt_ms": ms})
-            );
-        } else {
-            println!(
-                "reply from {name} ({}): seq={seq} time={ms:.3} ms",
-                id.short()
-            );
-        }
-    }
-    let ms: Vec<f64> = rtts.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
-    let (min, max) = ms
-        .iter()
-        .fold((f64::MAX, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
-    let avg = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
-    if out.json {
-        println!(
-            "{}",
-            json!({"type": "ping_summary", "peer": id, "count": ms.len(), "min_ms": min, "avg_ms": avg, "max_ms": max})
-        );
-    } else {
-        println!(
-            "{} replies, rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms",
-            ms.len()
-        );
-    }
+    out.ping(&id, &name, &rtts);
     Ok(())
-}
-
-struct Out {
-    json: bool,
-}
-
-impl Out {
-    fn event(&self, e: &Event) {
-        if self.json {
-            match serde_json::to_string(e) {
-                Ok(s) => println!("{s}"),
-                Err(err) => tracing::error!(%err, "event not serializable"),
-            }
-            return;
-        }
-        match e {
-            Event::NodeStarted {
-                id,
-                name,
-                listen,
-                discovery,
-                ..
-            } => {
-                println!("Ferry node \"{name}\"");
-                println!("  fingerprint {id}");
-                println!(
-                    "  listening on {listen} (udp){}",
-                    if *discovery { "" } else { ", discovery off" }
-                );
-            }
-            Event::PeerFound { peer } => println!("+ {}", describe(peer)),
-            Event::PeerChanged { peer } => println!("~ {}", describe(peer)),
-            Event::PeerLost { peer, reason } => {
-                println!("- {} ({})", describe(peer), serde_plain(reason))
-            }
-            Event::NodeStopped => println!("stopped"),
-        }
-    }
-
-    fn peers(&self, peers: &[PeerSnapshot]) {
-        if self.json {
-            println!("{}", json!({"type": "peers", "peers": peers}));
-            return;
-        }
-        if peers.is_empty() {
-            println!("No one nearby yet. Is Ferry running on the other device? (--connect HOST:PORT works without discovery)");
-            return;
-        }
-        println!(
-            "{:<20} {:<14} {:<8} {:<10} {:>9}  ADDRESSES",
-            "NAME", "FINGERPRINT", "OS", "STATE", "RTT"
-        );
-        for p in peers {
-            let rtt = p
-                .rtt_ms
-                .map(|r| format!("{r:.2} ms"))
-                .unwrap_or_else(|| "-".into());
-            let addrs = p
-                .addrs
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", ");
-            println!(
-                "{:<20} {:<14} {:<8} {:<10} {:>9}  {addrs}",
-                p.name,
-                p.short_id,
-                p.os,
-                serde_plain(&p.state),
-                rtt
-            );
-        }
-    }
-
-    fn error(&self, e: &anyhow::Error) {
-        if self.json {
-            println!("{}", json!({"type": "error", "message": format!("{e:#}")}));
-        } else {
-            eprintln!("error: {e:#}");
-        }
-    }
-}
-
-fn describe(p: &PeerSnapshot) -> String {
-    let addrs = p
-        .addrs
-        .iter()
-        .map(|a| a.to_string())
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "{} ({}) {} {} [{}]",
-        p.name,
-        p.short_id,
-        p.os,
-        serde_plain(&p.state),
-        addrs
-    )
-}
-
-/// The snake_case name serde gives a unit enum variant.
-fn serde_plain<T: serde::Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default()
 }

@@ -6,6 +6,8 @@ use std::net::SocketAddr;
 use ferry_p2p::{LostReason, P2pEvent, PeerId, PeerSnapshot};
 use serde::Serialize;
 
+use crate::spacedrop::{Prompt, PromptOutcome, TransferInfo};
+
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
@@ -25,6 +27,20 @@ pub enum Event {
     PeerLost {
         peer: PeerSnapshot,
         reason: LostReason,
+    },
+    /// Someone wants to send us files: answer with accept/reject before `expires_in_ms`.
+    SpacedropPrompt {
+        prompt: Prompt,
+    },
+    /// A prompt was settled (by any front end, the timeout, or the sender withdrawing):
+    /// every front end closes it.
+    PromptResolved {
+        transfer: String,
+        outcome: PromptOutcome,
+    },
+    /// A transfer changed state or made progress (at most 4 per second each).
+    Transfer {
+        transfer: TransferInfo,
     },
     NodeStopped,
 }

@@ -8,9 +8,14 @@
 
 pub mod event;
 pub mod node;
+pub mod spacedrop;
+pub mod store;
 pub mod target;
 
 pub use event::Event;
 pub use ferry_p2p::{LostReason, PeerId, PeerSnapshot, PeerState};
 pub use node::{Node, NodeConfig, NodeError};
+pub use spacedrop::{
+    AcceptPolicy, Decision, Spacedrop, SpacedropConfig, TransferInfo, TransferState,
+};
 pub use target::{Target, TargetError};

@@ -9,6 +9,8 @@ use ferry_p2p::{DiscoveryConfig, Identity, NodeInfo, P2p, P2pConfig, PeerId, Pee
 use tokio::sync::broadcast;
 
 use crate::event::Event;
+use crate::spacedrop::{Spacedrop, SpacedropConfig};
+use crate::store::Store;
 use crate::target::{self, Target, TargetError};
 
 #[derive(Debug, Clone)]
@@ -22,6 +24,9 @@ pub struct NodeConfig {
     pub interfaces: Vec<String>,
     /// Peers to keep connected to by address (for networks without multicast).
     pub connect: Vec<(SocketAddr, Option<PeerId>)>,
+    pub spacedrop: SpacedropConfig,
+    /// Pick up outgoing transfers a previous run left unfinished (off for one-shot commands).
+    pub resume_transfers: bool,
 }
 
 impl NodeConfig {
@@ -33,6 +38,8 @@ impl NodeConfig {
             discovery: true,
             interfaces: vec![],
             connect: vec![],
+            spacedrop: SpacedropConfig::default(),
+            resume_transfers: true,
         }
     }
 
@@ -63,12 +70,15 @@ pub enum NodeError {
     Dial(#[from] ferry_p2p::DialError),
     #[error(transparent)]
     Ping(#[from] ferry_p2p::PingFailure),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] still closes everything, but without
 /// saying goodbye to peers.
 pub struct Node {
     p2p: P2p,
+    spacedrop: Spacedrop,
     cfg: NodeConfig,
     events: broadcast::Sender<Event>,
     /// Held for the node's lifetime: the OS releases the lock when the process ends, even on a crash.
@@ -96,8 +106,10 @@ impl Node {
             },
             ..Default::default()
         };
-        let p2p = P2p::start(identity, p2p_cfg, vec![]).await?;
+        let store = Store::open(&cfg.data_dir.join("ferry.db"))?;
         let (events, _) = broadcast::channel(1024);
+        let spacedrop = Spacedrop::new(store, cfg.spacedrop.clone(), events.clone());
+        let p2p = P2p::start(identity, p2p_cfg, spacedrop.protocols()).await?;
         let mut rx = p2p.subscribe();
         let tx = events.clone();
         tokio::spawn(async move {
@@ -116,8 +128,10 @@ impl Node {
         for (addr, pin) in &cfg.connect {
             p2p.add_manual_peer(*addr, *pin);
         }
+        spacedrop.attach(p2p.clone(), cfg.resume_transfers);
         Ok(Node {
             p2p,
+            spacedrop,
             cfg,
             events,
             _lock: lock,
@@ -154,6 +168,10 @@ impl Node {
 
     pub fn p2p(&self) -> &P2p {
         &self.p2p
+    }
+
+    pub fn spacedrop(&self) -> &Spacedrop {
+        &self.spacedrop
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
@@ -201,6 +219,7 @@ impl Node {
 
     /// Says goodbye to every peer and stops.
     pub async fn shutdown(&self) {
+        self.spacedrop.shutdown().await;
         self.p2p.shutdown().await;
         let _ = self.events.send(Event::NodeStopped);
     }

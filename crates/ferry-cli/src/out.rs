@@ -1,0 +1,331 @@
+//! Everything the CLI prints: events and results as text for people, or as JSON lines.
+
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use ferry_core::spacedrop::Prompt;
+use ferry_core::{Event, PeerId, PeerSnapshot, TransferInfo, TransferState};
+use serde_json::json;
+
+pub struct Out {
+    pub json: bool,
+    /// Progress redraws one line on a terminal; elsewhere it prints a line per update.
+    tty: bool,
+}
+
+pub fn bytes(n: u64) -> String {
+    let n = n as f64;
+    match n {
+        n if n >= 1e9 => format!("{:.2} GB", n / 1e9),
+        n if n >= 1e6 => format!("{:.1} MB", n / 1e6),
+        n if n >= 1e3 => format!("{:.1} kB", n / 1e3),
+        n => format!("{n} B"),
+    }
+}
+
+fn eta(secs: Option<f64>) -> String {
+    match secs {
+        Some(s) if s.is_finite() && s < 360_000.0 => {
+            let s = s.round() as u64;
+            if s >= 60 {
+                format!("{}m{:02}s", s / 60, s % 60)
+            } else {
+                format!("{s}s")
+            }
+        }
+        _ => "--".into(),
+    }
+}
+
+/// The snake_case name serde gives a unit enum variant.
+fn plain<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(String::from))
+        .unwrap_or_default()
+}
+
+impl Out {
+    pub fn new(json: bool) -> Out {
+        Out {
+            json,
+            tty: std::io::stdout().is_terminal(),
+        }
+    }
+
+    fn line(&self, v: serde_json::Value) {
+        println!("{v}");
+    }
+
+    pub fn event(&self, e: &Event) {
+        if self.json {
+            match serde_json::to_string(e) {
+                Ok(s) => println!("{s}"),
+                Err(err) => tracing::error!(%err, "event not serializable"),
+            }
+            return;
+        }
+        match e {
+            Event::NodeStarted {
+                id,
+                name,
+                listen,
+                discovery,
+                ..
+            } => {
+                println!("Ferry node \"{name}\"");
+                println!("  fingerprint {id}");
+                println!(
+                    "  listening on {listen} (udp){}",
+                    if *discovery { "" } else { ", discovery off" }
+                );
+            }
+            Event::PeerFound { peer } => println!("+ {}", describe(peer)),
+            Event::PeerChanged { peer } => println!("~ {}", describe(peer)),
+            Event::PeerLost { peer, reason } => {
+                println!("- {} ({})", describe(peer), plain(reason))
+            }
+            Event::SpacedropPrompt { prompt } => self.prompt(prompt),
+            Event::PromptResolved { transfer, outcome } => println!(
+                "  prompt {} {}",
+                &transfer[..8.min(transfer.len())],
+                plain(outcome)
+            ),
+            Event::Transfer { transfer } => self.progress(transfer),
+            Event::NodeStopped => println!("stopped"),
+        }
+    }
+
+    fn prompt(&self, p: &Prompt) {
+        let names = p.first_names.join(", ");
+        let more = if p.files > p.first_names.len() {
+            ", …"
+        } else {
+            ""
+        };
+        println!(
+            "\n? {} ({}) wants to send you {} file{} ({}): {names}{more}",
+            if p.peer_name.is_empty() {
+                "A peer"
+            } else {
+                &p.peer_name
+            },
+            p.peer_short,
+            p.files,
+            if p.files == 1 { "" } else { "s" },
+            bytes(p.bytes)
+        );
+        println!(
+            "  Accept? y (to the default folder), y DIR, or n — expires in {}s [{}]",
+            p.expires_in_ms / 1000,
+            &p.transfer[..8]
+        );
+    }
+
+    /// One transfer's state: a progress line while it runs, a summary when it ends.
+    pub fn progress(&self, t: &TransferInfo) {
+        if self.json {
+            self.line(json!({"type": "transfer", "transfer": t}));
+            return;
+        }
+        let who = if t.peer_name.is_empty() {
+            t.peer.short()
+        } else {
+            t.peer_name.clone()
+        };
+        let arrow = match t.direction {
+            ferry_core::store::Direction::Send => format!("→ {who}"),
+            ferry_core::store::Direction::Receive => format!("← {who}"),
+        };
+        let pct = if t.bytes_total > 0 {
+            t.bytes_done as f64 * 100.0 / t.bytes_total as f64
+        } else {
+            100.0
+        };
+        let body = match &t.state {
+            TransferState::Waiting => format!("{arrow}: waiting for them to accept…"),
+            TransferState::Transferring | TransferState::Paused { .. } => format!(
+                "{arrow}: {pct:5.1}%  {} / {}  {}/{} files  {}/s  ETA {}{}",
+                bytes(t.bytes_done),
+                bytes(t.bytes_total),
+                t.files_done,
+                t.files_total,
+                bytes(t.speed_bps as u64),
+                eta(t.eta_secs),
+                match &t.state {
+                    TransferState::Paused { by } => format!(
+                        "  [paused by {}]",
+                        if plain(by) == "local" { "you" } else { "them" }
+                    ),
+                    _ => String::new(),
+                }
+            ),
+            TransferState::Interrupted { reason } => format!(
+                "{arrow}: interrupted ({reason}); resumes when both sides are back [{}]",
+                &t.id[..8]
+            ),
+            TransferState::Done => format!(
+                "{arrow}: done — {} files, {}, every file verified (BLAKE3)",
+                t.files_done,
+                bytes(t.bytes_total)
+            ),
+            TransferState::Failed { reason } => format!("{arrow}: failed — {reason}"),
+            TransferState::Rejected { reason } => format!("{arrow}: rejected — {reason}"),
+            TransferState::Cancelled { by } => format!(
+                "{arrow}: cancelled by {}",
+                if plain(by) == "local" { "you" } else { "them" }
+            ),
+        };
+        if self.tty && !t.state.is_final() {
+            print!("\r\x1b[2K{body}");
+            let _ = std::io::stdout().flush();
+        } else {
+            println!("{}{body}", if self.tty { "\r\x1b[2K" } else { "" });
+        }
+        if t.state.is_final() {
+            for r in &t.renamed {
+                println!("  renamed: {} → {} ({})", r.original, r.local, r.reason);
+            }
+            for f in &t.failed {
+                println!("  failed: {} — {}", f.path, f.reason);
+            }
+            if let (TransferState::Done, Some(dest)) = (&t.state, &t.dest) {
+                println!("  saved in {dest}");
+            }
+        }
+    }
+
+    pub fn transfers(&self, list: &[TransferInfo]) {
+        if self.json {
+            self.line(json!({"type": "transfers", "transfers": list}));
+            return;
+        }
+        if list.is_empty() {
+            println!("No transfers yet.");
+            return;
+        }
+        println!(
+            "{:<10} {:<4} {:<16} {:<12} {:>9} {:>11}  DETAIL",
+            "ID", "DIR", "PEER", "STATE", "FILES", "SIZE"
+        );
+        for t in list {
+            let detail = match &t.state {
+                TransferState::Interrupted { reason }
+                | TransferState::Failed { reason }
+                | TransferState::Rejected { reason } => reason.clone(),
+                _ => t.dest.clone().unwrap_or_default(),
+            };
+            let dir = match t.direction {
+                ferry_core::store::Direction::Send => "out",
+                ferry_core::store::Direction::Receive => "in",
+            };
+            let who = if t.peer_name.is_empty() {
+                t.peer.short()
+            } else {
+                t.peer_name.clone()
+            };
+            println!(
+                "{:<10} {:<4} {:<16} {:<12} {:>9} {:>11}  {detail}",
+                &t.id[..8],
+                dir,
+                who,
+                t.state.name(),
+                format!("{}/{}", t.files_done, t.files_total),
+                bytes(t.bytes_total)
+            );
+        }
+    }
+
+    pub fn peers(&self, peers: &[PeerSnapshot]) {
+        if self.json {
+            self.line(json!({"type": "peers", "peers": peers}));
+            return;
+        }
+        if peers.is_empty() {
+            println!("No one nearby yet. Is Ferry running on the other device? (--connect HOST:PORT works without discovery)");
+            return;
+        }
+        println!(
+            "{:<20} {:<14} {:<8} {:<10} {:>9}  ADDRESSES",
+            "NAME", "FINGERPRINT", "OS", "STATE", "RTT"
+        );
+        for p in peers {
+            let rtt = p
+                .rtt_ms
+                .map(|r| format!("{r:.2} ms"))
+                .unwrap_or_else(|| "-".into());
+            let addrs = p
+                .addrs
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", ");
+            println!(
+                "{:<20} {:<14} {:<8} {:<10} {:>9}  {addrs}",
+                p.name,
+                p.short_id,
+                p.os,
+                plain(&p.state),
+                rtt
+            );
+        }
+    }
+
+    pub fn ping(&self, id: &PeerId, name: &str, rtts: &[Duration]) {
+        let ms: Vec<f64> = rtts.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        for (seq, m) in ms.iter().enumerate() {
+            if self.json {
+                self.line(json!({"type": "ping_reply", "peer": id, "name": name, "seq": seq, "rtt_ms": m}));
+            } else {
+                println!(
+                    "reply from {name} ({}): seq={seq} time={m:.3} ms",
+                    id.short()
+                );
+            }
+        }
+        let (min, max) = ms
+            .iter()
+            .fold((f64::MAX, 0f64), |(a, b), &x| (a.min(x), b.max(x)));
+        let avg = ms.iter().sum::<f64>() / ms.len().max(1) as f64;
+        if self.json {
+            self.line(json!({"type": "ping_summary", "peer": id, "count": ms.len(), "min_ms": min, "avg_ms": avg, "max_ms": max}));
+        } else {
+            println!(
+                "{} replies, rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms",
+                ms.len()
+            );
+        }
+    }
+
+    /// A remark for people (silent in JSON mode, where events say it all).
+    pub fn note(&self, s: &str) {
+        if !self.json {
+            println!("{s}");
+        }
+    }
+
+    pub fn error(&self, e: &anyhow::Error) {
+        if self.json {
+            self.line(json!({"type": "error", "message": format!("{e:#}")}));
+        } else {
+            eprintln!("ferry: {e:#}");
+        }
+    }
+}
+
+fn describe(p: &PeerSnapshot) -> String {
+    let addrs = p
+        .addrs
+        .iter()
+        .map(|a| a.to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{} ({}) {} {} [{}]",
+        p.name,
+        p.short_id,
+        p.os,
+        plain(&p.state),
+        addrs
+    )
+}

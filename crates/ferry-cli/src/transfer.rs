@@ -1,0 +1,160 @@
+//! `ferry send`, `ferry transfers`, and answering prompts.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context, Result};
+use ferry_core::spacedrop::wire::TransferId;
+use ferry_core::{Decision, Event, Node, NodeConfig, Target, TransferState};
+use tokio::io::AsyncBufReadExt;
+
+use crate::out::Out;
+
+/// Finds a transfer by its id or a unique prefix of it.
+fn find(node: &Node, id: &str) -> Result<TransferId> {
+    let matches: Vec<_> = node
+        .spacedrop()
+        .transfers()
+        .into_iter()
+        .filter(|t| t.id.starts_with(&id.to_ascii_lowercase()))
+        .collect();
+    match matches.as_slice() {
+        [one] => TransferId::parse(&one.id).ok_or_else(|| anyhow!("bad transfer id")),
+        [] => bail!("no transfer {id}"),
+        _ => bail!(
+            "'{id}' matches {} transfers; give more of the id",
+            matches.len()
+        ),
+    }
+}
+
+pub async fn send(
+    node: &Node,
+    out: &Out,
+    peer: &str,
+    paths: Vec<PathBuf>,
+    wait: Duration,
+) -> Result<i32> {
+    let target: Target = peer.parse()?;
+    let peer = node.resolve(&target, wait).await?;
+    let paths = paths
+        .iter()
+        .map(|p| std::path::absolute(p).with_context(|| p.display().to_string()))
+        .collect::<Result<Vec<_>>>()?;
+    for p in &paths {
+        if !p.exists() {
+            bail!("{}: no such file or folder", p.display());
+        }
+    }
+    let mut events = node.subscribe();
+    let id = node.spacedrop().send(peer, paths).await?;
+    out.note(&format!(
+        "Offering to {} — p pause, r resume, c cancel (then Enter) [{}]",
+        node.p2p().peer(&peer).map(|p| p.name).unwrap_or_default(),
+        &id.hex()[..8]
+    ));
+    follow(node, out, &id, &mut events).await
+}
+
+pub async fn resume(node: &Node, out: &Out, id: &str) -> Result<i32> {
+    let id = find(node, id)?;
+    let mut events = node.subscribe();
+    node.spacedrop().resume(&id)?;
+    follow(node, out, &id, &mut events).await
+}
+
+/// Prints a transfer's progress until it ends; stdin steers it. Exit code 0 only when done.
+async fn follow(
+    node: &Node,
+    out: &Out,
+    id: &TransferId,
+    events: &mut tokio::sync::broadcast::Receiver<Event>,
+) -> Result<i32> {
+    let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut stdin_open = true;
+    let hex = id.hex();
+    loop {
+        tokio::select! {
+            e = events.recv() => match e {
+                Ok(Event::Transfer { transfer }) if transfer.id == hex => {
+                    out.progress(&transfer);
+                    if transfer.state.is_final() {
+                        return Ok(if transfer.state == TransferState::Done { 0 } else { 1 });
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return Ok(1),
+            },
+            line = stdin.next_line(), if stdin_open => match line.ok().flatten().as_deref().map(str::trim) {
+                Some("p" | "pause") => node.spacedrop().pause(id)?,
+                Some("r" | "resume") => node.spacedrop().resume(id)?,
+                Some("c" | "cancel") => node.spacedrop().cancel(id)?,
+                Some(_) => {}
+                None => stdin_open = false,
+            },
+            _ = tokio::signal::ctrl_c() => {
+                out.note(&format!("\nStopped. Resume later with: ferry transfers resume {}", &hex[..8]));
+                return Ok(130);
+            }
+        }
+    }
+}
+
+pub fn list(cfg: &NodeConfig, out: &Out) -> Result<i32> {
+    let path = cfg.data_dir.join("ferry.db");
+    if !path.exists() {
+        out.transfers(&[]);
+        return Ok(0);
+    }
+    let store = ferry_core::store::Store::open(&path)?;
+    let list: Vec<_> = store
+        .list()?
+        .iter()
+        .map(|row| ferry_core::spacedrop::info_from_row(&store, row))
+        .collect();
+    out.transfers(&list);
+    Ok(0)
+}
+
+pub fn cancel(node: &Node, out: &Out, id: &str) -> Result<()> {
+    let id = find(node, id)?;
+    node.spacedrop().cancel(&id)?;
+    out.note("cancelled");
+    Ok(())
+}
+
+/// Pause, resume or cancel a transfer of a running node.
+pub fn act(node: &Node, cmd: &str, id: &str) -> Result<()> {
+    let id = find(node, id)?;
+    let s = node.spacedrop();
+    match cmd {
+        "pause" => s.pause(&id)?,
+        "resume" => s.resume(&id)?,
+        _ => s.cancel(&id)?,
+    }
+    Ok(())
+}
+
+/// `y`, `y DIR`, `accept ID DIR`, `n`, `reject ID`. Without an id there must be exactly one
+/// open prompt.
+pub fn answer(node: &Node, cmd: &str, arg: Option<&str>, more: Option<&str>) -> Result<()> {
+    let prompts = node.spacedrop().prompts();
+    let by_prefix = |p: &str| prompts.iter().find(|t| t.hex().starts_with(p)).copied();
+    let (id, dir) = match arg.and_then(by_prefix) {
+        Some(id) => (id, more),
+        None => match prompts.as_slice() {
+            [one] => (*one, arg),
+            [] => bail!("no open prompt"),
+            _ => bail!("several prompts are open; say which: accept ID or reject ID"),
+        },
+    };
+    let decision = if matches!(cmd, "y" | "yes" | "accept") {
+        Decision::Accept {
+            dest: dir.map(|d| std::path::absolute(d).unwrap_or_else(|_| PathBuf::from(d))),
+        }
+    } else {
+        Decision::Reject
+    };
+    node.spacedrop().answer(&id, decision)?;
+    Ok(())
+}

@@ -1,0 +1,647 @@
+//! Spacedrop: send files and folders to a nearby peer, with a prompt on the other side.
+//!
+//! A transfer is one control stream (offer, answer, progress, pause/resume) and one data
+//! stream (Spaceblock records), both on the peers' shared connection. Every transfer is
+//! persisted ([`crate::store`]), so one interrupted by a dropped connection or a restart
+//! resumes where it stopped: the sender re-offers it, the receiver recognises it (same id, same
+//! proven peer) and answers with the offsets it already has.
+//!
+//! - [`wire`]: the messages.
+//! - `send` / `receive`: the two flows.
+//! - [`Spacedrop`]: the live transfers and prompts, and the commands front ends call.
+
+pub mod wire;
+
+mod receive;
+mod send;
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use ferry_block::place::Renamed;
+use ferry_p2p::{P2p, PeerId};
+use serde::Serialize;
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::event::Event;
+use crate::store::{Direction, Store};
+use wire::{Control, TransferId};
+
+/// How a node answers offers no one is asked about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptPolicy {
+    /// Raise a prompt (the default).
+    Ask,
+    /// Accept from anyone (`--yes`).
+    Everyone,
+    /// Accept from these peers, ask about others (`--accept-from`).
+    From(Vec<PeerId>),
+}
+
+#[derive(Debug, Clone)]
+pub struct SpacedropConfig {
+    /// Where accepted files go unless the answer names another folder.
+    pub dest: PathBuf,
+    /// Unanswered prompts are rejected after this long, and the sender is told.
+    pub prompt_timeout: Duration,
+    pub accept: AcceptPolicy,
+}
+
+impl Default for SpacedropConfig {
+    fn default() -> Self {
+        SpacedropConfig {
+            dest: dirs::download_dir()
+                .unwrap_or_else(|| dirs::home_dir().unwrap_or_default().join("Downloads")),
+            prompt_timeout: Duration::from_secs(60),
+            accept: AcceptPolicy::Ask,
+        }
+    }
+}
+
+/// An offer waiting for an answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prompt {
+    pub transfer: String,
+    pub peer: PeerId,
+    pub peer_short: String,
+    pub peer_name: String,
+    pub files: usize,
+    pub bytes: u64,
+    pub first_names: Vec<String>,
+    pub expires_in_ms: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Accept { dest: Option<PathBuf> },
+    Reject,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromptOutcome {
+    Accepted,
+    Rejected,
+    TimedOut,
+    /// The sender gave up (cancelled or disconnected) before anyone answered.
+    Withdrawn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Local,
+    Peer,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum TransferState {
+    /// Offered; waiting for the receiver's answer.
+    Waiting,
+    Transferring,
+    Paused {
+        by: Side,
+    },
+    /// The connection dropped or a node stopped; it resumes when both are back.
+    Interrupted {
+        reason: String,
+    },
+    Done,
+    Failed {
+        reason: String,
+    },
+    Rejected {
+        reason: String,
+    },
+    Cancelled {
+        by: Side,
+    },
+}
+
+impl TransferState {
+    pub fn name(&self) -> &'static str {
+        match self {
+            TransferState::Waiting => "waiting",
+            TransferState::Transferring => "transferring",
+            TransferState::Paused { .. } => "paused",
+            TransferState::Interrupted { .. } => "interrupted",
+            TransferState::Done => "done",
+            TransferState::Failed { .. } => "failed",
+            TransferState::Rejected { .. } => "rejected",
+            TransferState::Cancelled { .. } => "cancelled",
+        }
+    }
+
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            TransferState::Done
+                | TransferState::Failed { .. }
+                | TransferState::Rejected { .. }
+                | TransferState::Cancelled { .. }
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedFile {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Everything a front end shows about one transfer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TransferInfo {
+    pub id: String,
+    pub direction: Direction,
+    pub peer: PeerId,
+    pub peer_name: String,
+    #[serde(flatten)]
+    pub state: TransferState,
+    pub files_total: usize,
+    pub files_done: usize,
+    pub bytes_total: u64,
+    /// Bytes the receiver holds (the same figure on both sides).
+    pub bytes_done: u64,
+    /// Bytes that were already there when this run started (a resume).
+    pub bytes_resumed: u64,
+    pub speed_bps: f64,
+    pub eta_secs: Option<f64>,
+    pub current: Option<String>,
+    pub dest: Option<String>,
+    pub renamed: Vec<Renamed>,
+    pub failed: Vec<FailedFile>,
+}
+
+/// Commands to a live transfer's driver.
+#[derive(Debug)]
+enum Cmd {
+    Pause,
+    Resume,
+    Cancel,
+    /// The node is stopping: end as interrupted (resumable), keeping partial files.
+    Interrupt,
+}
+
+struct Live {
+    info: TransferInfo,
+    cmds: mpsc::Sender<Cmd>,
+    /// (when, bytes_done) samples of the last few seconds, for speed and ETA.
+    samples: VecDeque<(Instant, u64)>,
+    last_event: Option<Instant>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpacedropError {
+    #[error("no transfer {0}")]
+    UnknownTransfer(String),
+    #[error("no open prompt {0} (answered already, or expired)")]
+    NoPrompt(String),
+    #[error("transfer {0} is {1}, not something that can be resumed")]
+    NotResumable(String, &'static str),
+    #[error(transparent)]
+    Collect(#[from] ferry_block::manifest::CollectError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+}
+
+/// Progress events per transfer are at most this frequent (≤ 10/s for UIs).
+const EVENT_INTERVAL: Duration = Duration::from_millis(250);
+/// Prompts a node shows at once; more offers are refused as busy (no prompt spam).
+const MAX_PROMPTS: usize = 4;
+
+pub(crate) struct Shared {
+    p2p: OnceLock<P2p>,
+    store: Arc<Store>,
+    cfg: Mutex<SpacedropConfig>,
+    events: broadcast::Sender<Event>,
+    live: Mutex<HashMap<TransferId, Live>>,
+    prompts: Mutex<HashMap<TransferId, (PeerId, oneshot::Sender<Decision>)>>,
+    /// Accepted transfers waiting for their data stream, keyed by the proven sender.
+    data_jobs: Mutex<HashMap<(PeerId, TransferId), receive::DataJob>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Handle to the node's Spacedrop service.
+#[derive(Clone)]
+pub struct Spacedrop {
+    shared: Arc<Shared>,
+}
+
+impl Spacedrop {
+    pub(crate) fn new(
+        store: Store,
+        cfg: SpacedropConfig,
+        events: broadcast::Sender<Event>,
+    ) -> Spacedrop {
+        let shared = Shared {
+            p2p: OnceLock::new(),
+            store: Arc::new(store),
+            cfg: Mutex::new(cfg),
+            events,
+            live: Mutex::default(),
+            prompts: Mutex::default(),
+            data_jobs: Mutex::default(),
+        };
+        Spacedrop {
+            shared: Arc::new(shared),
+        }
+    }
+
+    /// The stream protocols to register with the peer-to-peer layer.
+    pub(crate) fn protocols(&self) -> Vec<Arc<dyn ferry_p2p::Protocol>> {
+        vec![
+            Arc::new(receive::ControlProtocol(self.shared.clone())),
+            Arc::new(receive::DataProtocol(self.shared.clone())),
+        ]
+    }
+
+    /// Called once the p2p layer runs; with `resume`, picks up outgoing transfers a previous
+    /// run left unfinished.
+    pub(crate) fn attach(&self, p2p: P2p, resume: bool) {
+        let _ = self.shared.p2p.set(p2p);
+        if !resume {
+            return;
+        }
+        let rows = self.shared.store.list().unwrap_or_default();
+        for row in rows {
+            if row.direction == Direction::Send
+                && matches!(
+                    row.state.as_str(),
+                    "waiting" | "transferring" | "paused" | "interrupted"
+                )
+            {
+                send::spawn(self.shared.clone(), row, true);
+            }
+        }
+    }
+
+    pub fn config(&self) -> SpacedropConfig {
+        lock(&self.shared.cfg).clone()
+    }
+
+    pub fn set_config(&self, cfg: SpacedropConfig) {
+        *lock(&self.shared.cfg) = cfg;
+    }
+
+    /// Offers `paths` (files and folders) to `peer`. Returns at once; progress arrives as events.
+    pub async fn send(
+        &self,
+        peer: PeerId,
+        paths: Vec<PathBuf>,
+    ) -> Result<TransferId, SpacedropError> {
+        let collected = tokio::task::spawn_blocking(move || ferry_block::manifest::collect(&paths))
+            .await
+            .map_err(|e| ferry_block::manifest::CollectError::Io {
+                path: PathBuf::new(),
+                source: std::io::Error::other(e),
+            })??;
+        for (path, why) in &collected.skipped {
+            tracing::warn!(path = %path.display(), %why, "not sent");
+        }
+        let p2p = self.shared.p2p.get();
+        let snapshot = p2p.and_then(|p| p.peer(&peer));
+        let row = crate::store::TransferRow {
+            id: TransferId::random(),
+            direction: Direction::Send,
+            peer,
+            peer_name: snapshot
+                .as_ref()
+                .map(|p| p.name.clone())
+                .unwrap_or_default(),
+            peer_addr: snapshot.and_then(|p| p.addrs.first().map(|a| a.to_string())),
+            state: "waiting".into(),
+            reason: None,
+            dest: None,
+            manifest: collected.manifest,
+            sources: collected.sources,
+            layout: Default::default(),
+            created: unix_now(),
+        };
+        self.shared.store.put(&row)?;
+        let id = row.id;
+        send::spawn(self.shared.clone(), row, false);
+        Ok(id)
+    }
+
+    /// Answers a prompt. The first answer wins; later ones get [`SpacedropError::NoPrompt`].
+    pub fn answer(&self, transfer: &TransferId, decision: Decision) -> Result<(), SpacedropError> {
+        let (_, tx) = lock(&self.shared.prompts)
+            .remove(transfer)
+            .ok_or_else(|| SpacedropError::NoPrompt(transfer.hex()))?;
+        tx.send(decision)
+            .map_err(|_| SpacedropError::NoPrompt(transfer.hex()))
+    }
+
+    /// Open prompts, oldest first.
+    pub fn prompts(&self) -> Vec<TransferId> {
+        lock(&self.shared.prompts).keys().copied().collect()
+    }
+
+    pub fn pause(&self, id: &TransferId) -> Result<(), SpacedropError> {
+        self.command(id, Cmd::Pause)
+    }
+
+    pub fn resume(&self, id: &TransferId) -> Result<(), SpacedropError> {
+        if self.command(id, Cmd::Resume).is_ok() {
+            return Ok(());
+        }
+        // Not live: an interrupted transfer from the database, which the sender can restart.
+        let row = self
+            .shared
+            .store
+            .get(id)?
+            .ok_or_else(|| SpacedropError::UnknownTransfer(id.hex()))?;
+        match (row.direction, row.state.as_str()) {
+            (Direction::Send, "waiting" | "transferring" | "paused" | "interrupted") => {
+                send::spawn(self.shared.clone(), row, true);
+                Ok(())
+            }
+            (Direction::Receive, "interrupted" | "transferring" | "paused") => {
+                // The receiver cannot pull; the sender resumes when it sees us again.
+                Err(SpacedropError::NotResumable(
+                    id.hex(),
+                    "waiting for the sender to come back",
+                ))
+            }
+            (_, _) => Err(SpacedropError::NotResumable(
+                id.hex(),
+                state_name(&row.state),
+            )),
+        }
+    }
+
+    pub fn cancel(&self, id: &TransferId) -> Result<(), SpacedropError> {
+        if self.command(id, Cmd::Cancel).is_ok() {
+            return Ok(());
+        }
+        let row = self
+            .shared
+            .store
+            .get(id)?
+            .ok_or_else(|| SpacedropError::UnknownTransfer(id.hex()))?;
+        if row.direction == Direction::Receive {
+            receive::remove_temps(&row);
+        }
+        self.shared
+            .store
+            .set_state(id, "cancelled", Some("cancelled here"))?;
+        Ok(())
+    }
+
+    fn command(&self, id: &TransferId, cmd: Cmd) -> Result<(), SpacedropError> {
+        let tx = lock(&self.shared.live)
+            .get(id)
+            .map(|l| l.cmds.clone())
+            .ok_or_else(|| SpacedropError::UnknownTransfer(id.hex()))?;
+        tx.try_send(cmd)
+            .map_err(|_| SpacedropError::UnknownTransfer(id.hex()))
+    }
+
+    /// Stops every live transfer as interrupted (resumable) and waits for them to wind down.
+    pub async fn shutdown(&self) {
+        let cmds: Vec<_> = lock(&self.shared.live)
+            .values()
+            .map(|l| l.cmds.clone())
+            .collect();
+        for c in cmds {
+            let _ = c.send(Cmd::Interrupt).await;
+        }
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !lock(&self.shared.live).is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Live transfers, then the stored ones (newest first).
+    pub fn transfers(&self) -> Vec<TransferInfo> {
+        let live: HashMap<TransferId, TransferInfo> = lock(&self.shared.live)
+            .iter()
+            .map(|(k, v)| (*k, v.info.clone()))
+            .collect();
+        let mut out = vec![];
+        for row in self.shared.store.list().unwrap_or_default() {
+            match live.get(&row.id) {
+                Some(info) => out.push(info.clone()),
+                None => out.push(info_from_row(&self.shared.store, &row)),
+            }
+        }
+        out
+    }
+}
+
+fn state_name(s: &str) -> &'static str {
+    match s {
+        "done" => "done",
+        "failed" => "failed",
+        "rejected" => "rejected",
+        "cancelled" => "cancelled",
+        _ => "not resumable",
+    }
+}
+
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl Shared {
+    fn p2p(&self) -> Option<&P2p> {
+        self.p2p.get()
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.events.send(e);
+    }
+
+    /// Registers a live transfer; returns the channel its driver reads commands from.
+    fn register(&self, info: TransferInfo) -> mpsc::Receiver<Cmd> {
+        let (tx, rx) = mpsc::channel(16);
+        self.emit(Event::Transfer {
+            transfer: info.clone(),
+        });
+        lock(&self.live).insert(
+            parse_id(&info.id),
+            Live {
+                info,
+                cmds: tx,
+                samples: VecDeque::new(),
+                last_event: Some(Instant::now()),
+            },
+        );
+        rx
+    }
+
+    /// Changes a live transfer; emits an event for state changes at once, for progress at most
+    /// every [`EVENT_INTERVAL`].
+    fn update(&self, id: &TransferId, f: impl FnOnce(&mut TransferInfo)) {
+        let event = {
+            let mut live = lock(&self.live);
+            let Some(l) = live.get_mut(id) else { return };
+            let before = l.info.state.clone();
+            f(&mut l.info);
+            let now = Instant::now();
+            l.samples.push_back((now, l.info.bytes_done));
+            while l.samples.len() > 2
+                && l.samples
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(3))
+            {
+                l.samples.pop_front();
+            }
+            if let (Some((t0, b0)), Some((t1, b1))) = (l.samples.front(), l.samples.back()) {
+                let dt = t1.duration_since(*t0).as_secs_f64();
+                if dt > 0.2 {
+                    l.info.speed_bps = b1.saturating_sub(*b0) as f64 / dt;
+                }
+            }
+            l.info.eta_secs = (l.info.speed_bps > 0.0
+                && l.info.state == TransferState::Transferring)
+                .then(|| {
+                    l.info.bytes_total.saturating_sub(l.info.bytes_done) as f64 / l.info.speed_bps
+                });
+            let due = l
+                .last_event
+                .is_none_or(|t| now.duration_since(t) >= EVENT_INTERVAL);
+            if l.info.state != before || due {
+                l.last_event = Some(now);
+                Some(l.info.clone())
+            } else {
+                None
+            }
+        };
+        if let Some(transfer) = event {
+            self.emit(Event::Transfer { transfer });
+        }
+    }
+
+    /// Ends a live transfer: final state persisted and announced.
+    fn finish(&self, id: &TransferId, state: TransferState) {
+        let reason = match &state {
+            TransferState::Interrupted { reason }
+            | TransferState::Failed { reason }
+            | TransferState::Rejected { reason } => Some(reason.clone()),
+            TransferState::Cancelled { by: Side::Local } => Some("cancelled here".into()),
+            TransferState::Cancelled { by: Side::Peer } => Some("cancelled by the peer".into()),
+            _ => None,
+        };
+        if let Err(e) = self.store.set_state(id, state.name(), reason.as_deref()) {
+            tracing::error!(error = %e, "could not record the transfer's end");
+        }
+        let info = lock(&self.live).remove(id).map(|mut l| {
+            l.info.state = state;
+            l.info.speed_bps = 0.0;
+            l.info.eta_secs = None;
+            l.info
+        });
+        if let Some(transfer) = info {
+            self.emit(Event::Transfer { transfer });
+        }
+    }
+}
+
+/// A stored transfer as front ends show it (also readable while another process runs the node).
+pub fn info_from_row(store: &Store, row: &crate::store::TransferRow) -> TransferInfo {
+    let files = store.files(&row.id).unwrap_or_default();
+    let entry_path = |id: u32| {
+        row.manifest
+            .entries
+            .get(id as usize)
+            .map(|e| e.path.join("/"))
+            .unwrap_or_default()
+    };
+    let done: Vec<u32> = files
+        .iter()
+        .filter(|(_, s)| matches!(s, crate::store::FileStatus::Done(_)))
+        .map(|(i, _)| *i)
+        .collect();
+    let failed = files
+        .iter()
+        .filter_map(|(i, s)| match s {
+            crate::store::FileStatus::Failed(r) => Some(FailedFile {
+                path: entry_path(*i),
+                reason: r.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let bytes_done = done
+        .iter()
+        .filter_map(|i| row.manifest.entries.get(*i as usize))
+        .map(|e| e.size)
+        .sum();
+    let reason = row.reason.clone().unwrap_or_default();
+    let state = match row.state.as_str() {
+        "done" => TransferState::Done,
+        "failed" => TransferState::Failed { reason },
+        "rejected" => TransferState::Rejected { reason },
+        "cancelled" => TransferState::Cancelled {
+            by: if reason.contains("peer") {
+                Side::Peer
+            } else {
+                Side::Local
+            },
+        },
+        // Anything that was running when its node stopped.
+        _ => TransferState::Interrupted {
+            reason: if reason.is_empty() {
+                "the node stopped".into()
+            } else {
+                reason
+            },
+        },
+    };
+    // A sender records no per-file rows: a finished send had every file but the failed ones.
+    let finished_send = row.direction == Direction::Send && state.is_final();
+    let (files_done, bytes_done) = match (&state, finished_send) {
+        (TransferState::Done, true) => (row.manifest.file_count(), row.manifest.total_bytes()),
+        _ => (done.len(), bytes_done),
+    };
+    TransferInfo {
+        id: row.id.hex(),
+        direction: row.direction,
+        peer: row.peer,
+        peer_name: row.peer_name.clone(),
+        state,
+        files_total: row.manifest.file_count(),
+        files_done,
+        bytes_total: row.manifest.total_bytes(),
+        bytes_done,
+        bytes_resumed: 0,
+        speed_bps: 0.0,
+        eta_secs: None,
+        current: None,
+        dest: row.dest.as_ref().map(|d| d.display().to_string()),
+        renamed: row.layout.renamed.clone(),
+        failed,
+    }
+}
+
+fn parse_id(hex: &str) -> TransferId {
+    TransferId::parse(hex).unwrap_or(TransferId([0; 16]))
+}
+
+/// Applies a pause/resume to a transfer's state, returning whether data should flow.
+fn apply_pause(info: &mut TransferInfo, pause: bool, by: Side) {
+    if pause {
+        info.state = TransferState::Paused { by };
+    } else if matches!(info.state, TransferState::Paused { .. }) {
+        info.state = TransferState::Transferring;
+    }
+}
+
+/// The message the other side gets for our pause/resume command.
+fn control_for(cmd: &Cmd) -> Option<Control> {
+    match cmd {
+        Cmd::Pause => Some(Control::Pause),
+        Cmd::Resume => Some(Control::Resume),
+        Cmd::Cancel | Cmd::Interrupt => None,
+    }
+}

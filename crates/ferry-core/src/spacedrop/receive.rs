@@ -1,0 +1,638 @@
+//! The receiving flow: check the offer, ask (or recognise a resume), check space, lay the
+//! files out, then receive the data stream and report progress and every file's outcome.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_block::names::Os;
+use ferry_block::place;
+use ferry_block::recv::{receive_files, Expect, FileOutcome, Journal, RecvError};
+use ferry_block::EntryKind;
+use ferry_p2p::router::{BoxFuture, Incoming, Protocol};
+use ferry_p2p::wire::{expect_frame, read_frame, write_frame};
+use ferry_p2p::{Code, StreamError};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::wire::{
+    Answer, Control, DataStart, Offer, Refusal, Starts, TransferId, CONTROL_ID, DATA_ID,
+    MAX_CONTROL, MAX_OFFER, VERSION,
+};
+use super::{
+    apply_pause, control_for, lock, unix_now, AcceptPolicy, Cmd, Decision, FailedFile, Prompt,
+    PromptOutcome, Shared, Side, TransferInfo, TransferState, MAX_PROMPTS,
+};
+use crate::event::Event;
+use crate::store::{Direction, FileStatus, SavedLayout, TransferRow};
+
+/// How long the sender has to send its offer, and to open the data stream after the answer.
+const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
+const DATA_TIMEOUT: Duration = Duration::from_secs(30);
+/// Incoming transfers running at once; more offers are answered `Busy`.
+const MAX_INCOMING: usize = 16;
+
+/// What the control flow hands to the data stream's handler.
+pub(super) struct DataJob {
+    plan: HashMap<u32, Expect>,
+    journal: Journal,
+    outcomes: mpsc::Sender<FileOutcome>,
+    received: Arc<AtomicU64>,
+    cancel: watch::Receiver<bool>,
+    done: oneshot::Sender<Result<(), RecvError>>,
+}
+
+pub(super) struct ControlProtocol(pub Arc<Shared>);
+pub(super) struct DataProtocol(pub Arc<Shared>);
+
+impl Protocol for ControlProtocol {
+    fn id(&self) -> u16 {
+        CONTROL_ID
+    }
+    fn versions(&self) -> RangeInclusive<u16> {
+        VERSION..=VERSION
+    }
+    fn handle<'a>(&'a self, s: &'a mut Incoming) -> BoxFuture<'a, Result<(), StreamError>> {
+        Box::pin(handle_offer(self.0.clone(), s))
+    }
+}
+
+impl Protocol for DataProtocol {
+    fn id(&self) -> u16 {
+        DATA_ID
+    }
+    fn versions(&self) -> RangeInclusive<u16> {
+        VERSION..=VERSION
+    }
+    fn handle<'a>(&'a self, s: &'a mut Incoming) -> BoxFuture<'a, Result<(), StreamError>> {
+        Box::pin(async move {
+            let start: DataStart =
+                expect_frame(&mut s.recv, MAX_CONTROL, OFFER_TIMEOUT, "data start").await?;
+            // Keyed by the *proven* peer: nobody else can feed another peer's transfer.
+            let job = lock(&self.0.data_jobs).remove(&(s.peer, start.transfer));
+            let Some(job) = job else {
+                return Err(StreamError::Protocol(
+                    "data for no accepted transfer".into(),
+                ));
+            };
+            let r = receive_files(
+                &mut s.recv,
+                &job.plan,
+                Os::current(),
+                job.journal,
+                job.outcomes,
+                &job.received,
+                job.cancel,
+            )
+            .await;
+            let code = match &r {
+                Ok(()) => None,
+                Err(RecvError::Disk { .. }) => Some((Code::Refused, "disk")),
+                Err(RecvError::Stopped) => Some((Code::Cancelled, "stopped")),
+                Err(_) => Some((Code::ProtocolError, "bad data")),
+            };
+            let _ = job.done.send(r);
+            match code {
+                None => Ok(()),
+                Some((code, why)) => Err(StreamError::Local(code, why)),
+            }
+        })
+    }
+}
+
+fn temp_path(dest: &Path, id: &TransferId, entry: u32) -> PathBuf {
+    dest.join(format!(".ferry-{}-{entry}.part", &id.hex()[..12]))
+}
+
+/// Removes the partial files of a transfer (cancelled, or failed for good).
+pub(super) fn remove_temps(row: &TransferRow) {
+    if let Some(dest) = &row.dest {
+        for (i, e) in row.manifest.entries.iter().enumerate() {
+            if e.kind == EntryKind::File {
+                let _ = std::fs::remove_file(temp_path(dest, &row.id, i as u32));
+            }
+        }
+    }
+}
+
+async fn reject(s: &mut Incoming, r: Refusal) -> Result<(), StreamError> {
+    tracing::info!(peer = %s.peer.short(), reason = %r, "offer refused");
+    write_frame(&mut s.send, &Answer::Rejected(r), MAX_CONTROL).await
+}
+
+async fn handle_offer(shared: Arc<Shared>, s: &mut Incoming) -> Result<(), StreamError> {
+    let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, OFFER_TIMEOUT, "an offer").await?;
+    if let Err(e) = offer.manifest.validate() {
+        return reject(s, Refusal::Invalid(e.to_string())).await;
+    }
+    if lock(&shared.live).contains_key(&offer.transfer) || lock(&shared.live).len() >= MAX_INCOMING
+    {
+        return reject(s, Refusal::Busy).await;
+    }
+    // A resume of a transfer this node accepted before, from the same proven peer.
+    if offer.resume {
+        if let Ok(Some(row)) = shared.store.get(&offer.transfer) {
+            if row.peer == s.peer
+                && row.direction == Direction::Receive
+                && row.manifest == offer.manifest
+            {
+                return match row.state.as_str() {
+                    "cancelled" | "rejected" | "failed" => reject(s, Refusal::Declined).await,
+                    _ => {
+                        let starts = resume_starts(&shared, &row);
+                        run(shared, s, row, starts).await
+                    }
+                };
+            }
+        }
+    }
+    let decision = match decide(&shared, s, &offer).await? {
+        Some(d) => d,
+        None => return Ok(()),
+    };
+    let Decision::Accept { dest } = decision else {
+        return reject(s, Refusal::Declined).await;
+    };
+    let dest = dest.unwrap_or_else(|| lock(&shared.cfg).dest.clone());
+    let manifest = offer.manifest;
+    let prepared = {
+        let dest = dest.clone();
+        let manifest = manifest.clone();
+        tokio::task::spawn_blocking(move || prepare(&dest, &manifest)).await
+    };
+    let layout = match prepared {
+        Ok(Ok(l)) => l,
+        Ok(Err(r)) => return reject(s, r).await,
+        Err(e) => return reject(s, Refusal::Destination(e.to_string())).await,
+    };
+    let peer_name = shared
+        .p2p()
+        .and_then(|p| p.peer(&s.peer))
+        .map(|p| p.name)
+        .unwrap_or_default();
+    let row = TransferRow {
+        id: offer.transfer,
+        direction: Direction::Receive,
+        peer: s.peer,
+        peer_name,
+        peer_addr: Some(s.conn.remote_address().to_string()),
+        state: "transferring".into(),
+        reason: None,
+        dest: Some(dest),
+        manifest,
+        sources: vec![],
+        layout,
+        created: unix_now(),
+    };
+    if let Err(e) = shared.store.put(&row) {
+        return reject(
+            s,
+            Refusal::Destination(format!("cannot record the transfer: {e}")),
+        )
+        .await;
+    }
+    let starts = row
+        .manifest
+        .entries
+        .iter()
+        .map(|e| (e.kind == EntryKind::File).then_some(0))
+        .collect();
+    run(shared, s, row, starts).await
+}
+
+/// Free space, then the layout and the folders (empty ones included).
+fn prepare(dest: &Path, manifest: &ferry_block::Manifest) -> Result<SavedLayout, Refusal> {
+    std::fs::create_dir_all(dest).map_err(|e| Refusal::Destination(e.to_string()))?;
+    let needed = manifest.total_bytes();
+    let available = fs4::available_space(dest).map_err(|e| Refusal::Destination(e.to_string()))?;
+    if needed > available {
+        return Err(Refusal::NoSpace { needed, available });
+    }
+    let l = place::layout(manifest, Os::current(), |n| dest.join(n).exists())
+        .map_err(|e| Refusal::Invalid(e.to_string()))?;
+    for (e, p) in manifest.entries.iter().zip(&l.paths) {
+        if e.kind == EntryKind::Dir {
+            std::fs::create_dir_all(dest.join(p))
+                .map_err(|e| Refusal::Destination(e.to_string()))?;
+        }
+    }
+    Ok(SavedLayout {
+        paths: l.paths,
+        renamed: l.renamed,
+    })
+}
+
+/// Where to start each entry of a resumed transfer: skip what is done, continue what has a
+/// partial file (the whole-file hash re-checks its bytes), restart the rest. A file recorded as
+/// done whose temp file is still there was verified but not yet moved when the node stopped:
+/// it is placed now.
+fn resume_starts(shared: &Shared, row: &TransferRow) -> Starts {
+    let dest = row.dest.clone().unwrap_or_default();
+    for (entry, status) in shared.store.files(&row.id).unwrap_or_default() {
+        let temp = temp_path(&dest, &row.id, entry);
+        if let (FileStatus::Done(wanted), true) = (status, temp.exists()) {
+            match place::place(&temp, &wanted, Os::current()) {
+                Ok(path) => {
+                    let _ = shared
+                        .store
+                        .set_file(&row.id, entry, &FileStatus::Done(path));
+                }
+                Err(e) => tracing::warn!(error = %e, "could not place a recovered file"),
+            }
+        }
+    }
+    let done: std::collections::HashSet<u32> = shared
+        .store
+        .files(&row.id)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|(_, s)| matches!(s, FileStatus::Done(_)))
+        .map(|(i, _)| i)
+        .collect();
+    row.manifest
+        .entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| match e.kind {
+            EntryKind::Dir => None,
+            EntryKind::File if done.contains(&(i as u32)) => None,
+            EntryKind::File => {
+                let have =
+                    std::fs::metadata(temp_path(&dest, &row.id, i as u32)).map_or(0, |m| m.len());
+                Some(have.min(e.size))
+            }
+        })
+        .collect()
+}
+
+/// Policy, or a prompt that the first answer (from any front end) settles. `None` when the
+/// offer ended without an answer being sent (the sender withdrew).
+async fn decide(
+    shared: &Shared,
+    s: &mut Incoming,
+    offer: &Offer,
+) -> Result<Option<Decision>, StreamError> {
+    let (policy, timeout) = {
+        let c = lock(&shared.cfg);
+        (c.accept.clone(), c.prompt_timeout)
+    };
+    let auto = match &policy {
+        AcceptPolicy::Everyone => true,
+        AcceptPolicy::From(peers) => peers.contains(&s.peer),
+        AcceptPolicy::Ask => false,
+    };
+    if auto {
+        return Ok(Some(Decision::Accept { dest: None }));
+    }
+    let (tx, rx) = oneshot::channel();
+    let admitted = {
+        let mut prompts = lock(&shared.prompts);
+        let full = prompts.len() >= MAX_PROMPTS || prompts.values().any(|(p, _)| *p == s.peer);
+        if !full {
+            prompts.insert(offer.transfer, (s.peer, tx));
+        }
+        !full
+    };
+    if !admitted {
+        reject(s, Refusal::Busy).await?;
+        return Ok(None);
+    }
+    let peer = shared.p2p().and_then(|p| p.peer(&s.peer));
+    let prompt = Prompt {
+        transfer: offer.transfer.hex(),
+        peer: s.peer,
+        peer_short: s.peer.short(),
+        peer_name: peer.map(|p| p.name).unwrap_or_default(),
+        files: offer.manifest.file_count(),
+        bytes: offer.manifest.total_bytes(),
+        first_names: offer.manifest.first_names(5),
+        expires_in_ms: timeout.as_millis() as u64,
+    };
+    shared.emit(Event::SpacedropPrompt { prompt });
+    let mut probe = [0u8; 1];
+    let outcome = tokio::select! {
+        d = tokio::time::timeout(timeout, rx) => match d {
+            Ok(Ok(d)) => Ok(d),
+            _ => Err(PromptOutcome::TimedOut),
+        },
+        // Anything from the sender now (data, FIN, reset) means it gave up waiting.
+        _ = s.recv.read(&mut probe) => Err(PromptOutcome::Withdrawn),
+    };
+    lock(&shared.prompts).remove(&offer.transfer);
+    let resolved = |outcome| Event::PromptResolved {
+        transfer: offer.transfer.hex(),
+        outcome,
+    };
+    match outcome {
+        Ok(d) => {
+            shared.emit(resolved(if matches!(d, Decision::Accept { .. }) {
+                PromptOutcome::Accepted
+            } else {
+                PromptOutcome::Rejected
+            }));
+            Ok(Some(d))
+        }
+        Err(PromptOutcome::TimedOut) => {
+            shared.emit(resolved(PromptOutcome::TimedOut));
+            reject(s, Refusal::TimedOut).await?;
+            Ok(None)
+        }
+        Err(o) => {
+            shared.emit(resolved(o));
+            Ok(None)
+        }
+    }
+}
+
+/// Answers with `starts` and receives until the transfer ends one way or another.
+async fn run(
+    shared: Arc<Shared>,
+    s: &mut Incoming,
+    row: TransferRow,
+    starts: Starts,
+) -> Result<(), StreamError> {
+    let id = row.id;
+    let dest = row.dest.clone().unwrap_or_default();
+    let (mut plan, mut resumed, mut already) = (HashMap::new(), 0u64, 0usize);
+    for (i, e) in row.manifest.entries.iter().enumerate() {
+        if e.kind != EntryKind::File {
+            continue;
+        }
+        match starts[i] {
+            Some(offset) => {
+                resumed += offset;
+                let local = row.layout.paths.get(i).cloned().unwrap_or_default();
+                plan.insert(
+                    i as u32,
+                    Expect {
+                        temp: temp_path(&dest, &id, i as u32),
+                        dest: dest.join(local),
+                        offset,
+                        size: e.size,
+                    },
+                );
+            }
+            None => {
+                resumed += e.size;
+                already += 1;
+            }
+        }
+    }
+    let mut cmds = shared.register(TransferInfo {
+        id: id.hex(),
+        direction: Direction::Receive,
+        peer: row.peer,
+        peer_name: row.peer_name.clone(),
+        state: TransferState::Transferring,
+        files_total: row.manifest.file_count(),
+        files_done: already,
+        bytes_total: row.manifest.total_bytes(),
+        bytes_done: resumed,
+        bytes_resumed: resumed,
+        speed_bps: 0.0,
+        eta_secs: None,
+        current: None,
+        dest: Some(dest.display().to_string()),
+        renamed: row.layout.renamed.clone(),
+        failed: vec![],
+    });
+    let _ = shared.store.set_state(&id, "transferring", None);
+    let (out_tx, mut out_rx) = mpsc::channel(256);
+    let received = Arc::new(AtomicU64::new(0));
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let (done_tx, mut done_rx) = oneshot::channel();
+    let journal: Journal = {
+        let store = shared.store.clone();
+        Arc::new(move |entry, dest| {
+            store
+                .set_file(&id, entry, &FileStatus::Done(dest.to_path_buf()))
+                .map_err(std::io::Error::other)
+        })
+    };
+    let job = DataJob {
+        plan,
+        journal,
+        outcomes: out_tx,
+        received: received.clone(),
+        cancel: cancel_rx,
+        done: done_tx,
+    };
+    lock(&shared.data_jobs).insert((s.peer, id), job);
+    if let Err(e) = write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_CONTROL).await {
+        lock(&shared.data_jobs).remove(&(s.peer, id));
+        shared.finish(
+            &id,
+            TransferState::Interrupted {
+                reason: format!("connection lost: {e}"),
+            },
+        );
+        return Ok(());
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let data_deadline = tokio::time::sleep(DATA_TIMEOUT);
+    tokio::pin!(data_deadline);
+    let mut data_started = false;
+    let mut data_result: Option<Result<(), RecvError>> = None;
+    let mut files_done = already;
+    let mut control_open = true;
+    let mut stopping: Option<String> = None;
+    let end: TransferState = loop {
+        tokio::select! {
+            o = out_rx.recv() => match o {
+                Some(o) => {
+                    data_started = true;
+                    record_outcome(&shared, &row, s, o, &mut files_done).await;
+                }
+                                // The data handler is done and every outcome is in.
+                None if stopping.is_some() => {
+                    break TransferState::Interrupted { reason: stopping.take().unwrap_or_default() };
+                }
+                None => {
+                    let r = match data_result.take() {
+                        Some(r) => r,
+                        None => (&mut done_rx).await.unwrap_or(Err(RecvError::Protocol("data stream vanished".into()))),
+                    };
+                    break settle(&shared, s, &row, r, resumed + received.load(Ordering::Relaxed), files_done).await;
+                }
+            },
+            r = &mut done_rx, if data_result.is_none() => {
+                data_result = Some(r.unwrap_or(Err(RecvError::Protocol("data stream vanished".into()))));
+            }
+            _ = tick.tick() => {
+                let bytes = resumed + received.load(Ordering::Relaxed);
+                if bytes > resumed {
+                    data_started = true;
+                }
+                let _ = write_frame(&mut s.send, &Control::Progress { bytes, files: files_done as u32 }, MAX_CONTROL).await;
+                shared.update(&id, |i| {
+                    i.bytes_done = bytes;
+                    i.files_done = files_done;
+                });
+            }
+            // The job is still registered until the sender's data stream claims it.
+            _ = &mut data_deadline, if !data_started && lock(&shared.data_jobs).contains_key(&(s.peer, id)) => {
+                lock(&shared.data_jobs).remove(&(s.peer, id));
+                break TransferState::Interrupted { reason: "the sender did not start sending".into() };
+            }
+            msg = read_frame::<_, Control>(&mut s.recv, MAX_CONTROL), if control_open => match msg {
+                Ok(Some(Control::Pause)) => shared.update(&id, |i| apply_pause(i, true, Side::Peer)),
+                Ok(Some(Control::Resume)) => shared.update(&id, |i| apply_pause(i, false, Side::Peer)),
+                Ok(Some(_)) => {}
+                // The sender finished writing control messages; the data stream decides.
+                Ok(None) => control_open = false,
+                Err(StreamError::Peer(Code::Cancelled)) => {
+                    let _ = cancel_tx.send(true);
+                    remove_temps(&row);
+                    break TransferState::Cancelled { by: Side::Peer };
+                }
+                Err(e @ (StreamError::Connection(_) | StreamError::Io(_))) => {
+                    let _ = cancel_tx.send(true);
+                    break TransferState::Interrupted { reason: format!("connection lost: {e}") };
+                }
+                Err(e) => {
+                    let _ = cancel_tx.send(true);
+                    remove_temps(&row);
+                    break TransferState::Failed { reason: format!("sender misbehaved: {e}") };
+                }
+            },
+                        cmd = cmds.recv(), if stopping.is_none() => match cmd {
+                Some(Cmd::Interrupt) => {
+                    // Let the writer finish and record what it holds; keep partial files.
+                    stopping = Some("this node stopped".into());
+                    let _ = cancel_tx.send(true);
+                    lock(&shared.data_jobs).remove(&(s.peer, id));
+                }
+                Some(Cmd::Cancel) | None => {
+                    let _ = cancel_tx.send(true);
+                    let _ = s.send.reset(Code::Cancelled.var_int());
+                    let _ = s.recv.stop(Code::Cancelled.var_int());
+                    remove_temps(&row);
+                    break TransferState::Cancelled { by: Side::Local };
+                }
+                Some(cmd) => {
+                    let pause = matches!(cmd, Cmd::Pause);
+                    if let Some(c) = control_for(&cmd) {
+                        let _ = write_frame(&mut s.send, &c, MAX_CONTROL).await;
+                    }
+                    shared.update(&id, |i| apply_pause(i, pause, Side::Local));
+                }
+            },
+        }
+    };
+    lock(&shared.data_jobs).remove(&(s.peer, id));
+    let cancelled = matches!(end, TransferState::Cancelled { .. });
+    shared.finish(&id, end);
+    if cancelled {
+        return Err(StreamError::Local(Code::Cancelled, "cancelled"));
+    }
+    Ok(())
+}
+
+async fn record_outcome(
+    shared: &Shared,
+    row: &TransferRow,
+    s: &mut Incoming,
+    o: FileOutcome,
+    files_done: &mut usize,
+) {
+    let path_of = |id: u32| {
+        row.manifest
+            .entries
+            .get(id as usize)
+            .map(|e| e.path.join("/"))
+            .unwrap_or_default()
+    };
+    match o {
+        FileOutcome::Verified { id, path, .. } => {
+            *files_done += 1;
+            let _ = shared.store.set_file(&row.id, id, &FileStatus::Done(path));
+            let _ = write_frame(&mut s.send, &Control::FileDone { id }, MAX_CONTROL).await;
+            let current = path_of(id);
+            shared.update(&row.id, |i| {
+                i.files_done = *files_done;
+                i.current = Some(current);
+            });
+        }
+        FileOutcome::Failed { id, reason } => {
+            let reason = reason.to_string();
+            tracing::warn!(transfer = %row.id.hex(), file = %path_of(id), %reason, "file failed");
+            let _ = shared
+                .store
+                .set_file(&row.id, id, &FileStatus::Failed(reason.clone()));
+            let _ = write_frame(
+                &mut s.send,
+                &Control::FileFailed {
+                    id,
+                    reason: reason.clone(),
+                },
+                MAX_CONTROL,
+            )
+            .await;
+            let path = path_of(id);
+            shared.update(&row.id, |i| i.failed.push(FailedFile { path, reason }));
+        }
+    }
+}
+
+/// The data stream ended: tell the sender how it went.
+async fn settle(
+    shared: &Shared,
+    s: &mut Incoming,
+    row: &TransferRow,
+    r: Result<(), RecvError>,
+    bytes: u64,
+    files: usize,
+) -> TransferState {
+    match r {
+        Ok(()) => {
+            let _ = write_frame(
+                &mut s.send,
+                &Control::Progress {
+                    bytes,
+                    files: files as u32,
+                },
+                MAX_CONTROL,
+            )
+            .await;
+            let _ = write_frame(&mut s.send, &Control::Finished, MAX_CONTROL).await;
+            let _ = s.send.finish();
+            let failed = lock(&shared.live)
+                .get(&row.id)
+                .map_or(0, |l| l.info.failed.len());
+            shared.update(&row.id, |i| {
+                i.bytes_done = bytes;
+                i.files_done = files;
+            });
+            if failed == 0 {
+                TransferState::Done
+            } else {
+                TransferState::Failed {
+                    reason: format!("{failed} of {} files failed", row.manifest.file_count()),
+                }
+            }
+        }
+        Err(RecvError::Record(ferry_block::record::RecordError::Io(e))) => {
+            TransferState::Interrupted {
+                reason: format!("connection lost: {}", StreamError::from_io(e)),
+            }
+        }
+        Err(e) => {
+            let reason = match &e {
+                RecvError::Disk { .. } => format!("the receiver cannot write: {e}"),
+                _ => format!("the sender's data was invalid: {e}"),
+            };
+            let _ = write_frame(
+                &mut s.send,
+                &Control::Abort {
+                    reason: reason.clone(),
+                },
+                MAX_CONTROL,
+            )
+            .await;
+            remove_temps(row);
+            TransferState::Failed { reason }
+        }
+    }
+}

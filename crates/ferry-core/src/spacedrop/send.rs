@@ -1,0 +1,325 @@
+//! The sending flow: offer, wait for the answer, stream the data, follow the receiver's
+//! progress; on a dropped connection, wait for the peer and offer again as a resume.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_block::send::{send_files, FileJob};
+use ferry_block::EntryKind;
+use ferry_p2p::router::open;
+use ferry_p2p::wire::{expect_frame, read_frame, write_frame};
+use ferry_p2p::{Code, StreamError};
+use tokio::sync::{mpsc, watch};
+
+use super::wire::{
+    Answer, Control, DataStart, Offer, CONTROL_ID, DATA_ID, MAX_CONTROL, MAX_OFFER, VERSION,
+};
+use super::{
+    apply_pause, control_for, lock, Cmd, FailedFile, Shared, Side, TransferInfo, TransferState,
+};
+use crate::store::{Direction, TransferRow};
+
+pub(super) fn spawn(shared: Arc<Shared>, row: TransferRow, resume: bool) {
+    tokio::spawn(run(shared, row, resume));
+}
+
+/// How an attempt ended: for good, or interrupted (try again when the peer is back).
+enum Attempt {
+    Final(TransferState),
+    Interrupted(String),
+}
+
+async fn run(shared: Arc<Shared>, row: TransferRow, mut resume: bool) {
+    let id = row.id;
+    if lock(&shared.live).contains_key(&id) {
+        return;
+    }
+    let info = TransferInfo {
+        id: id.hex(),
+        direction: Direction::Send,
+        peer: row.peer,
+        peer_name: row.peer_name.clone(),
+        state: TransferState::Waiting,
+        files_total: row.manifest.file_count(),
+        files_done: 0,
+        bytes_total: row.manifest.total_bytes(),
+        bytes_done: 0,
+        bytes_resumed: 0,
+        speed_bps: 0.0,
+        eta_secs: None,
+        current: None,
+        dest: None,
+        renamed: vec![],
+        failed: vec![],
+    };
+    let mut cmds = shared.register(info);
+    let mut backoff = Duration::from_millis(500);
+    loop {
+        let outcome = match connect(&shared, &row).await {
+            Some(conn) => attempt(&shared, &row, conn, resume, &mut cmds).await,
+            None => Attempt::Interrupted(format!("waiting for {} to be reachable", name(&row))),
+        };
+        let reason = match outcome {
+            Attempt::Final(state) => return shared.finish(&id, state),
+            Attempt::Interrupted(reason) => reason,
+        };
+        tracing::info!(transfer = %id.hex(), %reason, "transfer interrupted; will resume");
+        resume = true;
+        let _ = shared.store.set_state(&id, "interrupted", Some(&reason));
+        shared.update(&id, |i| i.state = TransferState::Interrupted { reason });
+        // Wait for the peer to come back, or for the user.
+        let mut events = shared.p2p().map(|p| p.subscribe());
+        let back = async {
+            match events.as_mut() {
+                Some(rx) => loop {
+                    match rx.recv().await {
+                        Ok(
+                            ferry_p2p::P2pEvent::PeerFound(p) | ferry_p2p::P2pEvent::PeerChanged(p),
+                        ) if p.id == row.peer && p.state == ferry_p2p::PeerState::Connected => {
+                            break
+                        }
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                        _ => {}
+                    }
+                },
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = back => {}
+            _ = tokio::time::sleep(backoff) => {}
+                        cmd = cmds.recv() => match cmd {
+                Some(Cmd::Cancel) | None => return shared.finish(&id, TransferState::Cancelled { by: Side::Local }),
+                Some(Cmd::Interrupt) => return shared.finish(&id, stopped()),
+                _ => {}
+            },
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(10));
+    }
+}
+
+fn name(row: &TransferRow) -> String {
+    if row.peer_name.is_empty() {
+        row.peer.short()
+    } else {
+        row.peer_name.clone()
+    }
+}
+
+/// The peer's live connection, or a dial to its known or last addresses.
+async fn connect(shared: &Shared, row: &TransferRow) -> Option<quinn::Connection> {
+    let p2p = shared.p2p()?;
+    if let Ok(c) = p2p.connect_peer(&row.peer).await {
+        return Some(c);
+    }
+    let addr = row.peer_addr.as_ref()?.parse().ok()?;
+    p2p.connect(addr, Some(row.peer)).await.ok()?;
+    p2p.connection(&row.peer)
+}
+
+async fn attempt(
+    shared: &Shared,
+    row: &TransferRow,
+    conn: quinn::Connection,
+    resume: bool,
+    cmds: &mut mpsc::Receiver<Cmd>,
+) -> Attempt {
+    let id = row.id;
+    let interrupted =
+        |e: &dyn std::fmt::Display| Attempt::Interrupted(format!("connection lost: {e}"));
+    let (mut cs, mut cr) = match open(&conn, CONTROL_ID, VERSION).await {
+        Ok(s) => s,
+        Err(e) => return interrupted(&e),
+    };
+    let offer = Offer {
+        transfer: id,
+        manifest: row.manifest.clone(),
+        resume,
+    };
+    if let Err(e) = write_frame(&mut cs, &offer, MAX_OFFER).await {
+        return interrupted(&e);
+    }
+    shared.update(&id, |i| i.state = TransferState::Waiting);
+    let wait = lock(&shared.cfg).prompt_timeout + Duration::from_secs(30);
+    let answer = loop {
+        tokio::select! {
+            a = expect_frame::<_, Answer>(&mut cr, MAX_CONTROL, wait, "an answer") => break a,
+                        cmd = cmds.recv() => match cmd {
+                Some(Cmd::Cancel) | None => {
+                    let _ = cs.reset(Code::Cancelled.var_int());
+                    let _ = cr.stop(Code::Cancelled.var_int());
+                    return Attempt::Final(TransferState::Cancelled { by: Side::Local });
+                }
+                Some(Cmd::Interrupt) => return Attempt::Final(stopped()),
+                _ => {}
+            },
+        }
+    };
+    let starts = match answer {
+        Ok(Answer::Accepted { starts }) => starts,
+        Ok(Answer::Rejected(r)) => {
+            return Attempt::Final(TransferState::Rejected {
+                reason: r.to_string(),
+            })
+        }
+        Err(StreamError::Timeout(_)) => {
+            return Attempt::Final(TransferState::Rejected {
+                reason: "no answer in time".into(),
+            })
+        }
+        Err(e @ (StreamError::Connection(_) | StreamError::Io(_))) => return interrupted(&e),
+        Err(e) => {
+            return Attempt::Final(TransferState::Failed {
+                reason: format!("receiver misbehaved: {e}"),
+            })
+        }
+    };
+    if starts.len() != row.manifest.entries.len() {
+        return Attempt::Final(TransferState::Failed {
+            reason: "the receiver answered with a plan that does not fit".into(),
+        });
+    }
+    let mut jobs = vec![];
+    let (mut resumed, mut already) = (0u64, 0usize);
+    for (i, e) in row.manifest.entries.iter().enumerate() {
+        if e.kind != EntryKind::File {
+            continue;
+        }
+        match (starts[i], row.sources.get(i)) {
+            (Some(offset), Some(source)) if offset <= e.size => {
+                resumed += offset;
+                jobs.push(FileJob {
+                    id: i as u32,
+                    source: source.clone(),
+                    offset,
+                    size: e.size,
+                    mtime: e.mtime,
+                });
+            }
+            (Some(_), _) => {
+                return Attempt::Final(TransferState::Failed {
+                    reason: "the receiver asked for a bad offset".into(),
+                })
+            }
+            (None, _) => {
+                resumed += e.size;
+                already += 1;
+            }
+        }
+    }
+    let _ = shared.store.set_state(&id, "transferring", None);
+    shared.update(&id, |i| {
+        i.state = TransferState::Transferring;
+        i.bytes_resumed = resumed;
+        i.bytes_done = resumed;
+        i.files_done = already;
+    });
+    let (mut ds, _dr) = match open(&conn, DATA_ID, VERSION).await {
+        Ok(s) => s,
+        Err(e) => return interrupted(&e),
+    };
+    if let Err(e) = write_frame(&mut ds, &DataStart { transfer: id }, MAX_CONTROL).await {
+        return interrupted(&e);
+    }
+    let (pause_tx, pause_rx) = watch::channel(false);
+    let (cancel_tx, mut cancel_rx) = watch::channel(false);
+    let mut data = tokio::spawn(async move {
+        let sent = AtomicU64::new(0);
+        tokio::select! {
+            r = send_files(&mut ds, jobs, pause_rx, &sent) => {
+                let _ = ds.finish();
+                r.map_err(|e| e.to_string())
+            }
+            _ = cancel_rx.changed() => {
+                let _ = ds.reset(Code::Cancelled.var_int());
+                Err("cancelled".into())
+            }
+        }
+    });
+    let mut data_done = false;
+    let end = loop {
+        tokio::select! {
+            msg = read_frame::<_, Control>(&mut cr, MAX_CONTROL) => match msg {
+                Ok(Some(Control::Progress { bytes, files })) => shared.update(&id, |i| {
+                    i.bytes_done = bytes.min(i.bytes_total);
+                    i.files_done = files as usize;
+                }),
+                Ok(Some(Control::FileDone { .. })) => {}
+                Ok(Some(Control::FileFailed { id: entry, reason })) => {
+                    let path = row.manifest.entries.get(entry as usize).map(|e| e.path.join("/")).unwrap_or_default();
+                    shared.update(&id, |i| i.failed.push(FailedFile { path, reason }));
+                }
+                Ok(Some(Control::Pause)) => {
+                    let _ = pause_tx.send(true);
+                    shared.update(&id, |i| apply_pause(i, true, Side::Peer));
+                }
+                Ok(Some(Control::Resume)) => {
+                    let _ = pause_tx.send(false);
+                    shared.update(&id, |i| apply_pause(i, false, Side::Peer));
+                }
+                Ok(Some(Control::Finished)) => break finished(shared, &id),
+                Ok(Some(Control::Abort { reason })) => break Attempt::Final(TransferState::Failed { reason }),
+                Ok(None) => break Attempt::Interrupted("the receiver closed the transfer".into()),
+                Err(StreamError::Peer(Code::Cancelled)) => break Attempt::Final(TransferState::Cancelled { by: Side::Peer }),
+                Err(e @ (StreamError::Connection(_) | StreamError::Io(_))) => break interrupted(&e),
+                Err(e) => break Attempt::Final(TransferState::Failed { reason: format!("receiver misbehaved: {e}") }),
+            },
+            cmd = cmds.recv() => match cmd {
+                Some(Cmd::Cancel) | None => {
+                    let _ = cancel_tx.send(true);
+                    let _ = cs.reset(Code::Cancelled.var_int());
+                    let _ = cr.stop(Code::Cancelled.var_int());
+                    break Attempt::Final(TransferState::Cancelled { by: Side::Local });
+                }
+                                Some(Cmd::Interrupt) => {
+                    let _ = cancel_tx.send(true);
+                    break Attempt::Final(stopped());
+                }
+                Some(cmd) => {
+                    let pause = matches!(cmd, Cmd::Pause);
+                    let _ = pause_tx.send(pause);
+                    if let Some(c) = control_for(&cmd) {
+                        let _ = write_frame(&mut cs, &c, MAX_CONTROL).await;
+                    }
+                    shared.update(&id, |i| apply_pause(i, pause, Side::Local));
+                }
+            },
+            r = &mut data, if !data_done => {
+                data_done = true;
+                if let Ok(Err(e)) = r {
+                    // The receiver says why on the control stream; this only logs it.
+                    tracing::info!(transfer = %id.hex(), error = %e, "data stream ended early");
+                }
+            }
+        }
+    };
+    if !data_done {
+        let _ = cancel_tx.send(true);
+        data.abort();
+    }
+    end
+}
+
+fn stopped() -> TransferState {
+    TransferState::Interrupted {
+        reason: "this node stopped".into(),
+    }
+}
+
+fn finished(shared: &Shared, id: &super::wire::TransferId) -> Attempt {
+    let (failed, total) = lock(&shared.live)
+        .get(id)
+        .map(|l| (l.info.failed.len(), l.info.files_total))
+        .unwrap_or((0, 0));
+    if failed == 0 {
+        shared.update(id, |i| i.bytes_done = i.bytes_total);
+        Attempt::Final(TransferState::Done)
+    } else {
+        Attempt::Final(TransferState::Failed {
+            reason: format!("{failed} of {total} files failed"),
+        })
+    }
+}

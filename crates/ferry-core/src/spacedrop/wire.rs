@@ -1,0 +1,151 @@
+//! Spacedrop's wire messages (protocol 3, the control stream; protocol 4, data streams).
+//!
+//! ```text
+//! sender                                        receiver
+//!   [3,1] Offer { transfer, manifest, resume } ->
+//!                                               prompt (or auto-accept / known resume)
+//!                                            <- Answer::Accepted { starts } | Answer::Rejected
+//!   [4,1] DataStart { transfer } + Spaceblock records on a second stream ->
+//!                                            <- Progress (every 250 ms), FileDone/FileFailed
+//!   Pause / Resume, either way               <->
+//!   FIN of the data stream                   ->
+//!                                            <- Finished
+//! ```
+//! Cancel is a reset of both streams with code `Cancelled`; a failure on either side is an
+//! `Abort { reason }` followed by a reset. Frames are `ferry_p2p::wire` frames; the offer is
+//! bounded by the manifest limit, every other message by [`MAX_CONTROL`].
+
+use ferry_block::Manifest;
+use serde::{Deserialize, Serialize};
+
+pub const CONTROL_ID: u16 = 3;
+pub const DATA_ID: u16 = 4;
+pub const VERSION: u16 = 1;
+/// Every control message but the offer.
+pub const MAX_CONTROL: usize = 4096;
+pub const MAX_OFFER: usize = ferry_block::manifest::MAX_MANIFEST_BYTES + 64;
+
+/// Chosen by the sender at random; with the sender's proven id it names a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TransferId(pub [u8; 16]);
+
+impl TransferId {
+    pub fn random() -> TransferId {
+        use ring::rand::SecureRandom;
+        let mut b = [0u8; 16];
+        // The system RNG does not fail on supported platforms; a zero id would still work.
+        let _ = ring::rand::SystemRandom::new().fill(&mut b);
+        TransferId(b)
+    }
+
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    pub fn parse(s: &str) -> Option<TransferId> {
+        if s.len() != 32 || !s.is_ascii() {
+            return None;
+        }
+        let mut b = [0u8; 16];
+        for (i, out) in b.iter_mut().enumerate() {
+            *out = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+        }
+        Some(TransferId(b))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Offer {
+    pub transfer: TransferId,
+    pub manifest: Manifest,
+    /// The sender continues a transfer the receiver accepted before.
+    pub resume: bool,
+}
+
+/// Where the sender starts each entry: `None` to skip it (folders, files already done).
+pub type Starts = Vec<Option<u64>>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Answer {
+    Accepted { starts: Starts },
+    Rejected(Refusal),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Refusal {
+    #[error("the receiver declined")]
+    Declined,
+    #[error("no answer in time")]
+    TimedOut,
+    #[error("not enough space at the receiver ({needed} bytes needed, {available} available)")]
+    NoSpace { needed: u64, available: u64 },
+    #[error("the receiver is busy with other requests")]
+    Busy,
+    #[error("the offer was invalid: {0}")]
+    Invalid(String),
+    #[error("the receiver cannot write to its destination: {0}")]
+    Destination(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Control {
+    Progress { bytes: u64, files: u32 },
+    FileDone { id: u32 },
+    FileFailed { id: u32, reason: String },
+    Pause,
+    Resume,
+    Finished,
+    Abort { reason: String },
+}
+
+/// First frame of a data stream: which transfer its records belong to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataStart {
+    pub transfer: TransferId,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip<T: Serialize + for<'a> Deserialize<'a> + PartialEq + std::fmt::Debug>(v: &T) {
+        let bytes = postcard::to_stdvec(v).unwrap();
+        assert_eq!(&ferry_p2p::wire::decode::<T>(&bytes).unwrap(), v);
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        round_trip(&Answer::Accepted {
+            starts: vec![None, Some(0), Some(1 << 40)],
+        });
+        round_trip(&Answer::Rejected(Refusal::NoSpace {
+            needed: 5,
+            available: 1,
+        }));
+        for c in [
+            Control::Progress { bytes: 1, files: 2 },
+            Control::FileFailed {
+                id: 3,
+                reason: "x".into(),
+            },
+            Control::Pause,
+            Control::Finished,
+        ] {
+            round_trip(&c);
+        }
+        let id = TransferId::random();
+        assert_eq!(TransferId::parse(&id.hex()), Some(id));
+        assert_eq!(TransferId::parse("zz"), None);
+        assert_eq!(TransferId::parse(&"é".repeat(16)), None);
+    }
+
+    proptest! {
+        #[test]
+        fn control_decoder_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..128)) {
+            let _ = ferry_p2p::wire::decode::<Control>(&bytes);
+            let _ = ferry_p2p::wire::decode::<Answer>(&bytes);
+            let _ = ferry_p2p::wire::decode::<Offer>(&bytes);
+        }
+    }
+}

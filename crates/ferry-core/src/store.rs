@@ -1,0 +1,359 @@
+//! The node's SQLite database (`ferry.db` in the data dir, WAL): transfers and their files, so
+//! an interrupted transfer can be listed and resumed after a restart.
+//!
+//! Schema (version 1):
+//! - `transfers`: one row per transfer, either direction: peer, state, destination, the
+//!   manifest (postcard), the sender's source paths and the receiver's layout (JSON).
+//! - `transfer_files`: per entry, once it ends: `done` with its final path, or `failed` with a
+//!   reason. Entries without a row are still to come.
+
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use ferry_block::place::Renamed;
+use ferry_block::Manifest;
+use ferry_p2p::PeerId;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use crate::spacedrop::wire::TransferId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("database row is corrupt: {0}")]
+    Corrupt(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Send,
+    Receive,
+}
+
+/// Where each entry lands at the receiver, fixed at accept time.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SavedLayout {
+    pub paths: Vec<PathBuf>,
+    pub renamed: Vec<Renamed>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransferRow {
+    pub id: TransferId,
+    pub direction: Direction,
+    pub peer: PeerId,
+    pub peer_name: String,
+    pub peer_addr: Option<String>,
+    /// A [`crate::spacedrop::TransferState`] name.
+    pub state: String,
+    pub reason: Option<String>,
+    pub dest: Option<PathBuf>,
+    pub manifest: Manifest,
+    pub sources: Vec<PathBuf>,
+    pub layout: SavedLayout,
+    pub created: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileStatus {
+    Done(PathBuf),
+    Failed(String),
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const MIGRATIONS: &[&str] = &[r#"
+CREATE TABLE transfers (
+    id TEXT PRIMARY KEY,
+    direction TEXT NOT NULL,
+    peer TEXT NOT NULL,
+    peer_name TEXT NOT NULL,
+    peer_addr TEXT,
+    state TEXT NOT NULL,
+    reason TEXT,
+    dest TEXT,
+    manifest BLOB NOT NULL,
+    sources TEXT NOT NULL,
+    layout TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+CREATE TABLE transfer_files (
+    transfer TEXT NOT NULL REFERENCES transfers(id) ON DELETE CASCADE,
+    entry INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    PRIMARY KEY (transfer, entry)
+);
+"#];
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+impl Store {
+    pub fn open(path: &std::path::Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        for (i, m) in MIGRATIONS.iter().enumerate().skip(version.max(0) as usize) {
+            let tx = conn.unchecked_transaction()?;
+            tx.execute_batch(m)?;
+            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn put(&self, t: &TransferRow) -> Result<(), StoreError> {
+        let manifest = postcard::to_stdvec(&t.manifest).map_err(corrupt)?;
+        let sources = serde_json::to_string(&t.sources).map_err(corrupt)?;
+        let layout = serde_json::to_string(&t.layout).map_err(corrupt)?;
+        self.conn().execute(
+            "INSERT OR REPLACE INTO transfers
+             (id, direction, peer, peer_name, peer_addr, state, reason, dest, manifest, sources, layout, created, updated)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            params![
+                t.id.hex(),
+                serde_json::to_string(&t.direction).map_err(corrupt)?,
+                t.peer.fingerprint(),
+                t.peer_name,
+                t.peer_addr,
+                t.state,
+                t.reason,
+                t.dest.as_ref().map(|d| d.to_string_lossy().into_owned()),
+                manifest,
+                sources,
+                layout,
+                t.created,
+                now()
+            ],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_state(
+        &self,
+        id: &TransferId,
+        state: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE transfers SET state = ?2, reason = ?3, updated = ?4 WHERE id = ?1",
+            params![id.hex(), state, reason, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn set_file(
+        &self,
+        id: &TransferId,
+        entry: u32,
+        status: &FileStatus,
+    ) -> Result<(), StoreError> {
+        let (s, detail) = match status {
+            FileStatus::Done(p) => ("done", p.to_string_lossy().into_owned()),
+            FileStatus::Failed(r) => ("failed", r.clone()),
+        };
+        self.conn().execute(
+            "INSERT OR REPLACE INTO transfer_files (transfer, entry, status, detail) VALUES (?1, ?2, ?3, ?4)",
+            params![id.hex(), entry, s, detail],
+        )?;
+        Ok(())
+    }
+
+    pub fn files(&self, id: &TransferId) -> Result<Vec<(u32, FileStatus)>, StoreError> {
+        let conn = self.conn();
+        let mut q = conn.prepare(
+            "SELECT entry, status, detail FROM transfer_files WHERE transfer = ?1 ORDER BY entry",
+        )?;
+        let rows = q.query_map([id.hex()], |r| {
+            Ok((
+                r.get::<_, u32>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        rows.map(|r| {
+            let (entry, status, detail) = r?;
+            Ok((
+                entry,
+                if status == "done" {
+                    FileStatus::Done(detail.into())
+                } else {
+                    FileStatus::Failed(detail)
+                },
+            ))
+        })
+        .collect()
+    }
+
+    pub fn get(&self, id: &TransferId) -> Result<Option<TransferRow>, StoreError> {
+        let conn = self.conn();
+        let row = conn
+            .query_row(&format!("{SELECT} WHERE id = ?1"), [id.hex()], raw)
+            .optional()?;
+        row.map(parse).transpose()
+    }
+
+    /// All transfers, newest first.
+    pub fn list(&self) -> Result<Vec<TransferRow>, StoreError> {
+        let conn = self.conn();
+        let mut q = conn.prepare(&format!("{SELECT} ORDER BY created DESC, id"))?;
+        let rows: Vec<Raw> = q.query_map([], raw)?.collect::<Result<_, _>>()?;
+        rows.into_iter().map(parse).collect()
+    }
+
+    pub fn delete(&self, id: &TransferId) -> Result<(), StoreError> {
+        self.conn()
+            .execute("DELETE FROM transfers WHERE id = ?1", [id.hex()])?;
+        Ok(())
+    }
+}
+
+const SELECT: &str = "SELECT id, direction, peer, peer_name, peer_addr, state, reason, dest, manifest, sources, layout, created FROM transfers";
+
+type Raw = (
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    Option<String>,
+    Option<String>,
+    Vec<u8>,
+    String,
+    String,
+    i64,
+);
+
+fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+        r.get(7)?,
+        r.get(8)?,
+        r.get(9)?,
+        r.get(10)?,
+        r.get(11)?,
+    ))
+}
+
+fn parse(r: Raw) -> Result<TransferRow, StoreError> {
+    let (
+        id,
+        direction,
+        peer,
+        peer_name,
+        peer_addr,
+        state,
+        reason,
+        dest,
+        manifest,
+        sources,
+        layout,
+        created,
+    ) = r;
+    Ok(TransferRow {
+        id: TransferId::parse(&id).ok_or_else(|| corrupt(format!("transfer id {id}")))?,
+        direction: serde_json::from_str(&direction).map_err(corrupt)?,
+        peer: peer.parse().map_err(corrupt)?,
+        peer_name,
+        peer_addr,
+        state,
+        reason,
+        dest: dest.map(PathBuf::from),
+        manifest: postcard::from_bytes(&manifest).map_err(corrupt)?,
+        sources: serde_json::from_str(&sources).map_err(corrupt)?,
+        layout: serde_json::from_str(&layout).map_err(corrupt)?,
+        created,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferry_block::{Entry, EntryKind};
+
+    #[test]
+    fn rows_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        let id = TransferId::random();
+        let row = TransferRow {
+            id,
+            direction: Direction::Receive,
+            peer: ferry_p2p::Identity::generate().unwrap().peer_id(),
+            peer_name: "beta".into(),
+            peer_addr: Some("127.0.0.1:1".into()),
+            state: "transferring".into(),
+            reason: None,
+            dest: Some("/tmp/x".into()),
+            manifest: Manifest {
+                entries: vec![Entry {
+                    path: vec!["a".into()],
+                    kind: EntryKind::File,
+                    size: 3,
+                    mode: 0o644,
+                    mtime: 1,
+                }],
+            },
+            sources: vec![],
+            layout: SavedLayout {
+                paths: vec!["a".into()],
+                renamed: vec![],
+            },
+            created: 5,
+        };
+        {
+            let s = Store::open(&path).unwrap();
+            s.put(&row).unwrap();
+            s.set_file(&id, 0, &FileStatus::Done("/tmp/x/a".into()))
+                .unwrap();
+            s.set_state(&id, "interrupted", Some("connection lost"))
+                .unwrap();
+        }
+        let s = Store::open(&path).unwrap();
+        let got = s.get(&id).unwrap().unwrap();
+        assert_eq!(got.state, "interrupted");
+        assert_eq!(got.reason.as_deref(), Some("connection lost"));
+        assert_eq!(got.manifest, row.manifest);
+        assert_eq!(
+            s.files(&id).unwrap(),
+            vec![(0, FileStatus::Done("/tmp/x/a".into()))]
+        );
+        assert_eq!(s.list().unwrap().len(), 1);
+        s.delete(&id).unwrap();
+        assert!(s.get(&id).unwrap().is_none());
+        assert!(
+            s.files(&id).unwrap().is_empty(),
+            "files cascade with their transfer"
+        );
+    }
+}

@@ -1,0 +1,471 @@
+//! Spacedrop between real nodes over QUIC on 127.0.0.1 (discovery off: host namespace).
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use ferry_core::spacedrop::wire::TransferId;
+use ferry_core::spacedrop::{PromptOutcome, Side};
+use ferry_core::{
+    AcceptPolicy, Decision, Event, Node, NodeConfig, SpacedropConfig, TransferInfo, TransferState,
+};
+use tokio::sync::broadcast;
+
+struct Peer {
+    node: Node,
+    events: broadcast::Receiver<Event>,
+    dir: PathBuf,
+    downloads: PathBuf,
+}
+
+async fn peer(dir: &Path, name: &str, accept: AcceptPolicy, listen: &str) -> Peer {
+    let downloads = dir.join("downloads");
+    let cfg = NodeConfig {
+        name: Some(name.into()),
+        listen: listen.parse().unwrap(),
+        discovery: false,
+        spacedrop: SpacedropConfig {
+            dest: downloads.clone(),
+            prompt_timeout: Duration::from_secs(3),
+            accept,
+        },
+        ..NodeConfig::new(dir.join("data"))
+    };
+    let node = Node::start(cfg).await.unwrap();
+    let events = node.subscribe();
+    Peer {
+        node,
+        events,
+        dir: dir.to_path_buf(),
+        downloads,
+    }
+}
+
+async fn pair(a: &Peer, b: &Peer) {
+    a.node
+        .p2p()
+        .connect(b.node.local_addr().unwrap(), Some(b.node.id()))
+        .await
+        .unwrap();
+}
+
+async fn next<T>(
+    rx: &mut broadcast::Receiver<Event>,
+    within: Duration,
+    mut f: impl FnMut(&Event) -> Option<T>,
+) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, rx.recv()).await {
+            Ok(Ok(e)) => {
+                if let Some(t) = f(&e) {
+                    return t;
+                }
+            }
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
+            other => panic!("event not seen within {within:?}: {other:?}"),
+        }
+    }
+}
+
+async fn final_state(
+    rx: &mut broadcast::Receiver<Event>,
+    id: &TransferId,
+    within: Duration,
+) -> TransferInfo {
+    next(rx, within, |e| match e {
+        Event::Transfer { transfer } if transfer.id == id.hex() && transfer.state.is_final() => {
+            Some(transfer.clone())
+        }
+        _ => None,
+    })
+    .await
+}
+
+fn make_tree(root: &Path) -> PathBuf {
+    let top = root.join("album ✓");
+    std::fs::create_dir_all(top.join("empty")).unwrap();
+    std::fs::create_dir_all(top.join("raw")).unwrap();
+    std::fs::write(top.join("zero"), b"").unwrap();
+    std::fs::write(top.join("raw/a.bin"), vec![7u8; 2_500_000]).unwrap();
+    for i in 0..50 {
+        std::fs::write(
+            top.join(format!("raw/small-{i}.txt")),
+            format!("file {i}").repeat(i + 1),
+        )
+        .unwrap();
+    }
+    top
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    let list = |p: &Path| {
+        let mut v: Vec<(String, Option<Vec<u8>>)> = walk(p)
+            .into_iter()
+            .map(|f| {
+                (
+                    f.strip_prefix(p).unwrap().to_string_lossy().into_owned(),
+                    f.is_file().then(|| std::fs::read(&f).unwrap()),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(list(a), list(b));
+}
+
+fn walk(p: &Path) -> Vec<PathBuf> {
+    let mut v = vec![];
+    for c in std::fs::read_dir(p).unwrap() {
+        let c = c.unwrap().path();
+        v.push(c.clone());
+        if c.is_dir() {
+            v.extend(walk(&c));
+        }
+    }
+    v
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_folder_is_offered_prompted_accepted_and_arrives_verified() {
+    let t = tempfile::tempdir().unwrap();
+    let mut a = peer(
+        &t.path().join("a"),
+        "alpha",
+        AcceptPolicy::Ask,
+        "127.0.0.1:0",
+    )
+    .await;
+    let mut b = peer(
+        &t.path().join("b"),
+        "beta",
+        AcceptPolicy::Ask,
+        "127.0.0.1:0",
+    )
+    .await;
+    pair(&a, &b).await;
+    let src = make_tree(&a.dir);
+    let id = a
+        .node
+        .spacedrop()
+        .send(b.node.id(), vec![src.clone()])
+        .await
+        .unwrap();
+    let prompt = next(&mut b.events, Duration::from_secs(5), |e| match e {
+        Event::SpacedropPrompt { prompt } => Some(prompt.clone()),
+        _ => None,
+    })
+    .await;
+    assert_eq!(prompt.peer, a.node.id());
+    assert_eq!(prompt.peer_name, "alpha");
+    assert_eq!(prompt.files, 52);
+    assert_eq!(prompt.first_names, ["album ✓/"]);
+    b.node
+        .spacedrop()
+        .answer(&id, Decision::Accept { dest: None })
+        .unwrap();
+    // A second answer (another window) is refused: the first one won.
+    assert!(b.node.spacedrop().answer(&id, Decision::Reject).is_err());
+    let sent = final_state(&mut a.events, &id, Duration::from_secs(20)).await;
+    let got = final_state(&mut b.events, &id, Duration::from_secs(20)).await;
+    assert_eq!(sent.state, TransferState::Done, "{sent:?}");
+    assert_eq!(got.state, TransferState::Done, "{got:?}");
+    assert_eq!(
+        (sent.bytes_done, got.bytes_done),
+        (sent.bytes_total, got.bytes_total)
+    );
+    assert_eq!(got.files_done, 52);
+    same_tree(&src, &b.downloads.join("album ✓"));
+
+    // The same folder again: it lands beside the first as "album ✓ (1)", renamed and reported.
+    b.node.spacedrop().set_config(SpacedropConfig {
+        accept: AcceptPolicy::Everyone,
+        ..b.node.spacedrop().config()
+    });
+    let id2 = a
+        .node
+        .spacedrop()
+        .send(b.node.id(), vec![src.clone()])
+        .await
+        .unwrap();
+    let got = final_state(&mut b.events, &id2, Duration::from_secs(20)).await;
+    assert_eq!(got.state, TransferState::Done);
+    assert_eq!(got.renamed.len(), 1);
+    assert_eq!(got.renamed[0].local, "album ✓ (1)");
+    same_tree(&src, &b.downloads.join("album ✓ (1)"));
+    // Nothing half-received is left in the destination.
+    assert!(!walk(&b.downloads)
+        .iter()
+        .any(|p| p.to_string_lossy().ends_with(".part")));
+    // Both sides list it as done.
+    assert!(a
+        .node
+        .spacedrop()
+        .transfers()
+        .iter()
+        .any(|t| t.id == id.hex() && t.state == TransferState::Done));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reject_and_timeout_reach_the_sender() {
+    let t = tempfile::tempdir().unwrap();
+    let mut a = peer(
+        &t.path().join("a"),
+        "alpha",
+        AcceptPolicy::Ask,
+        "127.0.0.1:0",
+    )
+    .await;
+    let mut b = peer(
+        &t.path().join("b"),
+        "beta",
+        AcceptPolicy::Ask,
+        "127.0.0.1:0",
+    )
+    .await;
+    pair(&a, &b).await;
+    std::fs::write(a.dir.join("f.txt"), b"hi").unwrap();
+    let id = a
+        .node
+        .spacedrop()
+        .send(b.node.id(), vec![a.dir.join("f.txt")])
+        .await
+        .unwrap();
+    next(&mut b.events, Duration::from_secs(5), |e| {
+        matches!(e, Event::SpacedropPrompt { .. }).then_some(())
+    })
+    .await;
+    b.node.spacedrop().answer(&id, Decision::Reject).unwrap();
+    let s = final_state(&mut a.events, &id, Duration::from_secs(5)).await;
+    assert_eq!(
+        s.state,
+        TransferState::Rejected {
+            reason: "the receiver declined".into()
+        }
+    );
+
+    // Nobody answers: after the 3 s timeout both sides know.
+    let t0 = Instant::now();
+    let id = a
+        .node
+        .spacedrop()
+        .send(b.node.id(), vec![a.dir.join("f.txt")])
+        .await
+        .unwrap();
+    let outcome = next(&mut b.events, Duration::from_secs(10), |e| match e {
+        Event::PromptResolved { transfer, outcome } if *transfer == id.hex() => Some(*outcome),
+        _ => None,
+    })
+    .await;
+    assert_eq!(outcome, PromptOutcome::TimedOut);
+    let s = final_state(&mut a.events, &id, Duration::from_secs(5)).await;
+    assert_eq!(
+        s.state,
+        TransferState::Rejected {
+            reason: "no answer in time".into()
+        }
+    );
+    println!("unanswered prompt rejected after {:?}", t0.elapsed());
+    assert!(!b.downloads.join("f.txt").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_resume_and_cancel_from_either_side() {
+    let t = tempfile::tempdir().unwrap();
+    let mut a = peer(
+        &t.path().join("a"),
+        "alpha",
+        AcceptPolicy::Ask,
+        "127.0.0.1:0",
+    )
+    .await;
+    let mut b = peer(
+        &t.path().join("b"),
+        "beta",
+        AcceptPolicy::Everyone,
+        "127.0.0.1:0",
+    )
+    .await;
+    pair(&a, &b).await;
+    let big = a.dir.join("big.bin");
+    std::fs::write(&big, vec![3u8; 300 << 20]).unwrap();
+
+    // Receiver pauses: both sides show paused, bytes stop moving; sender resumes; it completes.
+    let id = a
+        .node
+        .spacedrop()
+        .send(b.node.id(), vec![big.clone()])
+        .await
+        .unwrap();
+    next(&mut b.events, Duration::from_secs(10), |e| match e {
+        Event::Transfer { transfer } if transfer.id == id.hex() && transfer.bytes_done > 0 => {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    b.node.spacedrop().pause(&id).unwrap();
+    next(&mut a.events, Duration::from_secs(5), |e| match e {
+        Event::Transfer { transfer }
+            if transfer.id == id.hex()
+                && transfer.state == TransferState::Paused { by: Side::Peer } =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let at = |n: &Node| {
+        n.spacedrop()
+            .transfers()
+            .into_iter()
+            .find(|t| t.id == id.hex())
+            .unwrap()
+            .bytes_done
+    };
+    let paused_at = at(&b.node);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(at(&b.node), paused_at, "bytes moved while paused");
+    assert!(paused_at < 300 << 20);
+    a.node.spacedrop().resume(&id).unwrap();
+    assert_eq!(
+        final_state(&mut b.events, &id, Duration::from_secs(60))
+            .await
+            .state,
+        TransferState::Done
+    );
+    assert_eq!(
+        std::fs::read(b.downloads.join("big.bin")).unwrap().len(),
+        300 << 20
+    );
+
+    // Sender cancels mid-way: the receiver learns at once and keeps no partial file.
+    for (canceller, who) in [("sender", Side::Local), ("receiver", Side::Peer)] {
+        let id = a
+            .node
+            .spacedrop()
+            .send(b.node.id(), vec![big.clone()])
+            .await
+            .unwrap();
+        next(&mut b.events, Duration::from_secs(10), |e| match e {
+            Event::Transfer { transfer } if transfer.id == id.hex() && transfer.bytes_done > 0 => {
+                Some(())
+            }
+            _ => None,
+        })
+        .await;
+        if canceller == "sender" {
+            a.node.spacedrop().pause(&id).unwrap();
+            a.node.spacedrop().cancel(&id).unwrap();
+        } else {
+            b.node.spacedrop().cancel(&id).unwrap();
+        }
+        let t0 = Instant::now();
+        let s = final_state(&mut a.events, &id, Duration::from_secs(5)).await;
+        let r = final_state(&mut b.events, &id, Duration::from_secs(5)).await;
+        println!(
+            "cancel by {canceller} seen by both after {:?}",
+            t0.elapsed()
+        );
+        let other = if who == Side::Local {
+            Side::Peer
+        } else {
+            Side::Local
+        };
+        assert_eq!(s.state, TransferState::Cancelled { by: who });
+        assert_eq!(r.state, TransferState::Cancelled { by: other });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let parts: Vec<_> = walk(&b.downloads)
+            .into_iter()
+            .filter(|p| p.to_string_lossy().ends_with(".part"))
+            .collect();
+        assert!(parts.is_empty(), "partial files left: {parts:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_restart_resumes_where_it_stopped() {
+    let t = tempfile::tempdir().unwrap();
+    let mut a = peer(
+        &t.path().join("a"),
+        "alpha",
+        AcceptPolicy::Ask,
+        "127.0.0.1:0",
+    )
+    .await;
+    let b = peer(
+        &t.path().join("b"),
+        "beta",
+        AcceptPolicy::Everyone,
+        "127.0.0.1:0",
+    )
+    .await;
+    pair(&a, &b).await;
+    let big = a.dir.join("big.bin");
+    let data: Vec<u8> = (0..(200u32 << 20)).map(|i| (i ^ (i >> 9)) as u8).collect();
+    std::fs::write(&big, &data).unwrap();
+    let id = a
+        .node
+        .spacedrop()
+        .send(b.node.id(), vec![big.clone()])
+        .await
+        .unwrap();
+    // Let about a third arrive, then pause (so the cut is at a known point) and stop the receiver.
+    let mut bev = b.node.subscribe();
+    next(&mut bev, Duration::from_secs(20), |e| match e {
+        Event::Transfer { transfer }
+            if transfer.id == id.hex() && transfer.bytes_done > 60 << 20 =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    b.node.shutdown().await;
+    let downloads = b.downloads.clone();
+    drop(b);
+    let s = next(&mut a.events, Duration::from_secs(10), |e| match e {
+        Event::Transfer { transfer }
+            if transfer.id == id.hex()
+                && matches!(transfer.state, TransferState::Interrupted { .. }) =>
+        {
+            Some(transfer.clone())
+        }
+        _ => None,
+    })
+    .await;
+    println!("sender sees: {:?}", s.state);
+    // The receiver comes back (same data dir and identity, new port); once the sender can reach
+    // it again, it resumes on its own.
+    let cfg = NodeConfig {
+        name: Some("beta".into()),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        discovery: false,
+        spacedrop: SpacedropConfig {
+            dest: downloads.clone(),
+            prompt_timeout: Duration::from_secs(3),
+            accept: AcceptPolicy::Ask,
+        },
+        ..NodeConfig::new(t.path().join("b/data"))
+    };
+    let b2 = Node::start(cfg).await.expect("receiver restarts");
+    let b_addr = b2.local_addr().unwrap();
+    let mut ev2 = b2.subscribe();
+    a.node.p2p().add_manual_peer(b_addr, Some(b2.id()));
+    let done = final_state(&mut ev2, &id, Duration::from_secs(60)).await;
+    assert_eq!(done.state, TransferState::Done, "{done:?}");
+    println!(
+        "resumed with {} of {} bytes already there",
+        done.bytes_resumed, done.bytes_total
+    );
+    assert!(done.bytes_resumed > 0, "nothing was resumed");
+    assert_eq!(std::fs::read(downloads.join("big.bin")).unwrap(), data);
+    assert_eq!(
+        final_state(&mut a.events, &id, Duration::from_secs(10))
+            .await
+            .state,
+        TransferState::Done
+    );
+}
