@@ -24,10 +24,15 @@ pub struct NodeProc {
 
 impl NodeProc {
     /// Spawns `cmd` (already carrying its global options) with `--json node`.
-    pub fn spawn(mut cmd: Command) -> NodeProc {
+    pub fn spawn(cmd: Command) -> NodeProc {
+        NodeProc::spawn_with(cmd, "node")
+    }
+
+    /// Spawns `cmd` with `--json SUBCOMMAND` (`node` or `receive`).
+    pub fn spawn_with(mut cmd: Command, subcommand: &str) -> NodeProc {
         let started_at = Instant::now();
         let mut child = cmd
-            .args(["--json", "node"])
+            .args(["--json", subcommand])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

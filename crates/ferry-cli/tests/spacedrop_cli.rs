@@ -1,0 +1,196 @@
+//! `ferry send` / `ferry receive` / `ferry transfers` as real processes on 127.0.0.1.
+
+#[path = "support/proc.rs"]
+mod proc;
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use proc::{ferry, NodeProc};
+use serde_json::Value;
+
+fn base(dir: &Path, name: &str, listen: &str) -> Command {
+    let mut c = ferry();
+    c.args([
+        "--no-discovery",
+        "--listen",
+        listen,
+        "--name",
+        name,
+        "--data-dir",
+    ])
+    .arg(dir.join(name));
+    c
+}
+
+/// `ferry … receive` as a NodeProc (its stdin answers prompts).
+fn receiver(dir: &Path, listen: &str, extra: &[&str]) -> NodeProc {
+    let mut c = base(dir, "beta", listen);
+    c.arg("--dest").arg(dir.join("down")).args(extra);
+    NodeProc::spawn_with(c, "receive")
+}
+
+/// Runs `ferry send` to completion, returning its exit code and JSON lines.
+fn send(dir: &Path, to: &str, paths: &[&Path], extra: &[&str]) -> (i32, Vec<Value>) {
+    let mut c = base(dir, "alpha", "127.0.0.1:0");
+    c.args(extra)
+        .arg("--json")
+        .arg("send")
+        .arg(to)
+        .args(paths)
+        .stdin(Stdio::null());
+    let out = c.output().unwrap();
+    let lines = String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (out.status.code().unwrap_or(-1), lines)
+}
+
+fn last_transfer(lines: &[Value]) -> Value {
+    lines
+        .iter()
+        .rev()
+        .find(|l| l["type"] == "transfer")
+        .cloned()
+        .unwrap_or(Value::Null)["transfer"]
+        .clone()
+}
+
+fn tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v = vec![];
+    for e in walk(root) {
+        let rel = e.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+        v.push((
+            rel,
+            if e.is_file() {
+                std::fs::read(&e).unwrap()
+            } else {
+                b"<dir>".to_vec()
+            },
+        ));
+    }
+    v.sort();
+    v
+}
+
+fn walk(p: &Path) -> Vec<std::path::PathBuf> {
+    let mut v = vec![];
+    for c in std::fs::read_dir(p).unwrap() {
+        let c = c.unwrap().path();
+        v.push(c.clone());
+        if c.is_dir() {
+            v.extend(walk(&c));
+        }
+    }
+    v
+}
+
+#[test]
+fn send_a_folder_accept_on_stdin_and_list_it() {
+    let t = tempfile::tempdir().unwrap();
+    let src = t.path().join("src/photos ✓");
+    std::fs::create_dir_all(src.join("empty")).unwrap();
+    std::fs::write(src.join("a.txt"), b"hello").unwrap();
+    std::fs::write(src.join("b.bin"), vec![9u8; 3_000_000]).unwrap();
+    let mut b = receiver(t.path(), "127.0.0.1:0", &[]);
+    let to = format!("127.0.0.1:{}", b.port());
+    let sender = {
+        let dir = t.path().to_path_buf();
+        let src = src.clone();
+        std::thread::spawn(move || send(&dir, &to, &[&src], &[]))
+    };
+    let prompt = b.expect("spacedrop_prompt", Duration::from_secs(10), |_| true);
+    assert_eq!(prompt["prompt"]["peer_name"], "alpha");
+    assert_eq!(prompt["prompt"]["files"], 2);
+    b.send("y");
+    b.expect("prompt_resolved", Duration::from_secs(5), |v| {
+        v["outcome"] == "accepted"
+    });
+    let done = b.expect("transfer", Duration::from_secs(30), |v| {
+        v["transfer"]["state"] == "done"
+    });
+    assert_eq!(done["transfer"]["files_done"], 2);
+    let (code, lines) = sender.join().unwrap();
+    assert_eq!(code, 0, "{lines:?}");
+    assert_eq!(last_transfer(&lines)["state"], "done");
+    assert_eq!(tree(&src), tree(&t.path().join("down/photos ✓")));
+
+    // Both sides list it (the receiver's node is still running: the list reads its database).
+    let out = base(t.path(), "beta", "127.0.0.1:0")
+        .args(["--json", "transfers"])
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["transfers"][0]["state"], "done");
+    assert_eq!(list["transfers"][0]["direction"], "receive");
+}
+
+#[test]
+fn reject_and_timeout_end_the_send_with_a_reason() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("f.txt"), b"x").unwrap();
+    let f = t.path().join("f.txt");
+    let mut b = receiver(t.path(), "127.0.0.1:0", &["--prompt-timeout", "1s"]);
+    let to = format!("127.0.0.1:{}", b.port());
+    let sender = {
+        let (dir, to, f) = (t.path().to_path_buf(), to.clone(), f.clone());
+        std::thread::spawn(move || send(&dir, &to, &[&f], &[]))
+    };
+    b.expect("spacedrop_prompt", Duration::from_secs(10), |_| true);
+    b.send("n");
+    let (code, lines) = sender.join().unwrap();
+    assert_eq!(code, 1);
+    assert_eq!(last_transfer(&lines)["state"], "rejected");
+    assert_eq!(last_transfer(&lines)["reason"], "the receiver declined");
+
+    let t0 = Instant::now();
+    let (code, lines) = send(t.path(), &to, &[&f], &[]);
+    assert_eq!(code, 1);
+    assert_eq!(last_transfer(&lines)["reason"], "no answer in time");
+    println!("unanswered prompt: sender told after {:?}", t0.elapsed());
+    assert!(!t.path().join("down/f.txt").exists());
+}
+
+#[test]
+fn a_killed_receiver_resumes_where_it_stopped() {
+    let t = tempfile::tempdir().unwrap();
+    let big = t.path().join("big.bin");
+    let data: Vec<u8> = (0..(192u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 24) as u8)
+        .collect();
+    std::fs::write(&big, &data).unwrap();
+    let mut b = receiver(t.path(), "127.0.0.1:0", &["--yes"]);
+    let addr = format!("127.0.0.1:{}", b.port());
+    // The sender keeps redialing the receiver's address, so it finds the restarted one.
+    let sender = {
+        let (dir, addr, big) = (t.path().to_path_buf(), addr.clone(), big.clone());
+        std::thread::spawn(move || send(&dir, &addr, &[&big], &["--connect", &addr]))
+    };
+    let half = (data.len() / 2) as u64;
+    b.expect("transfer", Duration::from_secs(60), |v| {
+        v["transfer"]["bytes_done"].as_u64().unwrap_or(0) > half / 2
+    });
+    b.kill9();
+    let mut b2 = receiver(t.path(), &addr, &["--yes"]);
+    let done = b2.expect("transfer", Duration::from_secs(60), |v| {
+        v["transfer"]["state"] == "done"
+    });
+    let resumed = done["transfer"]["bytes_resumed"].as_u64().unwrap();
+    let total = done["transfer"]["bytes_total"].as_u64().unwrap();
+    println!(
+        "killed receiver resumed with {resumed} of {total} bytes kept ({:.0}% re-sent)",
+        (total - resumed) as f64 * 100.0 / total as f64
+    );
+    assert!(resumed > 0, "nothing was kept across the kill");
+    let (code, lines) = sender.join().unwrap();
+    assert_eq!(code, 0, "{:?}", last_transfer(&lines));
+    assert_eq!(std::fs::read(t.path().join("down/big.bin")).unwrap(), data);
+    let leftovers: Vec<_> = walk(&t.path().join("down"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
