@@ -469,3 +469,108 @@ async fn a_receiver_restart_resumes_where_it_stopped() {
         TransferState::Done
     );
 }
+
+/// A tmpfs mounted for the test (root only), unmounted on drop.
+struct Mount(PathBuf);
+
+impl Mount {
+    fn tmpfs(at: &Path, opts: &str) -> Option<Mount> {
+        std::fs::create_dir_all(at).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(at)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then(|| Mount(at.to_path_buf()))
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+fn mounts_allowed() -> bool {
+    let root = std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false);
+    if !root && std::env::var_os("CI").is_some() {
+        panic!("CI must run as root to test full and read-only destinations");
+    }
+    if !root {
+        eprintln!("SKIPPED: needs root to mount a small tmpfs");
+    }
+    root
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_space_and_a_read_only_destination_are_clear_answers() {
+    if !mounts_allowed() {
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let mut a = peer(
+        &t.path().join("a"),
+        "alpha",
+        AcceptPolicy::Ask,
+        "127.0.0.1:0",
+    )
+    .await;
+    let b = peer(
+        &t.path().join("b"),
+        "beta",
+        AcceptPolicy::Everyone,
+        "127.0.0.1:0",
+    )
+    .await;
+    pair(&a, &b).await;
+    std::fs::write(a.dir.join("five.bin"), vec![1u8; 5 << 20]).unwrap();
+
+    // 2 MiB of space for 5 MiB: refused up front, with the figures.
+    let small = Mount::tmpfs(&t.path().join("small"), "size=2m").expect("mount tmpfs");
+    b.node.spacedrop().set_config(SpacedropConfig {
+        dest: small.0.clone(),
+        ..b.node.spacedrop().config()
+    });
+    let id = a
+        .node
+        .spacedrop()
+        .send(b.node.id(), vec![a.dir.join("five.bin")])
+        .await
+        .unwrap();
+    let s = final_state(&mut a.events, &id, Duration::from_secs(10)).await;
+    match &s.state {
+        TransferState::Rejected { reason } => assert!(
+            reason.contains("not enough space") && reason.contains("5242880 bytes needed"),
+            "{reason}"
+        ),
+        other => panic!("{other:?}"),
+    }
+
+    // A destination that cannot be written: both sides end with the reason, nothing is left.
+    let ro = Mount::tmpfs(&t.path().join("ro"), "size=64m,ro").expect("mount read-only tmpfs");
+    b.node.spacedrop().set_config(SpacedropConfig {
+        dest: ro.0.clone(),
+        ..b.node.spacedrop().config()
+    });
+    let id = a
+        .node
+        .spacedrop()
+        .send(b.node.id(), vec![a.dir.join("five.bin")])
+        .await
+        .unwrap();
+    let s = final_state(&mut a.events, &id, Duration::from_secs(10)).await;
+    match &s.state {
+        TransferState::Failed { reason } | TransferState::Rejected { reason } => {
+            assert!(reason.contains("Read-only"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+    println!("read-only destination, sender sees: {:?}", s.state);
+    assert!(std::fs::read_dir(&ro.0).unwrap().next().is_none());
+}
