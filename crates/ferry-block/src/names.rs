@@ -167,8 +167,16 @@ pub fn validate_wire_path(components: &[String]) -> Result<(), NameError> {
 /// changed (an empty list when it did not). Safe on any input, and idempotent.
 pub fn sanitize_component(name: &str, os: Os) -> (String, Vec<Rename>) {
     let mut why = Vec::new();
-    let illegal =
-        |c: char| c < ' ' || c == '/' || c == '\\' || (os == Os::Windows && "<>:\"|?*".contains(c));
+    // Control characters (C0, DEL, C1) and invisible formatting (bidi overrides, zero-width
+    // characters) are replaced too: they break terminals and file managers and can disguise
+    // "invoice\u{202e}fdp.exe" as a PDF.
+    let illegal = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{200b}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}')
+            || c == '/'
+            || c == '\\'
+            || (os == Os::Windows && "<>:\"|?*".contains(c))
+    };
     let mut s: String = name
         .chars()
         .map(|c| if illegal(c) { '_' } else { c })

@@ -96,6 +96,23 @@ pub fn layout(
     Ok(Layout { paths, renamed })
 }
 
+/// Whether two paths name the same file (after a crash between linking and unlinking).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
+}
+
 /// Moves `temp` to `wanted` without replacing anything; returns where it went.
 pub fn place(temp: &Path, wanted: &Path, os: Os) -> std::io::Result<PathBuf> {
     if let Some(parent) = wanted.parent() {
@@ -115,12 +132,25 @@ pub fn place(temp: &Path, wanted: &Path, os: Os) -> std::io::Result<PathBuf> {
                     .ok_or_else(|| std::io::Error::other("no free name"))?;
                 target = dir.join(next);
             }
-            // Filesystems without hard links (FAT, some network mounts): check, then rename.
-            Err(_) if !target.exists() => {
-                std::fs::rename(temp, &target)?;
-                return Ok(target);
-            }
-            Err(e) => return Err(e),
+            // Filesystems without hard links (FAT, some network mounts): claim the name with an
+            // exclusive create first, so the rename can only ever replace our own placeholder.
+            Err(_) => match std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&target)
+            {
+                Ok(_) => {
+                    std::fs::rename(temp, &target)?;
+                    return Ok(target);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let (dir, name) = split(wanted);
+                    let next = names::unique_name(&name, os, |n| dir.join(n).exists())
+                        .ok_or_else(|| std::io::Error::other("no free name"))?;
+                    target = dir.join(next);
+                }
+                Err(e) => return Err(e),
+            },
         }
     }
     Err(std::io::Error::other("no free name"))

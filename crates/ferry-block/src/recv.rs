@@ -69,8 +69,8 @@ pub enum RecvError {
     Record(#[from] RecordError),
     #[error("protocol violation: {0}")]
     Protocol(String),
-    /// Writing to the destination failed (full, read-only, gone): the transfer stops; temp
-    /// files stay for a resume.
+    /// Writing to the destination failed (full, read-only, gone): the stream stops; what
+    /// becomes of the temp files is the caller's decision.
     #[error("cannot write {path}: {source}")]
     Disk {
         path: PathBuf,
@@ -141,6 +141,13 @@ async fn read_loop<R: AsyncRead + Unpin>(
         let head = record::read_head(r).await?;
         let sent = match head {
             None if current.is_some() => return Err(RecordError::Truncated.into()),
+            // A clean end: every planned file must have come (a sender may not drop some).
+            None if seen.len() < plan.len() => {
+                return Err(RecvError::Protocol(format!(
+                    "the stream ended with {} planned files missing",
+                    plan.len() - seen.len()
+                )))
+            }
             None => return Ok(()),
             Some(Head::FileStart { id, offset }) => {
                 if current.is_some() {

@@ -29,7 +29,8 @@ pub enum SendError {
     Write(std::io::Error),
 }
 
-/// Files read ahead of the network: bounded, so memory stays flat whatever the file size.
+/// Records (data chunks of up to 1 MiB) read ahead of the network: bounded, so memory stays
+/// flat whatever the file size.
 const READ_AHEAD: usize = 8;
 
 enum Msg {

@@ -375,6 +375,7 @@ async fn lying_senders_get_clear_errors_and_nothing_is_placed() {
                 &start,
             ]),
         ),
+        ("ends without the planned file", vec![]),
         (
             "garbage after the end",
             rec(&[

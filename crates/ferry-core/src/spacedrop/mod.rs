@@ -208,6 +208,9 @@ pub enum SpacedropError {
     Store(#[from] crate::store::StoreError),
 }
 
+/// A prompt waiting for its first answer: when it opened, who asked, where the answer goes.
+type OpenPrompt = (Instant, PeerId, oneshot::Sender<Decision>);
+
 /// Progress events per transfer are at most this frequent (≤ 10/s for UIs).
 const EVENT_INTERVAL: Duration = Duration::from_millis(250);
 /// Prompts a node shows at once; more offers are refused as busy (no prompt spam).
@@ -219,7 +222,9 @@ pub(crate) struct Shared {
     cfg: Mutex<SpacedropConfig>,
     events: broadcast::Sender<Event>,
     live: Mutex<HashMap<TransferId, Live>>,
-    prompts: Mutex<HashMap<TransferId, (PeerId, oneshot::Sender<Decision>)>>,
+    prompts: Mutex<HashMap<TransferId, OpenPrompt>>,
+    /// Bounds how many offers (each possibly a large manifest) are decoded at once.
+    offer_slots: Arc<tokio::sync::Semaphore>,
     /// Accepted transfers waiting for their data stream, keyed by the proven sender.
     data_jobs: Mutex<HashMap<(PeerId, TransferId), receive::DataJob>>,
 }
@@ -247,6 +252,7 @@ impl Spacedrop {
             events,
             live: Mutex::default(),
             prompts: Mutex::default(),
+            offer_slots: Arc::new(tokio::sync::Semaphore::new(receive::OFFER_SLOTS)),
             data_jobs: Mutex::default(),
         };
         Spacedrop {
@@ -332,7 +338,7 @@ impl Spacedrop {
 
     /// Answers a prompt. The first answer wins; later ones get [`SpacedropError::NoPrompt`].
     pub fn answer(&self, transfer: &TransferId, decision: Decision) -> Result<(), SpacedropError> {
-        let (_, tx) = lock(&self.shared.prompts)
+        let (_, _, tx) = lock(&self.shared.prompts)
             .remove(transfer)
             .ok_or_else(|| SpacedropError::NoPrompt(transfer.hex()))?;
         tx.send(decision)
@@ -341,7 +347,12 @@ impl Spacedrop {
 
     /// Open prompts, oldest first.
     pub fn prompts(&self) -> Vec<TransferId> {
-        lock(&self.shared.prompts).keys().copied().collect()
+        let mut open: Vec<_> = lock(&self.shared.prompts)
+            .iter()
+            .map(|(id, (t, _, _))| (*t, *id))
+            .collect();
+        open.sort_by_key(|(t, _)| *t);
+        open.into_iter().map(|(_, id)| id).collect()
     }
 
     pub fn pause(&self, id: &TransferId) -> Result<(), SpacedropError> {

@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::wire::{
     Answer, Control, DataStart, Offer, Refusal, Starts, TransferId, CONTROL_ID, DATA_ID,
-    MAX_CONTROL, MAX_OFFER, VERSION,
+    MAX_ANSWER, MAX_CONTROL, MAX_OFFER, MAX_REASON, VERSION,
 };
 use super::{
     apply_pause, control_for, lock, unix_now, AcceptPolicy, Cmd, Decision, FailedFile, Prompt,
@@ -33,6 +33,8 @@ const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
 const DATA_TIMEOUT: Duration = Duration::from_secs(30);
 /// Incoming transfers running at once; more offers are answered `Busy`.
 const MAX_INCOMING: usize = 16;
+/// Offers decoded at once (each may carry a manifest of up to 48 MiB).
+pub(super) const OFFER_SLOTS: usize = 4;
 
 /// What the control flow hands to the data stream's handler.
 pub(super) struct DataJob {
@@ -103,7 +105,7 @@ impl Protocol for DataProtocol {
 }
 
 fn temp_path(dest: &Path, id: &TransferId, entry: u32) -> PathBuf {
-    dest.join(format!(".ferry-{}-{entry}.part", &id.hex()[..12]))
+    dest.join(format!(".ferry-{}-{entry}.part", id.hex()))
 }
 
 /// Removes the partial files of a transfer (cancelled, or failed for good).
@@ -117,36 +119,67 @@ pub(super) fn remove_temps(row: &TransferRow) {
     }
 }
 
+/// Interrupts a live run of `id` (a stale one, about to be replaced by a resume) and waits a
+/// moment for it to wind down.
+async fn stop_previous_run(shared: &Shared, id: &TransferId) {
+    let cmds = lock(&shared.live).get(id).map(|l| l.cmds.clone());
+    if let Some(c) = cmds {
+        let _ = c.send(Cmd::Interrupt).await;
+        for _ in 0..100 {
+            if !lock(&shared.live).contains_key(id) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
 async fn reject(s: &mut Incoming, r: Refusal) -> Result<(), StreamError> {
     tracing::info!(peer = %s.peer.short(), reason = %r, "offer refused");
     write_frame(&mut s.send, &Answer::Rejected(r), MAX_CONTROL).await
 }
 
 async fn handle_offer(shared: Arc<Shared>, s: &mut Incoming) -> Result<(), StreamError> {
+    // Offers are decoded one few at a time: each may hold a large manifest.
+    let Ok(_slot) = shared.offer_slots.clone().try_acquire_owned() else {
+        return reject(s, Refusal::Busy).await;
+    };
     let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, OFFER_TIMEOUT, "an offer").await?;
     if let Err(e) = offer.manifest.validate() {
         return reject(s, Refusal::Invalid(e.to_string())).await;
     }
-    if lock(&shared.live).contains_key(&offer.transfer) || lock(&shared.live).len() >= MAX_INCOMING
-    {
-        return reject(s, Refusal::Busy).await;
-    }
-    // A resume of a transfer this node accepted before, from the same proven peer.
-    if offer.resume {
-        if let Ok(Some(row)) = shared.store.get(&offer.transfer) {
-            if row.peer == s.peer
-                && row.direction == Direction::Receive
-                && row.manifest == offer.manifest
-            {
-                return match row.state.as_str() {
-                    "cancelled" | "rejected" | "failed" => reject(s, Refusal::Declined).await,
-                    _ => {
-                        let starts = resume_starts(&shared, &row);
-                        run(shared, s, row, starts).await
-                    }
-                };
-            }
+    let known = shared.store.get(&offer.transfer).ok().flatten();
+    // The id belongs to another transfer (ours, or another peer's): never let it replace that.
+    if let Some(row) = &known {
+        if row.peer != s.peer
+            || row.direction != Direction::Receive
+            || row.manifest != offer.manifest
+        {
+            return reject(s, Refusal::Invalid("that transfer id is taken".into())).await;
         }
+    }
+    if offer.resume {
+        if let Some(row) = known {
+            return match row.state.as_str() {
+                "cancelled" | "rejected" | "failed" => reject(s, Refusal::Declined).await,
+                _ => {
+                    // The previous run may not have noticed its connection is gone yet.
+                    stop_previous_run(&shared, &row.id).await;
+                    if lock(&shared.live).contains_key(&row.id) {
+                        return reject(s, Refusal::Busy).await;
+                    }
+                    let starts = resume_starts(&shared, &row);
+                    run(shared, s, row, starts).await
+                }
+            };
+        }
+    }
+    let receiving = lock(&shared.live)
+        .values()
+        .filter(|l| l.info.direction == Direction::Receive)
+        .count();
+    if lock(&shared.live).contains_key(&offer.transfer) || receiving >= MAX_INCOMING {
+        return reject(s, Refusal::Busy).await;
     }
     let decision = match decide(&shared, s, &offer).await? {
         Some(d) => d,
@@ -233,6 +266,11 @@ fn resume_starts(shared: &Shared, row: &TransferRow) -> Starts {
     for (entry, status) in shared.store.files(&row.id).unwrap_or_default() {
         let temp = temp_path(&dest, &row.id, entry);
         if let (FileStatus::Done(wanted), true) = (status, temp.exists()) {
+            // Linked into place just before the stop, only the temp name was left to remove.
+            if place::same_file(&temp, &wanted) {
+                let _ = std::fs::remove_file(&temp);
+                continue;
+            }
             match place::place(&temp, &wanted, Os::current()) {
                 Ok(path) => {
                     let _ = shared
@@ -289,9 +327,9 @@ async fn decide(
     let (tx, rx) = oneshot::channel();
     let admitted = {
         let mut prompts = lock(&shared.prompts);
-        let full = prompts.len() >= MAX_PROMPTS || prompts.values().any(|(p, _)| *p == s.peer);
+        let full = prompts.len() >= MAX_PROMPTS || prompts.values().any(|(_, p, _)| *p == s.peer);
         if !full {
-            prompts.insert(offer.transfer, (s.peer, tx));
+            prompts.insert(offer.transfer, (std::time::Instant::now(), s.peer, tx));
         }
         !full
     };
@@ -420,7 +458,7 @@ async fn run(
         done: done_tx,
     };
     lock(&shared.data_jobs).insert((s.peer, id), job);
-    if let Err(e) = write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_CONTROL).await {
+    if let Err(e) = write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_ANSWER).await {
         lock(&shared.data_jobs).remove(&(s.peer, id));
         shared.finish(
             &id,
@@ -479,6 +517,11 @@ async fn run(
             msg = read_frame::<_, Control>(&mut s.recv, MAX_CONTROL), if control_open => match msg {
                 Ok(Some(Control::Pause)) => shared.update(&id, |i| apply_pause(i, true, Side::Peer)),
                 Ok(Some(Control::Resume)) => shared.update(&id, |i| apply_pause(i, false, Side::Peer)),
+                Ok(Some(Control::Abort { reason })) => {
+                    let _ = cancel_tx.send(true);
+                    remove_temps(&row);
+                    break TransferState::Failed { reason: format!("the sender gave up: {reason}") };
+                }
                 Ok(Some(_)) => {}
                 // The sender finished writing control messages; the data stream decides.
                 Ok(None) => control_open = false,
@@ -614,15 +657,23 @@ async fn settle(
             }
         }
         Err(RecvError::Record(ferry_block::record::RecordError::Io(e))) => {
-            TransferState::Interrupted {
-                reason: format!("connection lost: {}", StreamError::from_io(e)),
+            match StreamError::from_io(e) {
+                // The sender cancelled, and its reset of the data stream arrived first.
+                StreamError::Peer(Code::Cancelled) => {
+                    remove_temps(row);
+                    TransferState::Cancelled { by: Side::Peer }
+                }
+                e => TransferState::Interrupted {
+                    reason: format!("connection lost: {e}"),
+                },
             }
         }
         Err(e) => {
-            let reason = match &e {
+            let mut reason = match &e {
                 RecvError::Disk { .. } => format!("the receiver cannot write: {e}"),
                 _ => format!("the sender's data was invalid: {e}"),
             };
+            truncate(&mut reason, MAX_REASON);
             let _ = write_frame(
                 &mut s.send,
                 &Control::Abort {
@@ -634,5 +685,16 @@ async fn settle(
             remove_temps(row);
             TransferState::Failed { reason }
         }
+    }
+}
+
+/// Cuts `s` to at most `max` bytes on a character boundary.
+fn truncate(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut cut = max;
+        while !s.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        s.truncate(cut);
     }
 }

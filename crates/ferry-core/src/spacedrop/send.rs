@@ -13,7 +13,8 @@ use ferry_p2p::{Code, StreamError};
 use tokio::sync::{mpsc, watch};
 
 use super::wire::{
-    Answer, Control, DataStart, Offer, CONTROL_ID, DATA_ID, MAX_CONTROL, MAX_OFFER, VERSION,
+    Answer, Control, DataStart, Offer, Refusal, CONTROL_ID, DATA_ID, MAX_ANSWER, MAX_CONTROL,
+    MAX_OFFER, VERSION,
 };
 use super::{
     apply_pause, control_for, lock, Cmd, FailedFile, Shared, Side, TransferInfo, TransferState,
@@ -139,27 +140,40 @@ async fn attempt(
         manifest: row.manifest.clone(),
         resume,
     };
-    if let Err(e) = write_frame(&mut cs, &offer, MAX_OFFER).await {
-        return interrupted(&e);
+    match write_frame(&mut cs, &offer, MAX_OFFER).await {
+        Ok(()) => {}
+        Err(StreamError::TooLarge { .. }) => {
+            return Attempt::Final(TransferState::Failed {
+                reason: "too many files in one transfer".into(),
+            })
+        }
+        Err(e) => return interrupted(&e),
     }
     shared.update(&id, |i| i.state = TransferState::Waiting);
     let wait = lock(&shared.cfg).prompt_timeout + Duration::from_secs(30);
+    // A pause asked for before the answer applies once data could flow.
+    let mut paused_early = false;
     let answer = loop {
         tokio::select! {
-            a = expect_frame::<_, Answer>(&mut cr, MAX_CONTROL, wait, "an answer") => break a,
-                        cmd = cmds.recv() => match cmd {
+            a = expect_frame::<_, Answer>(&mut cr, MAX_ANSWER, wait, "an answer") => break a,
+            cmd = cmds.recv() => match cmd {
                 Some(Cmd::Cancel) | None => {
                     let _ = cs.reset(Code::Cancelled.var_int());
                     let _ = cr.stop(Code::Cancelled.var_int());
                     return Attempt::Final(TransferState::Cancelled { by: Side::Local });
                 }
                 Some(Cmd::Interrupt) => return Attempt::Final(stopped()),
-                _ => {}
+                Some(Cmd::Pause) => paused_early = true,
+                Some(Cmd::Resume) => paused_early = false,
             },
         }
     };
     let starts = match answer {
         Ok(Answer::Accepted { starts }) => starts,
+        // A busy receiver may still hold the previous run of this transfer: try again later.
+        Ok(Answer::Rejected(Refusal::Busy)) if resume => {
+            return Attempt::Interrupted("the receiver is busy".into())
+        }
         Ok(Answer::Rejected(r)) => {
             return Attempt::Final(TransferState::Rejected {
                 reason: r.to_string(),
@@ -178,9 +192,11 @@ async fn attempt(
         }
     };
     if starts.len() != row.manifest.entries.len() {
-        return Attempt::Final(TransferState::Failed {
-            reason: "the receiver answered with a plan that does not fit".into(),
-        });
+        return abort(
+            &mut cs,
+            "the receiver answered with a plan that does not fit",
+        )
+        .await;
     }
     let mut jobs = vec![];
     let (mut resumed, mut already) = (0u64, 0usize);
@@ -199,11 +215,7 @@ async fn attempt(
                     mtime: e.mtime,
                 });
             }
-            (Some(_), _) => {
-                return Attempt::Final(TransferState::Failed {
-                    reason: "the receiver asked for a bad offset".into(),
-                })
-            }
+            (Some(_), _) => return abort(&mut cs, "the receiver asked for a bad offset").await,
             (None, _) => {
                 resumed += e.size;
                 already += 1;
@@ -224,7 +236,11 @@ async fn attempt(
     if let Err(e) = write_frame(&mut ds, &DataStart { transfer: id }, MAX_CONTROL).await {
         return interrupted(&e);
     }
-    let (pause_tx, pause_rx) = watch::channel(false);
+    let (pause_tx, pause_rx) = watch::channel(paused_early);
+    if paused_early {
+        let _ = write_frame(&mut cs, &Control::Pause, MAX_CONTROL).await;
+        shared.update(&id, |i| apply_pause(i, true, Side::Local));
+    }
     let (cancel_tx, mut cancel_rx) = watch::channel(false);
     let mut data = tokio::spawn(async move {
         let sent = AtomicU64::new(0);
@@ -301,6 +317,21 @@ async fn attempt(
         data.abort();
     }
     end
+}
+
+/// Gives up on the transfer, telling the receiver why.
+async fn abort(cs: &mut quinn::SendStream, reason: &str) -> Attempt {
+    let _ = write_frame(
+        cs,
+        &Control::Abort {
+            reason: reason.into(),
+        },
+        MAX_CONTROL,
+    )
+    .await;
+    Attempt::Final(TransferState::Failed {
+        reason: reason.into(),
+    })
 }
 
 fn stopped() -> TransferState {

@@ -11,9 +11,10 @@
 //!   FIN of the data stream                   ->
 //!                                            <- Finished
 //! ```
-//! Cancel is a reset of both streams with code `Cancelled`; a failure on either side is an
-//! `Abort { reason }` followed by a reset. Frames are `ferry_p2p::wire` frames; the offer is
-//! bounded by the manifest limit, every other message by [`MAX_CONTROL`].
+//! Cancel is a reset of both streams with code `Cancelled`; a side that gives up for another
+//! reason says why with `Abort { reason }` and closes. Frames are `ferry_p2p::wire` frames; the
+//! offer is bounded by the manifest limit, the answer by [`MAX_ANSWER`], every other message by
+//! [`MAX_CONTROL`].
 
 use ferry_block::Manifest;
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,10 @@ pub const DATA_ID: u16 = 4;
 pub const VERSION: u16 = 1;
 /// Every control message but the offer.
 pub const MAX_CONTROL: usize = 4096;
+/// The answer: up to 9 bytes per manifest entry.
+pub const MAX_ANSWER: usize = 64 + 9 * ferry_block::manifest::MAX_ENTRIES;
+/// Longest reason in an `Abort` (it must fit a control frame).
+pub const MAX_REASON: usize = 1024;
 pub const MAX_OFFER: usize = ferry_block::manifest::MAX_MANIFEST_BYTES + 64;
 
 /// Chosen by the sender at random; with the sender's proven id it names a transfer.
