@@ -16,6 +16,7 @@ use crate::manifest::Manifest;
 use crate::names::{self, NameError, Os};
 
 /// A name the receiver had to change.
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Renamed {
     pub id: u32,

@@ -8,13 +8,16 @@ use serde::Serialize;
 
 use crate::spacedrop::{Prompt, PromptOutcome, TransferInfo};
 
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     NodeStarted {
+        #[cfg_attr(feature = "specta", specta(type = String))]
         id: PeerId,
         short_id: String,
         name: String,
+        #[cfg_attr(feature = "specta", specta(type = String))]
         listen: SocketAddr,
         discovery: bool,
     },

@@ -58,6 +58,7 @@ impl Default for P2pConfig {
     }
 }
 
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerState {
@@ -66,6 +67,7 @@ pub enum PeerState {
     Lost,
 }
 
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LostReason {
@@ -78,13 +80,16 @@ pub enum LostReason {
 }
 
 /// What the node knows of a peer at one moment.
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PeerSnapshot {
+    #[cfg_attr(feature = "specta", specta(type = String))]
     pub id: PeerId,
     pub short_id: String,
     pub name: String,
     pub os: String,
     pub version: String,
+    #[cfg_attr(feature = "specta", specta(type = Vec<String>))]
     pub addrs: Vec<SocketAddr>,
     pub state: PeerState,
     /// QUIC's smoothed round-trip estimate, while connected.

@@ -61,15 +61,20 @@ impl Default for SpacedropConfig {
 }
 
 /// An offer waiting for an answer.
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, Serialize)]
 pub struct Prompt {
     pub transfer: String,
+    #[cfg_attr(feature = "specta", specta(type = String))]
     pub peer: PeerId,
     pub peer_short: String,
     pub peer_name: String,
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub files: usize,
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub bytes: u64,
     pub first_names: Vec<String>,
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub expires_in_ms: u64,
 }
 
@@ -79,6 +84,7 @@ pub enum Decision {
     Reject,
 }
 
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PromptOutcome {
@@ -89,6 +95,7 @@ pub enum PromptOutcome {
     Withdrawn,
 }
 
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
@@ -96,6 +103,7 @@ pub enum Side {
     Peer,
 }
 
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum TransferState {
@@ -146,6 +154,7 @@ impl TransferState {
     }
 }
 
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailedFile {
     pub path: String,
@@ -153,20 +162,27 @@ pub struct FailedFile {
 }
 
 /// Everything a front end shows about one transfer.
+#[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TransferInfo {
     pub id: String,
     pub direction: Direction,
+    #[cfg_attr(feature = "specta", specta(type = String))]
     pub peer: PeerId,
     pub peer_name: String,
     #[serde(flatten)]
     pub state: TransferState,
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub files_total: usize,
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub files_done: usize,
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub bytes_total: u64,
     /// Bytes the receiver holds (the same figure on both sides).
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub bytes_done: u64,
     /// Bytes that were already there when this run started (a resume).
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub bytes_resumed: u64,
     pub speed_bps: f64,
     pub eta_secs: Option<f64>,
@@ -208,8 +224,8 @@ pub enum SpacedropError {
     Store(#[from] crate::store::StoreError),
 }
 
-/// A prompt waiting for its first answer: when it opened, who asked, where the answer goes.
-type OpenPrompt = (Instant, PeerId, oneshot::Sender<Decision>);
+/// A prompt waiting for its first answer: when it opened, what it asks, where the answer goes.
+type OpenPrompt = (Instant, Prompt, oneshot::Sender<Decision>);
 
 /// Progress events per transfer are at most this frequent (≤ 10/s for UIs).
 const EVENT_INTERVAL: Duration = Duration::from_millis(250);
@@ -347,12 +363,30 @@ impl Spacedrop {
 
     /// Open prompts, oldest first.
     pub fn prompts(&self) -> Vec<TransferId> {
-        let mut open: Vec<_> = lock(&self.shared.prompts)
+        self.open_prompts()
             .iter()
-            .map(|(id, (t, _, _))| (*t, *id))
+            .filter_map(|p| TransferId::parse(&p.transfer))
+            .collect()
+    }
+
+    /// Open prompts, oldest first, with what they ask (`expires_in_ms` counted from now).
+    pub fn open_prompts(&self) -> Vec<Prompt> {
+        let timeout = lock(&self.shared.cfg).prompt_timeout;
+        let mut open: Vec<_> = lock(&self.shared.prompts)
+            .values()
+            .map(|(t, p, _)| {
+                let left = timeout.saturating_sub(t.elapsed());
+                (
+                    *t,
+                    Prompt {
+                        expires_in_ms: left.as_millis() as u64,
+                        ..p.clone()
+                    },
+                )
+            })
             .collect();
         open.sort_by_key(|(t, _)| *t);
-        open.into_iter().map(|(_, id)| id).collect()
+        open.into_iter().map(|(_, p)| p).collect()
     }
 
     pub fn pause(&self, id: &TransferId) -> Result<(), SpacedropError> {

@@ -324,19 +324,6 @@ async fn decide(
     if auto {
         return Ok(Some(Decision::Accept { dest: None }));
     }
-    let (tx, rx) = oneshot::channel();
-    let admitted = {
-        let mut prompts = lock(&shared.prompts);
-        let full = prompts.len() >= MAX_PROMPTS || prompts.values().any(|(_, p, _)| *p == s.peer);
-        if !full {
-            prompts.insert(offer.transfer, (std::time::Instant::now(), s.peer, tx));
-        }
-        !full
-    };
-    if !admitted {
-        reject(s, Refusal::Busy).await?;
-        return Ok(None);
-    }
     let peer = shared.p2p().and_then(|p| p.peer(&s.peer));
     let prompt = Prompt {
         transfer: offer.transfer.hex(),
@@ -348,6 +335,23 @@ async fn decide(
         first_names: offer.manifest.first_names(5),
         expires_in_ms: timeout.as_millis() as u64,
     };
+    let (tx, rx) = oneshot::channel();
+    let admitted = {
+        let mut prompts = lock(&shared.prompts);
+        let full =
+            prompts.len() >= MAX_PROMPTS || prompts.values().any(|(_, p, _)| p.peer == s.peer);
+        if !full {
+            prompts.insert(
+                offer.transfer,
+                (std::time::Instant::now(), prompt.clone(), tx),
+            );
+        }
+        !full
+    };
+    if !admitted {
+        reject(s, Refusal::Busy).await?;
+        return Ok(None);
+    }
     shared.emit(Event::SpacedropPrompt { prompt });
     let mut probe = [0u8; 1];
     let outcome = tokio::select! {

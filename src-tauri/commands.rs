@@ -1,0 +1,285 @@
+//! The commands the UI calls. Each is a thin wrapper over the node; errors reach the UI as
+//! readable strings.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferry_core::spacedrop::wire::TransferId;
+use ferry_core::spacedrop::Prompt;
+use ferry_core::{Decision, Node, PeerId, PeerSnapshot, SpacedropConfig, Target, TransferInfo};
+use serde::{Deserialize, Serialize};
+use tauri::{AppHandle, State};
+use tauri_plugin_dialog::DialogExt;
+
+use crate::settings::Settings;
+use crate::AppState;
+
+type Res<T> = Result<T, String>;
+
+fn err<E: std::fmt::Display>(e: E) -> String {
+    e.to_string()
+}
+
+async fn node(state: &State<'_, AppState>) -> Arc<Node> {
+    state.node.read().await.clone()
+}
+
+fn transfer_id(id: &str) -> Res<TransferId> {
+    TransferId::parse(id).ok_or_else(|| format!("not a transfer id: {id}"))
+}
+
+fn peer_id(id: &str) -> Res<PeerId> {
+    id.parse().map_err(err)
+}
+
+/// Who this node is.
+#[derive(Debug, Clone, Serialize, Deserialize, specta::Type)]
+pub struct Me {
+    pub id: String,
+    pub short_id: String,
+    pub name: String,
+    pub listen: String,
+    pub discovery: bool,
+}
+
+/// Everything the UI shows, at once (later changes arrive as events).
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct Snapshot {
+    pub me: Me,
+    pub peers: Vec<PeerSnapshot>,
+    pub transfers: Vec<TransferInfo>,
+    pub prompts: Vec<Prompt>,
+    pub settings: Settings,
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
+    let node = node(&state).await;
+    let settings = state.settings.lock().map_err(err)?.clone();
+    Ok(Snapshot {
+        me: Me {
+            id: node.id().fingerprint(),
+            short_id: node.id().short(),
+            name: node.name(),
+            listen: node.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            discovery: settings.discovery && std::env::var_os("FERRY_NO_DISCOVERY").is_none(),
+        },
+        peers: node.peers(),
+        transfers: node.spacedrop().transfers(),
+        prompts: node.spacedrop().open_prompts(),
+        settings,
+    })
+}
+
+/// Sends files and folders (paths from a drop or a picker) to a peer; returns the transfer id.
+#[tauri::command]
+#[specta::specta]
+pub async fn send_paths(
+    state: State<'_, AppState>,
+    peer: String,
+    paths: Vec<String>,
+) -> Res<String> {
+    let node = node(&state).await;
+    let paths: Vec<PathBuf> = paths.into_iter().map(PathBuf::from).collect();
+    let id = node
+        .spacedrop()
+        .send(peer_id(&peer)?, paths)
+        .await
+        .map_err(err)?;
+    Ok(id.hex())
+}
+
+/// Opens the system file (or folder) picker and sends what was chosen. `None` if cancelled.
+#[tauri::command]
+#[specta::specta]
+pub async fn pick_and_send(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    peer: String,
+    folders: bool,
+) -> Res<Option<String>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let dialog = app.dialog().file().set_title(if folders {
+        "Send folders"
+    } else {
+        "Send files"
+    });
+    let done = move |picked: Option<Vec<tauri_plugin_dialog::FilePath>>| {
+        let _ = tx.send(picked.unwrap_or_default());
+    };
+    if folders {
+        dialog.pick_folders(done);
+    } else {
+        dialog.pick_files(done);
+    }
+    let picked: Vec<String> = rx
+        .await
+        .map_err(err)?
+        .into_iter()
+        .filter_map(|p| p.into_path().ok())
+        .map(|p| p.display().to_string())
+        .collect();
+    if picked.is_empty() {
+        return Ok(None);
+    }
+    send_paths(state, peer, picked).await.map(Some)
+}
+
+/// Answers a prompt; with `choose_folder`, asks where to save first. The first answer from any
+/// window wins; the others learn it from the `prompt_resolved` event.
+#[tauri::command]
+#[specta::specta]
+pub async fn answer_prompt(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    transfer: String,
+    accept: bool,
+    choose_folder: bool,
+) -> Res<()> {
+    let id = transfer_id(&transfer)?;
+    let decision = if !accept {
+        Decision::Reject
+    } else if choose_folder {
+        match pick_folder(app).await? {
+            Some(dir) => Decision::Accept {
+                dest: Some(PathBuf::from(dir)),
+            },
+            None => return Ok(()),
+        }
+    } else {
+        Decision::Accept { dest: None }
+    };
+    node(&state)
+        .await
+        .spacedrop()
+        .answer(&id, decision)
+        .map_err(err)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn pause_transfer(state: State<'_, AppState>, id: String) -> Res<()> {
+    node(&state)
+        .await
+        .spacedrop()
+        .pause(&transfer_id(&id)?)
+        .map_err(err)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn resume_transfer(state: State<'_, AppState>, id: String) -> Res<()> {
+    node(&state)
+        .await
+        .spacedrop()
+        .resume(&transfer_id(&id)?)
+        .map_err(err)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn cancel_transfer(state: State<'_, AppState>, id: String) -> Res<()> {
+    node(&state)
+        .await
+        .spacedrop()
+        .cancel(&transfer_id(&id)?)
+        .map_err(err)
+}
+
+/// Connects to a peer by `host:port` (or `FINGERPRINT@host:port`) and keeps it connected.
+#[tauri::command]
+#[specta::specta]
+pub async fn connect_address(state: State<'_, AppState>, address: String) -> Res<PeerSnapshot> {
+    let node = node(&state).await;
+    let Target::Addr { addr, pin } = address.trim().parse::<Target>().map_err(err)? else {
+        return Err("enter an address like 192.168.1.20:7787".into());
+    };
+    let id = node.p2p().connect(addr, pin).await.map_err(err)?;
+    node.p2p().add_manual_peer(addr, Some(id));
+    node.p2p()
+        .peer(&id)
+        .ok_or_else(|| "connected, then lost the peer".into())
+}
+
+/// Shows a received file or folder in the system file manager.
+#[tauri::command]
+#[specta::specta]
+pub fn show_in_folder(app: AppHandle, path: String) -> Res<()> {
+    use tauri_plugin_opener::OpenerExt;
+    app.opener().reveal_item_in_dir(path).map_err(err)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn pick_folder(app: AppHandle) -> Res<Option<String>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    app.dialog()
+        .file()
+        .set_title("Choose a folder")
+        .pick_folder(move |p| {
+            let _ = tx.send(p);
+        });
+    Ok(rx
+        .await
+        .map_err(err)?
+        .and_then(|p| p.into_path().ok())
+        .map(|p| p.display().to_string()))
+}
+
+/// Saves settings. A new name or folder applies at once; discovery changes restart the node
+/// (peers see it leave and come back).
+#[tauri::command]
+#[specta::specta]
+pub async fn save_settings(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    settings: Settings,
+) -> Res<Settings> {
+    let old = state.settings.lock().map_err(err)?.clone();
+    settings.save(&state.data_dir).map_err(err)?;
+    *state.settings.lock().map_err(err)? = settings.clone();
+    let node = node(&state).await;
+    if settings.discovery != old.discovery || settings.interfaces != old.interfaces {
+        let cfg = settings.node_config(&state.data_dir)?;
+        let mut slot = state.node.write().await;
+        slot.shutdown().await;
+        // The old node must be gone (its data-dir lock released) before the new one starts.
+        let old_node =
+            std::mem::replace(&mut *slot, Arc::new(Node::start(cfg).await.map_err(err)?));
+        drop(old_node);
+        crate::bridge::forward(app, &slot);
+        return Ok(settings);
+    }
+    let name = if settings.name.trim().is_empty() {
+        gethostname::gethostname().to_string_lossy().into_owned()
+    } else {
+        settings.name.clone()
+    };
+    node.set_name(&name);
+    node.spacedrop().set_config(SpacedropConfig {
+        dest: PathBuf::from(&settings.download_dir),
+        ..node.spacedrop().config()
+    });
+    Ok(settings)
+}
+
+/// Opens another window on the same node (every window shows every prompt).
+#[tauri::command]
+#[specta::specta]
+pub fn open_window(app: AppHandle) -> Res<()> {
+    let label = format!(
+        "main-{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
+    );
+    tauri::WebviewWindowBuilder::new(&app, label, tauri::WebviewUrl::App("index.html".into()))
+        .title("Ferry")
+        .inner_size(1000.0, 720.0)
+        .min_inner_size(720.0, 520.0)
+        .build()
+        .map(|_| ())
+        .map_err(err)
+}

@@ -1,0 +1,110 @@
+//! The app's settings (`settings.json` in the data dir), and environment overrides for tests
+//! and scripted runs (the same variables as the `ferry` CLI).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ferry_core::{NodeConfig, Target};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum Theme {
+    System,
+    Light,
+    Dark,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, specta::Type)]
+pub struct Settings {
+    /// Display name; empty means the host name.
+    pub name: String,
+    /// Where accepted files go.
+    pub download_dir: String,
+    pub discovery: bool,
+    /// mDNS interface allow-list; empty means all.
+    pub interfaces: Vec<String>,
+    pub theme: Theme,
+}
+
+impl Settings {
+    fn path(data_dir: &Path) -> PathBuf {
+        data_dir.join("settings.json")
+    }
+
+    /// The saved settings, or defaults for a first run (a corrupt file is reported, not fatal).
+    pub fn load(data_dir: &Path) -> Settings {
+        let defaults = Settings {
+            name: String::new(),
+            download_dir: ferry_core::SpacedropConfig::default()
+                .dest
+                .display()
+                .to_string(),
+            discovery: true,
+            interfaces: vec![],
+            theme: Theme::System,
+        };
+        match std::fs::read(Settings::path(data_dir)) {
+            Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "settings.json is unreadable; using defaults");
+                defaults
+            }),
+            Err(_) => defaults,
+        }
+    }
+
+    pub fn save(&self, data_dir: &Path) -> std::io::Result<()> {
+        std::fs::create_dir_all(data_dir)?;
+        let tmp = data_dir.join(".settings.json.tmp");
+        std::fs::write(
+            &tmp,
+            serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?,
+        )?;
+        std::fs::rename(tmp, Settings::path(data_dir))
+    }
+
+    /// The node configuration these settings (and the environment) describe.
+    pub fn node_config(&self, data_dir: &Path) -> Result<NodeConfig, String> {
+        let mut cfg = NodeConfig::new(data_dir);
+        cfg.name = Some(self.name.clone()).filter(|n| !n.trim().is_empty());
+        cfg.discovery = self.discovery;
+        cfg.interfaces = self.interfaces.clone();
+        cfg.spacedrop.dest = PathBuf::from(&self.download_dir);
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        if let Some(n) = env("FERRY_NAME") {
+            cfg.name = Some(n);
+        }
+        if env("FERRY_NO_DISCOVERY").is_some() {
+            cfg.discovery = false;
+        }
+        if let Some(l) = env("FERRY_LISTEN") {
+            cfg.listen = l
+                .parse::<SocketAddr>()
+                .map_err(|e| format!("FERRY_LISTEN: {e}"))?;
+        }
+        if let Some(d) = env("FERRY_DEST") {
+            cfg.spacedrop.dest = PathBuf::from(d);
+        }
+        if let Some(i) = env("FERRY_INTERFACES") {
+            cfg.interfaces = i.split(',').map(String::from).collect();
+        }
+        for c in env("FERRY_CONNECT")
+            .unwrap_or_default()
+            .split(',')
+            .filter(|c| !c.is_empty())
+        {
+            match c.parse::<Target>() {
+                Ok(Target::Addr { addr, pin }) => cfg.connect.push((addr, pin)),
+                _ => return Err(format!("FERRY_CONNECT: '{c}' is not host:port")),
+            }
+        }
+        Ok(cfg)
+    }
+}
+
+/// `FERRY_DATA_DIR`, or the platform's data dir.
+pub fn data_dir() -> PathBuf {
+    std::env::var_os("FERRY_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(NodeConfig::default_data_dir)
+}

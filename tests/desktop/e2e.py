@@ -1,0 +1,224 @@
+#!/usr/bin/env python3
+"""End-to-end test of the real desktop app, driven through WebDriver (tauri-driver +
+WebKitWebDriver) under Xvfb, against a real `ferry` CLI node on 127.0.0.1.
+
+Discovery is off on both sides (host network namespace): the CLI connects to the app by address.
+Steps: the app shows the CLI node; the CLI sends a folder; the test accepts in the app's prompt;
+the files arrive verified; pause and resume from the app; the app sends a file back.
+Screenshots of the window are saved in tests/desktop/shots/ (always for the main views, and when
+a step fails). Prints `N passed, N failed` last.
+
+Usage (from the repo root, under a display): python3 tests/desktop/e2e.py APP_BINARY FERRY_BINARY
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from pathlib import Path
+
+from selenium import webdriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.options import ArgOptions
+
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / "tests" / "desktop" / "shots"
+APP_PORT = 47611
+
+
+class Cli:
+    """A `ferry --json node` process whose event lines are collected."""
+
+    def __init__(self, binary, data_dir, connect, dest):
+        self.lines = []
+        self.proc = subprocess.Popen(
+            [binary, "--no-discovery", "--listen", "127.0.0.1:0", "--name", "cli-node", "--data-dir", data_dir,
+             "--dest", dest, "--yes", "--connect", connect, "--json", "node"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            try:
+                self.lines.append(json.loads(line))
+            except ValueError:
+                pass
+
+    def wait_for(self, pred, timeout, what):
+        deadline = time.time() + timeout
+        seen = 0
+        while time.time() < deadline:
+            for l in self.lines[seen:]:
+                if pred(l):
+                    return l
+            seen = 0
+            time.sleep(0.1)
+        raise AssertionError(f"CLI never saw {what}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def send(binary, data_dir, to, paths):
+    """`ferry send` in the background; returns the process (JSON lines on stdout)."""
+    return subprocess.Popen(
+        [binary, "--no-discovery", "--listen", "127.0.0.1:0", "--name", "cli-sender", "--data-dir", data_dir,
+         "--json", "send", to, *paths], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def tree(root):
+    out = {}
+    for p in sorted(Path(root).rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = p.read_bytes() if p.is_file() else None
+    return out
+
+
+def main():
+    app, ferry = sys.argv[1], sys.argv[2]
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="ferry-e2e-"))
+    results = []
+    procs = []
+
+    driver_proc = subprocess.Popen(
+        ["tauri-driver", "--port", "4444", "--native-port", "4445", "--native-driver", "/usr/bin/WebKitWebDriver"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs.append(driver_proc)
+    time.sleep(1.5)
+
+    env = dict(os.environ, FERRY_DATA_DIR=str(tmp / "app-data"), FERRY_NO_DISCOVERY="1",
+               FERRY_LISTEN=f"127.0.0.1:{APP_PORT}", FERRY_DEST=str(tmp / "app-down"), FERRY_NAME="desktop-e2e")
+    os.environ.update({k: v for k, v in env.items() if k.startswith("FERRY_")})  # tauri-driver passes its env on
+    opts = ArgOptions()
+    opts.set_capability("browserName", "wry")
+    opts.set_capability("tauri:options", {"application": app})
+    driver = webdriver.Remote(command_executor="http://127.0.0.1:4444", options=opts)
+    driver.implicitly_wait(0)
+
+    def find(css, timeout=15, text=None):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            for el in driver.find_elements(By.CSS_SELECTOR, css):
+                try:
+                    if text is None or text in el.text:
+                        return el
+                except Exception:
+                    pass
+            time.sleep(0.1)
+        raise AssertionError(f"no element {css!r}" + (f" with text {text!r}" if text else ""))
+
+    def click_button(label, timeout=15, within="body"):
+        find(f"{within} button", timeout, text=label).click()
+
+    def step(name, f):
+        t0 = time.time()
+        try:
+            f()
+            results.append((name, True))
+            print(f"ok   {name} ({time.time() - t0:.1f}s)", flush=True)
+        except Exception:
+            results.append((name, False))
+            shot = SHOTS / f"FAILED-{name.replace(' ', '_')}.png"
+            try:
+                driver.save_screenshot(str(shot))
+            except Exception:
+                pass
+            print(f"FAIL {name}: screenshot {shot}\n{traceback.format_exc()}", flush=True)
+
+    cli = Cli(ferry, str(tmp / "cli-data"), f"127.0.0.1:{APP_PORT}", str(tmp / "cli-down"))
+    procs.append(cli.proc)
+
+    src = tmp / "src" / "vacation ✓"
+    (src / "empty").mkdir(parents=True)
+    (src / "notes.txt").write_text("hello from the CLI\n")
+    (src / "photo.bin").write_bytes(os.urandom(3_000_000))
+
+    def sees_cli():
+        find("[data-peer]", 20, text="cli-node")
+        driver.save_screenshot(str(SHOTS / "1-peers.png"))
+
+    def accept_folder():
+        s = send(ferry, str(tmp / "sender-data"), f"127.0.0.1:{APP_PORT}", [str(src)])
+        procs.append(s)
+        dialog = find("[role=dialog]", 20)
+        assert "cli-sender" in dialog.text and "2 files" in dialog.text, dialog.text
+        driver.save_screenshot(str(SHOTS / "2-prompt.png"))
+        click_button("Accept", within="[role=dialog]")
+        find(".transfer-state", 30, text="Done · verified")
+        assert s.wait(30) == 0, "ferry send did not finish"
+        got = tree(tmp / "app-down" / "vacation ✓")
+        assert got == tree(src), "received folder differs"
+        driver.save_screenshot(str(SHOTS / "3-done.png"))
+
+    def pause_and_resume():
+        big = tmp / "src" / "big.bin"
+        with open(big, "wb") as f:
+            f.truncate(1_500_000_000)  # sparse: fast to make, real bytes on the wire
+        s = send(ferry, str(tmp / "sender-data"), f"127.0.0.1:{APP_PORT}", [str(big)])
+        procs.append(s)
+        find("[role=dialog]", 20)
+        click_button("Accept", within="[role=dialog]")
+        find(".transfer-state", 20, text="Receiving")
+        click_button("Pause", within="li.transfer")
+        find(".transfer-state", 10, text="Paused by you")
+        driver.save_screenshot(str(SHOTS / "4-paused.png"))
+        done_before = find("li.transfer .transfer-figures", 5).text
+        time.sleep(1.5)
+        assert find("li.transfer .transfer-figures", 5).text.split()[0] == done_before.split()[0], "progress moved while paused"
+        click_button("Resume", within="li.transfer")
+        find(".transfer-state", 60, text="Done · verified")
+        assert s.wait(60) == 0
+        assert (tmp / "app-down" / "big.bin").stat().st_size == 1_500_000_000
+
+    def send_back():
+        back = tmp / "from-app.txt"
+        back.write_text("sent by the desktop app\n")
+        cli_id = cli.wait_for(lambda l: l.get("type") == "node_started", 5, "node_started")["id"]
+        err = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "window.__TAURI_INTERNALS__.invoke('send_paths', {peer: arguments[0], paths: [arguments[1]]})"
+            ".then(() => done(null), (e) => done(String(e)));", cli_id, str(back))
+        assert err is None, err
+        cli.wait_for(lambda l: l.get("type") == "transfer" and l["transfer"]["state"] == "done", 30, "the file from the app")
+        assert (tmp / "cli-down" / "from-app.txt").read_text() == "sent by the desktop app\n"
+        find(".transfer-state", 10, text="Done · verified")
+        driver.save_screenshot(str(SHOTS / "5-sent-back.png"))
+
+    step("app shows the CLI node", sees_cli)
+    step("CLI sends a folder, accepted in the app, arrives verified", accept_folder)
+    step("pause and resume from the app", pause_and_resume)
+    step("the app sends a file back to the CLI", send_back)
+
+    try:
+        driver.quit()
+    except Exception:
+        pass
+    cli.stop()
+    for p in procs:
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)  # SIGTERM, so tauri-driver stops WebKitWebDriver too
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+    shutil.rmtree(tmp, ignore_errors=True)
+    passed = sum(1 for _, ok in results if ok)
+    print(f"{passed} passed, {len(results) - passed} failed")
+    sys.exit(0 if passed == len(results) else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+import { useCallback, useEffect, useReducer, useState } from "react";
+import type { Api } from "./api";
+import type { Event, Settings, Snapshot } from "./bindings";
+import { Peers } from "./Peers";
+import { PromptDialog } from "./PromptDialog";
+import { SettingsDialog } from "./SettingsDialog";
+import { Transfers } from "./Transfers";
+import { empty, fromSnapshot, markAnswering, reduce, type State } from "./state";
+
+type Action = { kind: "snapshot"; s: Snapshot } | { kind: "event"; e: Event } | { kind: "answering"; id: string } | { kind: "settings"; s: Settings };
+
+function reducer(state: State, a: Action): State {
+  switch (a.kind) {
+    case "snapshot":
+      return fromSnapshot(a.s);
+    case "event":
+      return reduce(state, a.e);
+    case "answering":
+      return markAnswering(state, a.id);
+    case "settings":
+      return { ...state, settings: a.s };
+  }
+}
+
+/** The app icon's ferry, drawn inline (no emoji font needed). */
+function Logo() {
+  return (
+    <svg className="logo" viewBox="0 0 1024 1024" aria-hidden>
+      <defs>
+        <linearGradient id="logo-bg" x1="0" y1="0" x2="1" y2="1">
+          <stop offset="0" stopColor="#2f6bf2" />
+          <stop offset="1" stopColor="#14b8c4" />
+        </linearGradient>
+      </defs>
+      <rect x="64" y="64" width="896" height="896" rx="200" fill="url(#logo-bg)" />
+      <rect x="392" y="330" width="210" height="120" rx="26" fill="#fff" opacity="0.92" />
+      <path d="M250 470 H774 L700 610 Q512 650 324 610 Z" fill="#fff" />
+      <path d="M200 700 Q281 650 362 700 T524 700 T686 700 T848 700" fill="none" stroke="#fff" strokeWidth="38" strokeLinecap="round" opacity="0.85" />
+    </svg>
+  );
+}
+
+function applyTheme(theme: Settings["theme"] | undefined) {
+  document.documentElement.dataset.theme = theme && theme !== "system" ? theme : "";
+}
+
+export function App({ api }: { api: Api }) {
+  const [state, dispatch] = useReducer(reducer, empty);
+  const [error, setError] = useState<string | null>(null);
+  const [showSettings, setShowSettings] = useState(false);
+  const [dropTarget, setDropTarget] = useState<string | null>(null);
+
+  const report = useCallback((e: unknown) => setError(e instanceof Error ? e.message : String(e)), []);
+
+  // The snapshot first, then the event stream keeps it current (no polling).
+  useEffect(() => {
+    let stop = () => {};
+    let live = true;
+    api
+      .onEvent((e) => dispatch({ kind: "event", e }))
+      .then((unlisten) => {
+        stop = unlisten;
+        return api.snapshot();
+      })
+      .then((s) => live && dispatch({ kind: "snapshot", s }))
+      .catch(report);
+    return () => {
+      live = false;
+      stop();
+    };
+  }, [api, report]);
+
+  useEffect(() => applyTheme(state.settings?.theme), [state.settings?.theme]);
+
+  // Files dragged from the file manager onto a peer card.
+  useEffect(() => {
+    let stop = () => {};
+    const peerAt = (x: number, y: number) => (document.elementFromPoint(x, y)?.closest("[data-peer]") as HTMLElement | null)?.dataset.peer ?? null;
+    api
+      .onDrop((d) => {
+        if (d.kind === "over") setDropTarget(peerAt(d.x, d.y));
+        else if (d.kind === "leave") setDropTarget(null);
+        else {
+          setDropTarget(null);
+          const peer = peerAt(d.x, d.y);
+          if (peer && d.paths.length) api.sendPaths(peer, d.paths).catch(report);
+        }
+      })
+      .then((unlisten) => (stop = unlisten))
+      .catch(() => {}); // not inside Tauri (tests, a plain browser)
+    return () => stop();
+  }, [api, report]);
+
+  const prompt = state.prompts.find((p) => !state.answering.includes(p.transfer));
+
+  return (
+    <div className="app">
+      <header className="topbar">
+        <div className="brand">
+          <Logo />
+          <span>Ferry</span>
+        </div>
+        {state.me && (
+          <div className="me" title={`Fingerprint ${state.me.id}\nListening on ${state.me.listen}`}>
+            <span className="me-name">{state.me.name}</span>
+            <code className="fp">{state.me.short_id}</code>
+            {!state.me.discovery && <span className="badge muted">discovery off</span>}
+          </div>
+        )}
+        <div className="actions">
+          <button className="ghost" onClick={() => api.openWindow().catch(report)} title="Open another window">New window</button>
+          <button className="ghost" onClick={() => setShowSettings(true)} aria-label="Settings">Settings</button>
+        </div>
+      </header>
+
+      {error && (
+        <div className="error" role="alert">
+          <span>{error}</span>
+          <button className="ghost small" onClick={() => setError(null)} aria-label="Dismiss">✕</button>
+        </div>
+      )}
+
+      <main>
+        <Peers state={state} api={api} dropTarget={dropTarget} onError={report} />
+        <Transfers transfers={state.transfers} api={api} onError={report} />
+      </main>
+
+      {prompt && (
+        <PromptDialog
+          key={prompt.transfer}
+          prompt={prompt}
+          more={state.prompts.length - 1}
+          onAnswer={(accept, choose) => {
+            dispatch({ kind: "answering", id: prompt.transfer });
+            api.answer(prompt.transfer, accept, choose).catch(report);
+          }}
+        />
+      )}
+
+      {showSettings && state.settings && (
+        <SettingsDialog
+          settings={state.settings}
+          api={api}
+          onClose={() => setShowSettings(false)}
+          onSaved={(s) => {
+            dispatch({ kind: "settings", s });
+            setShowSettings(false);
+            api.snapshot().then((snap) => dispatch({ kind: "snapshot", s: snap })).catch(report);
+          }}
+          onError={report}
+        />
+      )}
+    </div>
+  );
+}

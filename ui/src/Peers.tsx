@@ -1,0 +1,97 @@
+import { useState } from "react";
+import type { Api } from "./api";
+import type { PeerSnapshot } from "./bindings";
+import { formatBytes, percent, transferWith, type State } from "./state";
+
+const osName: Record<string, string> = { linux: "Linux", macos: "macOS", windows: "Windows", android: "Android", ios: "iOS" };
+
+function PeerCard({ peer, state, api, dropping, onError }: { peer: PeerSnapshot; state: State; api: Api; dropping: boolean; onError: (e: unknown) => void }) {
+  const t = transferWith(state, peer.id);
+  const status = !t
+    ? peer.state === "connected"
+      ? peer.rtt_ms != null
+        ? `${peer.rtt_ms.toFixed(peer.rtt_ms < 10 ? 1 : 0)} ms`
+        : "connected"
+      : "found, connecting…"
+    : t.state === "waiting"
+      ? "waiting for them to accept…"
+      : t.state === "paused"
+        ? `paused · ${percent(t).toFixed(0)}%`
+        : t.state === "interrupted"
+          ? "interrupted, will resume"
+          : `sending · ${percent(t).toFixed(0)}% · ${formatBytes(t.speed_bps)}/s`;
+  return (
+    <li className={`peer ${dropping ? "drop" : ""} ${peer.state}`} data-peer={peer.id} aria-label={`Peer ${peer.name}`}>
+      <div className="peer-top">
+        <span className="avatar" aria-hidden>{(peer.name[0] ?? "?").toUpperCase()}</span>
+        <div className="peer-id">
+          <div className="peer-name">{peer.name}</div>
+          <div className="peer-meta">
+            <span>{osName[peer.os] ?? peer.os}</span>
+            <code className="fp" title={`Verified fingerprint ${peer.id}`}>{peer.short_id}</code>
+          </div>
+        </div>
+        <span className={`dot ${peer.state}`} title={peer.state} />
+      </div>
+      <div className="peer-status" aria-live="polite">{status}</div>
+      {t && t.state !== "waiting" && <div className="bar"><div style={{ width: `${percent(t)}%` }} /></div>}
+      <div className="peer-actions">
+        <button onClick={() => api.pickAndSend(peer.id, false).catch(onError)}>Send files</button>
+        <button className="secondary" onClick={() => api.pickAndSend(peer.id, true).catch(onError)}>Send folder</button>
+      </div>
+      <div className="drop-hint" aria-hidden>Drop to send to {peer.name}</div>
+    </li>
+  );
+}
+
+function ConnectForm({ api, onError }: { api: Api; onError: (e: unknown) => void }) {
+  const [address, setAddress] = useState("");
+  const [busy, setBusy] = useState(false);
+  return (
+    <form
+      className="connect"
+      onSubmit={(e) => {
+        e.preventDefault();
+        if (!address.trim()) return;
+        setBusy(true);
+        api
+          .connect(address.trim())
+          .then(() => setAddress(""))
+          .catch(onError)
+          .finally(() => setBusy(false));
+      }}
+    >
+      <label htmlFor="connect-address">Connect to address</label>
+      <input id="connect-address" placeholder="192.168.1.20:7787" value={address} onChange={(e) => setAddress(e.target.value)} spellCheck={false} />
+      <button type="submit" className="secondary" disabled={busy || !address.trim()}>{busy ? "Connecting…" : "Connect"}</button>
+    </form>
+  );
+}
+
+export function Peers({ state, api, dropTarget, onError }: { state: State; api: Api; dropTarget: string | null; onError: (e: unknown) => void }) {
+  return (
+    <section className="panel" aria-labelledby="nearby">
+      <div className="panel-head">
+        <h2 id="nearby">Nearby</h2>
+        <ConnectForm api={api} onError={onError} />
+      </div>
+      {state.peers.length === 0 ? (
+        <div className="empty">
+          <svg className="empty-icon" viewBox="0 0 48 48" aria-hidden>
+            <circle cx="24" cy="30" r="4" fill="currentColor" />
+            <path d="M14 22a14 14 0 0 1 20 0M8 16a22 22 0 0 1 32 0" fill="none" stroke="currentColor" strokeWidth="3.5" strokeLinecap="round" />
+          </svg>
+          <p>No one nearby yet — is Ferry open on the other device?</p>
+          <p className="muted">Both devices need to be on the same network. Without multicast, connect by address above.</p>
+        </div>
+      ) : (
+        <ul className="peers">
+          {state.peers.map((p) => (
+            <PeerCard key={p.id} peer={p} state={state} api={api} dropping={dropTarget === p.id} onError={onError} />
+          ))}
+        </ul>
+      )}
+      <p className="hint muted">Drag files or folders from your file manager onto a device to send them.</p>
+    </section>
+  );
+}

@@ -1,0 +1,39 @@
+import { useEffect, useRef, useState } from "react";
+import type { Prompt } from "./bindings";
+import { formatBytes } from "./state";
+
+/** A Spacedrop offer: who (with the verified fingerprint), what, and how long is left. */
+export function PromptDialog({ prompt, more, onAnswer }: { prompt: Prompt; more: number; onAnswer: (accept: boolean, chooseFolder: boolean) => void }) {
+  const [deadline] = useState(() => Date.now() + prompt.expires_in_ms);
+  const [left, setLeft] = useState(Math.ceil(prompt.expires_in_ms / 1000));
+  const accept = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    accept.current?.focus();
+    const t = setInterval(() => setLeft(Math.max(0, Math.ceil((deadline - Date.now()) / 1000))), 250);
+    return () => clearInterval(t);
+  }, [deadline]);
+  const who = prompt.peer_name || "A nearby device";
+  return (
+    <div className="overlay">
+      <div className="dialog prompt" role="dialog" aria-modal="true" aria-labelledby="prompt-title" onKeyDown={(e) => e.key === "Escape" && onAnswer(false, false)}>
+        <h3 id="prompt-title">{who} wants to send you {prompt.files} file{prompt.files === 1 ? "" : "s"}</h3>
+        <p className="verified" title={`Fingerprint ${prompt.peer}`}>
+          Verified device <code className="fp">{prompt.peer_short}</code>
+        </p>
+        <div className="offer">
+          <div className="size">{formatBytes(prompt.bytes)}</div>
+          <ul className="names">
+            {prompt.first_names.map((n) => <li key={n}>{n}</li>)}
+            {prompt.files > prompt.first_names.length && <li className="muted">…</li>}
+          </ul>
+        </div>
+        <div className="countdown" aria-live="off">Declined automatically in {left}s{more > 0 ? ` · ${more} more waiting` : ""}</div>
+        <div className="dialog-actions">
+          <button className="danger" onClick={() => onAnswer(false, false)}>Reject</button>
+          <button className="secondary" onClick={() => onAnswer(true, true)}>Accept to…</button>
+          <button ref={accept} onClick={() => onAnswer(true, false)}>Accept</button>
+        </div>
+      </div>
+    </div>
+  );
+}

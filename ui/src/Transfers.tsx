@@ -1,0 +1,99 @@
+import type { Api } from "./api";
+import type { TransferInfo } from "./bindings";
+import { finished, formatBytes, formatEta, percent } from "./state";
+
+function stateLabel(t: TransferInfo): string {
+  switch (t.state) {
+    case "waiting":
+      return "Waiting for them to accept";
+    case "transferring":
+      return t.direction === "send" ? "Sending" : "Receiving";
+    case "paused":
+      return t.by === "local" ? "Paused by you" : "Paused by them";
+    case "interrupted":
+      return `Interrupted — ${t.reason}`;
+    case "done":
+      return "Done · verified";
+    case "failed":
+      return `Failed — ${t.reason}`;
+    case "rejected":
+      return t.reason === "no answer in time" ? "Timed out — no answer" : `Rejected — ${t.reason}`;
+    case "cancelled":
+      return t.by === "local" ? "Cancelled by you" : "Cancelled by them";
+  }
+}
+
+function TransferRow({ t, api, onError }: { t: TransferInfo; api: Api; onError: (e: unknown) => void }) {
+  const pct = percent(t);
+  const running = t.state === "transferring";
+  const who = t.peer_name || t.peer.slice(0, 12);
+  return (
+    <li className={`transfer ${t.state}`} data-transfer={t.id} aria-label={`Transfer ${t.direction === "send" ? "to" : "from"} ${who}`}>
+      <div className="transfer-head">
+        <span className={`dir ${t.direction}`} aria-hidden>{t.direction === "send" ? "↑" : "↓"}</span>
+        <div className="transfer-title">
+          <div>
+            {t.direction === "send" ? "To" : "From"} <strong>{who}</strong> · {t.files_total} file{t.files_total === 1 ? "" : "s"} · {formatBytes(t.bytes_total)}
+          </div>
+          <div className={`transfer-state ${t.state}`} data-state={t.state}>{stateLabel(t)}</div>
+        </div>
+        <div className="transfer-actions">
+          {running && <button className="secondary small" onClick={() => api.pause(t.id).catch(onError)}>Pause</button>}
+          {(t.state === "paused" || (t.state === "interrupted" && t.direction === "send")) && (
+            <button className="small" onClick={() => api.resume(t.id).catch(onError)}>Resume</button>
+          )}
+          {!finished(t) && <button className="danger small" onClick={() => api.cancel(t.id).catch(onError)}>Cancel</button>}
+          {t.state === "done" && t.dest && (
+            <button className="secondary small" onClick={() => api.showInFolder(t.dest ?? "").catch(onError)}>Show in folder</button>
+          )}
+        </div>
+      </div>
+      {!finished(t) && t.state !== "waiting" && (
+        <>
+          <div className="bar" role="progressbar" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>
+            <div style={{ width: `${pct}%` }} />
+          </div>
+          <div className="transfer-figures">
+            <span>{pct.toFixed(1)}%</span>
+            <span>{formatBytes(t.bytes_done)} of {formatBytes(t.bytes_total)}</span>
+            <span>{t.files_done}/{t.files_total} files</span>
+            <span>{formatBytes(t.speed_bps)}/s</span>
+            <span>ETA {formatEta(t.eta_secs)}</span>
+            {t.current && <span className="current" title={t.current}>{t.current}</span>}
+          </div>
+        </>
+      )}
+      {t.renamed.length > 0 && (
+        <details className="notes">
+          <summary>{t.renamed.length} renamed</summary>
+          <ul>{t.renamed.map((r) => <li key={r.id}><code>{r.original}</code> → <code>{r.local}</code> <span className="muted">({r.reason})</span></li>)}</ul>
+        </details>
+      )}
+      {t.failed.length > 0 && (
+        <details className="notes bad" open>
+          <summary>{t.failed.length} failed</summary>
+          <ul>{t.failed.map((f) => <li key={f.path}><code>{f.path}</code> — {f.reason}</li>)}</ul>
+        </details>
+      )}
+    </li>
+  );
+}
+
+export function Transfers({ transfers, api, onError }: { transfers: TransferInfo[]; api: Api; onError: (e: unknown) => void }) {
+  return (
+    <section className="panel" aria-labelledby="transfers">
+      <div className="panel-head">
+        <h2 id="transfers">Transfers</h2>
+      </div>
+      {transfers.length === 0 ? (
+        <div className="empty small">
+          <p className="muted">Nothing sent or received yet. Files you send or accept show up here with their progress.</p>
+        </div>
+      ) : (
+        <ul className="transfers">
+          {transfers.map((t) => <TransferRow key={t.id} t={t} api={api} onError={onError} />)}
+        </ul>
+      )}
+    </section>
+  );
+}

@@ -1,0 +1,40 @@
+// The backend, as the UI sees it: the generated bindings with errors turned into exceptions,
+// plus the drag-and-drop hook. Tests replace this module.
+
+import { getCurrentWebview } from "@tauri-apps/api/webview";
+import { commands, events, type Event, type Settings } from "./bindings";
+
+type R<T> = { status: "ok"; data: T } | { status: "error"; error: string };
+
+async function ok<T>(p: Promise<R<T>>): Promise<T> {
+  const r = await p;
+  if (r.status === "error") throw new Error(r.error);
+  return r.data;
+}
+
+export const api = {
+  snapshot: () => ok(commands.snapshot()),
+  sendPaths: (peer: string, paths: string[]) => ok(commands.sendPaths(peer, paths)),
+  pickAndSend: (peer: string, folders: boolean) => ok(commands.pickAndSend(peer, folders)),
+  answer: (transfer: string, accept: boolean, chooseFolder: boolean) => ok(commands.answerPrompt(transfer, accept, chooseFolder)),
+  pause: (id: string) => ok(commands.pauseTransfer(id)),
+  resume: (id: string) => ok(commands.resumeTransfer(id)),
+  cancel: (id: string) => ok(commands.cancelTransfer(id)),
+  connect: (address: string) => ok(commands.connectAddress(address)),
+  showInFolder: (path: string) => ok(commands.showInFolder(path)),
+  pickFolder: () => ok(commands.pickFolder()),
+  saveSettings: (s: Settings) => ok(commands.saveSettings(s)),
+  openWindow: () => ok(commands.openWindow()),
+  onEvent: (f: (e: Event) => void) => events.nodeEvent.listen((e) => f(e.payload)),
+  /** Files dropped on the window: their paths and where (in CSS pixels). */
+  onDrop: (f: (d: { kind: "over" | "drop" | "leave"; paths: string[]; x: number; y: number }) => void) =>
+    getCurrentWebview().onDragDropEvent((e) => {
+      const p = e.payload;
+      const scale = window.devicePixelRatio || 1;
+      if (p.type === "over") f({ kind: "over", paths: [], x: p.position.x / scale, y: p.position.y / scale });
+      else if (p.type === "drop") f({ kind: "drop", paths: p.paths, x: p.position.x / scale, y: p.position.y / scale });
+      else if (p.type === "leave") f({ kind: "leave", paths: [], x: 0, y: 0 });
+    }),
+};
+
+export type Api = typeof api;

@@ -1,0 +1,50 @@
+import { describe, expect, it } from "vitest";
+import type { TransferInfo } from "./bindings";
+import { peer, prompt, transfer } from "./fixtures";
+import { empty, formatBytes, formatEta, markAnswering, percent, reduce, transferWith } from "./state";
+
+describe("reduce", () => {
+  it("adds, updates, sorts and removes peers from events", () => {
+    let s = reduce(empty, { type: "peer_found", peer: peer("b", "zed") });
+    s = reduce(s, { type: "peer_found", peer: peer("a", "amy") });
+    expect(s.peers.map((p) => p.name)).toEqual(["amy", "zed"]);
+    s = reduce(s, { type: "peer_changed", peer: { ...peer("b", "bob") } });
+    expect(s.peers.map((p) => p.name)).toEqual(["amy", "bob"]);
+    s = reduce(s, { type: "peer_lost", peer: peer("a", "amy", "lost"), reason: "left" });
+    expect(s.peers.map((p) => p.id)).toEqual(["b"]);
+  });
+
+  it("closes a prompt everywhere when it is resolved, whoever answered", () => {
+    let s = reduce(empty, { type: "spacedrop_prompt", prompt: prompt("t1") });
+    s = reduce(s, { type: "spacedrop_prompt", prompt: prompt("t1") }); // duplicate delivery
+    s = reduce(s, { type: "spacedrop_prompt", prompt: prompt("t2") });
+    expect(s.prompts).toHaveLength(2);
+    s = markAnswering(s, "t1");
+    s = reduce(s, { type: "prompt_resolved", transfer: "t1", outcome: "accepted" });
+    s = reduce(s, { type: "prompt_resolved", transfer: "t2", outcome: "timed_out" });
+    expect(s.prompts).toEqual([]);
+    expect(s.answering).toEqual([]);
+  });
+
+  it("keeps transfers newest first and updates them in place", () => {
+    let s = reduce(empty, { type: "transfer", transfer: transfer("t1") });
+    s = reduce(s, { type: "transfer", transfer: transfer("t2") });
+    s = reduce(s, { type: "transfer", transfer: transfer("t1", { bytes_done: 900 }) });
+    expect(s.transfers.map((t) => [t.id, t.bytes_done])).toEqual([["t2", 250], ["t1", 900]]);
+    expect(transferWith(s, "b".repeat(52))?.id).toBe("t2");
+    s = reduce(s, { type: "transfer", transfer: transfer("t2", { state: "done" } as Partial<TransferInfo>) });
+    expect(transferWith(s, "b".repeat(52))?.id).toBe("t1");
+  });
+});
+
+describe("formatting", () => {
+  it("reads like a person would say it", () => {
+    expect(formatBytes(999)).toBe("999 B");
+    expect(formatBytes(2_500_000)).toBe("2.5 MB");
+    expect(formatBytes(3_210_000_000)).toBe("3.21 GB");
+    expect(formatEta(null)).toBe("—");
+    expect(formatEta(75)).toBe("1m 15s");
+    expect(formatEta(7300)).toBe("2h 1m");
+    expect(percent(transfer("x"))).toBe(25);
+  });
+});

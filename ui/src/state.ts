@@ -1,0 +1,98 @@
+// The UI's state: one snapshot at start, then every change from the node's event stream.
+// Pure functions only, so the rules are unit-tested without a backend.
+
+import type { Event, Me, PeerSnapshot, Prompt, Settings, Snapshot, TransferInfo } from "./bindings";
+
+export type State = {
+  me: Me | null;
+  peers: PeerSnapshot[];
+  transfers: TransferInfo[];
+  prompts: Prompt[];
+  settings: Settings | null;
+  /** Prompt ids this window already answered (the answer is on its way). */
+  answering: string[];
+};
+
+export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [] };
+
+export function fromSnapshot(s: Snapshot): State {
+  return { me: s.me, peers: sortPeers(s.peers), transfers: s.transfers, prompts: s.prompts, settings: s.settings, answering: [] };
+}
+
+function sortPeers(peers: PeerSnapshot[]): PeerSnapshot[] {
+  return [...peers].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+}
+
+function upsertPeer(peers: PeerSnapshot[], p: PeerSnapshot): PeerSnapshot[] {
+  return sortPeers([...peers.filter((x) => x.id !== p.id), p]);
+}
+
+/** Newest first; a transfer keeps its place when it changes. */
+function upsertTransfer(list: TransferInfo[], t: TransferInfo): TransferInfo[] {
+  const i = list.findIndex((x) => x.id === t.id);
+  if (i === -1) return [t, ...list];
+  const next = [...list];
+  next[i] = t;
+  return next;
+}
+
+export function reduce(state: State, e: Event): State {
+  switch (e.type) {
+    case "node_started":
+      return { ...state, me: state.me && { ...state.me, id: e.id, short_id: e.short_id, name: e.name, listen: e.listen, discovery: e.discovery } };
+    case "peer_found":
+    case "peer_changed":
+      return { ...state, peers: upsertPeer(state.peers, e.peer) };
+    case "peer_lost":
+      return { ...state, peers: state.peers.filter((p) => p.id !== e.peer.id) };
+    case "spacedrop_prompt":
+      if (state.prompts.some((p) => p.transfer === e.prompt.transfer)) return state;
+      return { ...state, prompts: [...state.prompts, e.prompt] };
+    case "prompt_resolved":
+      // Answered here, in another window, by the CLI, or expired: it closes everywhere.
+      return {
+        ...state,
+        prompts: state.prompts.filter((p) => p.transfer !== e.transfer),
+        answering: state.answering.filter((id) => id !== e.transfer),
+      };
+    case "transfer":
+      return { ...state, transfers: upsertTransfer(state.transfers, e.transfer) };
+    case "node_stopped":
+      return { ...state, peers: [] };
+  }
+}
+
+export function markAnswering(state: State, transfer: string): State {
+  return { ...state, answering: [...state.answering, transfer] };
+}
+
+export function finished(t: TransferInfo): boolean {
+  return t.state === "done" || t.state === "failed" || t.state === "rejected" || t.state === "cancelled";
+}
+
+export function active(t: TransferInfo): boolean {
+  return !finished(t);
+}
+
+/** The live transfer with a peer, if any (what its card shows). */
+export function transferWith(state: State, peer: string): TransferInfo | undefined {
+  return state.transfers.find((t) => t.peer === peer && t.direction === "send" && active(t));
+}
+
+export function formatBytes(value: number | null | undefined): string {
+  const n = value ?? 0;
+  if (n >= 1e9) return `${(n / 1e9).toFixed(2)} GB`;
+  if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
+  if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
+  return `${n} B`;
+}
+
+export function formatEta(secs: number | null | undefined): string {
+  if (secs == null || !isFinite(secs)) return "—";
+  const s = Math.round(secs);
+  return s >= 3600 ? `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m` : s >= 60 ? `${Math.floor(s / 60)}m ${s % 60}s` : `${s}s`;
+}
+
+export function percent(t: TransferInfo): number {
+  return t.bytes_total > 0 ? Math.min(100, (t.bytes_done * 100) / t.bytes_total) : t.state === "done" ? 100 : 0;
+}
