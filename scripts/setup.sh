@@ -1,20 +1,36 @@
 #!/usr/bin/env bash
-# Installs what Ferry needs to build and test on Debian/Ubuntu (idempotent; quick when done).
-# Rust itself comes from rustup (https://rustup.rs) and must already be on PATH.
+# Installs what Ferry needs to build, run and test on Debian/Ubuntu (idempotent; quick when done):
+# system packages (WebKitGTK for the desktop app, Xvfb and WebKitWebDriver for its end-to-end
+# test, iproute2 for the network-namespace tests), the UI's npm packages, tauri-driver, and
+# Selenium. Rust comes from rustup (https://rustup.rs) and Node.js ≥ 20 must be on PATH.
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
-packages=(build-essential pkg-config curl iproute2 iputils-ping)
+packages=(build-essential pkg-config curl wget file iproute2 iputils-ping
+  libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
+  xvfb xauth webkit2gtk-driver imagemagick python3-pip)
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
 if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
   echo "setup: installing ${missing[*]}"
   $sudo apt-get -o DPkg::Lock::Timeout=600 update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
 fi
 
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
+command -v npm >/dev/null || { echo "setup: npm not found; install Node.js 20 or newer" >&2; exit 1; }
+
+# The UI's packages, exactly as locked.
+if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+  npm --prefix ui ci --no-audit --no-fund --loglevel=error
+fi
+
+# The WebDriver bridge for the desktop end-to-end test.
+command -v tauri-driver >/dev/null || cargo install tauri-driver@2.1.0 --locked --quiet
+python3 -c "import selenium" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check selenium 2>/dev/null \
+  || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages selenium

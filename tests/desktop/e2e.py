@@ -93,27 +93,30 @@ def main():
     results = []
     procs = []
 
-    driver_proc = subprocess.Popen(
-        ["tauri-driver", "--port", "4444", "--native-port", "4445", "--native-driver", "/usr/bin/WebKitWebDriver"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    procs.append(driver_proc)
-    time.sleep(1.5)
-
+    # The app gets its settings from the environment tauri-driver starts it with; the CLI
+    # processes get none of them.
     env = dict(os.environ, FERRY_DATA_DIR=str(tmp / "app-data"), FERRY_NO_DISCOVERY="1",
                FERRY_LISTEN=f"127.0.0.1:{APP_PORT}", FERRY_DEST=str(tmp / "app-down"), FERRY_NAME="desktop-e2e")
-    os.environ.update({k: v for k, v in env.items() if k.startswith("FERRY_")})  # tauri-driver passes its env on
+    driver_proc = subprocess.Popen(
+        ["tauri-driver", "--port", "4444", "--native-port", "4445", "--native-driver", "/usr/bin/WebKitWebDriver"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    procs.append(driver_proc)
+    time.sleep(1.5)
     opts = ArgOptions()
     opts.set_capability("browserName", "wry")
     opts.set_capability("tauri:options", {"application": app})
     driver = webdriver.Remote(command_executor="http://127.0.0.1:4444", options=opts)
     driver.implicitly_wait(0)
 
-    def find(css, timeout=15, text=None):
+    def find(css, timeout=15, text=None, exact=False):
+        """The first element matching `css` whose textContent contains (or is) `text`.
+        textContent, not WebDriver's rendered text: that drops ellipsized words."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             for el in driver.find_elements(By.CSS_SELECTOR, css):
                 try:
-                    if text is None or text in el.text:
+                    content = (el.get_attribute("textContent") or "").strip()
+                    if text is None or (content == text if exact else text in content):
                         return el
                 except Exception:
                     pass
@@ -121,7 +124,7 @@ def main():
         raise AssertionError(f"no element {css!r}" + (f" with text {text!r}" if text else ""))
 
     def click_button(label, timeout=15, within="body"):
-        find(f"{within} button", timeout, text=label).click()
+        find(f"{within} button", timeout, text=label, exact=True).click()
 
     def step(name, f):
         t0 = time.time()
@@ -154,7 +157,8 @@ def main():
         s = send(ferry, str(tmp / "sender-data"), f"127.0.0.1:{APP_PORT}", [str(src)])
         procs.append(s)
         dialog = find("[role=dialog]", 20)
-        assert "cli-sender" in dialog.text and "2 files" in dialog.text, dialog.text
+        what = dialog.get_attribute("textContent")
+        assert "cli-sender" in what and "2 files" in what, what
         driver.save_screenshot(str(SHOTS / "2-prompt.png"))
         click_button("Accept", within="[role=dialog]")
         find(".transfer-state", 30, text="Done · verified")
@@ -175,9 +179,11 @@ def main():
         click_button("Pause", within="li.transfer")
         find(".transfer-state", 10, text="Paused by you")
         driver.save_screenshot(str(SHOTS / "4-paused.png"))
-        done_before = find("li.transfer .transfer-figures", 5).text
+        figures = lambda: find("li.transfer .transfer-figures", 5).get_attribute("textContent")
+        time.sleep(1.0)  # what was already in flight when the pause landed still arrives
+        before = figures()
         time.sleep(1.5)
-        assert find("li.transfer .transfer-figures", 5).text.split()[0] == done_before.split()[0], "progress moved while paused"
+        assert figures().split("%")[0] == before.split("%")[0], "progress moved while paused"
         click_button("Resume", within="li.transfer")
         find(".transfer-state", 60, text="Done · verified")
         assert s.wait(60) == 0

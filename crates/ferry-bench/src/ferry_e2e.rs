@@ -569,8 +569,8 @@ impl Ctx {
             "s/GiB",
             format!(
                 "{vs}sender {s:.1}s ({}), receiver {r:.1}s ({})",
-                run.send.stats.thread_summary(),
-                run.recv.stats.thread_summary()
+                run.send.stats.thread_summary_per(gib),
+                run.recv.stats.thread_summary_per(gib)
             ),
         )
     }

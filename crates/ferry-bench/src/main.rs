@@ -63,7 +63,8 @@ struct Cli {
     /// ferry-small, ferry-rss, ferry-resume.
     #[arg(long, value_delimiter = ',', value_name = "NAME")]
     only: Vec<String>,
-    /// Working directory (default: a fresh one under /tmp). Removed at the end unless --keep.
+    /// Where to make the working directory (default: the system temp dir, /tmp). The bench
+    /// works in a fresh `ferry-bench-PID` inside it and removes that at the end unless --keep.
     #[arg(long)]
     dir: Option<PathBuf>,
     /// The ferry binary (default: `ferry` next to this binary).
@@ -218,10 +219,11 @@ fn run(cli: &Cli, rt: &tokio::runtime::Runtime) -> Result<()> {
             ferry.display()
         );
     }
-    let dir = match &cli.dir {
-        Some(d) => d.clone(),
-        None => std::env::temp_dir().join(format!("ferry-bench-{}", std::process::id())),
-    };
+    let dir = cli
+        .dir
+        .clone()
+        .unwrap_or_else(std::env::temp_dir)
+        .join(format!("ferry-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     eprintln!(
         "ferry-bench: {} run in {} ({} CPUs), sizes {:?}",

@@ -37,10 +37,15 @@ impl ProcStats {
 
     /// "name 1.2s, name 0.3s, …", the threads that used at least 50 ms.
     pub fn thread_summary(&self) -> String {
+        self.thread_summary_per(1.0)
+    }
+
+    /// The same with every figure divided by `units` (CPU seconds per GiB, say).
+    pub fn thread_summary_per(&self, units: f64) -> String {
         self.by_thread_name()
             .into_iter()
             .filter(|(_, s)| *s >= 0.05)
-            .map(|(n, s)| format!("{n} {s:.1}s"))
+            .map(|(n, s)| format!("{n} {:.1}s", s / units))
             .collect::<Vec<_>>()
             .join(", ")
     }

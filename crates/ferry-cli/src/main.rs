@@ -44,7 +44,7 @@ struct Global {
     #[arg(long, global = true, env = "FERRY_INTERFACES", value_delimiter = ',')]
     interfaces: Vec<String>,
     /// Turn LAN discovery (mDNS) off; reach peers with --connect.
-    #[arg(long, global = true, env = "FERRY_NO_DISCOVERY")]
+    #[arg(long, global = true, env = "FERRY_NO_DISCOVERY", value_parser = clap::builder::FalseyValueParser::new())]
     no_discovery: bool,
     /// Keep a connection to this peer: host:port or FINGERPRINT@host:port (repeatable).
     #[arg(long, global = true, value_name = "ADDR")]

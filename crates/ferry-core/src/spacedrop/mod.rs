@@ -547,6 +547,10 @@ impl Shared {
                     l.info.speed_bps = b1.saturating_sub(*b0) as f64 / dt;
                 }
             }
+            if l.info.state != TransferState::Transferring {
+                l.info.speed_bps = 0.0;
+                l.samples.clear();
+            }
             l.info.eta_secs = (l.info.speed_bps > 0.0
                 && l.info.state == TransferState::Transferring)
                 .then(|| {
