@@ -31,14 +31,18 @@ cargo build --locked -p ferry-desktop -p ferry-cli &&
 e2e=${PIPESTATUS[0]}
 set -e
 
-passed=$(grep -Eo "test result: [a-zA-Z]+\. [0-9]+ passed" target/test-output.txt | awk '{s+=$4} END {print s+0}')
-failed=$(grep -Eo "; [0-9]+ failed" target/test-output.txt | awk '{s+=$2} END {print s+0}')
-ui_passed=$(grep -Eo "Tests +[0-9]+ passed" target/ui-test-output.txt | grep -Eo "[0-9]+" | tail -1)
-e2e_line=$(tail -1 target/e2e-output.txt)
-e2e_passed=$(echo "$e2e_line" | grep -Eo "^[0-9]+ passed" | grep -Eo "[0-9]+" || echo 0)
-e2e_failed=$(echo "$e2e_line" | grep -Eo "[0-9]+ failed" | grep -Eo "[0-9]+" || echo 1)
-total_passed=$((passed + ${ui_passed:-0} + e2e_passed))
-total_failed=$((failed + e2e_failed))
-[ "$e2e" -eq 0 ] || [ "$total_failed" -gt 0 ] || total_failed=1
+# The summary: counts from each runner's own closing lines (colour codes stripped).
+count() { (set +o pipefail; sed 's/\x1b\[[0-9;]*m//g' "$1" 2>/dev/null | grep -Eo "$2" | grep -Eo "[0-9]+" | awk '{s+=$1} END {print s+0}'); }
+passed=$(count target/test-output.txt "test result: [a-zA-Z]+\. [0-9]+ passed")
+failed=$(count target/test-output.txt "; [0-9]+ failed")
+ui_passed=$(count target/ui-test-output.txt "Tests +[0-9]+ passed")
+ui_failed=$(count target/ui-test-output.txt "Tests +[0-9]+ failed")
+e2e_passed=$(count target/e2e-output.txt "^[0-9]+ passed")
+e2e_failed=$(count target/e2e-output.txt "[0-9]+ failed$")
+total_passed=$((passed + ui_passed + e2e_passed))
+total_failed=$((failed + ui_failed + e2e_failed))
+if [ "$status" -ne 0 ] || [ "$e2e" -ne 0 ]; then
+  [ "$total_failed" -gt 0 ] || total_failed=1
+fi
 echo "tests: $total_passed passed, $total_failed failed"
 [ "$status" -eq 0 ] && [ "$e2e" -eq 0 ]
