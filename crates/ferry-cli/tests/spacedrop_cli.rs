@@ -194,3 +194,46 @@ fn a_killed_receiver_resumes_where_it_stopped() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// `receive --once` exits as soon as its transfer is done; the sender must still learn it is
+/// done (its last frame used to be lost with the receiver's connection). And `send ADDR
+/// --connect ADDR` dials the same address twice at once; the loser of that race must not fail
+/// the send.
+#[test]
+fn a_receiver_that_exits_at_once_still_finishes_the_sender() {
+    let t = tempfile::tempdir().unwrap();
+    std::fs::write(t.path().join("f.txt"), b"once").unwrap();
+    for round in 0..6 {
+        let dest = t.path().join(format!("down-{round}"));
+        let mut r = base(t.path(), "beta", "127.0.0.1:0");
+        r.arg("--dest")
+            .arg(&dest)
+            .args(["--yes", "--json", "receive", "--once"])
+            .stdout(Stdio::piped())
+            .stdin(Stdio::null());
+        let mut receiver = r.spawn().unwrap();
+        let mut first = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(receiver.stdout.as_mut().unwrap()),
+            &mut first,
+        )
+        .unwrap();
+        let started: Value = serde_json::from_str(&first).unwrap();
+        let addr = started["listen"].as_str().unwrap().to_string();
+        let t0 = Instant::now();
+        let (code, lines) = send(
+            t.path(),
+            &addr,
+            &[&t.path().join("f.txt")],
+            &["--connect", &addr],
+        );
+        assert_eq!(code, 0, "round {round}: {:?}", last_transfer(&lines));
+        assert!(receiver.wait().unwrap().success());
+        assert!(
+            t0.elapsed() < Duration::from_secs(15),
+            "round {round} took {:?}",
+            t0.elapsed()
+        );
+        assert_eq!(std::fs::read(dest.join("f.txt")).unwrap(), b"once");
+    }
+}

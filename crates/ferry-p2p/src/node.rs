@@ -624,6 +624,8 @@ impl Inner {
         tokio::spawn(serve(self.router.clone(), id, conn.clone()));
         let info = match tokio::time::timeout(timeout, hello::exchange(&conn, &self.info())).await {
             Ok(Ok(info)) => info,
+            // Both sides dialed at once and the peer kept its own connection: use that one.
+            Ok(Err(_)) if closed_as_duplicate(&conn) => return self.surviving(id, addr).await,
             Ok(Err(source)) => return Err(DialError::Hello { addr, source }),
             Err(_) => return Err(DialError::Timeout { addr, timeout }),
         };
@@ -638,6 +640,22 @@ impl Inner {
                 .map(|c| (id, c))
                 .ok_or(DialError::Duplicate { addr }),
         }
+    }
+
+    /// The connection that won a tie-break against ours, once its hello has been recorded.
+    async fn surviving(
+        &self,
+        id: PeerId,
+        addr: SocketAddr,
+    ) -> Result<(PeerId, quinn::Connection), DialError> {
+        let deadline = tokio::time::Instant::now() + self.cfg.connect_timeout;
+        while tokio::time::Instant::now() < deadline {
+            if let Some(c) = self.live_conn(&id) {
+                return Ok((id, c));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Err(DialError::Duplicate { addr })
     }
 
     /// Records a connection that has completed hello, settling duplicates: the connection dialed
@@ -955,4 +973,8 @@ async fn manual_supervisor(weak: Weak<Inner>, addr: SocketAddr, expected: Option
             }
         }
     }
+}
+
+fn closed_as_duplicate(conn: &quinn::Connection) -> bool {
+    matches!(conn.close_reason(), Some(quinn::ConnectionError::ApplicationClosed(c)) if c.error_code == CloseCode::Duplicate.var_int())
 }

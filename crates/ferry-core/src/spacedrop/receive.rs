@@ -645,6 +645,9 @@ async fn settle(
             .await;
             let _ = write_frame(&mut s.send, &Control::Finished, MAX_CONTROL).await;
             let _ = s.send.finish();
+            // Until the sender has it: a node that exits right after (`receive --once`) would
+            // otherwise drop the frame with its connection, and the sender would wait forever.
+            let _ = tokio::time::timeout(Duration::from_secs(3), s.send.stopped()).await;
             let failed = lock(&shared.live)
                 .get(&row.id)
                 .map_or(0, |l| l.info.failed.len());
