@@ -150,8 +150,9 @@ fn read_one(job: &FileJob, tx: &mpsc::Sender<Msg>) -> bool {
     let mut left = job.size - job.offset.min(job.size);
     while left > 0 {
         let n = left.min(MAX_DATA as u64) as usize;
-        let mut chunk = vec![0u8; n];
-        match fill(&mut f, &mut chunk) {
+        // Read into spare capacity: no zero-filling of a buffer about to be overwritten.
+        let mut chunk = Vec::with_capacity(n);
+        match (&mut f).take(n as u64).read_to_end(&mut chunk) {
             Ok(got) if got == n => {}
             Ok(_) => return abort("the file shrank while sending".into()),
             Err(e) => return abort(format!("read error: {e}")),
