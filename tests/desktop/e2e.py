@@ -203,10 +203,22 @@ def main():
         find(".transfer-state", 10, text="Done · verified")
         driver.save_screenshot(str(SHOTS / "5-sent-back.png"))
 
+    def zoom_200():
+        # What a user with 200 % zoom sees: everything reachable, nothing cut off sideways.
+        driver.execute_script("document.documentElement.style.zoom = '2'")
+        time.sleep(0.5)
+        overflow = driver.execute_script(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
+        driver.save_screenshot(str(SHOTS / "6-zoom-200.png"))
+        driver.execute_script("document.documentElement.style.zoom = '1'")
+        assert overflow <= 1, f"the page is {overflow}px wider than the window at 200 % zoom"
+        find("button", 5, text="Send files", exact=True)
+
     step("app shows the CLI node", sees_cli)
     step("CLI sends a folder, accepted in the app, arrives verified", accept_folder)
     step("pause and resume from the app", pause_and_resume)
     step("the app sends a file back to the CLI", send_back)
+    step("readable at 200 % zoom", zoom_200)
 
     try:
         driver.quit()

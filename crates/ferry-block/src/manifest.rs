@@ -110,6 +110,14 @@ impl Manifest {
             .count()
     }
 
+    /// Entry `id`'s path as people read it ("photos/a.jpg"); empty for an unknown id.
+    pub fn display_path(&self, id: u32) -> String {
+        self.entries
+            .get(id as usize)
+            .map(|e| e.path.join("/"))
+            .unwrap_or_default()
+    }
+
     /// Up to `n` top-level names, for a prompt ("photos/, notes.txt, …").
     pub fn first_names(&self, n: usize) -> Vec<String> {
         self.entries

@@ -128,10 +128,7 @@ pub fn place(temp: &Path, wanted: &Path, os: Os) -> std::io::Result<PathBuf> {
                 return Ok(target);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let (dir, name) = split(wanted);
-                let next = names::unique_name(&name, os, |n| dir.join(n).exists())
-                    .ok_or_else(|| std::io::Error::other("no free name"))?;
-                target = dir.join(next);
+                target = next_free(wanted, os)?;
             }
             // Filesystems without hard links (FAT, some network mounts): claim the name with an
             // exclusive create first, so the rename can only ever replace our own placeholder.
@@ -145,10 +142,7 @@ pub fn place(temp: &Path, wanted: &Path, os: Os) -> std::io::Result<PathBuf> {
                     return Ok(target);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let (dir, name) = split(wanted);
-                    let next = names::unique_name(&name, os, |n| dir.join(n).exists())
-                        .ok_or_else(|| std::io::Error::other("no free name"))?;
-                    target = dir.join(next);
+                    target = next_free(wanted, os)?;
                 }
                 Err(e) => return Err(e),
             },
@@ -157,13 +151,16 @@ pub fn place(temp: &Path, wanted: &Path, os: Os) -> std::io::Result<PathBuf> {
     Err(std::io::Error::other("no free name"))
 }
 
-fn split(p: &Path) -> (PathBuf, String) {
-    let dir = p.parent().map(Path::to_path_buf).unwrap_or_default();
-    let name = p
+/// The first "name (n).ext" beside `wanted` that does not exist (yet).
+fn next_free(wanted: &Path, os: Os) -> std::io::Result<PathBuf> {
+    let dir = wanted.parent().map(Path::to_path_buf).unwrap_or_default();
+    let name = wanted
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    (dir, name)
+    let next = names::unique_name(&name, os, |n| dir.join(n).exists())
+        .ok_or_else(|| std::io::Error::other("no free name"))?;
+    Ok(dir.join(next))
 }
 
 /// Makes every file in `files` durable: one `syncfs` of the filesystem holding `dir` on Linux,

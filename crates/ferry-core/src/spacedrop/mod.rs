@@ -599,13 +599,6 @@ impl Shared {
 /// A stored transfer as front ends show it (also readable while another process runs the node).
 pub fn info_from_row(store: &Store, row: &crate::store::TransferRow) -> TransferInfo {
     let files = store.files(&row.id).unwrap_or_default();
-    let entry_path = |id: u32| {
-        row.manifest
-            .entries
-            .get(id as usize)
-            .map(|e| e.path.join("/"))
-            .unwrap_or_default()
-    };
     let done: Vec<u32> = files
         .iter()
         .filter(|(_, s)| matches!(s, crate::store::FileStatus::Done(_)))
@@ -615,7 +608,7 @@ pub fn info_from_row(store: &Store, row: &crate::store::TransferRow) -> Transfer
         .iter()
         .filter_map(|(i, s)| match s {
             crate::store::FileStatus::Failed(r) => Some(FailedFile {
-                path: entry_path(*i),
+                path: row.manifest.display_path(*i),
                 reason: r.clone(),
             }),
             _ => None,

@@ -584,19 +584,12 @@ async fn record_outcome(
     o: FileOutcome,
     files_done: &mut usize,
 ) {
-    let path_of = |id: u32| {
-        row.manifest
-            .entries
-            .get(id as usize)
-            .map(|e| e.path.join("/"))
-            .unwrap_or_default()
-    };
     match o {
         FileOutcome::Verified { id, path, .. } => {
             *files_done += 1;
             let _ = shared.store.set_file(&row.id, id, &FileStatus::Done(path));
             let _ = write_frame(&mut s.send, &Control::FileDone { id }, MAX_CONTROL).await;
-            let current = path_of(id);
+            let current = row.manifest.display_path(id);
             shared.update(&row.id, |i| {
                 i.files_done = *files_done;
                 i.current = Some(current);
@@ -604,7 +597,7 @@ async fn record_outcome(
         }
         FileOutcome::Failed { id, reason } => {
             let reason = reason.to_string();
-            tracing::warn!(transfer = %row.id.hex(), file = %path_of(id), %reason, "file failed");
+            tracing::warn!(transfer = %row.id.hex(), file = %row.manifest.display_path(id), %reason, "file failed");
             let _ = shared
                 .store
                 .set_file(&row.id, id, &FileStatus::Failed(reason.clone()));
@@ -617,7 +610,7 @@ async fn record_outcome(
                 MAX_CONTROL,
             )
             .await;
-            let path = path_of(id);
+            let path = row.manifest.display_path(id);
             shared.update(&row.id, |i| i.failed.push(FailedFile { path, reason }));
         }
     }

@@ -265,7 +265,7 @@ async fn attempt(
                 }),
                 Ok(Some(Control::FileDone { .. })) => {}
                 Ok(Some(Control::FileFailed { id: entry, reason })) => {
-                    let path = row.manifest.entries.get(entry as usize).map(|e| e.path.join("/")).unwrap_or_default();
+                    let path = row.manifest.display_path(entry);
                     shared.update(&id, |i| i.failed.push(FailedFile { path, reason }));
                 }
                 Ok(Some(Control::Pause)) => {
