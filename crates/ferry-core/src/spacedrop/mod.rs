@@ -670,7 +670,7 @@ fn parse_id(hex: &str) -> TransferId {
     TransferId::parse(hex).unwrap_or(TransferId([0; 16]))
 }
 
-/// Applies a pause/resume to a transfer's state, returning whether data should flow.
+/// Applies a pause (or its end) to a transfer's state.
 fn apply_pause(info: &mut TransferInfo, pause: bool, by: Side) {
     if pause {
         info.state = TransferState::Paused { by };
