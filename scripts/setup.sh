@@ -25,9 +25,10 @@ fi
 command -v cargo >/dev/null || { echo "setup: cargo not found; install Rust from https://rustup.rs" >&2; exit 1; }
 command -v npm >/dev/null || { echo "setup: npm not found; install Node.js 20 or newer" >&2; exit 1; }
 
-# The UI's packages, exactly as locked.
+# The UI's packages, as locked. (`npm install`, not `npm ci`: npm configured to omit resolved
+# URLs leaves other platforms' optional packages out of the lock, which `npm ci` then refuses.)
 if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
-  npm --prefix ui ci --no-audit --no-fund --loglevel=error
+  npm --prefix ui install --no-audit --no-fund --loglevel=error
 fi
 
 # The WebDriver bridge for the desktop end-to-end test.
