@@ -128,11 +128,7 @@ impl Out {
             self.line(json!({"type": "transfer", "transfer": t}));
             return;
         }
-        let who = if t.peer_name.is_empty() {
-            t.peer.short()
-        } else {
-            t.peer_name.clone()
-        };
+        let who = peer_label(t);
         let arrow = match t.direction {
             ferry_core::store::Direction::Send => format!("→ {who}"),
             ferry_core::store::Direction::Receive => format!("← {who}"),
@@ -219,11 +215,7 @@ impl Out {
                 ferry_core::store::Direction::Send => "out",
                 ferry_core::store::Direction::Receive => "in",
             };
-            let who = if t.peer_name.is_empty() {
-                t.peer.short()
-            } else {
-                t.peer_name.clone()
-            };
+            let who = peer_label(t);
             println!(
                 "{:<10} {:<4} {:<16} {:<12} {:>9} {:>11}  {detail}",
                 &t.id[..8],
@@ -310,6 +302,15 @@ impl Out {
         } else {
             eprintln!("ferry: {e:#}");
         }
+    }
+}
+
+/// The peer of a transfer as people know it: its name, or its short fingerprint.
+fn peer_label(t: &TransferInfo) -> String {
+    if t.peer_name.is_empty() {
+        t.peer.short()
+    } else {
+        t.peer_name.clone()
     }
 }
 

@@ -40,6 +40,14 @@ async fn peer(dir: &Path, name: &str, accept: AcceptPolicy, listen: &str) -> Pee
     }
 }
 
+/// Alpha (which asks) and beta (which answers offers by `b_accept`), connected.
+async fn two_peers(t: &Path, b_accept: AcceptPolicy) -> (Peer, Peer) {
+    let a = peer(&t.join("a"), "alpha", AcceptPolicy::Ask, "127.0.0.1:0").await;
+    let b = peer(&t.join("b"), "beta", b_accept, "127.0.0.1:0").await;
+    pair(&a, &b).await;
+    (a, b)
+}
+
 async fn pair(a: &Peer, b: &Peer) {
     a.node
         .p2p()
@@ -130,21 +138,7 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_folder_is_offered_prompted_accepted_and_arrives_verified() {
     let t = tempfile::tempdir().unwrap();
-    let mut a = peer(
-        &t.path().join("a"),
-        "alpha",
-        AcceptPolicy::Ask,
-        "127.0.0.1:0",
-    )
-    .await;
-    let mut b = peer(
-        &t.path().join("b"),
-        "beta",
-        AcceptPolicy::Ask,
-        "127.0.0.1:0",
-    )
-    .await;
-    pair(&a, &b).await;
+    let (mut a, mut b) = two_peers(t.path(), AcceptPolicy::Ask).await;
     let src = make_tree(&a.dir);
     let id = a
         .node
@@ -210,21 +204,7 @@ async fn a_folder_is_offered_prompted_accepted_and_arrives_verified() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reject_and_timeout_reach_the_sender() {
     let t = tempfile::tempdir().unwrap();
-    let mut a = peer(
-        &t.path().join("a"),
-        "alpha",
-        AcceptPolicy::Ask,
-        "127.0.0.1:0",
-    )
-    .await;
-    let mut b = peer(
-        &t.path().join("b"),
-        "beta",
-        AcceptPolicy::Ask,
-        "127.0.0.1:0",
-    )
-    .await;
-    pair(&a, &b).await;
+    let (mut a, mut b) = two_peers(t.path(), AcceptPolicy::Ask).await;
     std::fs::write(a.dir.join("f.txt"), b"hi").unwrap();
     let id = a
         .node
@@ -273,21 +253,7 @@ async fn reject_and_timeout_reach_the_sender() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_resume_and_cancel_from_either_side() {
     let t = tempfile::tempdir().unwrap();
-    let mut a = peer(
-        &t.path().join("a"),
-        "alpha",
-        AcceptPolicy::Ask,
-        "127.0.0.1:0",
-    )
-    .await;
-    let mut b = peer(
-        &t.path().join("b"),
-        "beta",
-        AcceptPolicy::Everyone,
-        "127.0.0.1:0",
-    )
-    .await;
-    pair(&a, &b).await;
+    let (mut a, mut b) = two_peers(t.path(), AcceptPolicy::Everyone).await;
     let big = a.dir.join("big.bin");
     std::fs::write(&big, vec![3u8; 300 << 20]).unwrap();
 
@@ -388,21 +354,7 @@ async fn pause_resume_and_cancel_from_either_side() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_restart_resumes_where_it_stopped() {
     let t = tempfile::tempdir().unwrap();
-    let mut a = peer(
-        &t.path().join("a"),
-        "alpha",
-        AcceptPolicy::Ask,
-        "127.0.0.1:0",
-    )
-    .await;
-    let b = peer(
-        &t.path().join("b"),
-        "beta",
-        AcceptPolicy::Everyone,
-        "127.0.0.1:0",
-    )
-    .await;
-    pair(&a, &b).await;
+    let (mut a, b) = two_peers(t.path(), AcceptPolicy::Everyone).await;
     let big = a.dir.join("big.bin");
     let data: Vec<u8> = (0..(200u32 << 20)).map(|i| (i ^ (i >> 9)) as u8).collect();
     std::fs::write(&big, &data).unwrap();
@@ -514,21 +466,7 @@ async fn no_space_and_a_read_only_destination_are_clear_answers() {
         return;
     }
     let t = tempfile::tempdir().unwrap();
-    let mut a = peer(
-        &t.path().join("a"),
-        "alpha",
-        AcceptPolicy::Ask,
-        "127.0.0.1:0",
-    )
-    .await;
-    let b = peer(
-        &t.path().join("b"),
-        "beta",
-        AcceptPolicy::Everyone,
-        "127.0.0.1:0",
-    )
-    .await;
-    pair(&a, &b).await;
+    let (mut a, b) = two_peers(t.path(), AcceptPolicy::Everyone).await;
     std::fs::write(a.dir.join("five.bin"), vec![1u8; 5 << 20]).unwrap();
 
     // 2 MiB of space for 5 MiB: refused up front, with the figures.
@@ -578,21 +516,7 @@ async fn no_space_and_a_read_only_destination_are_clear_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_entries_fit_the_answer_and_all_arrive() {
     let t = tempfile::tempdir().unwrap();
-    let mut a = peer(
-        &t.path().join("a"),
-        "alpha",
-        AcceptPolicy::Ask,
-        "127.0.0.1:0",
-    )
-    .await;
-    let mut b = peer(
-        &t.path().join("b"),
-        "beta",
-        AcceptPolicy::Everyone,
-        "127.0.0.1:0",
-    )
-    .await;
-    pair(&a, &b).await;
+    let (mut a, mut b) = two_peers(t.path(), AcceptPolicy::Everyone).await;
     let src = a.dir.join("many");
     for d in 0..10 {
         std::fs::create_dir_all(src.join(format!("d{d}"))).unwrap();
