@@ -5,7 +5,7 @@ mod proc;
 
 use std::time::{Duration, Instant};
 
-use proc::{ferry, NodeProc};
+use proc::NodeProc;
 use serde_json::Value;
 
 fn node_cmd(dir: &std::path::Path, name: &str) -> std::process::Command {
@@ -13,17 +13,7 @@ fn node_cmd(dir: &std::path::Path, name: &str) -> std::process::Command {
 }
 
 fn node_cmd_at(dir: &std::path::Path, name: &str, listen: &str) -> std::process::Command {
-    let mut c = ferry();
-    c.args([
-        "--no-discovery",
-        "--listen",
-        listen,
-        "--name",
-        name,
-        "--data-dir",
-    ])
-    .arg(dir);
-    c
+    proc::loopback_node(dir, name, listen)
 }
 
 fn run_json(mut cmd: std::process::Command) -> (bool, Vec<Value>) {

@@ -7,21 +7,11 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use proc::{ferry, NodeProc};
+use proc::NodeProc;
 use serde_json::Value;
 
 fn base(dir: &Path, name: &str, listen: &str) -> Command {
-    let mut c = ferry();
-    c.args([
-        "--no-discovery",
-        "--listen",
-        listen,
-        "--name",
-        name,
-        "--data-dir",
-    ])
-    .arg(dir.join(name));
-    c
+    proc::loopback_node(&dir.join(name), name, listen)
 }
 
 /// `ferry … receive` as a NodeProc (its stdin answers prompts).

@@ -76,6 +76,17 @@ async fn next<T>(
     }
 }
 
+/// Waits until transfer `id` has moved some bytes.
+async fn bytes_flowing(rx: &mut broadcast::Receiver<Event>, id: &TransferId, within: Duration) {
+    next(rx, within, |e| match e {
+        Event::Transfer { transfer } if transfer.id == id.hex() && transfer.bytes_done > 0 => {
+            Some(())
+        }
+        _ => None,
+    })
+    .await
+}
+
 async fn final_state(
     rx: &mut broadcast::Receiver<Event>,
     id: &TransferId,
@@ -264,13 +275,7 @@ async fn pause_resume_and_cancel_from_either_side() {
         .send(b.node.id(), vec![big.clone()])
         .await
         .unwrap();
-    next(&mut b.events, Duration::from_secs(10), |e| match e {
-        Event::Transfer { transfer } if transfer.id == id.hex() && transfer.bytes_done > 0 => {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    bytes_flowing(&mut b.events, &id, Duration::from_secs(10)).await;
     b.node.spacedrop().pause(&id).unwrap();
     next(&mut a.events, Duration::from_secs(5), |e| match e {
         Event::Transfer { transfer }
@@ -315,13 +320,7 @@ async fn pause_resume_and_cancel_from_either_side() {
             .send(b.node.id(), vec![big.clone()])
             .await
             .unwrap();
-        next(&mut b.events, Duration::from_secs(10), |e| match e {
-            Event::Transfer { transfer } if transfer.id == id.hex() && transfer.bytes_done > 0 => {
-                Some(())
-            }
-            _ => None,
-        })
-        .await;
+        bytes_flowing(&mut b.events, &id, Duration::from_secs(10)).await;
         if canceller == "sender" {
             a.node.spacedrop().pause(&id).unwrap();
             a.node.spacedrop().cancel(&id).unwrap();

@@ -13,6 +13,21 @@ pub fn ferry() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ferry"))
 }
 
+/// `ferry` for a node on loopback with discovery off (the host namespace never runs mDNS).
+pub fn loopback_node(data_dir: &std::path::Path, name: &str, listen: &str) -> Command {
+    let mut c = ferry();
+    c.args([
+        "--no-discovery",
+        "--listen",
+        listen,
+        "--name",
+        name,
+        "--data-dir",
+    ])
+    .arg(data_dir);
+    c
+}
+
 /// A running `ferry … --json node` with its output lines arriving on a channel.
 pub struct NodeProc {
     pub child: Child,
