@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use ferry_p2p::{LostReason, P2pEvent, PeerId, PeerSnapshot};
 use serde::Serialize;
 
+use crate::library::{LibraryInfo, PairingInfo};
 use crate::spacedrop::{Prompt, PromptOutcome, TransferInfo};
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
@@ -44,6 +45,18 @@ pub enum Event {
     /// A transfer changed state or made progress (at most 4 per second each).
     Transfer {
         transfer: TransferInfo,
+    },
+    /// A library was created, renamed, joined, or its members changed.
+    Library {
+        library: LibraryInfo,
+    },
+    /// A library was deleted here (or a pairing that never completed was undone).
+    LibraryRemoved {
+        id: String,
+    },
+    /// A pairing started, shows its code (`state: confirm`: ask the user), or ended.
+    Pairing {
+        pairing: PairingInfo,
     },
     NodeStopped,
 }

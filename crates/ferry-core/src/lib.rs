@@ -4,15 +4,18 @@
 //!
 //! - [`node`]: starting and stopping a node, and its commands.
 //! - [`event`]: the [`Event`] enum (serialized with a `type` tag; documented in README).
+//! - [`library`]: libraries, pairing and the tunnel.
 //! - [`target`]: how a user names a peer (fingerprint, name, `host:port`, `id@host:port`).
 
 pub mod event;
+pub mod library;
 pub mod node;
 pub mod spacedrop;
 pub mod store;
 pub mod target;
 
 pub use event::Event;
+pub use library::{Libraries, LibraryError, LibraryInfo, MemberInfo, PairingInfo, PairingState};
 pub use ferry_p2p::{LostReason, PeerId, PeerSnapshot, PeerState};
 pub use node::{Node, NodeConfig, NodeError};
 pub use spacedrop::{

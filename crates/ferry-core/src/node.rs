@@ -9,6 +9,7 @@ use ferry_p2p::{DiscoveryConfig, Identity, NodeInfo, P2p, P2pConfig, PeerId, Pee
 use tokio::sync::broadcast;
 
 use crate::event::Event;
+use crate::library::Libraries;
 use crate::spacedrop::{Spacedrop, SpacedropConfig};
 use crate::store::Store;
 use crate::target::{self, Target, TargetError};
@@ -27,6 +28,8 @@ pub struct NodeConfig {
     pub spacedrop: SpacedropConfig,
     /// Pick up outgoing transfers a previous run left unfinished (off for one-shot commands).
     pub resume_transfers: bool,
+    /// How long a pairing code waits for its user's confirmation.
+    pub pair_timeout: Duration,
 }
 
 impl NodeConfig {
@@ -40,6 +43,7 @@ impl NodeConfig {
             connect: vec![],
             spacedrop: SpacedropConfig::default(),
             resume_transfers: true,
+            pair_timeout: Duration::from_secs(120),
         }
     }
 
@@ -72,6 +76,8 @@ pub enum NodeError {
     Ping(#[from] ferry_p2p::PingFailure),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Library(#[from] crate::library::LibraryError),
 }
 
 /// A running node. Dropping it without [`Node::shutdown`] still closes everything, but without
@@ -79,6 +85,7 @@ pub enum NodeError {
 pub struct Node {
     p2p: P2p,
     spacedrop: Spacedrop,
+    libraries: Libraries,
     cfg: NodeConfig,
     events: broadcast::Sender<Event>,
     /// Held for the node's lifetime: the OS releases the lock when the process ends, even on a crash.
@@ -109,7 +116,15 @@ impl Node {
         let store = Store::open(&cfg.data_dir.join("ferry.db"))?;
         let (events, _) = broadcast::channel(1024);
         let spacedrop = Spacedrop::new(store, cfg.spacedrop.clone(), events.clone());
-        let p2p = P2p::start(identity, p2p_cfg, spacedrop.protocols()).await?;
+        let libraries = Libraries::new(
+            &cfg.data_dir,
+            identity.clone(),
+            events.clone(),
+            cfg.pair_timeout,
+        )?;
+        let mut protocols = spacedrop.protocols();
+        protocols.extend(libraries.protocols());
+        let p2p = P2p::start(identity, p2p_cfg, protocols).await?;
         let mut rx = p2p.subscribe();
         let tx = events.clone();
         tokio::spawn(async move {
@@ -129,9 +144,11 @@ impl Node {
             p2p.add_manual_peer(*addr, *pin);
         }
         spacedrop.attach(p2p.clone(), cfg.resume_transfers);
+        libraries.attach(p2p.clone());
         Ok(Node {
             p2p,
             spacedrop,
+            libraries,
             cfg,
             events,
             _lock: lock,
@@ -172,6 +189,10 @@ impl Node {
 
     pub fn spacedrop(&self) -> &Spacedrop {
         &self.spacedrop
+    }
+
+    pub fn libraries(&self) -> &Libraries {
+        &self.libraries
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {

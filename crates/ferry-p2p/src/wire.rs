@@ -66,6 +66,8 @@ pub enum Code {
     Internal,
     /// Not allowed for this peer (e.g. not a library member).
     Refused,
+    /// This peer was a library member and has been removed.
+    Revoked,
     /// A code this build does not know.
     Unknown(u32),
 }
@@ -83,6 +85,7 @@ impl Code {
             Code::Rejected => 7,
             Code::Internal => 8,
             Code::Refused => 9,
+            Code::Revoked => 10,
             Code::Unknown(n) => n,
         }
     }
@@ -99,6 +102,7 @@ impl Code {
             7 => Code::Rejected,
             8 => Code::Internal,
             9 => Code::Refused,
+            10 => Code::Revoked,
             n => Code::Unknown(u32::try_from(n).unwrap_or(u32::MAX)),
         }
     }

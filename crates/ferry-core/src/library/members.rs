@@ -1,0 +1,135 @@
+//! The member exchange, inside the tunnel: the opener sends its [`Snapshot`], the acceptor
+//! merges it and answers with its own (merged) one, which the opener merges. Both then hold
+//! the same list; a change is passed on to the other online members, so a removal reaches
+//! every member that is reachable from the one who made it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_p2p::router::Incoming;
+use ferry_p2p::wire::{expect_frame, write_frame};
+use ferry_p2p::{Code, PeerId, StreamError};
+
+use super::tunnel::{self, TunnelError};
+use super::wire::{LibraryId, MemberState, Snapshot, INNER_MEMBERS, MAX_SNAPSHOT};
+use super::{LibraryError, Shared};
+use crate::event::Event;
+use crate::spacedrop::unix_now;
+
+const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Exchanges member lists with `peer` (the opener's side). Failures are logged: the next
+/// connection retries.
+pub(crate) async fn exchange(shared: Arc<Shared>, peer: PeerId, library: LibraryId) {
+    match try_exchange(&shared, peer, library).await {
+        Ok(()) => {}
+        Err(TunnelError::Revoked(_)) => {
+            tracing::warn!(peer = %peer.short(), %library, "a member says this node was removed");
+            removed_here(&shared, &library);
+        }
+        Err(TunnelError::Refused(_)) => {
+            let db = shared.db(&library);
+            if db.and_then(|db| db.pending_via().ok().flatten()) == Some(peer) {
+                // Our inviter never recorded us (it failed between our join and its commit):
+                // the pairing did not happen, so neither does the library here.
+                tracing::warn!(peer = %peer.short(), %library, "inviter does not know this node: pairing undone");
+                lock_remove(&shared, &library);
+            } else {
+                tracing::info!(peer = %peer.short(), %library, "member refused us (has not heard of us yet?)");
+            }
+        }
+        Err(e) => tracing::info!(peer = %peer.short(), %library, error = %e, "member exchange failed"),
+    }
+}
+
+async fn try_exchange(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    library: LibraryId,
+) -> Result<(), TunnelError> {
+    let (mut send, mut recv) = tunnel::open(shared, &peer, &library, INNER_MEMBERS).await?;
+    let db = shared.db(&library).ok_or(TunnelError::NoLibrary(library))?;
+    let mine = db.snapshot().map_err(internal)?;
+    write_frame(&mut send, &mine, MAX_SNAPSHOT).await?;
+    let theirs: Snapshot =
+        expect_frame(&mut recv, MAX_SNAPSHOT, SNAPSHOT_TIMEOUT, "member snapshot").await?;
+    let _ = send.finish();
+    merge(shared, &library, &theirs, peer)?;
+    Ok(())
+}
+
+/// The acceptor's side.
+pub(crate) async fn serve(
+    shared: &Arc<Shared>,
+    library: LibraryId,
+    peer: PeerId,
+    s: &mut Incoming,
+) -> Result<(), StreamError> {
+    let theirs: Snapshot =
+        expect_frame(&mut s.recv, MAX_SNAPSHOT, SNAPSHOT_TIMEOUT, "member snapshot").await?;
+    merge(shared, &library, &theirs, peer)?;
+    let db = shared
+        .db(&library)
+        .ok_or(StreamError::Local(Code::Internal, "library gone"))?;
+    let mine = db
+        .snapshot()
+        .map_err(|_| StreamError::Local(Code::Internal, "library database"))?;
+    write_frame(&mut s.send, &mine, MAX_SNAPSHOT).await
+}
+
+/// Merges a member's snapshot; on change, announces it and passes it on.
+fn merge(
+    shared: &Arc<Shared>,
+    library: &LibraryId,
+    theirs: &Snapshot,
+    from: PeerId,
+) -> Result<(), StreamError> {
+    if theirs.library != *library {
+        return Err(StreamError::Protocol("snapshot of another library".into()));
+    }
+    theirs.check().map_err(StreamError::Protocol)?;
+    let db = shared
+        .db(library)
+        .ok_or(StreamError::Local(Code::Internal, "library gone"))?;
+    let changed = db
+        .merge(theirs)
+        .map_err(|_| StreamError::Local(Code::Internal, "library database"))?;
+    if changed {
+        tracing::info!(peer = %from.short(), %library, "member list updated");
+        if let Err(e) = shared.changed(library, Some(from)) {
+            tracing::warn!(error = %e, "library changed but cannot be read");
+        }
+    }
+    Ok(())
+}
+
+fn internal<E: std::fmt::Display>(e: E) -> TunnelError {
+    TunnelError::Stream(StreamError::Protocol(e.to_string()))
+}
+
+/// A member told us we were removed: record it here (the tunnel refuses us anyway).
+fn removed_here(shared: &Arc<Shared>, library: &LibraryId) {
+    let Some(db) = shared.db(library) else { return };
+    let me = shared.me();
+    if db
+        .member(&me)
+        .ok()
+        .flatten()
+        .is_some_and(|m| m.record.state == MemberState::Member)
+    {
+        let _ = db.set_member(me, "", MemberState::Removed, me, unix_now());
+        if let Ok(info) = shared.info(library) {
+            let _ = shared.events.send(Event::Library { library: info });
+        }
+    }
+}
+
+fn lock_remove(shared: &Arc<Shared>, library: &LibraryId) {
+    super::lock(&shared.dbs).remove(library);
+    match shared.remove_files(library) {
+        Ok(()) => {
+            let _ = shared.events.send(Event::LibraryRemoved { id: library.hex() });
+        }
+        Err(e) => tracing::error!(error = %LibraryError::from(e), "could not remove the library"),
+    }
+}
