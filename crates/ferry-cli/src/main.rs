@@ -2,6 +2,7 @@
 //! one JSON object per line, each with a `type` field (the engine's events plus a few command
 //! results, documented in README).
 
+mod library;
 mod out;
 mod transfer;
 
@@ -111,6 +112,56 @@ enum Command {
     },
     /// Print this node's identity.
     Id,
+    /// Create, list, rename or delete libraries (sets of paired devices).
+    Library {
+        #[command(subcommand)]
+        action: Option<LibraryAction>,
+    },
+    /// Ask a nearby peer to join a library. Both devices show a code; confirm it with y/n.
+    Pair {
+        peer: String,
+        /// The library (name or id prefix).
+        #[arg(long, short)]
+        library: String,
+        /// How long to look for a peer given by name or fingerprint.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        wait: Duration,
+    },
+    /// List a library's members with their state and when each was last seen.
+    Members {
+        /// The library (name or id prefix).
+        library: String,
+    },
+    /// Remove a member (name or fingerprint prefix) from a library; every member refuses it
+    /// once it hears. Members online now are told at once.
+    Unpair {
+        node: String,
+        #[arg(long, short)]
+        library: String,
+        /// How long to try reaching the other members.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        wait: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum LibraryAction {
+    /// List libraries (the default).
+    List,
+    Create {
+        name: String,
+    },
+    Rename {
+        library: String,
+        name: String,
+    },
+    /// Leave a library and delete it on this device (members online now are told).
+    Delete {
+        library: String,
+        /// How long to try reaching the other members.
+        #[arg(long, default_value = "5s", value_parser = parse_duration)]
+        wait: Duration,
+    },
 }
 
 #[derive(Subcommand)]
@@ -208,6 +259,10 @@ async fn run(cli: Cli, out: &Out) -> Result<i32> {
     {
         return transfer::list(&node_config(&g, false)?, out);
     }
+    // Library bookkeeping that needs no network also works beside a running node (the app).
+    if let Some(r) = offline_library(&cli.command, &g, out) {
+        return r.map(|()| 0);
+    }
     let long_running = matches!(
         cli.command,
         Command::Node | Command::Receive { .. } | Command::Send { .. }
@@ -241,9 +296,49 @@ async fn run(cli: Cli, out: &Out) -> Result<i32> {
             out.event(&node.started_event());
             Ok(0)
         }
+        Command::Pair {
+            peer,
+            library,
+            wait,
+        } => library::pair(&node, out, &peer, &library, wait).await,
+        Command::Unpair {
+            node: who,
+            library,
+            wait,
+        } => library::unpair(&node, out, &who, &library, wait)
+            .await
+            .map(|()| 0),
+        Command::Library {
+            action: Some(LibraryAction::Delete { library, wait }),
+        } => library::delete(&node, out, &library, wait)
+            .await
+            .map(|()| 0),
+        Command::Library { .. } | Command::Members { .. } => Ok(0),
     };
     node.shutdown().await;
     code
+}
+
+/// Runs the library commands that need no node; `None` for every other command.
+fn offline_library(cmd: &Command, g: &Global, out: &Out) -> Option<Result<()>> {
+    let libs = || {
+        Ok::<_, anyhow::Error>(ferry_core::Libraries::offline(
+            &node_config(g, false)?.data_dir,
+        )?)
+    };
+    Some(match cmd {
+        Command::Library {
+            action: None | Some(LibraryAction::List),
+        } => libs().map(|l| library::list(&l, out)),
+        Command::Library {
+            action: Some(LibraryAction::Create { name }),
+        } => libs().and_then(|l| library::create(&l, out, name)),
+        Command::Library {
+            action: Some(LibraryAction::Rename { library, name }),
+        } => libs().and_then(|l| library::rename(&l, out, library, name)),
+        Command::Members { library } => libs().and_then(|l| library::members(&l, out, library)),
+        _ => return None,
+    })
 }
 
 /// The long-running node. `receive` is `Some(once)` for `ferry receive`.
@@ -285,7 +380,8 @@ async fn run_node(node: &Node, out: &Out, receive: Option<bool>) -> Result<()> {
     }
 }
 
-const HELP: &str = "commands: y / n (answer the open prompt), accept [ID] [DIR], reject [ID], \
+const HELP: &str =
+    "commands: y / n (answer the open prompt or pairing), accept [ID] [DIR], reject [ID], \
 transfers, pause ID, resume ID, cancel ID, peers, ping PEER, name NEW, quit";
 
 /// One line typed into a running node. Returns false to stop.
@@ -311,7 +407,12 @@ async fn command(node: &Node, out: &Out, line: &str) -> bool {
         }
         ("ping", Some(p)) => ping(node, out, p, 1, Duration::ZERO, Duration::from_secs(2)).await,
         ("y" | "yes" | "accept", _) | ("n" | "no" | "reject", _) => {
-            transfer::answer(node, cmd, arg, rest.first().copied())
+            // A pairing waiting for this user comes first: it is the rarer, more urgent question.
+            match library::answer(node, cmd, arg) {
+                Ok(true) => Ok(()),
+                Ok(false) => transfer::answer(node, cmd, arg, rest.first().copied()),
+                Err(e) => Err(e),
+            }
         }
         ("transfers", _) => {
             out.transfers(&node.spacedrop().transfers());

@@ -4,7 +4,7 @@ use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
 use ferry_core::spacedrop::Prompt;
-use ferry_core::{Event, PeerId, PeerSnapshot, TransferInfo, TransferState};
+use ferry_core::{Event, LibraryInfo, PeerId, PeerSnapshot, TransferInfo, TransferState};
 use serde_json::json;
 
 pub struct Out {
@@ -92,6 +92,11 @@ impl Out {
                 plain(outcome)
             ),
             Event::Transfer { transfer } => self.progress(transfer),
+            Event::Library { library } => println!("{}", crate::library::summary(library)),
+            Event::LibraryRemoved { id } => {
+                println!("library [{}] removed", &id[..8.min(id.len())])
+            }
+            Event::Pairing { pairing } => println!("{}", crate::library::describe(pairing)),
             Event::NodeStopped => println!("stopped"),
         }
     }
@@ -228,6 +233,53 @@ impl Out {
         }
     }
 
+    pub fn library(&self, l: &LibraryInfo) {
+        if self.json {
+            self.line(json!({"type": "library", "library": l}));
+        } else {
+            println!("{}", crate::library::summary(l));
+        }
+    }
+
+    pub fn libraries(&self, list: &[LibraryInfo]) {
+        if self.json {
+            self.line(json!({"type": "libraries", "libraries": list}));
+            return;
+        }
+        if list.is_empty() {
+            println!("No libraries yet (ferry library create NAME).");
+        }
+        for l in list {
+            println!("{}", crate::library::summary(l));
+        }
+    }
+
+    pub fn members(&self, l: &LibraryInfo) {
+        if self.json {
+            self.line(json!({"type": "library", "library": l}));
+            return;
+        }
+        println!("{}", crate::library::summary(l));
+        println!(
+            "  {:<20} {:<14} {:<8} LAST SEEN",
+            "NAME", "FINGERPRINT", "STATE"
+        );
+        let now = ferry_core::spacedrop::unix_now();
+        for m in &l.members {
+            let seen = match (m.me, m.last_seen) {
+                (true, _) => "this device".to_string(),
+                (_, Some(t)) => ago(now.saturating_sub(t)),
+                (_, None) => "never".into(),
+            };
+            println!(
+                "  {:<20} {:<14} {:<8} {seen}",
+                if m.name.is_empty() { "-" } else { &m.name },
+                m.short_id,
+                plain(&m.state),
+            );
+        }
+    }
+
     pub fn peers(&self, peers: &[PeerSnapshot]) {
         if self.json {
             self.line(json!({"type": "peers", "peers": peers}));
@@ -311,6 +363,15 @@ fn peer_label(t: &TransferInfo) -> String {
         t.peer.short()
     } else {
         t.peer_name.clone()
+    }
+}
+
+fn ago(secs: i64) -> String {
+    match secs {
+        s if s < 60 => format!("{s}s ago"),
+        s if s < 3600 => format!("{}m ago", s / 60),
+        s if s < 86400 => format!("{}h ago", s / 3600),
+        s => format!("{}d ago", s / 86400),
     }
 }
 

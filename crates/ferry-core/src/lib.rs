@@ -15,8 +15,8 @@ pub mod store;
 pub mod target;
 
 pub use event::Event;
-pub use library::{Libraries, LibraryError, LibraryInfo, MemberInfo, PairingInfo, PairingState};
 pub use ferry_p2p::{LostReason, PeerId, PeerSnapshot, PeerState};
+pub use library::{Libraries, LibraryError, LibraryInfo, MemberInfo, PairingInfo, PairingState};
 pub use node::{Node, NodeConfig, NodeError};
 pub use spacedrop::{
     AcceptPolicy, Decision, Spacedrop, SpacedropConfig, TransferInfo, TransferState,

@@ -44,10 +44,18 @@ impl NodeProc {
     }
 
     /// Spawns `cmd` with `--json SUBCOMMAND` (`node` or `receive`).
-    pub fn spawn_with(mut cmd: Command, subcommand: &str) -> NodeProc {
+    pub fn spawn_with(cmd: Command, subcommand: &str) -> NodeProc {
+        let mut p = NodeProc::spawn_args(cmd, &[subcommand]);
+        p.started = p.expect("node_started", Duration::from_secs(10), |_| true);
+        p
+    }
+
+    /// Spawns `cmd` with `--json ARGS…`, for commands that print no `node_started`.
+    pub fn spawn_args(mut cmd: Command, args: &[&str]) -> NodeProc {
         let started_at = Instant::now();
         let mut child = cmd
-            .args(["--json", subcommand])
+            .arg("--json")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -68,15 +76,25 @@ impl NodeProc {
             }
         });
         let stdin = child.stdin.take();
-        let mut p = NodeProc {
+        NodeProc {
             child,
             stdin,
             lines,
             started: Value::Null,
             started_at,
-        };
-        p.started = p.expect("node_started", Duration::from_secs(10), |_| true);
-        p
+        }
+    }
+
+    /// Waits for the process to exit; its exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s.code().unwrap_or(-1);
+            }
+            assert!(Instant::now() < deadline, "still running after {within:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     pub fn id(&self) -> String {

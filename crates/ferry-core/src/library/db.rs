@@ -240,7 +240,9 @@ impl LibraryDb {
         let record = MemberRecord {
             node,
             name: if name.is_empty() {
-                old.as_ref().map(|o| o.record.name.clone()).unwrap_or_default()
+                old.as_ref()
+                    .map(|o| o.record.name.clone())
+                    .unwrap_or_default()
             } else {
                 name.to_string()
             },
@@ -259,11 +261,10 @@ impl LibraryDb {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let mine = {
-            let (clock, author): (i64, Vec<u8>) = tx.query_row(
-                "SELECT name_clock, name_author FROM library",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
+            let (clock, author): (i64, Vec<u8>) =
+                tx.query_row("SELECT name_clock, name_author FROM library", [], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?;
             Stamp {
                 clock: clock as u64,
                 author: peer(author)?,

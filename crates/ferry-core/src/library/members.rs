@@ -38,16 +38,18 @@ pub(crate) async fn exchange(shared: Arc<Shared>, peer: PeerId, library: Library
                 tracing::info!(peer = %peer.short(), %library, "member refused us (has not heard of us yet?)");
             }
         }
-        Err(e) => tracing::info!(peer = %peer.short(), %library, error = %e, "member exchange failed"),
+        Err(e) => {
+            tracing::info!(peer = %peer.short(), %library, error = %e, "member exchange failed")
+        }
     }
 }
 
-async fn try_exchange(
+pub(crate) async fn try_exchange(
     shared: &Arc<Shared>,
     peer: PeerId,
     library: LibraryId,
 ) -> Result<(), TunnelError> {
-    let (mut send, mut recv) = tunnel::open(shared, &peer, &library, INNER_MEMBERS).await?;
+    let (mut send, mut recv) = tunnel::open(shared, &peer, &library, INNER_MEMBERS, false).await?;
     let db = shared.db(&library).ok_or(TunnelError::NoLibrary(library))?;
     let mine = db.snapshot().map_err(internal)?;
     write_frame(&mut send, &mine, MAX_SNAPSHOT).await?;
@@ -58,6 +60,23 @@ async fn try_exchange(
     Ok(())
 }
 
+/// Tells a member we removed that it was: our snapshot goes out, its answer is not merged
+/// (a removed node's records are not trusted any more, or it could re-add itself).
+pub(crate) async fn tell_removed(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    library: LibraryId,
+) -> Result<(), TunnelError> {
+    let (mut send, mut recv) = tunnel::open(shared, &peer, &library, INNER_MEMBERS, true).await?;
+    let db = shared.db(&library).ok_or(TunnelError::NoLibrary(library))?;
+    write_frame(&mut send, &db.snapshot().map_err(internal)?, MAX_SNAPSHOT).await?;
+    let _ = send.finish();
+    // Its answer means it has merged ours.
+    let _: Snapshot =
+        expect_frame(&mut recv, MAX_SNAPSHOT, SNAPSHOT_TIMEOUT, "member snapshot").await?;
+    Ok(())
+}
+
 /// The acceptor's side.
 pub(crate) async fn serve(
     shared: &Arc<Shared>,
@@ -65,8 +84,13 @@ pub(crate) async fn serve(
     peer: PeerId,
     s: &mut Incoming,
 ) -> Result<(), StreamError> {
-    let theirs: Snapshot =
-        expect_frame(&mut s.recv, MAX_SNAPSHOT, SNAPSHOT_TIMEOUT, "member snapshot").await?;
+    let theirs: Snapshot = expect_frame(
+        &mut s.recv,
+        MAX_SNAPSHOT,
+        SNAPSHOT_TIMEOUT,
+        "member snapshot",
+    )
+    .await?;
     merge(shared, &library, &theirs, peer)?;
     let db = shared
         .db(&library)
@@ -128,7 +152,9 @@ fn lock_remove(shared: &Arc<Shared>, library: &LibraryId) {
     super::lock(&shared.dbs).remove(library);
     match shared.remove_files(library) {
         Ok(()) => {
-            let _ = shared.events.send(Event::LibraryRemoved { id: library.hex() });
+            let _ = shared
+                .events
+                .send(Event::LibraryRemoved { id: library.hex() });
         }
         Err(e) => tracing::error!(error = %LibraryError::from(e), "could not remove the library"),
     }

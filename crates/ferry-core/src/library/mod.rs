@@ -191,6 +191,20 @@ impl Libraries {
         })
     }
 
+    /// The libraries of a data dir without a running node: reading, creating and renaming
+    /// (changes reach the members at the next contact). Safe beside a running node.
+    pub fn offline(data_dir: &std::path::Path) -> Result<Libraries, LibraryError> {
+        let identity = Identity::load_or_create(data_dir)
+            .map_err(|e| LibraryError::Io(std::io::Error::other(e)))?;
+        let (events, _) = broadcast::channel(16);
+        Libraries::new(
+            data_dir,
+            Arc::new(identity),
+            events,
+            Duration::from_secs(120),
+        )
+    }
+
     pub(crate) fn protocols(&self) -> Vec<Arc<dyn ferry_p2p::Protocol>> {
         vec![
             Arc::new(pair::PairProtocol(self.shared.clone())),
@@ -221,6 +235,19 @@ impl Libraries {
         });
         let shared = self.shared.clone();
         tokio::spawn(async move {
+            // Our own record carries our display name to the members: keep it current.
+            let (me, name) = (shared.me(), shared.my_name());
+            for id in shared.ids() {
+                let Ok(db) = shared.usable(&id) else { continue };
+                if db
+                    .member(&me)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|m| m.record.name != name)
+                {
+                    let _ = db.set_member(me, &name, MemberState::Member, me, unix_now());
+                }
+            }
             let mut known = HashMap::new();
             for id in shared.ids() {
                 if let Some(db) = shared.db(&id) {
@@ -250,7 +277,7 @@ impl Libraries {
             .into_iter()
             .filter_map(|id| self.shared.info(&id).ok())
             .collect();
-        v.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+        v.sort_by_key(|l| l.name.to_lowercase());
         v
     }
 
@@ -258,18 +285,20 @@ impl Libraries {
         self.shared.info(id)
     }
 
-    /// Finds a library by exact id, id prefix, or name (case-insensitive).
+    /// Finds a library by name or id, then by a unique prefix of either (names ignore case).
     pub fn find(&self, query: &str) -> Result<LibraryId, LibraryError> {
         let all = self.list();
         let q = query.trim().to_lowercase();
-        let by_name: Vec<_> = all.iter().filter(|l| l.name.to_lowercase() == q).collect();
-        let hits: Vec<_> = if by_name.is_empty() {
-            all.iter()
-                .filter(|l| q.len() >= 4 && l.id.starts_with(&q))
-                .collect()
-        } else {
-            by_name
+        let pick = |f: &dyn Fn(&LibraryInfo) -> bool| -> Vec<&LibraryInfo> {
+            all.iter().filter(|l| f(l)).collect()
         };
+        let mut hits = pick(&|l| l.name.to_lowercase() == q || l.id == q);
+        if hits.is_empty() {
+            hits = pick(&|l| l.name.to_lowercase().starts_with(&q));
+        }
+        if hits.is_empty() && q.len() >= 4 {
+            hits = pick(&|l| l.id.starts_with(&q));
+        }
         match hits.as_slice() {
             [one] => LibraryId::parse(&one.id).ok_or_else(|| LibraryError::NotFound(query.into())),
             [] => Err(LibraryError::NotFound(query.into())),
@@ -318,13 +347,37 @@ impl Libraries {
     }
 
     /// Removes `node` from a library; every member refuses it once it has heard.
-    pub fn remove_member(&self, id: &LibraryId, node: &PeerId) -> Result<LibraryInfo, LibraryError> {
+    pub fn remove_member(
+        &self,
+        id: &LibraryId,
+        node: &PeerId,
+    ) -> Result<LibraryInfo, LibraryError> {
         let db = self.shared.usable(id)?;
         if db.member(node)?.is_none() {
             return Err(LibraryError::NotMember(node.short()));
         }
-        db.set_member(*node, "", MemberState::Removed, self.shared.me(), unix_now())?;
-        self.shared.changed(id, None)
+        db.set_member(
+            *node,
+            "",
+            MemberState::Removed,
+            self.shared.me(),
+            unix_now(),
+        )?;
+        let info = self.shared.changed(id, None)?;
+        if self
+            .shared
+            .p2p
+            .get()
+            .is_some_and(|p| p.connection(node).is_some())
+        {
+            let (shared, node, id) = (self.shared.clone(), *node, *id);
+            tokio::spawn(async move {
+                if let Err(e) = members::tell_removed(&shared, node, id).await {
+                    tracing::info!(peer = %node.short(), error = %e, "could not tell a removed member");
+                }
+            });
+        }
+        Ok(info)
     }
 
     /// Leaves and deletes a library: tells the members who are online (waiting at most
@@ -335,7 +388,10 @@ impl Libraries {
             .db(id)
             .ok_or_else(|| LibraryError::NotFound(id.hex()))?;
         let me = self.shared.me();
-        if db.member(&me)?.is_some_and(|m| m.record.state == MemberState::Member) {
+        if db
+            .member(&me)?
+            .is_some_and(|m| m.record.state == MemberState::Member)
+        {
             db.set_member(me, "", MemberState::Removed, me, unix_now())?;
             let _ = tokio::time::timeout(wait, self.shared.clone().push(*id, None)).await;
         }
@@ -352,6 +408,63 @@ impl Libraries {
     /// Exchanges member lists with every online member now, waiting for all of them.
     pub async fn sync(&self, id: &LibraryId) {
         self.shared.clone().push(*id, None).await;
+    }
+
+    /// Dials every other member where it was last seen and exchanges member lists with the
+    /// ones that answer within `wait`: how a change made by a short-lived node gets out.
+    /// `removed` (a member just removed here) is told too. Returns each member tried, with
+    /// the outcome.
+    pub async fn reach(
+        &self,
+        id: &LibraryId,
+        wait: Duration,
+        removed: Option<PeerId>,
+    ) -> Vec<(MemberInfo, Result<(), String>)> {
+        let (Some(p2p), Some(db)) = (self.shared.p2p.get(), self.shared.db(id)) else {
+            return vec![];
+        };
+        let Ok(info) = self.shared.info(id) else {
+            return vec![];
+        };
+        let rows = db.members().unwrap_or_default();
+        let tasks: Vec<_> = info
+            .members
+            .into_iter()
+            .filter(|m| !m.me && (m.state == MemberState::Member || Some(m.node) == removed))
+            .map(|m| {
+                let addr = rows
+                    .iter()
+                    .find(|r| r.record.node == m.node)
+                    .and_then(|r| r.last_addr.as_ref()?.parse().ok());
+                let (p2p, shared, id) = (p2p.clone(), self.shared.clone(), *id);
+                tokio::spawn(async move {
+                    let r = tokio::time::timeout(wait, async {
+                        if p2p.connection(&m.node).is_none() {
+                            let addr = addr.ok_or("never seen at an address")?;
+                            p2p.connect(addr, Some(m.node))
+                                .await
+                                .map_err(|e| e.to_string())?;
+                        }
+                        let r = if m.state == MemberState::Member {
+                            members::try_exchange(&shared, m.node, id).await
+                        } else {
+                            members::tell_removed(&shared, m.node, id).await
+                        };
+                        r.map_err(|e| e.to_string())
+                    })
+                    .await
+                    .unwrap_or_else(|_| Err("did not answer in time".into()));
+                    (m, r)
+                })
+            })
+            .collect();
+        let mut out = vec![];
+        for t in tasks {
+            if let Ok(r) = t.await {
+                out.push(r);
+            }
+        }
+        out
     }
 
     /// Asks `peer` to join a library. Returns the pairing id at once; the code and the outcome
@@ -391,7 +504,7 @@ impl Libraries {
         id: &LibraryId,
         inner: u16,
     ) -> Result<(quinn::SendStream, quinn::RecvStream), TunnelError> {
-        tunnel::open(&self.shared, peer, id, inner).await
+        tunnel::open(&self.shared, peer, id, inner, false).await
     }
 }
 
@@ -401,7 +514,10 @@ impl Shared {
     }
 
     fn my_name(&self) -> String {
-        self.p2p.get().map(|p| p.info().name).unwrap_or_default()
+        self.p2p
+            .get()
+            .map(|p| p.info().name)
+            .unwrap_or_else(|| gethostname::gethostname().to_string_lossy().into_owned())
     }
 
     fn peer_name(&self, peer: &PeerId) -> String {
@@ -452,7 +568,9 @@ impl Shared {
 
     /// A library this node is still a member of.
     fn usable(&self, id: &LibraryId) -> Result<Arc<LibraryDb>, LibraryError> {
-        let db = self.db(id).ok_or_else(|| LibraryError::NotFound(id.hex()))?;
+        let db = self
+            .db(id)
+            .ok_or_else(|| LibraryError::NotFound(id.hex()))?;
         match db.member(&self.me())? {
             Some(m) if m.record.state == MemberState::Member => Ok(db),
             _ => Err(LibraryError::RemovedHere),
@@ -468,7 +586,9 @@ impl Shared {
     }
 
     fn info(&self, id: &LibraryId) -> Result<LibraryInfo, LibraryError> {
-        let db = self.db(id).ok_or_else(|| LibraryError::NotFound(id.hex()))?;
+        let db = self
+            .db(id)
+            .ok_or_else(|| LibraryError::NotFound(id.hex()))?;
         let snap = db.snapshot()?;
         let me = self.me();
         let rows = db.members()?;
@@ -521,6 +641,7 @@ impl Shared {
             .members()
             .unwrap_or_default()
             .into_iter()
+            .filter(|m| m.record.state == MemberState::Member)
             .map(|m| m.record.node)
             .filter(|n| *n != me && Some(*n) != except && p2p.connection(n).is_some())
             .collect();

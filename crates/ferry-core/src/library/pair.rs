@@ -32,8 +32,7 @@ use super::wire::{
     PairRequest, PairReveal, Stamp, Transcript, MAX_SMALL, MAX_SNAPSHOT, PAIR_ID, VERSION,
 };
 use super::{
-    lock, LivePairing, PairingInfo, PairingRole, PairingState, Shared, MAX_PAIRINGS,
-    PAIR_COOLDOWN,
+    lock, LivePairing, PairingInfo, PairingRole, PairingState, Shared, MAX_PAIRINGS, PAIR_COOLDOWN,
 };
 use crate::event::Event;
 use crate::spacedrop::unix_now;
@@ -83,7 +82,11 @@ macro_rules! internal_failure {
         }
     )*};
 }
-internal_failure!(ferry_p2p::DialError, super::db::DbError, super::LibraryError);
+internal_failure!(
+    ferry_p2p::DialError,
+    super::db::DbError,
+    super::LibraryError
+);
 
 pub(crate) struct PairProtocol(pub(crate) Arc<Shared>);
 
@@ -263,8 +266,9 @@ async fn initiate(
         .get()
         .ok_or(Failure::new(Code::Internal, "node not running"))?;
     let conn = p2p.connect_peer(&peer).await?;
-    let name = shared.peer_name(&peer);
-    slot.set(|i| i.peer_name = name);
+    if let Some(p) = lock(&shared.pairings).get_mut(&slot.id) {
+        p.info.peer_name = shared.peer_name(&peer);
+    }
     let (mut send, mut recv) = open_stream(&conn, PAIR_ID, VERSION).await?;
     let nonce_i: [u8; 32] = wire::random();
     let request = PairRequest {
@@ -322,7 +326,14 @@ async fn initiate(
     };
     snapshot.members.retain(|m| m.node != peer);
     snapshot.members.push(added);
-    write_frame(&mut send, &PairJoin { snapshot: snapshot.clone() }, MAX_SNAPSHOT).await?;
+    write_frame(
+        &mut send,
+        &PairJoin {
+            snapshot: snapshot.clone(),
+        },
+        MAX_SNAPSHOT,
+    )
+    .await?;
     let _: PairJoined = expect_frame(&mut recv, MAX_SMALL, STEP_TIMEOUT, "joined").await?;
     db.merge(&snapshot)?;
     db.seen(&peer, Some(conn.remote_address().to_string()), unix_now())?;
@@ -448,7 +459,8 @@ async fn respond_steps(
             lock(&shared.dbs).insert(snap.library, Arc::new(db));
         }),
     };
-    stored.map_err(|e| Failure::new(Code::Internal, format!("could not store the library: {e}")))?;
+    stored
+        .map_err(|e| Failure::new(Code::Internal, format!("could not store the library: {e}")))?;
     write_frame(&mut s.send, &PairJoined, MAX_SMALL).await?;
     tracing::info!(peer = %peer.short(), library = %snap.library, "joined a library");
     let _ = shared.changed(&snap.library, Some(peer));

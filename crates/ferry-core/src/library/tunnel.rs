@@ -138,14 +138,17 @@ async fn accept(shared: &std::sync::Arc<Shared>, s: &mut Incoming) -> Result<(),
 }
 
 /// Opens a tunnel stream to `peer` for `library`'s protocol `inner`, both sides proven.
+/// `to_removed` also opens one to a member we removed, only to tell it so (see `members`).
 pub(crate) async fn open(
     shared: &Shared,
     peer: &PeerId,
     library: &LibraryId,
     inner: u16,
+    to_removed: bool,
 ) -> Result<(quinn::SendStream, quinn::RecvStream), TunnelError> {
     match authorize(shared, library, peer) {
         Ok(()) => {}
+        Err(Code::Revoked) if to_removed => {}
         Err(Code::Refused) if shared.db(library).is_none() => {
             return Err(TunnelError::NoLibrary(*library))
         }
@@ -200,8 +203,7 @@ pub(crate) async fn open(
         MAX_SMALL,
     )
     .await?;
-    match expect_frame::<_, Accepted>(&mut recv, MAX_SMALL, STEP_TIMEOUT, "tunnel accept").await
-    {
+    match expect_frame::<_, Accepted>(&mut recv, MAX_SMALL, STEP_TIMEOUT, "tunnel accept").await {
         Ok(Accepted) => {}
         Err(StreamError::Peer(Code::Refused)) => return Err(TunnelError::Refused(peer.short())),
         Err(e) => return Err(e.into()),
@@ -216,7 +218,9 @@ fn proven(shared: &Shared, library: &LibraryId, peer: &PeerId, addr: Option<std:
     if let Err(e) = db.seen(peer, addr.map(|a| a.to_string()), unix_now()) {
         tracing::warn!(error = %e, "could not record a member sighting");
     }
-    if db.pending_via().ok().flatten() == Some(*peer) {
-        let _ = db.confirm_join();
+    if db.pending_via().ok().flatten() == Some(*peer) && db.confirm_join().is_ok() {
+        if let Ok(library) = shared.info(library) {
+            let _ = shared.events.send(crate::event::Event::Library { library });
+        }
     }
 }

@@ -317,10 +317,7 @@ pub fn check_name(name: &str) -> Result<(), String> {
         return Err("empty name".into());
     }
     if name.len() > MAX_NAME {
-        return Err(format!(
-            "name of {} bytes (limit {MAX_NAME})",
-            name.len()
-        ));
+        return Err(format!("name of {} bytes (limit {MAX_NAME})", name.len()));
     }
     if name.chars().any(char::is_control) {
         return Err("control character in name".into());
@@ -346,7 +343,7 @@ mod tests {
         MemberRecord {
             node: peer(n),
             name,
-            state: if clock % 2 == 0 {
+            state: if clock.is_multiple_of(2) {
                 MemberState::Member
             } else {
                 MemberState::Removed
