@@ -57,6 +57,27 @@ pub fn forward(app: AppHandle, node: &Arc<Node>) {
                             prompt.files
                         ),
                     ),
+                    Event::Pairing { pairing }
+                        if pairing.role == ferry_core::library::PairingRole::Responder
+                            && matches!(
+                                pairing.state,
+                                ferry_core::PairingState::Confirm { .. }
+                            ) =>
+                    {
+                        notify(
+                            &app,
+                            "Ferry: pairing request",
+                            &format!(
+                                "{} wants to add this device to \"{}\"",
+                                if pairing.peer_name.is_empty() {
+                                    &pairing.peer_short
+                                } else {
+                                    &pairing.peer_name
+                                },
+                                pairing.library_name
+                            ),
+                        )
+                    }
                     Event::Transfer { transfer } if transfer.state == TransferState::Done => {
                         notify(
                             &app,

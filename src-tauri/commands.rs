@@ -4,9 +4,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ferry_core::library::wire::LibraryId;
 use ferry_core::spacedrop::wire::TransferId;
 use ferry_core::spacedrop::Prompt;
-use ferry_core::{Decision, Node, PeerId, PeerSnapshot, SpacedropConfig, Target, TransferInfo};
+use ferry_core::{
+    Decision, LibraryInfo, Node, PairingInfo, PeerId, PeerSnapshot, SpacedropConfig, Target,
+    TransferInfo,
+};
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, State};
 use tauri_plugin_dialog::DialogExt;
@@ -32,6 +36,10 @@ fn peer_id(id: &str) -> Res<PeerId> {
     id.parse().map_err(err)
 }
 
+fn library_id(id: &str) -> Res<LibraryId> {
+    LibraryId::parse(id).ok_or_else(|| format!("not a library id: {id}"))
+}
+
 /// Who this node is.
 #[derive(Debug, Clone, Serialize, Deserialize, specta::Type)]
 pub struct Me {
@@ -49,6 +57,8 @@ pub struct Snapshot {
     pub peers: Vec<PeerSnapshot>,
     pub transfers: Vec<TransferInfo>,
     pub prompts: Vec<Prompt>,
+    pub libraries: Vec<LibraryInfo>,
+    pub pairings: Vec<PairingInfo>,
     pub settings: Settings,
 }
 
@@ -68,6 +78,8 @@ pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
         peers: node.peers(),
         transfers: node.spacedrop().transfers(),
         prompts: node.spacedrop().open_prompts(),
+        libraries: node.libraries().list(),
+        pairings: node.libraries().pairings(),
         settings,
     })
 }
@@ -281,5 +293,74 @@ pub fn open_window(app: AppHandle) -> Res<()> {
         .min_inner_size(720.0, 520.0)
         .build()
         .map(|_| ())
+        .map_err(err)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn create_library(state: State<'_, AppState>, name: String) -> Res<LibraryInfo> {
+    node(&state).await.libraries().create(&name).map_err(err)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn rename_library(
+    state: State<'_, AppState>,
+    library: String,
+    name: String,
+) -> Res<LibraryInfo> {
+    node(&state)
+        .await
+        .libraries()
+        .rename(&library_id(&library)?, &name)
+        .map_err(err)
+}
+
+/// Leaves a library (members online now are told) and deletes it on this device.
+#[tauri::command]
+#[specta::specta]
+pub async fn delete_library(state: State<'_, AppState>, library: String) -> Res<()> {
+    node(&state)
+        .await
+        .libraries()
+        .delete(&library_id(&library)?, std::time::Duration::from_secs(3))
+        .await
+        .map_err(err)
+}
+
+/// Removes a member: every member refuses it once it hears (online ones at once).
+#[tauri::command]
+#[specta::specta]
+pub async fn remove_member(
+    state: State<'_, AppState>,
+    library: String,
+    node_id: String,
+) -> Res<LibraryInfo> {
+    node(&state)
+        .await
+        .libraries()
+        .remove_member(&library_id(&library)?, &peer_id(&node_id)?)
+        .map_err(err)
+}
+
+/// Asks a peer to join a library; the code and outcome arrive as `pairing` events.
+#[tauri::command]
+#[specta::specta]
+pub async fn pair_peer(state: State<'_, AppState>, peer: String, library: String) -> Res<String> {
+    node(&state)
+        .await
+        .libraries()
+        .pair(peer_id(&peer)?, &library_id(&library)?)
+        .map_err(err)
+}
+
+/// This user's verdict on a pairing code (either side). The first answer from any window wins.
+#[tauri::command]
+#[specta::specta]
+pub async fn answer_pairing(state: State<'_, AppState>, pairing: String, accept: bool) -> Res<()> {
+    node(&state)
+        .await
+        .libraries()
+        .answer_pairing(&pairing, accept)
         .map_err(err)
 }

@@ -42,6 +42,12 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::pick_folder,
             commands::save_settings,
             commands::open_window,
+            commands::create_library,
+            commands::rename_library,
+            commands::delete_library,
+            commands::remove_member,
+            commands::pair_peer,
+            commands::answer_pairing,
         ])
         .events(collect_events![bridge::NodeEvent])
 }

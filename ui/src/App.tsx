@@ -1,13 +1,20 @@
 import { useCallback, useEffect, useReducer, useState } from "react";
 import type { Api } from "./api";
 import type { Event, Settings, Snapshot } from "./bindings";
+import { Libraries } from "./Libraries";
+import { PairingDialog, PairStart } from "./PairingDialog";
 import { Peers } from "./Peers";
 import { PromptDialog } from "./PromptDialog";
 import { SettingsDialog } from "./SettingsDialog";
 import { Transfers } from "./Transfers";
-import { empty, fromSnapshot, markAnswering, reduce, type State } from "./state";
+import { dismissPairing, empty, fromSnapshot, markAnswering, reduce, type State } from "./state";
 
-type Action = { kind: "snapshot"; s: Snapshot } | { kind: "event"; e: Event } | { kind: "answering"; id: string } | { kind: "settings"; s: Settings };
+type Action =
+  | { kind: "snapshot"; s: Snapshot }
+  | { kind: "event"; e: Event }
+  | { kind: "answering"; id: string }
+  | { kind: "settings"; s: Settings }
+  | { kind: "dismiss_pairing"; id: string };
 
 function reducer(state: State, a: Action): State {
   switch (a.kind) {
@@ -19,6 +26,8 @@ function reducer(state: State, a: Action): State {
       return markAnswering(state, a.id);
     case "settings":
       return { ...state, settings: a.s };
+    case "dismiss_pairing":
+      return dismissPairing(state, a.id);
   }
 }
 
@@ -49,6 +58,7 @@ export function App({ api }: { api: Api }) {
   const [error, setError] = useState<string | null>(null);
   const [showSettings, setShowSettings] = useState(false);
   const [dropTarget, setDropTarget] = useState<string | null>(null);
+  const [pairWith, setPairWith] = useState<string | null>(null);
 
   const report = useCallback((e: unknown) => setError(e instanceof Error ? e.message : String(e)), []);
 
@@ -92,6 +102,8 @@ export function App({ api }: { api: Api }) {
   }, [api, report]);
 
   const prompt = state.prompts.find((p) => !state.answering.includes(p.transfer));
+  const pairing = state.pairings[0];
+  const pairPeer = state.peers.find((p) => p.id === pairWith);
 
   return (
     <div className="app">
@@ -121,11 +133,27 @@ export function App({ api }: { api: Api }) {
       )}
 
       <main>
-        <Peers state={state} api={api} dropTarget={dropTarget} onError={report} />
+        <Peers state={state} api={api} dropTarget={dropTarget} onError={report} onPair={setPairWith} />
         <Transfers transfers={state.transfers} api={api} onError={report} />
+        <Libraries state={state} api={api} onError={report} />
       </main>
 
-      {prompt && (
+      {pairPeer && !pairing && (
+        <PairStart peer={pairPeer} libraries={state.libraries} api={api} onClose={() => setPairWith(null)} onError={report} />
+      )}
+
+      {pairing && (
+        <PairingDialog
+          key={pairing.id}
+          pairing={pairing}
+          more={state.pairings.length - 1}
+          api={api}
+          onClose={() => dispatch({ kind: "dismiss_pairing", id: pairing.id })}
+          onError={report}
+        />
+      )}
+
+      {prompt && !pairing && (
         <PromptDialog
           key={prompt.transfer}
           prompt={prompt}

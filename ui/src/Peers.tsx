@@ -5,7 +5,8 @@ import { formatBytes, percent, transferWith, type State } from "./state";
 
 const osName: Record<string, string> = { linux: "Linux", macos: "macOS", windows: "Windows", android: "Android", ios: "iOS" };
 
-function PeerCard({ peer, state, api, dropping, onError }: { peer: PeerSnapshot; state: State; api: Api; dropping: boolean; onError: (e: unknown) => void }) {
+function PeerCard({ peer, state, api, dropping, onError, onPair }: { peer: PeerSnapshot; state: State; api: Api; dropping: boolean; onError: (e: unknown) => void; onPair: (peer: string) => void }) {
+  const shared = state.libraries.filter((l) => l.members.some((m) => m.node === peer.id && m.state === "member")).map((l) => l.name);
   const t = transferWith(state, peer.id);
   const status = !t
     ? peer.state === "connected"
@@ -34,10 +35,12 @@ function PeerCard({ peer, state, api, dropping, onError }: { peer: PeerSnapshot;
         <span className={`dot ${peer.state}`} title={peer.state} />
       </div>
       <div className="peer-status" aria-live="polite">{status}</div>
+      {shared.length > 0 && <div className="peer-libraries" title="Libraries you share">In {shared.join(", ")}</div>}
       {t && t.state !== "waiting" && <div className="bar"><div style={{ width: `${percent(t)}%` }} /></div>}
       <div className="peer-actions">
         <button onClick={() => api.pickAndSend(peer.id, false).catch(onError)}>Send files</button>
         <button className="secondary" onClick={() => api.pickAndSend(peer.id, true).catch(onError)}>Send folder</button>
+        <button className="ghost" onClick={() => onPair(peer.id)} aria-label={`Pair with ${peer.name}`}>Pair…</button>
       </div>
       <div className="drop-hint" aria-hidden>Drop to send to {peer.name}</div>
     </li>
@@ -68,7 +71,7 @@ function ConnectForm({ api, onError }: { api: Api; onError: (e: unknown) => void
   );
 }
 
-export function Peers({ state, api, dropTarget, onError }: { state: State; api: Api; dropTarget: string | null; onError: (e: unknown) => void }) {
+export function Peers({ state, api, dropTarget, onError, onPair }: { state: State; api: Api; dropTarget: string | null; onError: (e: unknown) => void; onPair: (peer: string) => void }) {
   return (
     <section className="panel" aria-labelledby="nearby">
       <div className="panel-head">
@@ -87,7 +90,7 @@ export function Peers({ state, api, dropTarget, onError }: { state: State; api: 
       ) : (
         <ul className="peers">
           {state.peers.map((p) => (
-            <PeerCard key={p.id} peer={p} state={state} api={api} dropping={dropTarget === p.id} onError={onError} />
+            <PeerCard key={p.id} peer={p} state={state} api={api} dropping={dropTarget === p.id} onError={onError} onPair={onPair} />
           ))}
         </ul>
       )}

@@ -25,6 +25,12 @@ export const api = {
   pickFolder: () => ok(commands.pickFolder()),
   saveSettings: (s: Settings) => ok(commands.saveSettings(s)),
   openWindow: () => ok(commands.openWindow()),
+  createLibrary: (name: string) => ok(commands.createLibrary(name)),
+  renameLibrary: (library: string, name: string) => ok(commands.renameLibrary(library, name)),
+  deleteLibrary: (library: string) => ok(commands.deleteLibrary(library)),
+  removeMember: (library: string, node: string) => ok(commands.removeMember(library, node)),
+  pair: (peer: string, library: string) => ok(commands.pairPeer(peer, library)),
+  answerPairing: (pairing: string, accept: boolean) => ok(commands.answerPairing(pairing, accept)),
   onEvent: (f: (e: Event) => void) => events.nodeEvent.listen((e) => f(e.payload)),
   /** Files dropped on the window: their paths and where (in CSS pixels). */
   onDrop: (f: (d: { kind: "over" | "drop" | "leave"; paths: string[]; x: number; y: number }) => void) =>

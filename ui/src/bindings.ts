@@ -32,6 +32,16 @@ export const commands = {
 	saveSettings: (settings: Settings) => typedError<Settings, string>(__TAURI_INVOKE("save_settings", { settings })),
 	/**  Opens another window on the same node (every window shows every prompt). */
 	openWindow: () => typedError<null, string>(__TAURI_INVOKE("open_window")),
+	createLibrary: (name: string) => typedError<LibraryInfo_Serialize, string>(__TAURI_INVOKE("create_library", { name })),
+	renameLibrary: (library: string, name: string) => typedError<LibraryInfo_Serialize, string>(__TAURI_INVOKE("rename_library", { library, name })),
+	/**  Leaves a library (members online now are told) and deletes it on this device. */
+	deleteLibrary: (library: string) => typedError<null, string>(__TAURI_INVOKE("delete_library", { library })),
+	/**  Removes a member: every member refuses it once it hears (online ones at once). */
+	removeMember: (library: string, nodeId: string) => typedError<LibraryInfo_Serialize, string>(__TAURI_INVOKE("remove_member", { library, nodeId })),
+	/**  Asks a peer to join a library; the code and outcome arrive as `pairing` events. */
+	pairPeer: (peer: string, library: string) => typedError<string, string>(__TAURI_INVOKE("pair_peer", { peer, library })),
+	/**  This user's verdict on a pairing code (either side). The first answer from any window wins. */
+	answerPairing: (pairing: string, accept: boolean) => typedError<null, string>(__TAURI_INVOKE("answer_pairing", { pairing, accept })),
 };
 
 /** Events */
@@ -53,7 +63,13 @@ export type Event_Deserialize = { type: "node_started"; id: string; short_id: st
  */
 { type: "prompt_resolved"; transfer: string; outcome: PromptOutcome } | 
 /**  A transfer changed state or made progress (at most 4 per second each). */
-{ type: "transfer"; transfer: TransferInfo_Deserialize } | { type: "node_stopped" };
+{ type: "transfer"; transfer: TransferInfo_Deserialize } | 
+/**  A library was created, renamed, joined, or its members changed. */
+{ type: "library"; library: LibraryInfo_Deserialize } | 
+/**  A library was deleted here (or a pairing that never completed was undone). */
+{ type: "library_removed"; id: string } | 
+/**  A pairing started, shows its code (`state: confirm`: ask the user), or ended. */
+{ type: "pairing"; pairing: PairingInfo_Deserialize } | { type: "node_stopped" };
 
 export type Event_Serialize = { type: "node_started"; id: string; short_id: string; name: string; listen: string; discovery: boolean } | { type: "peer_found"; peer: PeerSnapshot_Serialize } | { type: "peer_changed"; peer: PeerSnapshot_Serialize } | { type: "peer_lost"; peer: PeerSnapshot_Serialize; reason: LostReason } | 
 /**  Someone wants to send us files: answer with accept/reject before `expires_in_ms`. */
@@ -64,11 +80,41 @@ export type Event_Serialize = { type: "node_started"; id: string; short_id: stri
  */
 { type: "prompt_resolved"; transfer: string; outcome: PromptOutcome } | 
 /**  A transfer changed state or made progress (at most 4 per second each). */
-{ type: "transfer"; transfer: TransferInfo_Serialize } | { type: "node_stopped" };
+{ type: "transfer"; transfer: TransferInfo_Serialize } | 
+/**  A library was created, renamed, joined, or its members changed. */
+{ type: "library"; library: LibraryInfo_Serialize } | 
+/**  A library was deleted here (or a pairing that never completed was undone). */
+{ type: "library_removed"; id: string } | 
+/**  A pairing started, shows its code (`state: confirm`: ask the user), or ended. */
+{ type: "pairing"; pairing: PairingInfo_Serialize } | { type: "node_stopped" };
 
 export type FailedFile = {
 	path: string,
 	reason: string,
+};
+
+export type LibraryInfo = LibraryInfo_Serialize | LibraryInfo_Deserialize;
+
+export type LibraryInfo_Deserialize = {
+	id: string,
+	name: string,
+	created: number,
+	members: MemberInfo_Deserialize[],
+	/**  Another member removed this node: the library is read-only history here. */
+	removed: boolean,
+	/**  Joined by pairing, not yet confirmed by the inviter over the tunnel. */
+	pending: boolean,
+};
+
+export type LibraryInfo_Serialize = {
+	id: string,
+	name: string,
+	created: number,
+	members: MemberInfo_Serialize[],
+	/**  Another member removed this node: the library is read-only history here. */
+	removed: boolean,
+	/**  Joined by pairing, not yet confirmed by the inviter over the tunnel. */
+	pending: boolean,
 };
 
 export type LostReason = 
@@ -88,6 +134,36 @@ export type Me = {
 	discovery: boolean,
 };
 
+export type MemberInfo = MemberInfo_Serialize | MemberInfo_Deserialize;
+
+export type MemberInfo_Deserialize = {
+	node: string,
+	short_id: string,
+	name: string,
+	state: MemberState,
+	/**  This node. */
+	me: boolean,
+	/**  Unix seconds. */
+	added: number,
+	/**  Last proven contact over the tunnel (unix seconds). */
+	last_seen?: number | null,
+};
+
+export type MemberInfo_Serialize = {
+	node: string,
+	short_id: string,
+	name: string,
+	state: MemberState,
+	/**  This node. */
+	me: boolean,
+	/**  Unix seconds. */
+	added: number,
+	/**  Last proven contact over the tunnel (unix seconds). */
+	last_seen: number | null,
+};
+
+export type MemberState = "member" | "removed";
+
 /**  One engine event, as the UI receives it. */
 export type NodeEvent = NodeEvent_Serialize | NodeEvent_Deserialize;
 
@@ -96,6 +172,44 @@ export type NodeEvent_Deserialize = Event_Deserialize;
 
 /**  One engine event, as the UI receives it. */
 export type NodeEvent_Serialize = Event_Serialize;
+
+export type PairingInfo = PairingInfo_Serialize | PairingInfo_Deserialize;
+
+export type PairingInfo_Deserialize = {
+	id: string,
+	role: PairingRole,
+	peer: string,
+	peer_short: string,
+	peer_name: string,
+	library: string,
+	library_name: string,
+	/**  "123 456", once both nonces are out. */
+	code?: string | null,
+} & PairingState;
+
+export type PairingInfo_Serialize = {
+	id: string,
+	role: PairingRole,
+	peer: string,
+	peer_short: string,
+	peer_name: string,
+	library: string,
+	library_name: string,
+	/**  "123 456", once both nonces are out. */
+	code: string | null,
+} & PairingState;
+
+export type PairingRole = 
+/**  This node asked the peer to join one of its libraries. */
+"initiator" | 
+/**  The peer asked this node to join. */
+"responder";
+
+export type PairingState = { state: "connecting" } | 
+/**  Show the code; the user confirms that the other device shows the same. */
+{ state: "confirm"; expires_in_ms: number } | 
+/**  Confirmed here; waiting for the other device's user. */
+{ state: "waiting_for_peer" } | { state: "done" } | { state: "failed"; reason: string };
 
 /**  What the node knows of a peer at one moment. */
 export type PeerSnapshot = PeerSnapshot_Serialize | PeerSnapshot_Deserialize;
@@ -180,6 +294,8 @@ export type Snapshot_Deserialize = {
 	peers: PeerSnapshot_Deserialize[],
 	transfers: TransferInfo_Deserialize[],
 	prompts: Prompt[],
+	libraries: LibraryInfo_Deserialize[],
+	pairings: PairingInfo_Deserialize[],
 	settings: Settings,
 };
 
@@ -189,6 +305,8 @@ export type Snapshot_Serialize = {
 	peers: PeerSnapshot_Serialize[],
 	transfers: TransferInfo_Serialize[],
 	prompts: Prompt[],
+	libraries: LibraryInfo_Serialize[],
+	pairings: PairingInfo_Serialize[],
 	settings: Settings,
 };
 

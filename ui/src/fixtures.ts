@@ -1,5 +1,5 @@
 // Test data shaped like the backend's.
-import type { PeerSnapshot, Prompt, TransferInfo } from "./bindings";
+import type { LibraryInfo, PairingInfo, PeerSnapshot, Prompt, TransferInfo } from "./bindings";
 
 export const peer = (id: string, name: string, state: PeerSnapshot["state"] = "connected"): PeerSnapshot => ({
   id, short_id: id.slice(0, 12), name, os: "linux", version: "0.1.0", addrs: ["10.0.0.2:7000"], state, rtt_ms: 0.4, discovered: true,
@@ -15,3 +15,17 @@ export const transfer = (id: string, over: Partial<TransferInfo> = {}): Transfer
   ...over,
 } as TransferInfo);
 
+
+export const library = (id: string, name: string, members: [string, string, "member" | "removed"][], over: Partial<LibraryInfo> = {}): LibraryInfo => ({
+  id, name, created: 1_700_000_000, removed: false, pending: false,
+  members: members.map(([node, mname, state], i) => ({
+    node, short_id: node.slice(0, 12), name: mname, state, me: i === 0, added: 1_700_000_000, last_seen: i === 0 ? null : 1_700_000_000,
+  })),
+  ...over,
+});
+
+export const pairing = (id: string, over: Partial<PairingInfo> = {}): PairingInfo => ({
+  id, role: "responder", peer: "a".repeat(52), peer_short: "aaaaaaaaaaaa", peer_name: "alpha", library: "l".repeat(32),
+  library_name: "Family", code: "123 456", state: "confirm", expires_in_ms: 120_000,
+  ...over,
+} as PairingInfo);

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { TransferInfo } from "./bindings";
-import { peer, prompt, transfer } from "./fixtures";
-import { empty, formatBytes, formatEta, markAnswering, percent, reduce, transferWith } from "./state";
+import { library, pairing, peer, prompt, transfer } from "./fixtures";
+import { dismissPairing, empty, formatBytes, formatEta, markAnswering, online, percent, reduce, transferWith } from "./state";
 
 describe("reduce", () => {
   it("adds, updates, sorts and removes peers from events", () => {
@@ -46,5 +46,26 @@ describe("formatting", () => {
     expect(formatEta(75)).toBe("1m 15s");
     expect(formatEta(7300)).toBe("2h 1m");
     expect(percent(transfer("x"))).toBe(25);
+  });
+
+  it("keeps libraries sorted, replaces them on change and drops removed ones", () => {
+    let s = reduce(empty, { type: "library", library: library("2", "zoo", [["m", "me", "member"]]) });
+    s = reduce(s, { type: "library", library: library("1", "attic", [["m", "me", "member"]]) });
+    s = reduce(s, { type: "library", library: library("2", "Birds", [["m", "me", "member"], ["b", "beta", "member"]]) });
+    expect(s.libraries.map((l) => l.name)).toEqual(["attic", "Birds"]);
+    s = reduce(s, { type: "library_removed", id: "1" });
+    expect(s.libraries.map((l) => l.id)).toEqual(["2"]);
+  });
+
+  it("updates a pairing in place, keeps an ended one until dismissed, and knows who is online", () => {
+    let s = reduce(empty, { type: "pairing", pairing: pairing("p1") });
+    s = reduce(s, { type: "pairing", pairing: pairing("p2") });
+    s = reduce(s, { type: "pairing", pairing: pairing("p1", { state: "done" } as never) });
+    expect(s.pairings.map((p) => [p.id, p.state])).toEqual([["p1", "done"], ["p2", "confirm"]]);
+    s = dismissPairing(s, "p1");
+    expect(s.pairings.map((p) => p.id)).toEqual(["p2"]);
+    s = reduce(s, { type: "peer_found", peer: peer("b", "beta") });
+    s = reduce(s, { type: "peer_found", peer: peer("c", "gamma", "discovered") });
+    expect([online(s, "b"), online(s, "c"), online(s, "x")]).toEqual([true, false, false]);
   });
 });

@@ -1,7 +1,7 @@
 // The UI's state: one snapshot at start, then every change from the node's event stream.
 // Pure functions only, so the rules are unit-tested without a backend.
 
-import type { Event, Me, PeerSnapshot, Prompt, Settings, Snapshot, TransferInfo } from "./bindings";
+import type { Event, LibraryInfo, Me, PairingInfo, PeerSnapshot, Prompt, Settings, Snapshot, TransferInfo } from "./bindings";
 
 export type State = {
   me: Me | null;
@@ -11,12 +11,22 @@ export type State = {
   settings: Settings | null;
   /** Prompt ids this window already answered (the answer is on its way). */
   answering: string[];
+  libraries: LibraryInfo[];
+  /** Pairings in progress, and ended ones until the user closes them. */
+  pairings: PairingInfo[];
 };
 
-export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [] };
+export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [] };
 
 export function fromSnapshot(s: Snapshot): State {
-  return { me: s.me, peers: sortPeers(s.peers), transfers: s.transfers, prompts: s.prompts, settings: s.settings, answering: [] };
+  return {
+    me: s.me, peers: sortPeers(s.peers), transfers: s.transfers, prompts: s.prompts, settings: s.settings, answering: [],
+    libraries: sortLibraries(s.libraries ?? []), pairings: s.pairings ?? [],
+  };
+}
+
+function sortLibraries(libs: LibraryInfo[]): LibraryInfo[] {
+  return [...libs].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
 }
 
 function sortPeers(peers: PeerSnapshot[]): PeerSnapshot[] {
@@ -57,9 +67,32 @@ export function reduce(state: State, e: Event): State {
       };
     case "transfer":
       return { ...state, transfers: upsertTransfer(state.transfers, e.transfer) };
+    case "library":
+      return { ...state, libraries: sortLibraries([...state.libraries.filter((l) => l.id !== e.library.id), e.library]) };
+    case "library_removed":
+      return { ...state, libraries: state.libraries.filter((l) => l.id !== e.id) };
+    case "pairing": {
+      // A pairing keeps its place; a new one queues behind those already shown.
+      const i = state.pairings.findIndex((p) => p.id === e.pairing.id);
+      const pairings = i === -1 ? [...state.pairings, e.pairing] : state.pairings.map((p, j) => (j === i ? e.pairing : p));
+      return { ...state, pairings };
+    }
     case "node_stopped":
       return { ...state, peers: [] };
   }
+}
+
+export function dismissPairing(state: State, id: string): State {
+  return { ...state, pairings: state.pairings.filter((p) => p.id !== id) };
+}
+
+export function pairingOver(p: PairingInfo): boolean {
+  return p.state === "done" || p.state === "failed";
+}
+
+/** A member is online when its node is connected here (this device always is). */
+export function online(state: State, node: string): boolean {
+  return state.me?.id === node || state.peers.some((p) => p.id === node && p.state === "connected");
 }
 
 export function markAnswering(state: State, transfer: string): State {
