@@ -61,6 +61,10 @@ class Cli:
             time.sleep(0.1)
         raise AssertionError(f"CLI never saw {what}")
 
+    def send(self, line):
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.stdin.write("quit\n")
@@ -203,6 +207,33 @@ def main():
         find(".transfer-state", 10, text="Done · verified")
         driver.save_screenshot(str(SHOTS / "5-sent-back.png"))
 
+    def pair_cli():
+        find("#new-library").send_keys("E2E Family")
+        click_button("Create")
+        find("[data-library]", 10, text="E2E Family")
+        find('button[aria-label="Pair with cli-node"]').click()
+        click_button("Pair", within="[role=dialog]")
+        asked = cli.wait_for(lambda l: l.get("type") == "pairing" and l["pairing"]["state"] == "confirm", 20,
+                             "a pairing request")
+        shown = find("[role=dialog] [data-code]", 10).get_attribute("data-code")
+        assert shown == asked["pairing"]["code"], f"app shows {shown}, CLI shows {asked['pairing']['code']}"
+        assert asked["pairing"]["library_name"] == "E2E Family" and asked["pairing"]["peer_name"] == "desktop-e2e"
+        driver.save_screenshot(str(SHOTS / "7-pairing-code.png"))
+        click_button("Codes match", within="[role=dialog]")
+        cli.send("y")
+        find("[role=dialog]", 20, text="cli-node is now a member")
+        click_button("Close", within="[role=dialog]")
+        cli_id = cli.wait_for(lambda l: l.get("type") == "node_started", 5, "node_started")["id"]
+        member = find(f'[data-member="{cli_id}"]', 10, text="online")
+        assert "cli-node" in member.get_attribute("textContent")
+        cli.wait_for(lambda l: l.get("type") == "library" and len(l["library"]["members"]) == 2
+                     and not l["library"]["removed"], 10, "the library")
+        driver.save_screenshot(str(SHOTS / "8-library.png"))
+        # Removing it: the CLI node is told at once, and refuses the library from then on.
+        find('button[aria-label="Remove cli-node"]').click()
+        find(f'[data-member="{cli_id}"]', 10, text="removed")
+        cli.wait_for(lambda l: l.get("type") == "library" and l["library"]["removed"], 15, "its removal")
+
     def zoom_200():
         # What a user with 200 % zoom sees: everything reachable, nothing cut off sideways.
         driver.execute_script("document.documentElement.style.zoom = '2'")
@@ -218,6 +249,7 @@ def main():
     step("CLI sends a folder, accepted in the app, arrives verified", accept_folder)
     step("pause and resume from the app", pause_and_resume)
     step("the app sends a file back to the CLI", send_back)
+    step("pair the CLI node into a library, then remove it", pair_cli)
     step("readable at 200 % zoom", zoom_200)
 
     try:
