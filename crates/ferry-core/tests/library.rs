@@ -156,6 +156,23 @@ async fn three_nodes_pair_recognise_each_other_and_revocation_spreads_and_surviv
         .await
         .expect("C is a member at A");
     drop(s);
+    // What the membership proof costs on an open connection (debug build; a figure, not a test).
+    let mut times = vec![];
+    for _ in 0..50 {
+        let t0 = Instant::now();
+        let (mut s, _r) = c
+            .libraries()
+            .open_tunnel(&a.id(), &lib, INNER_MEMBERS)
+            .await
+            .unwrap();
+        times.push(t0.elapsed());
+        let _ = s.finish();
+    }
+    times.sort();
+    eprintln!(
+        "tunnel open + membership proof, loopback: median {:?}, p90 {:?}",
+        times[25], times[45]
+    );
     eventually("A saw C over the tunnel", || {
         a.libraries()
             .get(&lib)
