@@ -143,15 +143,18 @@ impl Slot {
         rx
     }
 
+    /// Ends the pairing: out of the live list first, so no one sees it open after its end.
     fn end(&self, outcome: &Result<(), Failure>) {
-        self.set(|i| {
-            i.state = match outcome {
-                Ok(()) => PairingState::Done,
-                Err(f) => PairingState::Failed {
-                    reason: f.reason.clone(),
-                },
-            }
-        });
+        let Some(mut p) = lock(&self.shared.pairings).remove(&self.id) else {
+            return;
+        };
+        p.info.state = match outcome {
+            Ok(()) => PairingState::Done,
+            Err(f) => PairingState::Failed {
+                reason: f.reason.clone(),
+            },
+        };
+        self.shared.emit_pairing(&p.info, p.opened);
     }
 }
 
@@ -491,7 +494,18 @@ async fn decide(
         tokio::select! {
             r = &mut local, if !mine_done => {
                 let accept = matches!(r, Ok(Ok(true)));
-                write_frame(send, &PairDecision { accept }, MAX_SMALL).await?;
+                if let Err(e) = write_frame(send, &PairDecision { accept }, MAX_SMALL).await {
+                    // The other side may have said no and closed already: its answer is the
+                    // better reason, and is already here if it was sent.
+                    if !theirs_done {
+                        if let Ok(Ok(PairDecision { accept: false })) =
+                            tokio::time::timeout(Duration::from_secs(1), &mut theirs).await
+                        {
+                            return Err(Failure::new(Code::Done, "rejected on the other device"));
+                        }
+                    }
+                    return Err(e.into());
+                }
                 if !accept {
                     let why = if r.is_err() { "timed out" } else { "rejected here" };
                     return Err(Failure::new(Code::Done, why));
