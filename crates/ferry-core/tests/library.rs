@@ -232,6 +232,24 @@ async fn three_nodes_pair_recognise_each_other_and_revocation_spreads_and_surviv
         a.libraries().get(&lib).unwrap().name == "Photos"
     })
     .await;
+
+    // B brings C back. C's first contacts (A may not have heard yet) must not split the
+    // library: everyone ends with C as a member, C included.
+    pair(&b, &c, &lib).await;
+    eventually("A and C agree that C is back", || {
+        state_of(&a, &lib, &c.id()) == Some(MemberState::Member)
+            && !c.libraries().get(&lib).unwrap().removed
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !c.libraries().get(&lib).unwrap().removed,
+        "no split after the re-join"
+    );
+    c.libraries()
+        .open_tunnel(&a.id(), &lib, INNER_MEMBERS)
+        .await
+        .expect("C is a member at A again");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +289,7 @@ async fn rejected_one_sided_or_timed_out_pairings_leave_no_state() {
     );
 
     // Confirmed on A only; B's user never answers: B times out, A is told.
-    tokio::time::sleep(Duration::from_secs(5)).await; // B's cooldown after a failed pairing
+    tokio::time::sleep(Duration::from_millis(5500)).await; // B's cooldown after a failed pairing
     let id = a.libraries().pair(b.id(), &lib).unwrap();
     pairing(&mut ea, confirm).await;
     a.libraries().answer_pairing(&id, true).unwrap();
@@ -484,7 +502,7 @@ async fn pairing_floods_and_forged_messages_are_refused() {
 
     // A decision sent where the reveal belongs, and a join nobody asked for, are protocol
     // errors, never a library.
-    tokio::time::sleep(Duration::from_secs(5)).await;
+    tokio::time::sleep(Duration::from_millis(5500)).await;
     let (mut s, mut r) = raw_pair_stream(&x, &v).await;
     write_frame(&mut s, &request(LibraryId([5; 16]), &[4; 32]), MAX_SMALL)
         .await

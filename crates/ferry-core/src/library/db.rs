@@ -27,6 +27,23 @@ pub enum DbError {
     Corrupt(String),
     #[error("library file: {0}")]
     Io(#[from] std::io::Error),
+    #[error("refused: {0}")]
+    Rejected(String),
+}
+
+/// How far ahead of ours a merged clock may be. Honest members advance it by one per change,
+/// so this is thousands of offline changes of headroom; a hostile one cannot jump to the end.
+pub const MAX_CLOCK_JUMP: u64 = 1 << 20;
+
+/// Makes a new directory entry durable (a no-op where directories cannot be opened).
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// A member row as stored here (the shared record plus what only we observed).
@@ -109,18 +126,25 @@ impl LibraryDb {
     }
 
     /// Creates a library database at `path` (which must not exist) holding `snapshot`, written
-    /// to a temp file and renamed, so a crash never leaves half a library behind.
+    /// to a temp file and hard-linked into place, so a crash never leaves half a library
+    /// behind.
     pub fn create(
         path: &Path,
         snapshot: &Snapshot,
         pending_via: Option<PeerId>,
     ) -> Result<LibraryDb, DbError> {
-        let tmp = path.with_extension("db.tmp");
-        let _ = std::fs::remove_file(&tmp);
+        // A fresh temp name per attempt: two creates of one library never share a file.
+        let tmp = path.with_extension(format!(
+            "{}.tmp",
+            super::wire::random::<8>()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        ));
         {
             let db = Self::init(Connection::open(&tmp)?)?;
             let mut conn = db.lock();
-            let tx = conn.transaction()?;
+            let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             tx.execute(
                 "INSERT INTO library (id, name, name_clock, name_author, created, pending_via)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -140,7 +164,7 @@ impl LibraryDb {
             conn.pragma_update(None, "journal_mode", "DELETE")?;
         }
         // A hard link fails if `path` exists: an existing library is never replaced.
-        let linked = std::fs::hard_link(&tmp, path);
+        let linked = std::fs::hard_link(&tmp, path).and_then(|()| sync_dir(path));
         let _ = std::fs::remove_file(&tmp);
         linked.map_err(DbError::Io)?;
         Self::open(path)
@@ -215,11 +239,22 @@ impl LibraryDb {
 
     /// Renames the library (a local change, stamped by `me`).
     pub fn rename(&self, name: &str, me: PeerId) -> Result<(), DbError> {
-        let conn = self.lock();
-        let clock = Self::next_clock(&conn)?;
-        conn.execute(
+        let mut conn = self.lock();
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let clock = Self::next_clock(&tx)?;
+        tx.execute(
             "UPDATE library SET name = ?1, name_clock = ?2, name_author = ?3",
             params![name, clock_to_sql(clock), &me.0[..]],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Marks our membership as awaiting confirmation by `inviter` (a re-join).
+    pub fn set_pending(&self, inviter: PeerId) -> Result<(), DbError> {
+        self.lock().execute(
+            "UPDATE library SET pending_via = ?1",
+            params![&inviter.0[..]],
         )?;
         Ok(())
     }
@@ -234,7 +269,7 @@ impl LibraryDb {
         now: i64,
     ) -> Result<MemberRecord, DbError> {
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let clock = Self::next_clock(&tx)?;
         let old = members(&tx)?.into_iter().find(|m| m.record.node == node);
         let record = MemberRecord {
@@ -257,9 +292,25 @@ impl LibraryDb {
 
     /// Merges a member's snapshot: per record (and for the name), the newer stamp wins.
     /// Returns whether anything here changed. The caller has checked the snapshot's bounds.
+    ///
+    /// Two rules keep a member from making itself unremovable: no clock may run more than
+    /// [`MAX_CLOCK_JUMP`] ahead of ours (so the clock space cannot be exhausted), and a node
+    /// removed here cannot re-add itself (only another member, by pairing, can).
     pub fn merge(&self, theirs: &Snapshot) -> Result<bool, DbError> {
         let mut conn = self.lock();
-        let tx = conn.transaction()?;
+        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let limit = Self::next_clock(&tx)?.saturating_add(MAX_CLOCK_JUMP);
+        let too_far = theirs
+            .members
+            .iter()
+            .map(|m| m.stamp.clock)
+            .chain([theirs.name_stamp.clock])
+            .any(|c| c > limit);
+        if too_far {
+            return Err(DbError::Rejected(format!(
+                "a clock runs more than {MAX_CLOCK_JUMP} ahead of this library's"
+            )));
+        }
         let mine = {
             let (clock, author): (i64, Vec<u8>) =
                 tx.query_row("SELECT name_clock, name_author FROM library", [], |r| {
@@ -282,12 +333,16 @@ impl LibraryDb {
             )?;
             changed = true;
         }
-        let have: std::collections::HashMap<PeerId, Stamp> = members(&tx)?
+        let have: std::collections::HashMap<PeerId, MemberRecord> = members(&tx)?
             .into_iter()
-            .map(|m| (m.record.node, m.record.stamp))
+            .map(|m| (m.record.node, m.record))
             .collect();
         for m in &theirs.members {
-            if have.get(&m.node).is_none_or(|s| m.stamp.newer_than(s)) {
+            let mine = have.get(&m.node);
+            let self_readd = mine.is_some_and(|r| r.state == MemberState::Removed)
+                && m.state == MemberState::Member
+                && m.stamp.author == m.node;
+            if !self_readd && mine.is_none_or(|r| m.stamp.newer_than(&r.stamp)) {
                 put_member(&tx, m)?;
                 changed = true;
             }
@@ -415,6 +470,39 @@ mod tests {
         let b_row = y.member(&b).unwrap().unwrap();
         assert_eq!(b_row.record.state, MemberState::Member);
         assert_eq!(b_row.record.name, "b");
+    }
+
+    #[test]
+    fn a_member_cannot_make_itself_unremovable() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, c) = (PeerId([1; 32]), PeerId([3; 32]));
+        let x = LibraryDb::create(&dir.path().join("x.db"), &snap(a), None).unwrap();
+        x.set_member(c, "c", MemberState::Member, a, 1).unwrap();
+        // A jump to the end of the clock space is refused whole.
+        let ci = |s: &Snapshot| s.members.iter().position(|m| m.node == c).unwrap();
+        let mut evil = x.snapshot().unwrap();
+        let i = ci(&evil);
+        evil.members[i].stamp = Stamp {
+            clock: u64::MAX,
+            author: PeerId([0xff; 32]),
+        };
+        assert!(matches!(x.merge(&evil), Err(DbError::Rejected(_))));
+        // Removed here, C's own re-add (relayed by anyone) is ignored; a member's re-add wins.
+        x.set_member(c, "", MemberState::Removed, a, 2).unwrap();
+        let mut readd = x.snapshot().unwrap();
+        let i = ci(&readd);
+        readd.members[i].state = MemberState::Member;
+        readd.members[i].stamp = Stamp {
+            clock: 100,
+            author: c,
+        };
+        assert!(!x.merge(&readd).unwrap());
+        readd.members[i].stamp.author = a;
+        assert!(x.merge(&readd).unwrap());
+        assert_eq!(
+            x.member(&c).unwrap().unwrap().record.state,
+            MemberState::Member
+        );
     }
 
     #[test]

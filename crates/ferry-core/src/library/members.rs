@@ -11,21 +11,23 @@ use ferry_p2p::wire::{expect_frame, write_frame};
 use ferry_p2p::{Code, PeerId, StreamError};
 
 use super::tunnel::{self, TunnelError};
-use super::wire::{LibraryId, MemberState, Snapshot, INNER_MEMBERS, MAX_SNAPSHOT};
+use super::wire::{LibraryId, Snapshot, INNER_MEMBERS, MAX_SNAPSHOT};
 use super::{LibraryError, Shared};
 use crate::event::Event;
-use crate::spacedrop::unix_now;
 
 const SNAPSHOT_TIMEOUT: Duration = Duration::from_secs(15);
+/// A whole exchange (dial, tunnel, both snapshots) ends within this, whatever the peer does.
+const EXCHANGE_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Exchanges member lists with `peer` (the opener's side). Failures are logged: the next
 /// connection retries.
 pub(crate) async fn exchange(shared: Arc<Shared>, peer: PeerId, library: LibraryId) {
     match try_exchange(&shared, peer, library).await {
         Ok(()) => {}
+        // Not proof by itself (it may not have heard of a re-join yet): it sends us the
+        // record that removed us, which is merged like any other.
         Err(TunnelError::Revoked(_)) => {
-            tracing::warn!(peer = %peer.short(), %library, "a member says this node was removed");
-            removed_here(&shared, &library);
+            tracing::warn!(peer = %peer.short(), %library, "a member says this node was removed")
         }
         Err(TunnelError::Refused(_)) => {
             let db = shared.db(&library);
@@ -33,7 +35,16 @@ pub(crate) async fn exchange(shared: Arc<Shared>, peer: PeerId, library: Library
                 // Our inviter never recorded us (it failed between our join and its commit):
                 // the pairing did not happen, so neither does the library here.
                 tracing::warn!(peer = %peer.short(), %library, "inviter does not know this node: pairing undone");
-                lock_remove(&shared, &library);
+                match shared.forget(&library) {
+                    Ok(()) => {
+                        let _ = shared
+                            .events
+                            .send(Event::LibraryRemoved { id: library.hex() });
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %LibraryError::from(e), "could not remove the library")
+                    }
+                }
             } else {
                 tracing::info!(peer = %peer.short(), %library, "member refused us (has not heard of us yet?)");
             }
@@ -45,6 +56,18 @@ pub(crate) async fn exchange(shared: Arc<Shared>, peer: PeerId, library: Library
 }
 
 pub(crate) async fn try_exchange(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    library: LibraryId,
+) -> Result<(), TunnelError> {
+    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange_once(shared, peer, library))
+        .await
+        .unwrap_or(Err(TunnelError::Stream(StreamError::Timeout(
+            "member exchange",
+        ))))
+}
+
+async fn exchange_once(
     shared: &Arc<Shared>,
     peer: PeerId,
     library: LibraryId,
@@ -63,6 +86,18 @@ pub(crate) async fn try_exchange(
 /// Tells a member we removed that it was: our snapshot goes out, its answer is not merged
 /// (a removed node's records are not trusted any more, or it could re-add itself).
 pub(crate) async fn tell_removed(
+    shared: &Arc<Shared>,
+    peer: PeerId,
+    library: LibraryId,
+) -> Result<(), TunnelError> {
+    tokio::time::timeout(EXCHANGE_TIMEOUT, tell_once(shared, peer, library))
+        .await
+        .unwrap_or(Err(TunnelError::Stream(StreamError::Timeout(
+            "telling a removed member",
+        ))))
+}
+
+async fn tell_once(
     shared: &Arc<Shared>,
     peer: PeerId,
     library: LibraryId,
@@ -115,9 +150,10 @@ fn merge(
     let db = shared
         .db(library)
         .ok_or(StreamError::Local(Code::Internal, "library gone"))?;
-    let changed = db
-        .merge(theirs)
-        .map_err(|_| StreamError::Local(Code::Internal, "library database"))?;
+    let changed = db.merge(theirs).map_err(|e| match e {
+        super::db::DbError::Rejected(why) => StreamError::Protocol(why),
+        _ => StreamError::Local(Code::Internal, "library database"),
+    })?;
     if changed {
         tracing::info!(peer = %from.short(), %library, "member list updated");
         if let Err(e) = shared.changed(library, Some(from)) {
@@ -129,33 +165,4 @@ fn merge(
 
 fn internal<E: std::fmt::Display>(e: E) -> TunnelError {
     TunnelError::Stream(StreamError::Protocol(e.to_string()))
-}
-
-/// A member told us we were removed: record it here (the tunnel refuses us anyway).
-fn removed_here(shared: &Arc<Shared>, library: &LibraryId) {
-    let Some(db) = shared.db(library) else { return };
-    let me = shared.me();
-    if db
-        .member(&me)
-        .ok()
-        .flatten()
-        .is_some_and(|m| m.record.state == MemberState::Member)
-    {
-        let _ = db.set_member(me, "", MemberState::Removed, me, unix_now());
-        if let Ok(info) = shared.info(library) {
-            let _ = shared.events.send(Event::Library { library: info });
-        }
-    }
-}
-
-fn lock_remove(shared: &Arc<Shared>, library: &LibraryId) {
-    super::lock(&shared.dbs).remove(library);
-    match shared.remove_files(library) {
-        Ok(()) => {
-            let _ = shared
-                .events
-                .send(Event::LibraryRemoved { id: library.hex() });
-        }
-        Err(e) => tracing::error!(error = %LibraryError::from(e), "could not remove the library"),
-    }
 }

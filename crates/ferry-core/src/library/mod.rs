@@ -155,6 +155,10 @@ pub(crate) struct Shared {
     pair_timeout: Duration,
     /// The connection each peer's member lists were last exchanged on (one sync per connection).
     synced: Mutex<HashMap<PeerId, usize>>,
+    /// Removed members told so on their current connection (once each, however often they knock).
+    told: Mutex<HashMap<(PeerId, LibraryId), usize>>,
+    /// Held while a pairing checks for and creates a library, so two never create one twice.
+    creating: Mutex<()>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -187,6 +191,8 @@ impl Libraries {
                 cooldown: Mutex::default(),
                 pair_timeout,
                 synced: Mutex::default(),
+                told: Mutex::default(),
+                creating: Mutex::default(),
             }),
         })
     }
@@ -395,9 +401,8 @@ impl Libraries {
             db.set_member(me, "", MemberState::Removed, me, unix_now())?;
             let _ = tokio::time::timeout(wait, self.shared.clone().push(*id, None)).await;
         }
-        lock(&self.shared.dbs).remove(id);
         drop(db);
-        self.shared.remove_files(id)?;
+        self.shared.forget(id)?;
         let _ = self
             .shared
             .events
@@ -577,7 +582,11 @@ impl Shared {
         }
     }
 
-    fn remove_files(&self, id: &LibraryId) -> std::io::Result<()> {
+    /// Drops a library here: its cached handle and its files, under the cache's lock so no
+    /// one reopens it in between.
+    fn forget(&self, id: &LibraryId) -> std::io::Result<()> {
+        let mut dbs = lock(&self.dbs);
+        dbs.remove(id);
         let path = self.path(id);
         for ext in ["db-wal", "db-shm"] {
             let _ = std::fs::remove_file(path.with_extension(ext));
@@ -659,14 +668,23 @@ impl Shared {
         let Some(conn) = self.p2p.get().and_then(|p| p.connection(&peer)) else {
             return;
         };
-        if lock(&self.synced).insert(peer, conn.stable_id()) == Some(conn.stable_id()) {
+        let shared: Vec<LibraryId> = self
+            .ids()
+            .into_iter()
+            .filter(|id| {
+                self.db(id)
+                    .and_then(|db| db.member(&peer).ok().flatten())
+                    .is_some_and(|m| m.record.state == MemberState::Member)
+            })
+            .collect();
+        // Only members are remembered, so strangers cannot grow this map.
+        if shared.is_empty()
+            || lock(&self.synced).insert(peer, conn.stable_id()) == Some(conn.stable_id())
+        {
             return;
         }
-        for id in self.ids() {
-            let member = self.db(&id).and_then(|db| db.member(&peer).ok().flatten());
-            if member.is_some_and(|m| m.record.state == MemberState::Member) {
-                tokio::spawn(members::exchange(self.clone(), peer, id));
-            }
+        for id in shared {
+            tokio::spawn(members::exchange(self.clone(), peer, id));
         }
     }
 

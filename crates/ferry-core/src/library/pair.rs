@@ -268,11 +268,16 @@ async fn initiate(
         .p2p
         .get()
         .ok_or(Failure::new(Code::Internal, "node not running"))?;
-    let conn = p2p.connect_peer(&peer).await?;
+    let conn = tokio::time::timeout(STEP_TIMEOUT, p2p.connect_peer(&peer))
+        .await
+        .map_err(|_| Failure::new(Code::Timeout, "could not reach the other device"))??;
     if let Some(p) = lock(&shared.pairings).get_mut(&slot.id) {
         p.info.peer_name = shared.peer_name(&peer);
     }
-    let (mut send, mut recv) = open_stream(&conn, PAIR_ID, VERSION).await?;
+    let (mut send, mut recv) =
+        tokio::time::timeout(STEP_TIMEOUT, open_stream(&conn, PAIR_ID, VERSION))
+            .await
+            .map_err(|_| Failure::new(Code::Timeout, "the other device accepts no streams"))??;
     let nonce_i: [u8; 32] = wire::random();
     let request = PairRequest {
         pairing,
@@ -283,12 +288,6 @@ async fn initiate(
     write_frame(&mut send, &request, MAX_SMALL).await?;
     let nonce_r: PairNonce = match expect_frame(&mut recv, MAX_SMALL, STEP_TIMEOUT, "nonce").await {
         Ok(n) => n,
-        Err(StreamError::Peer(Code::Rejected)) => {
-            return Err(Failure::new(
-                Code::Rejected,
-                "the other device is already in this library",
-            ))
-        }
         Err(e) => return Err(e.into()),
     };
     write_frame(&mut send, &PairReveal { nonce: nonce_i }, MAX_SMALL).await?;
@@ -359,49 +358,22 @@ async fn respond(shared: Arc<Shared>, s: &mut Incoming) -> Result<(), StreamErro
         code: None,
         state: PairingState::Connecting,
     };
-    let slot = match reserve(&shared, placeholder) {
+    let mut slot = match reserve(&shared, placeholder) {
         Ok(s) => s,
         Err(why) => {
             tracing::info!(peer = %peer.short(), why, "pairing request refused");
             return Err(StreamError::Local(Code::Busy, why));
         }
     };
-    let request: PairRequest =
-        expect_frame(&mut s.recv, MAX_SMALL, STEP_TIMEOUT, "pair request").await?;
-    wire::check_name(&request.library_name).map_err(StreamError::Protocol)?;
-    if let Some(db) = shared.db(&request.library) {
-        if db
-            .member(&shared.me())
-            .ok()
-            .flatten()
-            .is_some_and(|m| m.record.state == MemberState::Member)
-        {
-            return Err(StreamError::Local(Code::Rejected, "already a member"));
-        }
-    }
-    // Re-key the slot by the pairing id both sides share.
-    let slot = {
-        let mut map = lock(&shared.pairings);
-        let Some(mut live) = map.remove(&slot.id) else {
-            return Err(StreamError::Local(Code::Internal, "pairing slot lost"));
-        };
-        let id = hex(&request.pairing);
-        if map.contains_key(&id) {
-            return Err(StreamError::Protocol("pairing id in use".into()));
-        }
-        live.info.id = id.clone();
-        live.info.library = request.library.hex();
-        live.info.library_name = request.library_name.clone();
-        map.insert(id.clone(), live);
-        let mut slot = slot;
-        slot.id = id;
-        slot
+    let outcome = match read_request(&shared, &mut slot, s).await {
+        Ok(request) => respond_steps(&shared, &slot, s, &request).await,
+        Err(f) => Err(f),
     };
-    let outcome = respond_steps(&shared, &slot, s, &request).await;
     slot.end(&outcome);
     match outcome {
         Ok(()) => Ok(()),
         Err(f) => {
+            // Every failure costs the peer a cooldown, so it cannot hold a slot on repeat.
             cool_down(&shared, peer);
             tracing::info!(peer = %peer.short(), why = %f.reason, "pairing failed");
             match f.code {
@@ -412,6 +384,32 @@ async fn respond(shared: Arc<Shared>, s: &mut Incoming) -> Result<(), StreamErro
     }
 }
 
+/// Reads and checks the request, and re-keys the slot by the pairing id both sides share.
+async fn read_request(
+    shared: &Arc<Shared>,
+    slot: &mut Slot,
+    s: &mut Incoming,
+) -> Result<PairRequest, Failure> {
+    let request: PairRequest =
+        expect_frame(&mut s.recv, MAX_SMALL, STEP_TIMEOUT, "pair request").await?;
+    wire::check_name(&request.library_name)
+        .map_err(|e| Failure::new(Code::ProtocolError, format!("bad library name: {e}")))?;
+    let mut map = lock(&shared.pairings);
+    let id = hex(&request.pairing);
+    if map.contains_key(&id) {
+        return Err(Failure::new(Code::ProtocolError, "pairing id in use"));
+    }
+    let Some(mut live) = map.remove(&slot.id) else {
+        return Err(Failure::new(Code::Internal, "pairing slot lost"));
+    };
+    live.info.id = id.clone();
+    live.info.library = request.library.hex();
+    live.info.library_name = request.library_name.clone();
+    map.insert(id.clone(), live);
+    slot.id = id;
+    Ok(request)
+}
+
 async fn respond_steps(
     shared: &Arc<Shared>,
     slot: &Slot,
@@ -420,7 +418,13 @@ async fn respond_steps(
 ) -> Result<(), Failure> {
     let peer = s.peer;
     let nonce_r: [u8; 32] = wire::random();
-    write_frame(&mut s.send, &PairNonce { nonce: nonce_r }, MAX_SMALL).await?;
+    // Writes are bounded too: a peer that grants no flow-control credit must not hold the slot.
+    tokio::time::timeout(
+        STEP_TIMEOUT,
+        write_frame(&mut s.send, &PairNonce { nonce: nonce_r }, MAX_SMALL),
+    )
+    .await
+    .map_err(|_| Failure::new(Code::Timeout, "the other device stopped reading"))??;
     let reveal: PairReveal = expect_frame(&mut s.recv, MAX_SMALL, STEP_TIMEOUT, "reveal").await?;
     if wire::commit(&reveal.nonce, &request.pairing) != request.commit {
         return Err(Failure::new(
@@ -448,19 +452,39 @@ async fn respond_steps(
             .iter()
             .any(|m| m.node == *n && m.state == MemberState::Member)
     };
-    if snap.library != request.library || !member(&shared.me()) || !member(&peer) {
+    if snap.library != request.library
+        || snap.name != request.library_name
+        || !member(&shared.me())
+        || !member(&peer)
+    {
         return Err(Failure::new(
             Code::ProtocolError,
             "the library handed over is not the one offered, or leaves us out",
         ));
     }
     let path = shared.path(&snap.library);
-    let stored = match shared.db(&snap.library) {
-        // Re-joining a library we were removed from: the newer records win.
-        Some(db) => db.merge(&snap).map(|_| ()),
-        None => LibraryDb::create(&path, &snap, Some(peer)).map(|db| {
-            lock(&shared.dbs).insert(snap.library, Arc::new(db));
-        }),
+    let stored = {
+        // One pairing at a time checks for and creates a library.
+        let _creating = lock(&shared.creating);
+        match shared.db(&snap.library) {
+            // Already here (a re-join after removal, or a repeat): merged, never replaced.
+            // An inviter we removed cannot bring us back.
+            Some(db) => match db.member(&peer) {
+                Ok(Some(m)) if m.record.state == MemberState::Removed => {
+                    return Err(Failure::new(
+                        Code::Rejected,
+                        "the inviting device was removed from this library",
+                    ))
+                }
+                _ => db
+                    .merge(&snap)
+                    .and_then(|_| db.set_pending(peer))
+                    .map(|_| ()),
+            },
+            None => LibraryDb::create(&path, &snap, Some(peer)).map(|db| {
+                lock(&shared.dbs).insert(snap.library, Arc::new(db));
+            }),
+        }
     };
     stored
         .map_err(|e| Failure::new(Code::Internal, format!("could not store the library: {e}")))?;

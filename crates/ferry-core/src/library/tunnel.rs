@@ -98,6 +98,9 @@ async fn accept(shared: &std::sync::Arc<Shared>, s: &mut Incoming) -> Result<(),
     let open: Open = expect_frame(&mut s.recv, MAX_SMALL, STEP_TIMEOUT, "tunnel open").await?;
     if let Err(code) = authorize(shared, &open.library, &peer) {
         tracing::warn!(peer = %peer.short(), library = %open.library, ?code, "tunnel refused");
+        if code == Code::Revoked {
+            tell_once_per_connection(shared, &s.conn, peer, open.library);
+        }
         return Err(StreamError::Local(code, "not a member of this library"));
     }
     let me = shared.me();
@@ -140,6 +143,21 @@ async fn accept(shared: &std::sync::Arc<Shared>, s: &mut Incoming) -> Result<(),
 /// Opens a tunnel stream to `peer` for `library`'s protocol `inner`, both sides proven.
 /// `to_removed` also opens one to a member we removed, only to tell it so (see `members`).
 pub(crate) async fn open(
+    shared: &Shared,
+    peer: &PeerId,
+    library: &LibraryId,
+    inner: u16,
+    to_removed: bool,
+) -> Result<(quinn::SendStream, quinn::RecvStream), TunnelError> {
+    tokio::time::timeout(
+        STEP_TIMEOUT * 3,
+        open_once(shared, peer, library, inner, to_removed),
+    )
+    .await
+    .unwrap_or(Err(TunnelError::Stream(StreamError::Timeout("tunnel"))))
+}
+
+async fn open_once(
     shared: &Shared,
     peer: &PeerId,
     library: &LibraryId,
@@ -212,13 +230,37 @@ pub(crate) async fn open(
     Ok((send, recv))
 }
 
-/// A member proved itself: remember where, and confirm our join if it invited us.
+/// A removed member that knocks is sent the record that removed it (once per connection), so
+/// it learns from a record, not from our word.
+fn tell_once_per_connection(
+    shared: &std::sync::Arc<Shared>,
+    conn: &quinn::Connection,
+    peer: PeerId,
+    library: LibraryId,
+) {
+    let first = {
+        let mut told = super::lock(&shared.told);
+        told.retain(|(p, _), _| shared.p2p.get().is_some_and(|n| n.connection(p).is_some()));
+        told.insert((peer, library), conn.stable_id()) != Some(conn.stable_id())
+    };
+    if first {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            if let Err(e) = members::tell_removed(&shared, peer, library).await {
+                tracing::info!(peer = %peer.short(), error = %e, "could not tell a removed member");
+            }
+        });
+    }
+}
+
+/// A member proved itself: remember where. Any member accepting us means our inviter recorded
+/// our join (that is how the others heard of us), so a pending join is confirmed.
 fn proven(shared: &Shared, library: &LibraryId, peer: &PeerId, addr: Option<std::net::SocketAddr>) {
     let Some(db) = shared.db(library) else { return };
     if let Err(e) = db.seen(peer, addr.map(|a| a.to_string()), unix_now()) {
         tracing::warn!(error = %e, "could not record a member sighting");
     }
-    if db.pending_via().ok().flatten() == Some(*peer) && db.confirm_join().is_ok() {
+    if db.pending_via().ok().flatten().is_some() && db.confirm_join().is_ok() {
         if let Ok(library) = shared.info(library) {
             let _ = shared.events.send(crate::event::Event::Library { library });
         }

@@ -298,6 +298,12 @@ impl Snapshot {
             ));
         }
         check_name(&self.name)?;
+        let max_clock = 1u64 << 53;
+        if self.name_stamp.clock > max_clock
+            || self.members.iter().any(|m| m.stamp.clock > max_clock)
+        {
+            return Err("clock out of range".into());
+        }
         let mut seen = std::collections::HashSet::new();
         for m in &self.members {
             if m.name.len() > MAX_NAME || m.name.chars().any(char::is_control) {
@@ -395,13 +401,13 @@ mod tests {
             created: i64::MAX,
             name: long.clone(),
             name_stamp: Stamp {
-                clock: u64::MAX,
+                clock: 1 << 53,
                 author: peer(1),
             },
             members: (0..MAX_MEMBERS)
                 .map(|i| MemberRecord {
                     stamp: Stamp {
-                        clock: u64::MAX,
+                        clock: 1 << 53,
                         author: peer(2),
                     },
                     added: i64::MAX,
