@@ -428,10 +428,23 @@ impl P2p {
         for c in conns {
             let (info, weak) = (info.clone(), Arc::downgrade(&self.inner));
             tokio::spawn(async move {
-                // Bounded by hello's own timeout.
-                if let Ok(theirs) = hello::exchange(&c.conn, &info).await {
-                    if let (Some(inner), Some(id)) = (weak.upgrade(), tls::peer_id_of(&c.conn)) {
-                        inner.update(id, |e| e.info = theirs);
+                // Bounded by hello's own timeout. A peer refuses hellos closer than
+                // HELLO_INTERVAL on one connection (flood guard), so a rename right after the
+                // connection's first hello waits its turn instead of being lost.
+                for _ in 0..3 {
+                    match hello::exchange(&c.conn, &info).await {
+                        Ok(theirs) => {
+                            if let (Some(inner), Some(id)) =
+                                (weak.upgrade(), tls::peer_id_of(&c.conn))
+                            {
+                                inner.update(id, |e| e.info = theirs);
+                            }
+                            return;
+                        }
+                        Err(StreamError::Peer(crate::wire::Code::Busy)) => {
+                            tokio::time::sleep(HELLO_INTERVAL).await
+                        }
+                        Err(_) => return,
                     }
                 }
             });
