@@ -19,7 +19,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "== Rust tests"
 # --nocapture: each test prints what it measured (latencies, handshake time, ...).
 set +e
-cargo test --workspace --locked -- --nocapture 2>&1 | tee target/test-output.txt
+cargo test --workspace --locked --no-fail-fast -- --nocapture 2>&1 | tee target/test-output.txt
 status=${PIPESTATUS[0]}
 set -e
 
