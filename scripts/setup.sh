@@ -31,7 +31,8 @@ if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.packa
   npm --prefix ui install --no-audit --no-fund --loglevel=error
 fi
 
-# The WebDriver bridge for the desktop end-to-end test.
+# The WebDriver bridge for the desktop end-to-end test, and the fuzzer driver.
 command -v tauri-driver >/dev/null || cargo install tauri-driver@2.1.0 --locked --quiet
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz@0.13.2 --locked --quiet
 python3 -c "import selenium" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check selenium 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages selenium

@@ -23,6 +23,12 @@ cargo test --workspace --locked --no-fail-fast -- --nocapture 2>&1 | tee target/
 status=${PIPESTATUS[0]}
 set -e
 
+echo "== fuzzing every decoder of peer input (30 s per target)"
+set +e
+bash scripts/fuzz.sh "${FERRY_FUZZ_SECS:-30}" 2>&1 | tee target/fuzz-output.txt
+fuzz=${PIPESTATUS[0]}
+set -e
+
 echo "== desktop app end to end (WebDriver under Xvfb)"
 set +e
 cargo build --locked -p ferry-desktop -p ferry-cli &&
@@ -37,12 +43,14 @@ passed=$(count target/test-output.txt "test result: [a-zA-Z]+\. [0-9]+ passed")
 failed=$(count target/test-output.txt "; [0-9]+ failed")
 ui_passed=$(count target/ui-test-output.txt "Tests +[0-9]+ passed")
 ui_failed=$(count target/ui-test-output.txt "Tests +[0-9]+ failed")
+fuzz_passed=$(count target/fuzz-output.txt "^fuzz: [0-9]+ passed")
+fuzz_failed=$(count target/fuzz-output.txt "passed, [0-9]+ failed$")
 e2e_passed=$(count target/e2e-output.txt "^[0-9]+ passed")
 e2e_failed=$(count target/e2e-output.txt "[0-9]+ failed$")
-total_passed=$((passed + ui_passed + e2e_passed))
-total_failed=$((failed + ui_failed + e2e_failed))
-if [ "$status" -ne 0 ] || [ "$e2e" -ne 0 ]; then
+total_passed=$((passed + ui_passed + fuzz_passed + e2e_passed))
+total_failed=$((failed + ui_failed + fuzz_failed + e2e_failed))
+if [ "$status" -ne 0 ] || [ "$e2e" -ne 0 ] || [ "$fuzz" -ne 0 ]; then
   [ "$total_failed" -gt 0 ] || total_failed=1
 fi
 echo "tests: $total_passed passed, $total_failed failed"
-[ "$status" -eq 0 ] && [ "$e2e" -eq 0 ]
+[ "$status" -eq 0 ] && [ "$e2e" -eq 0 ] && [ "$fuzz" -eq 0 ]
