@@ -1,0 +1,228 @@
+//! A userspace network impairment proxy for UDP on loopback (this kernel has no netem).
+//!
+//! One client talks to `Impair::addr`; the proxy relays each datagram to and from `upstream`
+//! through its own socket, applying the current [`Rules`] in both directions: one-way delay,
+//! loss, reordering (extra delay for some packets), duplication, corruption (a flipped bit in
+//! the UDP payload, which QUIC's AEAD must catch), and a link that is down (everything dropped).
+//! Rules change while traffic flows, which is how a test cuts and restores the link.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::UdpSocket;
+
+#[derive(Debug, Clone, Default)]
+pub struct Rules {
+    /// One-way delay, each direction.
+    pub delay: Duration,
+    /// Fractions of packets, 0.0–1.0.
+    pub loss: f64,
+    pub reorder: f64,
+    pub duplicate: f64,
+    pub corrupt: f64,
+    /// Everything dropped.
+    pub down: bool,
+}
+
+/// What the proxy did, for the test's report.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub relayed: AtomicU64,
+    pub dropped: AtomicU64,
+    pub duplicated: AtomicU64,
+    pub corrupted: AtomicU64,
+    pub reordered: AtomicU64,
+}
+
+pub struct Impair {
+    pub addr: SocketAddr,
+    rules: Arc<Mutex<Rules>>,
+    pub counts: Arc<Counts>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for Impair {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// xorshift64*: deterministic per seed, no dependency.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && (self.next() >> 11) as f64 / (1u64 << 53) as f64 <= p
+    }
+}
+
+impl Impair {
+    pub async fn start(upstream: SocketAddr, rules: Rules, seed: u64) -> Impair {
+        let front = Arc::new(bind());
+        let back = Arc::new(bind());
+        let addr = front.local_addr().unwrap();
+        let rules = Arc::new(Mutex::new(rules));
+        let counts = Arc::new(Counts::default());
+        let client: Arc<Mutex<Option<SocketAddr>>> = Arc::default();
+        let up: Arc<Mutex<Option<SocketAddr>>> = Arc::new(Mutex::new(Some(upstream)));
+        let (to_up, t_up) = Line::new(back.clone(), up);
+        let (to_client, t_client) = Line::new(front.clone(), client.clone());
+        let t1 = {
+            let (front, back, rules, counts, client) = (
+                front.clone(),
+                back.clone(),
+                rules.clone(),
+                counts.clone(),
+                client.clone(),
+            );
+            tokio::spawn(async move {
+                let mut rng = Rng(seed | 1);
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, from)) = front.recv_from(&mut buf).await {
+                    *client.lock().unwrap() = Some(from);
+                    let r = rules.lock().unwrap().clone();
+                    relay(
+                        &to_up,
+                        (&back, Some(upstream)),
+                        &buf[..n],
+                        &r,
+                        &mut rng,
+                        &counts,
+                    );
+                }
+            })
+        };
+        let t2 = {
+            let (front, back, rules, counts) =
+                (front.clone(), back.clone(), rules.clone(), counts.clone());
+            tokio::spawn(async move {
+                let mut rng = Rng(seed.rotate_left(17) | 1);
+                let mut buf = vec![0u8; 65536];
+                while let Ok((n, _)) = back.recv_from(&mut buf).await {
+                    let to = *client.lock().unwrap();
+                    let r = rules.lock().unwrap().clone();
+                    relay(&to_client, (&front, to), &buf[..n], &r, &mut rng, &counts);
+                }
+            })
+        };
+        Impair {
+            addr,
+            rules,
+            counts,
+            tasks: vec![t1, t2, t_up, t_client],
+        }
+    }
+
+    pub fn set(&self, f: impl FnOnce(&mut Rules)) {
+        f(&mut self.rules.lock().unwrap());
+    }
+
+    pub fn report(&self) -> String {
+        let c = &self.counts;
+        format!(
+            "{} relayed, {} dropped, {} duplicated, {} corrupted, {} reordered",
+            c.relayed.load(Ordering::Relaxed),
+            c.dropped.load(Ordering::Relaxed),
+            c.duplicated.load(Ordering::Relaxed),
+            c.corrupted.load(Ordering::Relaxed),
+            c.reordered.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A loopback UDP socket with large buffers: with the kernel's default the proxy itself would
+/// drop QUIC's bursts, which is loss the test did not ask for.
+fn bind() -> UdpSocket {
+    let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
+    let _ = s.set_recv_buffer_size(8 << 20);
+    let _ = s.set_send_buffer_size(8 << 20);
+    s.set_nonblocking(true).unwrap();
+    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    UdpSocket::from_std(s.into()).unwrap()
+}
+
+/// One direction of the link: packets leave in the order they came, each after the delay
+/// (independent timers would reorder packets sent in the same millisecond, which QUIC rightly
+/// reads as loss).
+#[derive(Clone)]
+struct Line(tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, Vec<u8>)>);
+
+impl Line {
+    fn new(
+        sock: Arc<UdpSocket>,
+        to: Arc<Mutex<Option<SocketAddr>>>,
+    ) -> (Line, tokio::task::JoinHandle<()>) {
+        let (tx, mut rx) =
+            tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        let task = tokio::spawn(async move {
+            while let Some((at, pkt)) = rx.recv().await {
+                tokio::time::sleep_until(at).await;
+                let dest = *to.lock().unwrap();
+                if let Some(dest) = dest {
+                    let _ = sock.send_to(&pkt, dest).await;
+                }
+            }
+        });
+        (Line(tx), task)
+    }
+}
+
+fn relay(
+    line: &Line,
+    reorder_to: (&Arc<UdpSocket>, Option<SocketAddr>),
+    pkt: &[u8],
+    r: &Rules,
+    rng: &mut Rng,
+    c: &Counts,
+) {
+    if r.down || rng.chance(r.loss) {
+        c.dropped.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    let mut pkt = pkt.to_vec();
+    if rng.chance(r.corrupt) && !pkt.is_empty() {
+        let bit = (rng.next() % (pkt.len() as u64 * 8)) as usize;
+        pkt[bit / 8] ^= 1 << (bit % 8);
+        c.corrupted.fetch_add(1, Ordering::Relaxed);
+    }
+    let copies = if rng.chance(r.duplicate) {
+        c.duplicated.fetch_add(1, Ordering::Relaxed);
+        2
+    } else {
+        1
+    };
+    c.relayed.fetch_add(1, Ordering::Relaxed);
+    let at = tokio::time::Instant::now() + r.delay;
+    if rng.chance(r.reorder) {
+        // Held back behind the packets that follow it.
+        c.reordered.fetch_add(1, Ordering::Relaxed);
+        let (sock, to) = (reorder_to.0.clone(), reorder_to.1);
+        let extra = Duration::from_millis(5 + rng.next() % 20);
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at + extra).await;
+            if let Some(to) = to {
+                for _ in 0..copies {
+                    let _ = sock.send_to(&pkt, to).await;
+                }
+            }
+        });
+        return;
+    }
+    for _ in 0..copies {
+        let _ = line.0.send((at, pkt.clone()));
+    }
+}
