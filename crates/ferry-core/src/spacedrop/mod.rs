@@ -585,6 +585,11 @@ impl Shared {
             tracing::error!(error = %e, "could not record the transfer's end");
         }
         let info = lock(&self.live).remove(id).map(|mut l| {
+            if state == TransferState::Done && l.info.failed.is_empty() {
+                // The last progress report may predate the last bytes: done is all of it.
+                l.info.bytes_done = l.info.bytes_total;
+                l.info.files_done = l.info.files_total;
+            }
             l.info.state = state;
             l.info.speed_bps = 0.0;
             l.info.eta_secs = None;
