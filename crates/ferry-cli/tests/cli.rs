@@ -111,8 +111,9 @@ fn a_crashed_peer_comes_back_without_a_restart() {
         c.args(["--connect", &b_addr]);
         c
     });
-    a.expect("peer_found", Duration::from_secs(10), |v| {
-        v["peer"]["name"] == "beta"
+    // Found, or named once its hello lands (the first event may come before the name).
+    a.expect("peer_found|peer_changed", Duration::from_secs(10), |v| {
+        v["peer"]["name"] == "beta" && v["peer"]["state"] == "connected"
     });
     b.kill9();
     a.expect("peer_lost", Duration::from_secs(10), |v| {
@@ -124,8 +125,8 @@ fn a_crashed_peer_comes_back_without_a_restart() {
     let _b2 = NodeProc::spawn(again);
     // Redial backoff tops out at 5 s and a dial in flight may need its 4 s timeout first;
     // a loaded CI machine gets room beyond that (the figure printed below is the measurement).
-    a.expect("peer_found", Duration::from_secs(20), |v| {
-        v["peer"]["name"] == "beta"
+    a.expect("peer_found|peer_changed", Duration::from_secs(20), |v| {
+        v["peer"]["name"] == "beta" && v["peer"]["state"] == "connected"
     });
     println!("restarted peer back after {:?}", t.elapsed());
 }
