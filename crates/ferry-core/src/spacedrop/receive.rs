@@ -140,12 +140,19 @@ async fn reject(s: &mut Incoming, r: Refusal) -> Result<(), StreamError> {
 }
 
 async fn handle_offer(shared: Arc<Shared>, s: &mut Incoming) -> Result<(), StreamError> {
-    // Offers are decoded one few at a time: each may hold a large manifest.
-    let Ok(_slot) = shared.offer_slots.clone().try_acquire_owned() else {
+    // Offers are decoded a few at a time (each may hold a large manifest); others wait their
+    // turn (their streams are bounded by the connection's stream limit), and only an offer
+    // that cannot get a turn in time is answered busy. The slot is given back once the offer
+    // is decoded: it bounds decoding, not how many transfers run.
+    let slot =
+        tokio::time::timeout(OFFER_TIMEOUT, shared.offer_slots.clone().acquire_owned()).await;
+    let Ok(Ok(slot)) = slot else {
         return reject(s, Refusal::Busy).await;
     };
     let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, OFFER_TIMEOUT, "an offer").await?;
-    if let Err(e) = offer.manifest.validate() {
+    let valid = offer.manifest.validate();
+    drop(slot);
+    if let Err(e) = valid {
         return reject(s, Refusal::Invalid(e.to_string())).await;
     }
     let known = shared.store.get(&offer.transfer).ok().flatten();
