@@ -375,6 +375,60 @@ async fn no_space_and_a_read_only_destination_are_clear_answers() {
     }
     println!("read-only destination, sender sees: {:?}", s.state);
     assert!(std::fs::read_dir(&ro.0).unwrap().next().is_none());
+
+    // A disk that fills up mid-transfer (something else writes to it): both sides end with
+    // the reason, the half-received file is gone, and the file that was there is untouched.
+    let fills = Mount::tmpfs(&t.path().join("fills"), "size=64m").expect("mount tmpfs");
+    std::fs::write(fills.0.join("big.bin"), b"precious").unwrap();
+    let big: Vec<u8> = (0..(48u32 << 20)).map(|i| (i % 251) as u8).collect();
+    std::fs::write(a.dir.join("big.bin"), &big).unwrap();
+    b.node.spacedrop().set_config(SpacedropConfig {
+        dest: fills.0.clone(),
+        ..b.node.spacedrop().config()
+    });
+    let mut eb = b.node.subscribe();
+    let id = a
+        .node
+        .spacedrop()
+        .send(b.node.id(), vec![a.dir.join("big.bin")])
+        .await
+        .unwrap();
+    next(&mut eb, Duration::from_secs(10), |e| match e {
+        Event::Transfer { transfer }
+            if transfer.id == id.hex() && transfer.state == TransferState::Transferring =>
+        {
+            Some(())
+        }
+        _ => None,
+    })
+    .await;
+    // Fill what is left (the write stops with ENOSPC).
+    let filler = vec![0u8; 1 << 20];
+    let mut f = std::fs::File::create(fills.0.join("filler")).unwrap();
+    while std::io::Write::write_all(&mut f, &filler).is_ok() {}
+    drop(f);
+    let s = final_state(&mut a.events, &id, Duration::from_secs(30)).await;
+    let on_b = final_state(&mut eb, &id, Duration::from_secs(30)).await;
+    for st in [&s.state, &on_b.state] {
+        match st {
+            TransferState::Failed { reason } => {
+                assert!(reason.contains("space"), "{reason}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    println!("disk full mid-transfer: sender sees {:?}", s.state);
+    let mut left: Vec<String> = std::fs::read_dir(&fills.0)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    left.sort();
+    assert_eq!(
+        left,
+        ["big.bin", "filler"],
+        "half-received files left behind"
+    );
+    assert_eq!(std::fs::read(fills.0.join("big.bin")).unwrap(), b"precious");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
