@@ -58,6 +58,17 @@ pub async fn send(
 
 pub async fn resume(node: &Node, out: &Out, id: &str) -> Result<i32> {
     let id = find(node, id)?;
+    // Resuming what already finished is not an error: say how it ended (a kill can land
+    // between the last byte and the exit).
+    if let Some(t) = node
+        .spacedrop()
+        .transfers()
+        .into_iter()
+        .find(|t| t.id == id.hex() && t.state == TransferState::Done)
+    {
+        out.progress(&t);
+        return Ok(0);
+    }
     let mut events = node.subscribe();
     node.spacedrop().resume(&id)?;
     follow(node, out, &id, &mut events).await

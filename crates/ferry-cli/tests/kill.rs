@@ -92,10 +92,12 @@ fn ten_kills_at_varied_points_each_resume_to_a_bit_exact_file() {
                         Some("done" | "failed" | "cancelled")
                     )
             });
+            let code = a2.wait_exit(WAIT);
             assert_eq!(
-                a2.wait_exit(WAIT),
+                code,
                 0,
-                "run {run}: resumed sender did not finish"
+                "run {run}: resumed sender did not finish: {:?}",
+                a2.drain()
             );
             end
         };

@@ -18,13 +18,7 @@ fn base(dir: &Path, name: &str) -> Command {
 
 /// Runs a one-shot command to completion: its exit code and JSON lines.
 fn run(dir: &Path, name: &str, args: &[&str]) -> (i32, Vec<Value>) {
-    let out = base(dir, name).arg("--json").args(args).output().unwrap();
-    let lines = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (out.status.code().unwrap_or(-1), lines)
+    proc::json_output(base(dir, name).arg("--json").args(args).output().unwrap())
 }
 
 fn members(dir: &Path, name: &str, lib: &str) -> Vec<(String, String)> {

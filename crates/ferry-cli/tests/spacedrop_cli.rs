@@ -30,13 +30,7 @@ fn send(dir: &Path, to: &str, paths: &[&Path], extra: &[&str]) -> (i32, Vec<Valu
         .arg(to)
         .args(paths)
         .stdin(Stdio::null());
-    let out = c.output().unwrap();
-    let lines = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    (out.status.code().unwrap_or(-1), lines)
+    proc::json_output(c.output().unwrap())
 }
 
 fn last_transfer(lines: &[Value]) -> Value {

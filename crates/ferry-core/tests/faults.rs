@@ -11,7 +11,7 @@ mod nodes;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ferry_core::{AcceptPolicy, Event, TransferState};
+use ferry_core::{AcceptPolicy, TransferState};
 use impair::{Impair, Rules};
 use nodes::*;
 
@@ -19,15 +19,7 @@ use nodes::*;
 fn source(root: &Path, big: usize) -> PathBuf {
     let top = root.join("payload");
     std::fs::create_dir_all(top.join("small")).unwrap();
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    let bytes: Vec<u8> = (0..big)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let bytes = pseudo_random(big, 0x9e37_79b9_7f4a_7c15);
     std::fs::write(top.join("big.bin"), bytes).unwrap();
     for i in 0..40 {
         std::fs::write(
@@ -163,38 +155,15 @@ async fn a_link_down_for_20_seconds_mid_transfer_resumes_when_it_is_back() {
         .await
         .unwrap();
     // Cut it once a few megabytes are across.
-    next(&mut a.events, Duration::from_secs(60), |e| match e {
-        Event::Transfer { transfer }
-            if transfer.id == id.hex() && transfer.bytes_done > 4 << 20 =>
-        {
-            Some(())
-        }
-        _ => None,
+    transfer_where(&mut a.events, &id, Duration::from_secs(60), |t| {
+        t.bytes_done > 4 << 20
     })
     .await;
     proxy.set(|r| r.down = true);
     let cut = Instant::now();
     // Both sides notice (idle timeout) and keep what they have.
-    let on_a = next(&mut a.events, Duration::from_secs(15), |e| match e {
-        Event::Transfer { transfer }
-            if transfer.id == id.hex()
-                && matches!(transfer.state, TransferState::Interrupted { .. }) =>
-        {
-            Some(transfer.clone())
-        }
-        _ => None,
-    })
-    .await;
-    next(&mut b.events, Duration::from_secs(15), |e| match e {
-        Event::Transfer { transfer }
-            if transfer.id == id.hex()
-                && matches!(transfer.state, TransferState::Interrupted { .. }) =>
-        {
-            Some(())
-        }
-        _ => None,
-    })
-    .await;
+    let on_a = interrupted(&mut a.events, &id, Duration::from_secs(15)).await;
+    interrupted(&mut b.events, &id, Duration::from_secs(15)).await;
     eprintln!(
         "link down: both sides saw the transfer interrupted after {:?} ({:.1} MB across)",
         cut.elapsed(),

@@ -16,6 +16,9 @@ use ferry_p2p::wire::{expect_frame, write_frame};
 use ferry_p2p::{Code, StreamError};
 use tokio::sync::broadcast;
 
+#[path = "support/nodes.rs"]
+mod nodes;
+
 const WAIT: Duration = Duration::from_secs(10);
 
 async fn node(dir: &Path, name: &str, pair_timeout: Duration) -> Node {
@@ -37,28 +40,12 @@ async fn connect(a: &Node, b: &Node) {
         .unwrap();
 }
 
-async fn next<T>(rx: &mut broadcast::Receiver<Event>, mut f: impl FnMut(&Event) -> Option<T>) -> T {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, rx.recv()).await {
-            Ok(Ok(e)) => {
-                if let Some(t) = f(&e) {
-                    return t;
-                }
-            }
-            Ok(Err(broadcast::error::RecvError::Lagged(_))) => {}
-            other => panic!("event not seen within {WAIT:?}: {other:?}"),
-        }
-    }
-}
-
 /// The next pairing event of `rx` in a state `f` picks.
 async fn pairing(
     rx: &mut broadcast::Receiver<Event>,
     f: impl Fn(&PairingInfo) -> bool,
 ) -> PairingInfo {
-    next(rx, |e| match e {
+    nodes::next(rx, WAIT, |e| match e {
         Event::Pairing { pairing } if f(pairing) => Some(pairing.clone()),
         _ => None,
     })
@@ -383,7 +370,7 @@ async fn a_join_the_inviter_never_recorded_is_undone() {
     assert!(b.libraries().get(&lib).unwrap().pending);
     let mut eb = b.subscribe();
     connect(&b, &a).await;
-    let gone = next(&mut eb, |e| match e {
+    let gone = nodes::next(&mut eb, WAIT, |e| match e {
         Event::LibraryRemoved { id } => Some(id.clone()),
         _ => None,
     })

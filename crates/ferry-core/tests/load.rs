@@ -27,15 +27,7 @@ fn status_kib(field: &str) -> u64 {
 fn folder(root: &Path, name: &str, seed: u64) -> PathBuf {
     let top = root.join(name);
     std::fs::create_dir_all(top.join("docs")).unwrap();
-    let mut x = seed | 1;
-    let big: Vec<u8> = (0..(2 << 20))
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let big = pseudo_random(2 << 20, seed);
     std::fs::write(top.join("big.bin"), big).unwrap();
     for i in 0..20 {
         std::fs::write(

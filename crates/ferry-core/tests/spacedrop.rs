@@ -242,16 +242,7 @@ async fn a_receiver_restart_resumes_where_it_stopped() {
     b.node.shutdown().await;
     let downloads = b.downloads.clone();
     drop(b);
-    let s = next(&mut a.events, Duration::from_secs(10), |e| match e {
-        Event::Transfer { transfer }
-            if transfer.id == id.hex()
-                && matches!(transfer.state, TransferState::Interrupted { .. }) =>
-        {
-            Some(transfer.clone())
-        }
-        _ => None,
-    })
-    .await;
+    let s = interrupted(&mut a.events, &id, Duration::from_secs(10)).await;
     println!("sender sees: {:?}", s.state);
     // The receiver comes back (same data dir and identity, new port); once the sender can reach
     // it again, it resumes on its own.

@@ -28,6 +28,16 @@ pub fn loopback_node(data_dir: &std::path::Path, name: &str, listen: &str) -> Co
     c
 }
 
+/// A finished command's exit code and its `--json` lines.
+pub fn json_output(out: std::process::Output) -> (i32, Vec<Value>) {
+    let lines = String::from_utf8(out.stdout)
+        .expect("UTF-8 output")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    (out.status.code().unwrap_or(-1), lines)
+}
+
 /// A running `ferry … --json node` with its output lines arriving on a channel.
 pub struct NodeProc {
     pub child: Child,
@@ -83,6 +93,15 @@ impl NodeProc {
             started: Value::Null,
             started_at,
         }
+    }
+
+    /// Every line still unread (for a failure's message).
+    pub fn drain(&mut self) -> Vec<Value> {
+        let mut v = vec![];
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_millis(200)) {
+            v.push(l);
+        }
+        v
     }
 
     /// Waits for the process to exit; its exit code.

@@ -75,15 +75,25 @@ pub async fn next<T>(
     }
 }
 
-/// Waits until transfer `id` has moved some bytes.
-pub async fn bytes_flowing(rx: &mut broadcast::Receiver<Event>, id: &TransferId, within: Duration) {
+/// The first event of transfer `id` that satisfies `f`.
+pub async fn transfer_where(
+    rx: &mut broadcast::Receiver<Event>,
+    id: &TransferId,
+    within: Duration,
+    f: impl Fn(&TransferInfo) -> bool,
+) -> TransferInfo {
     next(rx, within, |e| match e {
-        Event::Transfer { transfer } if transfer.id == id.hex() && transfer.bytes_done > 0 => {
-            Some(())
+        Event::Transfer { transfer } if transfer.id == id.hex() && f(transfer) => {
+            Some(transfer.clone())
         }
         _ => None,
     })
     .await
+}
+
+/// Waits until transfer `id` has moved some bytes.
+pub async fn bytes_flowing(rx: &mut broadcast::Receiver<Event>, id: &TransferId, within: Duration) {
+    transfer_where(rx, id, within, |t| t.bytes_done > 0).await;
 }
 
 pub async fn final_state(
@@ -91,13 +101,31 @@ pub async fn final_state(
     id: &TransferId,
     within: Duration,
 ) -> TransferInfo {
-    next(rx, within, |e| match e {
-        Event::Transfer { transfer } if transfer.id == id.hex() && transfer.state.is_final() => {
-            Some(transfer.clone())
-        }
-        _ => None,
+    transfer_where(rx, id, within, |t| t.state.is_final()).await
+}
+
+pub async fn interrupted(
+    rx: &mut broadcast::Receiver<Event>,
+    id: &TransferId,
+    within: Duration,
+) -> TransferInfo {
+    transfer_where(rx, id, within, |t| {
+        matches!(t.state, ferry_core::TransferState::Interrupted { .. })
     })
     .await
+}
+
+/// `len` reproducible bytes that do not compress (xorshift).
+pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 pub fn make_tree(root: &Path) -> PathBuf {
