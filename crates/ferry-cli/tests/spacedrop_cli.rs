@@ -221,3 +221,84 @@ fn a_receiver_that_exits_at_once_still_finishes_the_sender() {
         assert_eq!(std::fs::read(dest.join("f.txt")).unwrap(), b"once");
     }
 }
+
+/// A source file the sender may not read (the sender runs as `nobody`; root reads anything):
+/// the sender says which file and why, the receiver has every other file and no trace of that
+/// one.
+#[test]
+fn an_unreadable_source_file_is_reported_and_the_rest_arrives() {
+    let root = std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
+        s.lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    });
+    if !root {
+        assert!(std::env::var_os("CI").is_none(), "CI must run as root");
+        eprintln!("SKIPPED: needs root to run the sender as another user");
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let t = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(t.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let src = t.path().join("src");
+    std::fs::create_dir(&src).unwrap();
+    std::fs::write(src.join("ok.txt"), b"anyone may read this").unwrap();
+    std::fs::write(src.join("secret.txt"), b"root only").unwrap();
+    std::fs::set_permissions(
+        src.join("secret.txt"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let mut b = receiver(t.path(), "127.0.0.1:0", &["--yes"]);
+    let addr = format!("127.0.0.1:{}", b.port());
+    let mut c = Command::new("runuser");
+    c.args([
+        "-u",
+        "nobody",
+        "--",
+        env!("CARGO_BIN_EXE_ferry"),
+        "--no-discovery",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+    ])
+    .arg(t.path().join("alpha"))
+    .args(["--json", "send", &addr])
+    .arg(&src)
+    .stdin(Stdio::null());
+    let (code, lines) = proc::json_output(c.output().unwrap());
+    let end = last_transfer(&lines);
+    println!(
+        "unreadable source, sender sees: state {}, failed {}",
+        end["state"], end["failed"]
+    );
+    assert_ne!(code, 0, "a file was not sent: {end}");
+    let failed = end["failed"].as_array().expect("failed files listed");
+    assert_eq!(failed.len(), 1, "{end}");
+    assert!(
+        failed[0]["path"].as_str().unwrap().ends_with("secret.txt"),
+        "{end}"
+    );
+    assert!(
+        failed[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ermission denied"),
+        "{end}"
+    );
+    b.expect("transfer", Duration::from_secs(10), |v| {
+        v["transfer"]["state"]
+            .as_str()
+            .is_some_and(|s| s != "transferring" && s != "waiting")
+    });
+    let down = t.path().join("down/src");
+    assert_eq!(
+        std::fs::read(down.join("ok.txt")).unwrap(),
+        b"anyone may read this"
+    );
+    assert!(!down.join("secret.txt").exists());
+    let leftovers: Vec<_> = walk(&t.path().join("down"))
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
