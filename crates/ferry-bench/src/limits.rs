@@ -166,40 +166,9 @@ fn own_cpu_secs() -> f64 {
 /// rows, MB/s, and CPU seconds per GiB of both processes together.
 pub async fn quic(size: u64) -> Result<(Vec<Row>, f64, f64)> {
     let server = Server::spawn("__quic-server").await?;
-    // Exactly Ferry's setup: its socket (4 MiB buffers), its TLS (raw Ed25519 keys), its
-    // transport config, as in ferry_p2p::node's dial.
-    let identity = Identity::generate()?;
-    let limits = TransportLimits::default();
-    let ep = endpoint::bind(LOOPBACK, &identity, &limits, 4)?;
-    let (crypto, _found) = tls::client_crypto(&identity, None)?;
-    let mut cfg = quinn::ClientConfig::new(crypto);
-    cfg.transport_config(endpoint::transport_config(&limits)?);
-    let conn = ep.connect_with(cfg, server.addr, tls::SERVER_NAME)?.await?;
-    let (mut send, mut recv) = conn.open_bi().await?;
-    let chunk = Bytes::from(data::random_vec(CHUNK, 5));
-    let cpu_before = own_cpu_secs();
-    let start = Instant::now();
-    let mut left = size;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
-        // A clone is a reference count: quinn still copies and encrypts every byte, as for
-        // fresh data.
-        send.write_chunk(chunk.slice(..n)).await?;
-        left -= n as u64;
-    }
-    send.finish()?;
-    let mut ack = [0u8; 8];
-    recv.read_exact(&mut ack).await?;
-    let secs = start.elapsed().as_secs_f64();
-    let client_cpu = own_cpu_secs() - cpu_before;
-    let lost_sent = conn.stats().path.lost_packets;
-    conn.close(0u32.into(), b"done");
-    ep.wait_idle().await;
+    let (secs, client_cpu, lost_sent) = quic_send(server.addr, size).await?;
     let (got, server_secs, server_cpu) = server.finish().await?;
-    ensure!(
-        got == size && u64::from_le_bytes(ack) == size,
-        "server got {got} of {size} bytes"
-    );
+    ensure!(got == size, "server got {got} of {size} bytes");
     let mbps = mb_per_s(size, secs);
     let gib = size as f64 / crate::GIB as f64;
     let cpu_per_gib = (client_cpu + server_cpu) / gib;
@@ -230,9 +199,56 @@ pub async fn quic(size: u64) -> Result<(Vec<Row>, f64, f64)> {
     ))
 }
 
-pub async fn quic_server() -> Result<()> {
+/// Sends `size` bytes to a `__quic-server` at `to` over one stream, exactly as Ferry sets up
+/// its connections (socket with 4 MiB buffers, raw-key TLS, transport config). Returns
+/// (seconds until the server acknowledged the count, this process's CPU seconds, lost packets).
+pub async fn quic_send(to: SocketAddr, size: u64) -> Result<(f64, f64, u64)> {
     let identity = Identity::generate()?;
-    let ep = endpoint::bind(LOOPBACK, &identity, &TransportLimits::default(), 4)?;
+    let limits = TransportLimits::default();
+    let local = SocketAddr::new(
+        if to.ip().is_loopback() {
+            Ipv4Addr::LOCALHOST.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        },
+        0,
+    );
+    let ep = endpoint::bind(local, &identity, &limits, 4)?;
+    let (crypto, _found) = tls::client_crypto(&identity, None)?;
+    let mut cfg = quinn::ClientConfig::new(crypto);
+    cfg.transport_config(endpoint::transport_config(&limits)?);
+    let conn = ep.connect_with(cfg, to, tls::SERVER_NAME)?.await?;
+    let (mut send, mut recv) = conn.open_bi().await?;
+    let chunk = Bytes::from(data::random_vec(CHUNK, 5));
+    let cpu_before = own_cpu_secs();
+    let start = Instant::now();
+    let mut left = size;
+    while left > 0 {
+        let n = left.min(CHUNK as u64) as usize;
+        // A clone is a reference count: quinn still copies and encrypts every byte, as for
+        // fresh data.
+        send.write_chunk(chunk.slice(..n)).await?;
+        left -= n as u64;
+    }
+    send.finish()?;
+    let mut ack = [0u8; 8];
+    recv.read_exact(&mut ack).await?;
+    let secs = start.elapsed().as_secs_f64();
+    let cpu = own_cpu_secs() - cpu_before;
+    let lost = conn.stats().path.lost_packets;
+    conn.close(0u32.into(), b"done");
+    ep.wait_idle().await;
+    ensure!(
+        u64::from_le_bytes(ack) == size,
+        "the server counted {} of {size} bytes",
+        u64::from_le_bytes(ack)
+    );
+    Ok((secs, cpu, lost))
+}
+
+pub async fn quic_server(listen: SocketAddr) -> Result<()> {
+    let identity = Identity::generate()?;
+    let ep = endpoint::bind(listen, &identity, &TransportLimits::default(), 4)?;
     println!("port {}", ep.local_addr()?.port());
     let conn = ep.accept().await.context("endpoint closed")?.await?;
     let (mut send, mut recv) = conn.accept_bi().await?;

@@ -9,6 +9,7 @@
 
 mod data;
 mod ferry_e2e;
+mod impair;
 mod limits;
 mod procfs;
 
@@ -17,6 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
 
 pub const MIB: u64 = 1 << 20;
 pub const GIB: u64 = 1 << 30;
@@ -78,10 +80,30 @@ struct Cli {
 /// The server ends of the two-process limits: this binary re-executes itself with one of these.
 #[derive(Subcommand)]
 enum Server {
+    /// Takes one QUIC transfer (Ferry's endpoint and TLS), prints `port N` first and
+    /// `got BYTES SECONDS LOST CPU` last.
     #[command(name = "__quic-server", hide = true)]
-    Quic,
+    Quic {
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: SocketAddr,
+    },
     #[command(name = "__tcp-server", hide = true)]
     Tcp,
+    /// Sends SIZE bytes over one QUIC stream to a `__quic-server`; prints `MB/s`.
+    #[command(name = "__quic-send", hide = true)]
+    QuicSend { to: SocketAddr, size: u64 },
+    /// The UDP impairment proxy, until killed: LISTEN relays to UPSTREAM with the rules.
+    #[command(name = "__impair", hide = true)]
+    Impair {
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        /// One-way delay, each direction.
+        #[arg(long, default_value_t = 0)]
+        delay_ms: u64,
+        /// Fraction of packets lost, each direction.
+        #[arg(long, default_value_t = 0.0)]
+        loss: f64,
+    },
 }
 
 /// How much data each workload moves.
@@ -183,8 +205,30 @@ fn main() -> ExitCode {
         }
     };
     let r = match cli.server {
-        Some(Server::Quic) => rt.block_on(limits::quic_server()),
+        Some(Server::Quic { listen }) => rt.block_on(limits::quic_server(listen)),
         Some(Server::Tcp) => rt.block_on(limits::tcp_server()),
+        Some(Server::QuicSend { to, size }) => rt.block_on(async {
+            let (secs, _cpu, lost) = limits::quic_send(to, size).await?;
+            println!("{:.1} MB/s ({lost} packets lost)", size as f64 / 1e6 / secs);
+            Ok(())
+        }),
+        Some(Server::Impair {
+            listen,
+            upstream,
+            delay_ms,
+            loss,
+        }) => rt.block_on(async {
+            let rules = impair::Rules {
+                delay: std::time::Duration::from_millis(delay_ms),
+                loss,
+                ..Default::default()
+            };
+            let proxy = impair::Impair::start_on(listen, upstream, rules, 42).await;
+            println!("impairing {} -> {upstream}", proxy.addr);
+            tokio::signal::ctrl_c().await?;
+            println!("{}", proxy.report());
+            Ok(())
+        }),
         None => run(&cli, &rt),
     };
     match r {

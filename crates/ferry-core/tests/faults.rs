@@ -3,7 +3,7 @@
 //! down). Every file arrives bit-exact or the transfer resumes; nothing corrupt is placed.
 //! Each case prints its throughput and what the proxy did.
 
-#[path = "support/impair.rs"]
+#[path = "../../ferry-bench/src/impair.rs"]
 mod impair;
 #[path = "support/nodes.rs"]
 mod nodes;

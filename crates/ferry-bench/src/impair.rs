@@ -1,4 +1,6 @@
-//! A userspace network impairment proxy for UDP on loopback (this kernel has no netem).
+//! A userspace network impairment proxy for UDP (this kernel has no netem). Used by the fault
+//! tests (`ferry-core/tests/faults.rs` includes this file) and by `ferry-bench __impair` for
+//! the two-namespace benchmark.
 //!
 //! One client talks to `Impair::addr`; the proxy relays each datagram to and from `upstream`
 //! through its own socket, applying the current [`Rules`] in both directions: one-way delay,
@@ -70,9 +72,20 @@ impl Rng {
 }
 
 impl Impair {
+    /// A proxy on a free loopback port.
     pub async fn start(upstream: SocketAddr, rules: Rules, seed: u64) -> Impair {
-        let front = Arc::new(bind());
-        let back = Arc::new(bind());
+        Impair::start_on(SocketAddr::from(([127, 0, 0, 1], 0)), upstream, rules, seed).await
+    }
+
+    /// A proxy listening on `listen` (its upstream socket binds the same IP, any port).
+    pub async fn start_on(
+        listen: SocketAddr,
+        upstream: SocketAddr,
+        rules: Rules,
+        seed: u64,
+    ) -> Impair {
+        let front = Arc::new(bind(listen));
+        let back = Arc::new(bind(SocketAddr::new(listen.ip(), 0)));
         let addr = front.local_addr().unwrap();
         let rules = Arc::new(Mutex::new(rules));
         let counts = Arc::new(Counts::default());
@@ -143,15 +156,15 @@ impl Impair {
     }
 }
 
-/// A loopback UDP socket with large buffers: with the kernel's default the proxy itself would
-/// drop QUIC's bursts, which is loss the test did not ask for.
-fn bind() -> UdpSocket {
+/// A UDP socket with large buffers: with the kernel's default the proxy itself would drop
+/// QUIC's bursts, which is loss no one asked for. (Test and bench tooling: a socket that
+/// cannot be made ends the run.)
+fn bind(addr: SocketAddr) -> UdpSocket {
     let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None).unwrap();
     let _ = s.set_recv_buffer_size(8 << 20);
     let _ = s.set_send_buffer_size(8 << 20);
     s.set_nonblocking(true).unwrap();
-    s.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
-        .unwrap();
+    s.bind(&addr.into()).unwrap();
     UdpSocket::from_std(s.into()).unwrap()
 }
 
