@@ -23,11 +23,13 @@ pub struct TransportLimits {
     pub congestion: Congestion,
 }
 
-/// The congestion controller. BBR by default: measured through the impairment proxy
-/// (`ferry-core/tests/faults.rs`), 50 ms RTT with 1 % loss moved 6.96 MB/s with BBR against
-/// 0.34 MB/s with CUBIC (which sits at the loss-based limit, ~MSS/RTT·1.22/√p), and 5 % loss
-/// 21 against 1.0 MB/s; on a clean loopback the 1 GiB file-to-file figure is the same within
-/// noise (disk-bound), bare quinn 8–15 % lower. `FERRY_CONGESTION=cubic` switches back.
+/// The congestion controller. CUBIC (quinn's default) unless `FERRY_CONGESTION=bbr`.
+/// Measured through the impairment proxy (`ferry-core/tests/faults.rs`): at 50 ms RTT with
+/// 1 % loss BBR moved 6.96 MB/s against CUBIC's 0.34 (CUBIC sits at the loss-based limit,
+/// ~MSS/RTT·1.22/√p), at 5 % loss 21 against 1.0 MB/s; on a clean loopback the 1 GiB
+/// file-to-file figure was the same within noise. It is not the default yet: with it, the
+/// test suite turned flaky (a cancel seen late, transfers that stopped progressing) and quinn
+/// calls its BBR experimental; that needs understanding first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Congestion {
     Bbr,
@@ -35,11 +37,11 @@ pub enum Congestion {
 }
 
 impl Congestion {
-    /// BBR unless `FERRY_CONGESTION=cubic`.
+    /// CUBIC unless `FERRY_CONGESTION=bbr`.
     pub fn from_env() -> Congestion {
         match std::env::var("FERRY_CONGESTION") {
-            Ok(v) if v.eq_ignore_ascii_case("cubic") => Congestion::Cubic,
-            _ => Congestion::Bbr,
+            Ok(v) if v.eq_ignore_ascii_case("bbr") => Congestion::Bbr,
+            _ => Congestion::Cubic,
         }
     }
 }

@@ -149,11 +149,18 @@ pub(crate) async fn open(
     inner: u16,
     to_removed: bool,
 ) -> Result<(quinn::SendStream, quinn::RecvStream), TunnelError> {
-    tokio::time::timeout(
-        STEP_TIMEOUT * 3,
-        open_once(shared, peer, library, inner, to_removed),
-    )
-    .await
+    let attempt = || {
+        tokio::time::timeout(
+            STEP_TIMEOUT * 3,
+            open_once(shared, peer, library, inner, to_removed),
+        )
+    };
+    match attempt().await {
+        // The connection was replaced under us (both sides dialed; the tie-break closed this
+        // one): once more, on the survivor.
+        Ok(Err(TunnelError::Stream(StreamError::Connection(_)))) => attempt().await,
+        r => r,
+    }
     .unwrap_or(Err(TunnelError::Stream(StreamError::Timeout("tunnel"))))
 }
 
