@@ -45,6 +45,8 @@ pub struct NodeProc {
     lines: mpsc::Receiver<Value>,
     pub started: Value,
     pub started_at: Instant,
+    /// The last lines read, for a failure's message.
+    recent: std::collections::VecDeque<Value>,
 }
 
 impl NodeProc {
@@ -92,6 +94,7 @@ impl NodeProc {
             lines,
             started: Value::Null,
             started_at,
+            recent: Default::default(),
         }
     }
 
@@ -127,8 +130,17 @@ impl NodeProc {
 
     /// Waits for a line of type `ty` (or any of `a|b`) that satisfies `f`, skipping others.
     pub fn expect(&mut self, ty: &str, within: Duration, f: impl Fn(&Value) -> bool) -> Value {
-        self.try_expect(ty, within, f)
-            .unwrap_or_else(|| panic!("no {ty} within {within:?}"))
+        match self.try_expect(ty, within, f) {
+            Some(v) => v,
+            None => {
+                let status = self.child.try_wait().ok().flatten();
+                panic!(
+                    "no {ty} within {within:?}; process {}; last lines: {:?}",
+                    status.map_or("still running".to_string(), |s| format!("exited: {s}")),
+                    self.recent
+                )
+            }
+        }
     }
 
     pub fn try_expect(
@@ -141,8 +153,15 @@ impl NodeProc {
         loop {
             let left = deadline.checked_duration_since(Instant::now())?;
             match self.lines.recv_timeout(left) {
-                Ok(v) if ty.split('|').any(|t| v["type"] == t) && f(&v) => return Some(v),
-                Ok(_) => {}
+                Ok(v) => {
+                    if self.recent.len() == 8 {
+                        self.recent.pop_front();
+                    }
+                    self.recent.push_back(v.clone());
+                    if ty.split('|').any(|t| v["type"] == t) && f(&v) {
+                        return Some(v);
+                    }
+                }
                 Err(_) => return None,
             }
         }
