@@ -31,6 +31,9 @@ enum Attempt {
     Interrupted(String),
 }
 
+/// How long the liveness probe before a resume may take.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+
 async fn run(shared: Arc<Shared>, row: TransferRow, mut resume: bool) {
     let id = row.id;
     if lock(&shared.live).contains_key(&id) {
@@ -131,6 +134,20 @@ async fn attempt(
     let id = row.id;
     let interrupted =
         |e: &dyn std::fmt::Display| Attempt::Interrupted(format!("connection lost: {e}"));
+    // Before a resume, make sure the connection really reaches the peer: one to a receiver
+    // that was killed and restarted at the same address can look alive for a while, and an
+    // offer sent on it would wait for an answer that never comes.
+    if resume {
+        let alive = tokio::time::timeout(
+            PROBE_TIMEOUT,
+            ferry_p2p::ping::ping(&conn, 1, Duration::ZERO),
+        )
+        .await;
+        if !matches!(alive, Ok(Ok(_))) {
+            conn.close(0u32.into(), b"no answer to a probe");
+            return Attempt::Interrupted("the connection did not answer; dialing again".into());
+        }
+    }
     let (mut cs, mut cr) = match open(&conn, CONTROL_ID, VERSION).await {
         Ok(s) => s,
         Err(e) => return interrupted(&e),
