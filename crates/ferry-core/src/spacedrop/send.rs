@@ -33,6 +33,8 @@ enum Attempt {
 
 /// How long the liveness probe before a resume may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Silence from the receiver (no progress, no message) that ends an attempt while data flows.
+const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 
 async fn run(shared: Arc<Shared>, row: TransferRow, mut resume: bool) {
     let id = row.id;
@@ -273,9 +275,21 @@ async fn attempt(
         }
     });
     let mut data_done = false;
+    // The receiver reports progress several times a second while data flows; silence that
+    // long while not paused means a connection that only looks alive.
+    let mut last_heard = tokio::time::Instant::now();
     let end = loop {
+        let paused = *pause_tx.borrow();
         tokio::select! {
-            msg = read_frame::<_, Control>(&mut cr, MAX_CONTROL) => match msg {
+            _ = tokio::time::sleep_until(last_heard + STALL_TIMEOUT), if !paused => {
+                let _ = cancel_tx.send(true);
+                conn.close(0u32.into(), b"stalled");
+                break Attempt::Interrupted(format!(
+                    "no word from the receiver for {} s; reconnecting",
+                    STALL_TIMEOUT.as_secs()
+                ));
+            }
+            msg = read_frame::<_, Control>(&mut cr, MAX_CONTROL) => match { last_heard = tokio::time::Instant::now(); msg } {
                 Ok(Some(Control::Progress { bytes, files })) => shared.update(&id, |i| {
                     i.bytes_done = bytes.min(i.bytes_total);
                     i.files_done = files as usize;
