@@ -289,7 +289,7 @@ async fn attempt(
                     STALL_TIMEOUT.as_secs()
                 ));
             }
-            msg = read_frame::<_, Control>(&mut cr, MAX_CONTROL) => match { last_heard = tokio::time::Instant::now(); msg } {
+            msg = read_frame::<_, Control>(&mut cr, MAX_CONTROL) => match heard(&mut last_heard, msg) {
                 Ok(Some(Control::Progress { bytes, files })) => shared.update(&id, |i| {
                     i.bytes_done = bytes.min(i.bytes_total);
                     i.files_done = files as usize;
@@ -348,6 +348,12 @@ async fn attempt(
         data.abort();
     }
     end
+}
+
+/// Notes that the receiver was heard from, passing its message on.
+fn heard<T>(at: &mut tokio::time::Instant, msg: T) -> T {
+    *at = tokio::time::Instant::now();
+    msg
 }
 
 /// Gives up on the transfer, telling the receiver why.
