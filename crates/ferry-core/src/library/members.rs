@@ -60,27 +60,7 @@ pub(crate) async fn try_exchange(
     peer: PeerId,
     library: LibraryId,
 ) -> Result<(), TunnelError> {
-    tokio::time::timeout(EXCHANGE_TIMEOUT, exchange_once(shared, peer, library))
-        .await
-        .unwrap_or(Err(TunnelError::Stream(StreamError::Timeout(
-            "member exchange",
-        ))))
-}
-
-async fn exchange_once(
-    shared: &Arc<Shared>,
-    peer: PeerId,
-    library: LibraryId,
-) -> Result<(), TunnelError> {
-    let (mut send, mut recv) = tunnel::open(shared, &peer, &library, INNER_MEMBERS, false).await?;
-    let db = shared.db(&library).ok_or(TunnelError::NoLibrary(library))?;
-    let mine = db.snapshot().map_err(internal)?;
-    write_frame(&mut send, &mine, MAX_SNAPSHOT).await?;
-    let theirs: Snapshot =
-        expect_frame(&mut recv, MAX_SNAPSHOT, SNAPSHOT_TIMEOUT, "member snapshot").await?;
-    let _ = send.finish();
-    merge(shared, &library, &theirs, peer)?;
-    Ok(())
+    send_snapshot(shared, peer, library, false).await
 }
 
 /// Tells a member we removed that it was: our snapshot goes out, its answer is not merged
@@ -90,26 +70,35 @@ pub(crate) async fn tell_removed(
     peer: PeerId,
     library: LibraryId,
 ) -> Result<(), TunnelError> {
-    tokio::time::timeout(EXCHANGE_TIMEOUT, tell_once(shared, peer, library))
-        .await
-        .unwrap_or(Err(TunnelError::Stream(StreamError::Timeout(
-            "telling a removed member",
-        ))))
+    send_snapshot(shared, peer, library, true).await
 }
 
-async fn tell_once(
+/// The opener's side of one exchange, bounded as a whole: our snapshot out, theirs back,
+/// merged unless `to_removed` (then their answer only says they merged ours).
+async fn send_snapshot(
     shared: &Arc<Shared>,
     peer: PeerId,
     library: LibraryId,
+    to_removed: bool,
 ) -> Result<(), TunnelError> {
-    let (mut send, mut recv) = tunnel::open(shared, &peer, &library, INNER_MEMBERS, true).await?;
-    let db = shared.db(&library).ok_or(TunnelError::NoLibrary(library))?;
-    write_frame(&mut send, &db.snapshot().map_err(internal)?, MAX_SNAPSHOT).await?;
-    let _ = send.finish();
-    // Its answer means it has merged ours.
-    let _: Snapshot =
-        expect_frame(&mut recv, MAX_SNAPSHOT, SNAPSHOT_TIMEOUT, "member snapshot").await?;
-    Ok(())
+    let once = async {
+        let (mut send, mut recv) =
+            tunnel::open(shared, &peer, &library, INNER_MEMBERS, to_removed).await?;
+        let db = shared.db(&library).ok_or(TunnelError::NoLibrary(library))?;
+        write_frame(&mut send, &db.snapshot().map_err(internal)?, MAX_SNAPSHOT).await?;
+        let _ = send.finish();
+        let theirs: Snapshot =
+            expect_frame(&mut recv, MAX_SNAPSHOT, SNAPSHOT_TIMEOUT, "member snapshot").await?;
+        if !to_removed {
+            merge(shared, &library, &theirs, peer)?;
+        }
+        Ok(())
+    };
+    tokio::time::timeout(EXCHANGE_TIMEOUT, once)
+        .await
+        .unwrap_or(Err(TunnelError::Stream(StreamError::Timeout(
+            "member exchange",
+        ))))
 }
 
 /// The acceptor's side.
