@@ -300,13 +300,7 @@ impl LibraryDb {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let limit = Self::next_clock(&tx)?.saturating_add(MAX_CLOCK_JUMP);
-        let too_far = theirs
-            .members
-            .iter()
-            .map(|m| m.stamp.clock)
-            .chain([theirs.name_stamp.clock])
-            .any(|c| c > limit);
-        if too_far {
+        if theirs.max_clock() > limit {
             return Err(DbError::Rejected(format!(
                 "a clock runs more than {MAX_CLOCK_JUMP} ahead of this library's"
             )));

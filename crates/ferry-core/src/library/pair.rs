@@ -308,14 +308,7 @@ async fn initiate(
     // Both accepted: hand over the library with the responder in it, record it once stored.
     let db = shared.usable(&library)?;
     let mut snapshot = db.snapshot()?;
-    let clock = snapshot
-        .members
-        .iter()
-        .map(|m| m.stamp.clock)
-        .chain([snapshot.name_stamp.clock])
-        .max()
-        .unwrap_or(0)
-        .saturating_add(1);
+    let clock = snapshot.max_clock().saturating_add(1);
     let added = MemberRecord {
         node: peer,
         name: shared.peer_name(&peer),

@@ -289,6 +289,14 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The largest clock of any stamp in it.
+    pub fn max_clock(&self) -> u64 {
+        self.members
+            .iter()
+            .map(|m| m.stamp.clock)
+            .fold(self.name_stamp.clock, u64::max)
+    }
+
     /// Bounds what the frame size alone does not: counts, names, duplicates.
     pub fn check(&self) -> Result<(), String> {
         if self.members.len() > MAX_MEMBERS {
@@ -298,10 +306,7 @@ impl Snapshot {
             ));
         }
         check_name(&self.name)?;
-        let max_clock = 1u64 << 53;
-        if self.name_stamp.clock > max_clock
-            || self.members.iter().any(|m| m.stamp.clock > max_clock)
-        {
+        if self.max_clock() > 1 << 53 {
             return Err("clock out of range".into());
         }
         let mut seen = std::collections::HashSet::new();
