@@ -1,0 +1,935 @@
+//! Thumbnails: a small WebP for each picture, stored once per content id.
+//!
+//! Pictures come from other people's devices, so every input is untrusted: the format is
+//! sniffed from the bytes (an extension says nothing), the file size, the pixel dimensions and
+//! the decoder's memory are bounded before any pixel is decoded, and no input can panic the
+//! caller. Thumbnails are keyed by content id, so a picture present in several libraries (or
+//! twice in one) has exactly one thumbnail file.
+
+use std::fs::{self, File};
+use std::io::{self, BufReader, Write};
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use image::codecs::webp::WebPEncoder;
+use image::metadata::Orientation;
+use image::{DynamicImage, ExtendedColorType, ImageDecoder, ImageError, ImageFormat, ImageReader};
+
+/// Longest side of a thumbnail, in pixels.
+pub const THUMB_MAX: u32 = 256;
+
+/// Files larger than this are not thumbnailed. Some decoders (JPEG) read the whole file into
+/// memory first, so this bounds that copy; no real photo comes near it.
+pub const MAX_INPUT_BYTES: u64 = 256 * 1024 * 1024;
+
+/// Largest accepted width and height. Checked from the header, before decoding.
+pub const MAX_DIMENSION: u32 = 20_000;
+
+/// Largest decoded image (and decoder working memory) in bytes. A 20 000 × 20 000 picture
+/// passes [`MAX_DIMENSION`] but would need 1.2 GB as RGB; this catches it. Photos up to about
+/// 170 megapixels (RGB) fit.
+pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Extensions [`thumbnail`] is worth trying on. The decision to *try* is by name (cheap, no
+/// I/O, used by the indexer to pick candidates); the decoding itself trusts only the bytes.
+const EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "gif"];
+
+/// Whether a file's extension is one we make thumbnails for (case-insensitive).
+pub fn is_thumbnailable(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// A thumbnail: lossless WebP bytes and their dimensions (orientation already applied).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Thumb {
+    pub bytes: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+impl std::fmt::Debug for Thumb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Thumb")
+            .field("bytes", &self.bytes.len())
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .finish()
+    }
+}
+
+/// Why a file got no thumbnail. Every variant but `Io` and `Encode` is a property of the file,
+/// so the indexer can record it and not try again until the content changes.
+#[derive(Debug, thiserror::Error)]
+pub enum ThumbError {
+    #[error("cannot read the file: {0}")]
+    Io(#[from] io::Error),
+    #[error("not a picture we can thumbnail: {0}")]
+    Unsupported(String),
+    #[error("damaged or invalid picture: {0}")]
+    Decode(String),
+    #[error("picture too large to thumbnail: {0}")]
+    TooLarge(String),
+    #[error("cannot encode the thumbnail: {0}")]
+    Encode(String),
+}
+
+/// Makes a thumbnail of the picture at `path`: at most [`THUMB_MAX`] pixels on its longest
+/// side (never enlarged), upright per its EXIF orientation, first frame of an animation,
+/// encoded as lossless WebP.
+pub fn thumbnail(path: &Path) -> Result<Thumb, ThumbError> {
+    // The decoders are third-party code fed hostile bytes; a panic in one of them must cost
+    // one thumbnail, not the indexer thread.
+    match panic::catch_unwind(AssertUnwindSafe(|| thumbnail_inner(path))) {
+        Ok(result) => result,
+        Err(_) => {
+            tracing::warn!(path = %path.display(), "image decoder panicked");
+            Err(ThumbError::Decode("the decoder failed on this file".into()))
+        }
+    }
+}
+
+fn thumbnail_inner(path: &Path) -> Result<Thumb, ThumbError> {
+    let file = File::open(path)?;
+    let len = file.metadata()?.len();
+    if len > MAX_INPUT_BYTES {
+        return Err(ThumbError::TooLarge(format!(
+            "{len} bytes (limit {MAX_INPUT_BYTES})"
+        )));
+    }
+    if len == 0 {
+        return Err(ThumbError::Decode("empty file".into()));
+    }
+
+    let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format()?;
+    match reader.format() {
+        Some(ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif) => {}
+        Some(other) => return Err(ThumbError::Unsupported(format!("{other:?}"))),
+        None => return Err(ThumbError::Unsupported("unrecognised format".into())),
+    }
+    reader.limits(limits());
+
+    // Building the decoder reads only the header (plus, for JPEG, the raw file); the
+    // dimension limit is enforced there. Checked again here so the bound does not depend on
+    // each decoder honouring `Limits`.
+    let mut decoder = reader.into_decoder().map_err(from_image)?;
+    let (width, height) = decoder.dimensions();
+    if width == 0 || height == 0 {
+        return Err(ThumbError::Decode(format!("{width}×{height} image")));
+    }
+    if width > MAX_DIMENSION || height > MAX_DIMENSION {
+        return Err(ThumbError::TooLarge(format!(
+            "{width}×{height} pixels (limit {MAX_DIMENSION} per side)"
+        )));
+    }
+    let needed = decoder.total_bytes();
+    if needed > MAX_DECODE_BYTES {
+        return Err(ThumbError::TooLarge(format!(
+            "{width}×{height} pixels need {needed} bytes decoded (limit {MAX_DECODE_BYTES})"
+        )));
+    }
+
+    // Damaged EXIF is common (editors, old cameras) and should not cost the thumbnail.
+    let orientation = decoder.orientation().unwrap_or_else(|e| {
+        tracing::debug!(path = %path.display(), error = %e, "unreadable orientation, ignored");
+        Orientation::NoTransforms
+    });
+    let image = DynamicImage::from_decoder(decoder).map_err(from_image)?;
+
+    // Orientation is applied after shrinking: rotating 256 px costs nothing, rotating the full
+    // picture costs a copy of it. The longest side is the same either way.
+    let mut small = shrink(image);
+    small.apply_orientation(orientation);
+    encode_webp(&small)
+}
+
+fn limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_DIMENSION);
+    limits.max_image_height = Some(MAX_DIMENSION);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits
+}
+
+/// Size that fits `width`×`height` within [`THUMB_MAX`] keeping the aspect ratio, never larger
+/// than the original and never 0.
+fn fit(width: u32, height: u32) -> (u32, u32) {
+    let (w, h, max) = (u64::from(width), u64::from(height), u64::from(THUMB_MAX));
+    if w <= max && h <= max {
+        return (width, height);
+    }
+    let scale = |short: u64, long: u64| ((short * max + long / 2) / long).clamp(1, max);
+    // Both results are ≤ THUMB_MAX, so the conversions cannot fail.
+    let (tw, th) = if w >= h {
+        (max, scale(h, w))
+    } else {
+        (scale(w, h), max)
+    };
+    (
+        u32::try_from(tw).unwrap_or(THUMB_MAX),
+        u32::try_from(th).unwrap_or(THUMB_MAX),
+    )
+}
+
+/// Shrinks to [`fit`]. `thumbnail_exact` averages every source pixel into exactly one target
+/// pixel (a box filter in integer arithmetic): for the large reductions photos need (×10 for
+/// a 12 MP picture) it is as sharp as a triangle filter and several times faster, which
+/// matters because resizing is the second cost after decoding. Near 1:1 a box filter aliases,
+/// so small reductions use the triangle filter.
+fn shrink(image: DynamicImage) -> DynamicImage {
+    let (w, h) = (image.width(), image.height());
+    let (tw, th) = fit(w, h);
+    if (tw, th) == (w, h) {
+        return image;
+    }
+    if w >= 2 * tw && h >= 2 * th {
+        image.thumbnail_exact(tw, th)
+    } else {
+        image.resize_exact(tw, th, image::imageops::FilterType::Triangle)
+    }
+}
+
+/// Encodes as lossless WebP (the only WebP encoder `image` has), RGB unless some pixel is
+/// actually transparent: an opaque alpha channel would only cost bytes.
+fn encode_webp(image: &DynamicImage) -> Result<Thumb, ThumbError> {
+    let (width, height) = (image.width(), image.height());
+    let mut bytes = Vec::new();
+    let encoder = WebPEncoder::new_lossless(&mut bytes);
+    let rgba = image.color().has_alpha().then(|| image.to_rgba8());
+    let result = match rgba {
+        Some(rgba) if rgba.pixels().any(|p| p.0[3] != u8::MAX) => {
+            encoder.encode(rgba.as_raw(), width, height, ExtendedColorType::Rgba8)
+        }
+        _ => {
+            let rgb = image.to_rgb8();
+            encoder.encode(rgb.as_raw(), width, height, ExtendedColorType::Rgb8)
+        }
+    };
+    result.map_err(|e| ThumbError::Encode(e.to_string()))?;
+    Ok(Thumb {
+        bytes,
+        width,
+        height,
+    })
+}
+
+fn from_image(e: ImageError) -> ThumbError {
+    match e {
+        ImageError::Limits(e) => ThumbError::TooLarge(e.to_string()),
+        ImageError::Unsupported(e) => ThumbError::Unsupported(e.to_string()),
+        // A truncated file surfaces from the decoder as an I/O error; it is damage, not a
+        // failing disk.
+        ImageError::IoError(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::UnexpectedEof | io::ErrorKind::InvalidData
+            ) =>
+        {
+            ThumbError::Decode(e.to_string())
+        }
+        ImageError::IoError(e) => ThumbError::Io(e),
+        other => ThumbError::Decode(other.to_string()),
+    }
+}
+
+/// Thumbnails on disk, one file per content id: `root/<first 2 hex>/<cas_hex>.webp`. The
+/// two-character shard keeps directories small (256 of them) on filesystems that slow down
+/// with many entries.
+#[derive(Debug, Clone)]
+pub struct ThumbStore {
+    root: PathBuf,
+}
+
+/// Distinguishes temporary files of concurrent `put`s in one process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+const TEMP_SUFFIX: &str = ".tmp";
+
+impl ThumbStore {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Self { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Where the thumbnail of content `cas_hex` lives, or `None` if `cas_hex` is not 1 to 128
+    /// lowercase hex digits. The check is what keeps a content id from a peer (`../x`) from
+    /// naming a path outside the store.
+    pub fn path_for(&self, cas_hex: &str) -> Option<PathBuf> {
+        let valid = (1..=128).contains(&cas_hex.len())
+            && cas_hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if !valid {
+            return None;
+        }
+        // ASCII only, so any byte index is a char boundary.
+        let shard = &cas_hex[..cas_hex.len().min(2)];
+        Some(self.root.join(shard).join(format!("{cas_hex}.webp")))
+    }
+
+    /// Whether the thumbnail of `cas_hex` exists. Files appear only whole (see [`Self::put`]),
+    /// so existing means complete.
+    pub fn has(&self, cas_hex: &str) -> bool {
+        self.path_for(cas_hex).is_some_and(|p| p.is_file())
+    }
+
+    /// Stores `bytes` as the thumbnail of `cas_hex`, replacing any previous one, and returns
+    /// its path. Written to a temporary file in the same directory, flushed to disk, then
+    /// renamed over the final name (and the directory flushed), so after a crash the
+    /// thumbnail is either the old one, the new one or absent — never torn. Concurrent `put`s
+    /// of the same id are harmless: the last rename wins and both wrote the same content.
+    pub fn put(&self, cas_hex: &str, bytes: &[u8]) -> io::Result<PathBuf> {
+        let path = self.path_for(cas_hex).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid content id {cas_hex:?}"),
+            )
+        })?;
+        let dir = path.parent().unwrap_or(&self.root);
+        fs::create_dir_all(dir)?;
+
+        let (temp_path, temp) = create_temp(dir, cas_hex)?;
+        if let Err(e) = write_then_rename(temp, bytes, &temp_path, &path) {
+            let _ = fs::remove_file(&temp_path);
+            return Err(e);
+        }
+        sync_dir(dir);
+        Ok(path)
+    }
+
+    /// Removes temporary files left by `put`s interrupted by a crash. Call at startup, before
+    /// any `put`; returns how many were removed.
+    pub fn remove_temp_files(&self) -> io::Result<usize> {
+        let shards = match fs::read_dir(&self.root) {
+            Ok(shards) => shards,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(e),
+        };
+        let mut removed = 0;
+        for shard in shards {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in fs::read_dir(shard.path())? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.ends_with(TEMP_SUFFIX) {
+                    match fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        if removed > 0 {
+            tracing::info!(removed, "removed interrupted thumbnail writes");
+        }
+        Ok(removed)
+    }
+}
+
+fn write_then_rename(
+    mut temp: File,
+    bytes: &[u8],
+    temp_path: &Path,
+    path: &Path,
+) -> io::Result<()> {
+    temp.write_all(bytes)?;
+    temp.sync_all()?;
+    drop(temp);
+    fs::rename(temp_path, path)
+}
+
+fn create_temp(dir: &Path, cas_hex: &str) -> io::Result<(PathBuf, File)> {
+    let pid = std::process::id();
+    loop {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let temp_path = dir.join(format!(".{cas_hex}.{pid}.{n}{TEMP_SUFFIX}"));
+        match File::options()
+            .write(true)
+            .create_new(true)
+            .open(&temp_path)
+        {
+            Ok(file) => return Ok((temp_path, file)),
+            // Left by an earlier process with the same pid; take the next number.
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Makes a rename in `dir` durable. Best effort: the thumbnail is already complete, and losing
+/// it in a crash only means making it again.
+fn sync_dir(dir: &Path) {
+    #[cfg(unix)]
+    if let Err(e) = File::open(dir).and_then(|d| d.sync_all()) {
+        tracing::debug!(dir = %dir.display(), error = %e, "cannot sync thumbnail directory");
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::codecs::gif::GifEncoder;
+    use image::codecs::jpeg::JpegEncoder;
+    use image::{Delay, Frame, ImageEncoder, Rgb, RgbImage, Rgba, RgbaImage};
+    use proptest::prelude::*;
+    use tempfile::TempDir;
+
+    fn gradient_rgb(w: u32, h: u32) -> RgbImage {
+        RgbImage::from_fn(w, h, |x, y| {
+            Rgb([
+                (x * 255 / w) as u8,
+                (y * 255 / h) as u8,
+                ((x + y) % 256) as u8,
+            ])
+        })
+    }
+
+    fn jpeg_bytes(img: &RgbImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        JpegEncoder::new_with_quality(&mut out, 90)
+            .encode_image(img)
+            .unwrap();
+        out
+    }
+
+    fn png_bytes(img: &DynamicImage) -> Vec<u8> {
+        let mut out = Vec::new();
+        img.write_to(&mut io::Cursor::new(&mut out), ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    fn write(dir: &TempDir, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.path().join(name);
+        fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    /// Decodes a thumbnail back, checking it really is WebP.
+    fn decode_thumb(thumb: &Thumb) -> DynamicImage {
+        let reader = ImageReader::new(io::Cursor::new(&thumb.bytes))
+            .with_guessed_format()
+            .unwrap();
+        assert_eq!(reader.format(), Some(ImageFormat::WebP));
+        let img = reader.decode().unwrap();
+        assert_eq!((img.width(), img.height()), (thumb.width, thumb.height));
+        img
+    }
+
+    #[test]
+    fn extensions() {
+        for name in ["a.jpg", "a.JPEG", "b.Png", "c.webp", "d.GIF", "dir/e.jpeg"] {
+            assert!(is_thumbnailable(Path::new(name)), "{name}");
+        }
+        for name in ["a", "a.txt", "jpg", ".jpg", "a.jpg.bak", "a.tiff", "a.svg"] {
+            assert!(!is_thumbnailable(Path::new(name)), "{name}");
+        }
+    }
+
+    #[test]
+    fn fit_sizes() {
+        assert_eq!(fit(1000, 500), (256, 128));
+        assert_eq!(fit(500, 1000), (128, 256));
+        assert_eq!(fit(100, 50), (100, 50));
+        assert_eq!(fit(256, 256), (256, 256));
+        assert_eq!(fit(257, 1), (256, 1));
+        assert_eq!(fit(20_000, 1), (256, 1));
+        assert_eq!(fit(2448, 1632), (256, 171));
+    }
+
+    #[test]
+    fn jpeg_is_shrunk() {
+        let dir = TempDir::new().unwrap();
+        let path = write(&dir, "a.jpg", &jpeg_bytes(&gradient_rgb(1000, 500)));
+        let thumb = thumbnail(&path).unwrap();
+        assert_eq!((thumb.width, thumb.height), (256, 128));
+        let img = decode_thumb(&thumb);
+        assert!(!img.color().has_alpha());
+    }
+
+    #[test]
+    fn png_with_alpha_keeps_alpha() {
+        let dir = TempDir::new().unwrap();
+        let img = RgbaImage::from_fn(500, 1000, |x, y| {
+            Rgba([
+                200,
+                (x % 256) as u8,
+                (y % 256) as u8,
+                if x < 250 { 0 } else { 255 },
+            ])
+        });
+        let path = write(&dir, "a.png", &png_bytes(&DynamicImage::ImageRgba8(img)));
+        let thumb = thumbnail(&path).unwrap();
+        assert_eq!((thumb.width, thumb.height), (128, 256));
+        let out = decode_thumb(&thumb).to_rgba8();
+        assert_eq!(out.get_pixel(5, 100).0[3], 0);
+        assert_eq!(out.get_pixel(120, 100).0[3], 255);
+    }
+
+    #[test]
+    fn opaque_alpha_is_dropped() {
+        let dir = TempDir::new().unwrap();
+        let img = RgbaImage::from_pixel(300, 300, Rgba([10, 20, 30, 255]));
+        let path = write(&dir, "a.png", &png_bytes(&DynamicImage::ImageRgba8(img)));
+        let thumb = thumbnail(&path).unwrap();
+        assert_eq!((thumb.width, thumb.height), (256, 256));
+        assert!(!decode_thumb(&thumb).color().has_alpha());
+    }
+
+    #[test]
+    fn sixteen_bit_grey_png() {
+        let dir = TempDir::new().unwrap();
+        let img = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(600, 300, |x, _| {
+            image::Luma([(x * 100) as u16])
+        });
+        let path = write(&dir, "a.png", &png_bytes(&DynamicImage::ImageLuma16(img)));
+        let thumb = thumbnail(&path).unwrap();
+        assert_eq!((thumb.width, thumb.height), (256, 128));
+        decode_thumb(&thumb);
+    }
+
+    #[test]
+    fn webp_is_shrunk() {
+        let dir = TempDir::new().unwrap();
+        let img = gradient_rgb(300, 600);
+        let mut bytes = Vec::new();
+        WebPEncoder::new_lossless(&mut bytes)
+            .write_image(img.as_raw(), 300, 600, ExtendedColorType::Rgb8)
+            .unwrap();
+        let path = write(&dir, "a.webp", &bytes);
+        let thumb = thumbnail(&path).unwrap();
+        assert_eq!((thumb.width, thumb.height), (128, 256));
+        decode_thumb(&thumb);
+    }
+
+    #[test]
+    fn small_gif_is_not_enlarged() {
+        let dir = TempDir::new().unwrap();
+        let img = RgbaImage::from_fn(100, 50, |x, _| Rgba([(x * 2) as u8, 0, 0, 255]));
+        let mut bytes = Vec::new();
+        GifEncoder::new(&mut bytes)
+            .encode(img.as_raw(), 100, 50, ExtendedColorType::Rgba8)
+            .unwrap();
+        let path = write(&dir, "a.gif", &bytes);
+        let thumb = thumbnail(&path).unwrap();
+        assert_eq!((thumb.width, thumb.height), (100, 50));
+        decode_thumb(&thumb);
+    }
+
+    #[test]
+    fn animated_gif_gives_first_frame() {
+        let dir = TempDir::new().unwrap();
+        let red = RgbaImage::from_pixel(400, 200, Rgba([255, 0, 0, 255]));
+        let blue = RgbaImage::from_pixel(400, 200, Rgba([0, 0, 255, 255]));
+        let mut bytes = Vec::new();
+        {
+            let mut enc = GifEncoder::new(&mut bytes);
+            let delay = Delay::from_numer_denom_ms(100, 1);
+            enc.encode_frames([
+                Frame::from_parts(red, 0, 0, delay),
+                Frame::from_parts(blue, 0, 0, delay),
+            ])
+            .unwrap();
+        }
+        let path = write(&dir, "a.gif", &bytes);
+        let thumb = thumbnail(&path).unwrap();
+        assert_eq!((thumb.width, thumb.height), (256, 128));
+        let px = decode_thumb(&thumb).to_rgb8().get_pixel(10, 10).0;
+        assert!(px[0] > 200 && px[2] < 50, "{px:?}");
+    }
+
+    #[test]
+    fn format_is_sniffed_not_taken_from_the_name() {
+        let dir = TempDir::new().unwrap();
+        let path = write(
+            &dir,
+            "really-a-jpeg.png",
+            &jpeg_bytes(&gradient_rgb(512, 512)),
+        );
+        let thumb = thumbnail(&path).unwrap();
+        assert_eq!((thumb.width, thumb.height), (256, 256));
+    }
+
+    /// A minimal APP1 Exif segment: big-endian TIFF header and one IFD entry, Orientation
+    /// (0x0112, SHORT) = `value`.
+    fn exif_app1(value: u16) -> Vec<u8> {
+        let mut tiff = Vec::new();
+        tiff.extend_from_slice(b"MM\0\x2a");
+        tiff.extend_from_slice(&8u32.to_be_bytes()); // IFD0 right after the header
+        tiff.extend_from_slice(&1u16.to_be_bytes()); // one entry
+        tiff.extend_from_slice(&0x0112u16.to_be_bytes());
+        tiff.extend_from_slice(&3u16.to_be_bytes()); // SHORT
+        tiff.extend_from_slice(&1u32.to_be_bytes()); // count
+        tiff.extend_from_slice(&value.to_be_bytes());
+        tiff.extend_from_slice(&[0, 0]); // value padding to 4 bytes
+        tiff.extend_from_slice(&0u32.to_be_bytes()); // no next IFD
+        let mut payload = b"Exif\0\0".to_vec();
+        payload.extend_from_slice(&tiff);
+        let mut seg = vec![0xFF, 0xE1];
+        seg.extend_from_slice(&(payload.len() as u16 + 2).to_be_bytes());
+        seg.extend_from_slice(&payload);
+        seg
+    }
+
+    fn with_exif(jpeg: &[u8], orientation: u16) -> Vec<u8> {
+        assert_eq!(&jpeg[..2], &[0xFF, 0xD8]);
+        let mut out = jpeg[..2].to_vec();
+        out.extend_from_slice(&exif_app1(orientation));
+        out.extend_from_slice(&jpeg[2..]);
+        out
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        let dir = TempDir::new().unwrap();
+        // Left half red, right half blue, 600×300.
+        let img = RgbImage::from_fn(600, 300, |x, _| {
+            if x < 300 {
+                Rgb([255, 0, 0])
+            } else {
+                Rgb([0, 0, 255])
+            }
+        });
+        let path = write(&dir, "a.jpg", &with_exif(&jpeg_bytes(&img), 6));
+        let thumb = thumbnail(&path).unwrap();
+        // 6 = rotate 90° clockwise to display: 600×300 stored is 300×600 shown, the stored
+        // left edge (red) on top.
+        assert_eq!((thumb.width, thumb.height), (128, 256));
+        let out = decode_thumb(&thumb).to_rgb8();
+        let top = out.get_pixel(64, 20).0;
+        let bottom = out.get_pixel(64, 236).0;
+        assert!(top[0] > 200 && top[2] < 60, "top {top:?}");
+        assert!(bottom[2] > 200 && bottom[0] < 60, "bottom {bottom:?}");
+
+        // Small pictures are rotated too (no resize path).
+        let path = write(
+            &dir,
+            "b.jpg",
+            &with_exif(&jpeg_bytes(&gradient_rgb(100, 50)), 6),
+        );
+        let thumb = thumbnail(&path).unwrap();
+        assert_eq!((thumb.width, thumb.height), (50, 100));
+
+        // 1 = upright: unchanged.
+        let path = write(
+            &dir,
+            "c.jpg",
+            &with_exif(&jpeg_bytes(&gradient_rgb(100, 50)), 1),
+        );
+        let thumb = thumbnail(&path).unwrap();
+        assert_eq!((thumb.width, thumb.height), (100, 50));
+    }
+
+    #[test]
+    fn damaged_exif_is_ignored() {
+        let dir = TempDir::new().unwrap();
+        let mut seg = exif_app1(6);
+        // Point IFD0 far past the end of the segment.
+        seg[14..18].copy_from_slice(&0xFFFF_FF00u32.to_be_bytes());
+        let jpeg = jpeg_bytes(&gradient_rgb(100, 50));
+        let mut bytes = jpeg[..2].to_vec();
+        bytes.extend_from_slice(&seg);
+        bytes.extend_from_slice(&jpeg[2..]);
+        let path = write(&dir, "a.jpg", &bytes);
+        let thumb = thumbnail(&path).unwrap();
+        assert_eq!((thumb.width, thumb.height), (100, 50));
+    }
+
+    #[test]
+    fn damaged_inputs_are_errors() {
+        let dir = TempDir::new().unwrap();
+        let jpeg = jpeg_bytes(&gradient_rgb(400, 300));
+
+        let path = write(&dir, "empty.jpg", b"");
+        assert!(matches!(thumbnail(&path), Err(ThumbError::Decode(_))));
+
+        let path = write(&dir, "head.jpg", &jpeg[..100]);
+        let err = thumbnail(&path).unwrap_err();
+        assert!(matches!(err, ThumbError::Decode(_)), "{err:?}");
+
+        let noise: Vec<u8> = (0..4096u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        let path = write(&dir, "noise.png", &noise);
+        let err = thumbnail(&path).unwrap_err();
+        assert!(matches!(err, ThumbError::Unsupported(_)), "{err:?}");
+
+        let mut fake_png = b"\x89PNG\r\n\x1a\n".to_vec();
+        fake_png.extend_from_slice(&noise);
+        let path = write(&dir, "fake.png", &fake_png);
+        let err = thumbnail(&path).unwrap_err();
+        assert!(matches!(err, ThumbError::Decode(_)), "{err:?}");
+
+        let path = write(&dir, "a.bmp.jpg", b"BM\0\0\0\0\0\0\0\0\0\0\0\0\0\0");
+        let err = thumbnail(&path).unwrap_err();
+        assert!(matches!(err, ThumbError::Unsupported(_)), "{err:?}");
+
+        // Cut anywhere: an error or a (partly grey) picture, never a panic.
+        for cut in [200, jpeg.len() / 2, jpeg.len() - 2] {
+            let path = write(&dir, "cut.jpg", &jpeg[..cut]);
+            let _ = thumbnail(&path);
+        }
+
+        let err = thumbnail(&dir.path().join("missing.jpg")).unwrap_err();
+        assert!(matches!(err, ThumbError::Io(ref e) if e.kind() == io::ErrorKind::NotFound));
+        let err = thumbnail(dir.path()).unwrap_err();
+        assert!(
+            matches!(err, ThumbError::Io(_) | ThumbError::Decode(_)),
+            "{err:?}"
+        );
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= u32::from(b);
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    fn png_chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut body = kind.to_vec();
+        body.extend_from_slice(data);
+        out.extend_from_slice(&body);
+        out.extend_from_slice(&crc32(&body).to_be_bytes());
+    }
+
+    /// A PNG whose header claims `width`×`height` RGBA pixels, with a tiny IDAT.
+    fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&width.to_be_bytes());
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 6, 0, 0, 0]); // 8-bit RGBA, deflate, no filter, no interlace
+        png_chunk(&mut out, b"IHDR", &ihdr);
+        // An empty zlib stream: header, final empty stored block, adler32 of nothing.
+        png_chunk(
+            &mut out,
+            b"IDAT",
+            &[0x78, 0x01, 0x01, 0x00, 0x00, 0xFF, 0xFF, 0, 0, 0, 1],
+        );
+        png_chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    #[test]
+    fn crafted_png_is_valid_up_to_its_data() {
+        // Sanity check of the crafting: a small claim passes the header and fails on data.
+        let dir = TempDir::new().unwrap();
+        let path = write(&dir, "a.png", &png_claiming(10, 10));
+        assert!(matches!(thumbnail(&path), Err(ThumbError::Decode(_))));
+    }
+
+    #[test]
+    fn decompression_bombs_are_refused() {
+        let dir = TempDir::new().unwrap();
+        for (w, h) in [
+            (100_000, 100_000),
+            (20_001, 10),
+            (10, 20_001),
+            (20_000, 20_000),
+        ] {
+            let path = write(&dir, "bomb.png", &png_claiming(w, h));
+            let err = thumbnail(&path).unwrap_err();
+            assert!(matches!(err, ThumbError::TooLarge(_)), "{w}×{h}: {err:?}");
+        }
+
+        // A JPEG whose frame header claims 65 000 × 65 000.
+        let mut jpeg = jpeg_bytes(&gradient_rgb(16, 16));
+        let sof = jpeg
+            .windows(2)
+            .position(|w| w == [0xFF, 0xC0])
+            .expect("baseline SOF0");
+        jpeg[sof + 5..sof + 7].copy_from_slice(&65_000u16.to_be_bytes());
+        jpeg[sof + 7..sof + 9].copy_from_slice(&65_000u16.to_be_bytes());
+        let path = write(&dir, "bomb.jpg", &jpeg);
+        let err = thumbnail(&path).unwrap_err();
+        assert!(matches!(err, ThumbError::TooLarge(_)), "{err:?}");
+    }
+
+    #[test]
+    fn huge_files_are_refused_before_reading() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("huge.jpg");
+        let file = File::create(&path).unwrap();
+        file.set_len(MAX_INPUT_BYTES + 1).unwrap(); // sparse: costs no disk
+        let err = thumbnail(&path).unwrap_err();
+        assert!(matches!(err, ThumbError::TooLarge(_)), "{err:?}");
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Random damage to valid files of every format: any result but a panic. (`thumbnail`
+        /// catches panics, so this also checks no decoder panicked: that would log a warning
+        /// and show up as a Decode error, which we cannot tell apart — see the next check.)
+        #[test]
+        fn damaged_files_never_panic(
+            format in 0usize..4,
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let img = gradient_rgb(64, 40);
+            let mut bytes = match format {
+                0 => jpeg_bytes(&img),
+                1 => png_bytes(&DynamicImage::ImageRgb8(img)),
+                2 => {
+                    let mut b = Vec::new();
+                    WebPEncoder::new_lossless(&mut b)
+                        .encode(img.as_raw(), 64, 40, ExtendedColorType::Rgb8)
+                        .unwrap();
+                    b
+                }
+                _ => {
+                    let mut b = Vec::new();
+                    GifEncoder::new(&mut b)
+                        .encode(&DynamicImage::ImageRgb8(img).to_rgba8(), 64, 40, ExtendedColorType::Rgba8)
+                        .unwrap();
+                    b
+                }
+            };
+            // Keep the magic bytes so the decoder, not the sniffer, sees the damage.
+            for (at, value) in edits {
+                let i = 12 + at.index(bytes.len() - 12);
+                bytes[i] = value;
+            }
+            let keep = 12 + cut.index(bytes.len() - 11);
+            bytes.truncate(keep);
+            let dir = TempDir::new().unwrap();
+            let path = write(&dir, "x", &bytes);
+            let result = panic::catch_unwind(AssertUnwindSafe(|| thumbnail_inner(&path)));
+            prop_assert!(result.is_ok(), "decoder panicked on format {format}");
+            if let Ok(Ok(thumb)) = result {
+                prop_assert!(thumb.width <= THUMB_MAX && thumb.height <= THUMB_MAX);
+            }
+        }
+    }
+
+    #[test]
+    fn store_layout_and_validation() {
+        let dir = TempDir::new().unwrap();
+        let store = ThumbStore::new(dir.path());
+        let id = "ab".to_string() + &"0123456789abcdef".repeat(4)[2..];
+        assert_eq!(id.len(), 64);
+        assert_eq!(
+            store.path_for(&id).unwrap(),
+            dir.path().join("ab").join(format!("{id}.webp"))
+        );
+        assert_eq!(
+            store.path_for("f").unwrap(),
+            dir.path().join("f").join("f.webp")
+        );
+        assert!(store.path_for(&"a".repeat(128)).is_some());
+        for bad in [
+            "",
+            "../x",
+            "..",
+            "ab/cd",
+            "AB12",
+            "abg0",
+            "ab cd",
+            "ab\0",
+            "é0",
+            &"a".repeat(129),
+        ] {
+            assert!(store.path_for(bad).is_none(), "{bad:?}");
+            assert!(!store.has(bad));
+            let err = store.put(bad, b"x").unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+        }
+        assert!(
+            fs::read_dir(dir.path()).unwrap().next().is_none(),
+            "nothing written"
+        );
+    }
+
+    #[test]
+    fn store_put_has_replace() {
+        let dir = TempDir::new().unwrap();
+        let store = ThumbStore::new(dir.path().join("thumbs")); // created on demand
+        let id = "c0ffee".repeat(10);
+        assert!(!store.has(&id));
+        let path = store.put(&id, b"first").unwrap();
+        assert_eq!(path, store.path_for(&id).unwrap());
+        assert!(store.has(&id));
+        assert_eq!(fs::read(&path).unwrap(), b"first");
+        store.put(&id, b"second").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"second");
+        // Only the thumbnail is left in the shard: no temporary files.
+        let names: Vec<_> = fs::read_dir(path.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [std::ffi::OsString::from(format!("{id}.webp"))]);
+        assert!(!store.has("c0ffee"));
+    }
+
+    #[test]
+    fn store_removes_interrupted_writes() {
+        let dir = TempDir::new().unwrap();
+        let store = ThumbStore::new(dir.path());
+        assert_eq!(store.remove_temp_files().unwrap(), 0);
+        let path = store.put("abcd", b"ok").unwrap();
+        let shard = path.parent().unwrap();
+        fs::write(shard.join(".abcd.123.0.tmp"), b"torn").unwrap();
+        fs::write(dir.path().join("stray-file"), b"").unwrap();
+        assert_eq!(store.remove_temp_files().unwrap(), 1);
+        assert!(store.has("abcd"));
+        assert_eq!(fs::read_dir(shard).unwrap().count(), 1);
+        assert_eq!(
+            ThumbStore::new(dir.path().join("none"))
+                .remove_temp_files()
+                .unwrap(),
+            0
+        );
+    }
+
+    #[test]
+    fn concurrent_puts_of_one_id() {
+        let dir = TempDir::new().unwrap();
+        let store = ThumbStore::new(dir.path());
+        let bytes = vec![7u8; 100_000];
+        std::thread::scope(|s| {
+            for _ in 0..8 {
+                s.spawn(|| {
+                    for _ in 0..10 {
+                        store.put("ee", &bytes).unwrap();
+                    }
+                });
+            }
+        });
+        assert_eq!(fs::read(store.path_for("ee").unwrap()).unwrap(), bytes);
+        assert_eq!(fs::read_dir(dir.path().join("ee")).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn thumbnail_then_store() {
+        let dir = TempDir::new().unwrap();
+        let path = write(&dir, "a.jpg", &jpeg_bytes(&gradient_rgb(800, 600)));
+        let thumb = thumbnail(&path).unwrap();
+        let id = blake3::hash(&fs::read(&path).unwrap()).to_hex();
+        let store = ThumbStore::new(dir.path().join("thumbs"));
+        let stored = store.put(&id, &thumb.bytes).unwrap();
+        assert!(store.has(&id));
+        assert_eq!(fs::read(stored).unwrap(), thumb.bytes);
+    }
+}
