@@ -1,6 +1,24 @@
 //! A library's contents: the folders it indexes (locations), one row per file and folder under
 //! them, content ids, a live watcher and thumbnails. Everything here is synchronous and
 //! network-free; `ferry-core` runs it on blocking threads and turns its progress into events.
+//!
+//! - [`db`]: the schema (documented there) and the [`Contents`] handle: locations, listings.
+//! - [`scan`]: walking a location and reconciling its rows with the disk.
+//! - [`identify`]: content ids ([`cas`]) and thumbnails ([`thumb`]) for what is new.
+//! - [`changes`]: applying the paths the [`watch`]er reports.
+//! - [`serve`]: answers for the app's `ferry://` scheme (files and thumbnails, with Range).
 
+pub mod cas;
+pub mod changes;
+pub mod db;
+pub mod identify;
+pub mod scan;
 pub mod serve;
 pub mod thumb;
+pub mod watch;
+
+pub use changes::ChangeReport;
+pub use db::{Contents, EntryInfo, EntryKind, IndexError, LocationId, LocationInfo};
+pub use identify::{IdentifyReport, ThumbReport};
+pub use scan::{Problem, ScanReport};
+pub use watch::{WatchEvent, Watcher};
