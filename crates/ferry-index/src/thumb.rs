@@ -106,7 +106,7 @@ fn thumbnail_inner(path: &Path) -> Result<Thumb, ThumbError> {
     let mut reader = ImageReader::new(BufReader::new(file)).with_guessed_format()?;
     match reader.format() {
         Some(ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::WebP | ImageFormat::Gif) => {}
-        Some(other) => return Err(ThumbError::Unsupported(format!("{other:?}"))),
+        Some(other) => return Err(ThumbError::Unsupported(format!("{other:?} format"))),
         None => return Err(ThumbError::Unsupported("unrecognised format".into())),
     }
     reader.limits(limits());
