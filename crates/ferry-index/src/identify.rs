@@ -121,8 +121,9 @@ impl Contents {
         let total = self.unidentified(loc)?;
         let mut report = IdentifyReport::default();
         let mut done = 0u64;
-        // A cursor on id, so each row is visited once per pass even if it stays unidentified.
-        let mut after: Vec<u8> = Vec::new();
+        // A cursor on rowid (the walk's order, so files are read folder by folder), and each
+        // row is visited once per pass even if it stays unidentified.
+        let mut after: i64 = 0;
         loop {
             if cancel.load(Ordering::Relaxed) {
                 return Err(IndexError::Cancelled);
@@ -130,16 +131,21 @@ impl Contents {
             let batch: Vec<Pending> = {
                 let r = self.reader();
                 let mut st = r.prepare_cached(
-                    "SELECT id, rel FROM entries
-                     WHERE location = ?1 AND kind = 0 AND cas IS NULL AND error IS NULL AND id > ?2
-                     ORDER BY id LIMIT ?3",
+                    "SELECT id, rel, rowid FROM entries
+                     WHERE location = ?1 AND kind = 0 AND cas IS NULL AND error IS NULL AND rowid > ?2
+                     ORDER BY rowid LIMIT ?3",
                 )?;
                 let rows = st.query_map(params![loc, after, IDENTIFY_BATCH as i64], |r| {
-                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+                    Ok((
+                        r.get::<_, Vec<u8>>(0)?,
+                        r.get::<_, Vec<u8>>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
                 })?;
                 let mut v = Vec::new();
                 for row in rows {
-                    let (id, rel) = row?;
+                    let (id, rel, rowid) = row?;
+                    after = rowid;
                     let id: EntryId = id
                         .try_into()
                         .map_err(|_| IndexError::Corrupt("entry id".into()))?;
@@ -147,8 +153,9 @@ impl Contents {
                 }
                 v
             };
-            let Some(last) = batch.last() else { break };
-            after = last.id.to_vec();
+            if batch.is_empty() {
+                break;
+            }
             let outcomes: Vec<(Pending, Outcome)> = batch
                 .into_iter()
                 .map(|p| {
