@@ -58,6 +58,24 @@ pub enum Event {
     Pairing {
         pairing: PairingInfo,
     },
+    /// A location was added, changed state (scanning, online/offline) or its counts changed.
+    Location {
+        library: String,
+        location: ferry_index::LocationInfo,
+    },
+    LocationRemoved {
+        library: String,
+        location: String,
+    },
+    /// An index job made progress (at most 4 per second per job) or ended.
+    Index {
+        progress: crate::library::IndexProgress,
+    },
+    /// Entries of a location changed (the watcher, or a finished job): listings are stale.
+    ContentsChanged {
+        library: String,
+        location: String,
+    },
     NodeStopped,
 }
 

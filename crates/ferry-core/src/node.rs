@@ -30,6 +30,8 @@ pub struct NodeConfig {
     pub resume_transfers: bool,
     /// How long a pairing code waits for its user's confirmation.
     pub pair_timeout: Duration,
+    /// Index and watch the libraries' locations (off for one-shot commands).
+    pub index: bool,
 }
 
 impl NodeConfig {
@@ -44,6 +46,7 @@ impl NodeConfig {
             spacedrop: SpacedropConfig::default(),
             resume_transfers: true,
             pair_timeout: Duration::from_secs(120),
+            index: true,
         }
     }
 
@@ -145,6 +148,9 @@ impl Node {
         }
         spacedrop.attach(p2p.clone(), cfg.resume_transfers);
         libraries.attach(p2p.clone());
+        if cfg.index {
+            libraries.contents().start(libraries.ids());
+        }
         Ok(Node {
             p2p,
             spacedrop,
@@ -240,6 +246,7 @@ impl Node {
 
     /// Says goodbye to every peer and stops.
     pub async fn shutdown(&self) {
+        self.libraries.contents().shutdown();
         self.spacedrop.shutdown().await;
         self.p2p.shutdown().await;
         let _ = self.events.send(Event::NodeStopped);

@@ -15,6 +15,7 @@
 pub mod db;
 pub mod wire;
 
+pub mod contents;
 mod members;
 mod pair;
 mod tunnel;
@@ -30,6 +31,7 @@ use tokio::sync::{broadcast, oneshot};
 
 use crate::event::Event;
 use crate::spacedrop::unix_now;
+pub use contents::{IndexProgress, LibraryContents};
 use db::{DbError, LibraryDb};
 pub use tunnel::TunnelError;
 use wire::{LibraryId, MemberState, Snapshot, Stamp};
@@ -134,6 +136,8 @@ pub enum LibraryError {
     NotRunning,
     #[error(transparent)]
     Db(#[from] DbError),
+    #[error(transparent)]
+    Index(#[from] ferry_index::IndexError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -146,6 +150,7 @@ struct LivePairing {
 
 pub(crate) struct Shared {
     dir: PathBuf,
+    contents: LibraryContents,
     identity: Arc<Identity>,
     p2p: OnceLock<P2p>,
     events: broadcast::Sender<Event>,
@@ -180,8 +185,11 @@ impl Libraries {
     ) -> Result<Libraries, LibraryError> {
         let dir = data_dir.join("libraries");
         std::fs::create_dir_all(&dir)?;
+        let contents =
+            LibraryContents::new(data_dir, dir.clone(), identity.peer_id().0, events.clone());
         Ok(Libraries {
             shared: Arc::new(Shared {
+                contents,
                 dir,
                 identity,
                 p2p: OnceLock::new(),
@@ -274,6 +282,19 @@ impl Libraries {
                 }
             }
         });
+    }
+
+    /// Libraries this node is a member of.
+    pub(crate) fn ids(&self) -> Vec<LibraryId> {
+        let ids = self.shared.ids();
+        ids.into_iter()
+            .filter(|id| self.shared.usable(id).is_ok())
+            .collect()
+    }
+
+    /// The libraries' contents: locations, listings, indexing, media.
+    pub fn contents(&self) -> &LibraryContents {
+        &self.shared.contents
     }
 
     pub fn list(&self) -> Vec<LibraryInfo> {
@@ -585,6 +606,7 @@ impl Shared {
     /// Drops a library here: its cached handle and its files, under the cache's lock so no
     /// one reopens it in between.
     fn forget(&self, id: &LibraryId) -> std::io::Result<()> {
+        self.contents.forget(id);
         let mut dbs = lock(&self.dbs);
         dbs.remove(id);
         let path = self.path(id);
