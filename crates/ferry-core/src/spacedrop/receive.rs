@@ -13,13 +13,13 @@ use ferry_block::place;
 use ferry_block::recv::{receive_files, Expect, FileOutcome, Journal, RecvError};
 use ferry_block::EntryKind;
 use ferry_p2p::router::{BoxFuture, Incoming, Protocol};
-use ferry_p2p::wire::{expect_frame, read_frame, write_frame};
+use ferry_p2p::wire::{expect_frame, write_frame};
 use ferry_p2p::{Code, StreamError};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::wire::{
-    Answer, Control, DataStart, Offer, Refusal, Starts, TransferId, CONTROL_ID, DATA_ID,
-    MAX_ANSWER, MAX_CONTROL, MAX_OFFER, MAX_REASON, VERSION,
+    Answer, Control, DataStart, FrameReader, Offer, Refusal, Starts, TransferId, CONTROL_ID,
+    DATA_ID, MAX_ANSWER, MAX_CONTROL, MAX_OFFER, MAX_REASON, VERSION,
 };
 use super::{
     apply_pause, control_for, lock, unix_now, AcceptPolicy, Cmd, Decision, FailedFile, Prompt,
@@ -487,6 +487,8 @@ async fn run(
     let mut files_done = already;
     let mut control_open = true;
     let mut stopping: Option<String> = None;
+    // Read in a `select!`: needs a reader that keeps a half-read frame (see FrameReader).
+    let mut control = FrameReader::new(MAX_CONTROL);
     let end: TransferState = loop {
         tokio::select! {
             o = out_rx.recv() => match o {
@@ -525,7 +527,7 @@ async fn run(
                 lock(&shared.data_jobs).remove(&(s.peer, id));
                 break TransferState::Interrupted { reason: "the sender did not start sending".into() };
             }
-            msg = read_frame::<_, Control>(&mut s.recv, MAX_CONTROL), if control_open => match msg {
+            msg = control.next::<_, Control>(&mut s.recv), if control_open => match msg {
                 Ok(Some(Control::Pause)) => shared.update(&id, |i| apply_pause(i, true, Side::Peer)),
                 Ok(Some(Control::Resume)) => shared.update(&id, |i| apply_pause(i, false, Side::Peer)),
                 Ok(Some(Control::Abort { reason })) => {
@@ -533,7 +535,14 @@ async fn run(
                     remove_temps(&row);
                     break TransferState::Failed { reason: format!("the sender gave up: {reason}") };
                 }
-                Ok(Some(_)) => {}
+                // Progress, FileDone, FileFailed and Finished only ever come from a receiver.
+                // Ignoring them let a sender write them for ever; it broke the protocol, so the
+                // transfer ends here like for any other violation.
+                Ok(Some(other)) => {
+                    let _ = cancel_tx.send(true);
+                    remove_temps(&row);
+                    break TransferState::Failed { reason: format!("sender misbehaved: it sent {}, which only a receiver sends", other.name()) };
+                }
                 // The sender finished writing control messages; the data stream decides.
                 Ok(None) => control_open = false,
                 Err(StreamError::Peer(Code::Cancelled)) => {

@@ -8,13 +8,13 @@ use std::time::Duration;
 use ferry_block::send::{send_files, FileJob};
 use ferry_block::EntryKind;
 use ferry_p2p::router::open;
-use ferry_p2p::wire::{expect_frame, read_frame, write_frame};
+use ferry_p2p::wire::write_frame;
 use ferry_p2p::{Code, StreamError};
 use tokio::sync::{mpsc, watch};
 
 use super::wire::{
-    Answer, Control, DataStart, Offer, Refusal, CONTROL_ID, DATA_ID, MAX_ANSWER, MAX_CONTROL,
-    MAX_OFFER, VERSION,
+    Answer, Control, DataStart, FrameReader, Offer, Refusal, CONTROL_ID, DATA_ID, MAX_ANSWER,
+    MAX_CONTROL, MAX_OFFER, VERSION,
 };
 use super::{
     apply_pause, control_for, lock, Cmd, FailedFile, Shared, Side, TransferInfo, TransferState,
@@ -170,11 +170,20 @@ async fn attempt(
     }
     shared.update(&id, |i| i.state = TransferState::Waiting);
     let wait = lock(&shared.cfg).prompt_timeout + Duration::from_secs(30);
+    let deadline = tokio::time::Instant::now() + wait;
     // A pause asked for before the answer applies once data could flow.
     let mut paused_early = false;
+    // A pause or resume meanwhile drops the read and starts it again: it must keep what it
+    // already has of a large answer (see FrameReader), and the deadline stays the same.
+    let mut answers = FrameReader::new(MAX_ANSWER);
     let answer = loop {
         tokio::select! {
-            a = expect_frame::<_, Answer>(&mut cr, MAX_ANSWER, wait, "an answer") => break a,
+            a = tokio::time::timeout_at(deadline, answers.next::<_, Answer>(&mut cr)) => break match a {
+                Err(_) => Err(StreamError::Timeout("an answer")),
+                Ok(Ok(Some(a))) => Ok(a),
+                Ok(Ok(None)) => Err(StreamError::Truncated),
+                Ok(Err(e)) => Err(e),
+            },
             cmd = cmds.recv() => match cmd {
                 Some(Cmd::Cancel) | None => {
                     let _ = cs.reset(Code::Cancelled.var_int());
@@ -278,6 +287,8 @@ async fn attempt(
     // The receiver reports progress several times a second while data flows; silence that
     // long while not paused means a connection that only looks alive.
     let mut last_heard = tokio::time::Instant::now();
+    // Read in a `select!`: needs a reader that keeps a half-read frame (see FrameReader).
+    let mut control = FrameReader::new(MAX_CONTROL);
     let end = loop {
         let paused = *pause_tx.borrow();
         tokio::select! {
@@ -289,7 +300,7 @@ async fn attempt(
                     STALL_TIMEOUT.as_secs()
                 ));
             }
-            msg = read_frame::<_, Control>(&mut cr, MAX_CONTROL) => match heard(&mut last_heard, msg) {
+            msg = control.next::<_, Control>(&mut cr) => match heard(&mut last_heard, msg) {
                 Ok(Some(Control::Progress { bytes, files })) => shared.update(&id, |i| {
                     i.bytes_done = bytes.min(i.bytes_total);
                     i.files_done = files as usize;

@@ -17,7 +17,10 @@
 //! [`MAX_CONTROL`].
 
 use ferry_block::Manifest;
+use ferry_p2p::StreamError;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 pub const CONTROL_ID: u16 = 3;
 pub const DATA_ID: u16 = 4;
@@ -103,10 +106,80 @@ pub enum Control {
     Abort { reason: String },
 }
 
+impl Control {
+    /// The variant's name, for messages about it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Control::Progress { .. } => "Progress",
+            Control::FileDone { .. } => "FileDone",
+            Control::FileFailed { .. } => "FileFailed",
+            Control::Pause => "Pause",
+            Control::Resume => "Resume",
+            Control::Finished => "Finished",
+            Control::Abort { .. } => "Abort",
+        }
+    }
+}
+
 /// First frame of a data stream: which transfer its records belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DataStart {
     pub transfer: TransferId,
+}
+
+/// Reads frames inside a `select!` loop. [`ferry_p2p::wire::read_frame`] is not cancel-safe:
+/// dropped while a frame is half read (another branch won), it loses those bytes, and the next
+/// read starts mid-frame and misreads every frame after it. (A flood of Pause/Resume from a
+/// peer made a receiver take body bytes for a 48 MiB length within a second; any frame split
+/// across packets could do the same to an honest transfer.) This keeps the partial frame between
+/// calls, and its only await is a `read`, which is cancel-safe. It never reads past the current
+/// frame, and holds no more than the bytes that arrived (never the announced length up front).
+pub(super) struct FrameReader {
+    buf: Vec<u8>,
+    max: usize,
+}
+
+impl FrameReader {
+    /// Frames of at most `max` bytes of body.
+    pub(super) fn new(max: usize) -> FrameReader {
+        FrameReader {
+            buf: Vec::new(),
+            max,
+        }
+    }
+
+    /// The next frame; `Ok(None)` at a clean end between frames. Errors as `read_frame`'s.
+    pub(super) async fn next<R, T>(&mut self, r: &mut R) -> Result<Option<T>, StreamError>
+    where
+        R: AsyncRead + Unpin,
+        T: DeserializeOwned,
+    {
+        loop {
+            let need = match self.buf.get(..4) {
+                None => 4 - self.buf.len(),
+                Some(l) => {
+                    let len = u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize;
+                    if len > self.max {
+                        return Err(StreamError::TooLarge { len, max: self.max });
+                    }
+                    if self.buf.len() == 4 + len {
+                        let msg = ferry_p2p::wire::decode(&self.buf[4..]);
+                        self.buf.clear();
+                        return msg.map(Some);
+                    }
+                    4 + len - self.buf.len()
+                }
+            };
+            let mut chunk = [0u8; 8192];
+            let want = need.min(chunk.len());
+            match r.read(&mut chunk[..want]).await {
+                Ok(0) if self.buf.is_empty() => return Ok(None),
+                Ok(0) => return Err(StreamError::Truncated),
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+                Err(e) => return Err(StreamError::from_io(e)),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -143,6 +216,49 @@ mod tests {
         assert_eq!(TransferId::parse(&id.hex()), Some(id));
         assert_eq!(TransferId::parse("zz"), None);
         assert_eq!(TransferId::parse(&"é".repeat(16)), None);
+    }
+
+    #[tokio::test]
+    async fn frame_reader_survives_being_dropped_mid_frame() {
+        use tokio::io::AsyncWriteExt;
+        let (mut w, mut r) = tokio::io::duplex(64);
+        let msgs: Vec<Control> = (0..50)
+            .map(|i| Control::FileFailed {
+                id: i,
+                reason: "x".repeat(i as usize * 7),
+            })
+            .collect();
+        let bytes: Vec<u8> = msgs
+            .iter()
+            .flat_map(|m| {
+                let body = postcard::to_stdvec(m).unwrap();
+                let mut f = (body.len() as u32).to_be_bytes().to_vec();
+                f.extend(body);
+                f
+            })
+            .collect();
+        // Written a few bytes at a time, so reads are often left waiting inside a frame.
+        let writer = tokio::spawn(async move {
+            for piece in bytes.chunks(3) {
+                w.write_all(piece).await.unwrap();
+                tokio::task::yield_now().await;
+            }
+        });
+        let mut reader = FrameReader::new(MAX_CONTROL);
+        let (mut got, mut dropped) = (vec![], 0);
+        loop {
+            tokio::select! {
+                m = reader.next::<_, Control>(&mut r) => match m.unwrap() {
+                    Some(m) => got.push(m),
+                    None => break,
+                },
+                // Another branch winning drops the read, as in the transfer loops.
+                _ = tokio::task::yield_now() => dropped += 1,
+            }
+        }
+        writer.await.unwrap();
+        assert_eq!(got, msgs);
+        assert!(dropped > 0);
     }
 
     proptest! {
