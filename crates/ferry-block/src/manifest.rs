@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::{Deserializer, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 
 use crate::names::{self, NameError};
@@ -26,6 +27,7 @@ pub enum EntryKind {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Relative path, one component per element.
+    #[serde(deserialize_with = "components")]
     pub path: Vec<String>,
     pub kind: EntryKind,
     /// Bytes (0 for directories).
@@ -39,7 +41,61 @@ pub struct Entry {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
     /// Entry `i` has id `i`. Parents come before their children.
+    #[serde(deserialize_with = "entries")]
     pub entries: Vec<Entry>,
+}
+
+fn entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Entry>, D::Error> {
+    bounded_seq(d, MAX_ENTRIES)
+}
+
+fn components<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    bounded_seq(d, names::MAX_DEPTH)
+}
+
+/// A sequence of at most `max` items, refused as soon as it claims more. A peer's manifest is
+/// decoded before [`Manifest::validate`] can look at it, and decoding is where the memory goes:
+/// without this bound a 40 MB offer holding one path of 40 million empty components decoded
+/// into about 1 GB of `String`s (and blocked its thread for seconds), and a million tiny entries
+/// took 120 MB, all to be refused afterwards.
+fn bounded_seq<'de, D, T>(d: D, max: usize) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    struct Bounded<T> {
+        max: usize,
+        item: std::marker::PhantomData<T>,
+    }
+    impl<'de, T: Deserialize<'de>> Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            write!(f, "a sequence of at most {} items", self.max)
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            use serde::de::Error;
+            let claimed = seq.size_hint().unwrap_or(0);
+            if claimed > self.max {
+                return Err(A::Error::invalid_length(claimed, &self));
+            }
+            // Like serde's own: a claimed length reserves no more than about 1 MiB up front.
+            let cap = (1 << 20) / std::mem::size_of::<T>().max(1);
+            let mut v = Vec::with_capacity(claimed.min(cap));
+            while let Some(item) = seq.next_element()? {
+                if v.len() == self.max {
+                    return Err(A::Error::invalid_length(self.max + 1, &self));
+                }
+                v.push(item);
+            }
+            Ok(v)
+        }
+    }
+    d.deserialize_seq(Bounded {
+        max,
+        item: std::marker::PhantomData,
+    })
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -356,6 +412,33 @@ mod tests {
         #[cfg(unix)]
         assert_eq!(c.skipped.len(), 1);
         assert_eq!(c.manifest.first_names(3), ["photos/"]);
+    }
+
+    #[test]
+    fn decoding_refuses_more_entries_or_components_than_allowed() {
+        let one = |path: Vec<String>| Entry {
+            path,
+            ..file(&["x"], 1)
+        };
+        let at_limit = Manifest {
+            entries: vec![one(vec!["d".into(); names::MAX_DEPTH])],
+        };
+        let bytes = postcard::to_stdvec(&at_limit).unwrap();
+        assert_eq!(postcard::from_bytes::<Manifest>(&bytes).unwrap(), at_limit);
+        let deep = Manifest {
+            entries: vec![one(vec!["d".into(); names::MAX_DEPTH + 1])],
+        };
+        let bytes = postcard::to_stdvec(&deep).unwrap();
+        assert!(postcard::from_bytes::<Manifest>(&bytes).is_err());
+        let many = Manifest {
+            entries: vec![file(&["x"], 1); MAX_ENTRIES + 1],
+        };
+        let bytes = postcard::to_stdvec(&many).unwrap();
+        assert!(postcard::from_bytes::<Manifest>(&bytes).is_err());
+        // A count that claims billions, with nothing behind it: refused before anything.
+        let mut bytes = vec![0xff, 0xff, 0xff, 0xff, 0x0f];
+        bytes.extend_from_slice(&[1, 1, b'a', 0, 1, 0, 0]);
+        assert!(postcard::from_bytes::<Manifest>(&bytes).is_err());
     }
 
     #[test]

@@ -149,9 +149,31 @@ async fn handle_offer(shared: Arc<Shared>, s: &mut Incoming) -> Result<(), Strea
     let Ok(Ok(slot)) = slot else {
         return reject(s, Refusal::Busy).await;
     };
-    let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, OFFER_TIMEOUT, "an offer").await?;
-    let valid = offer.manifest.validate();
+    let mut reader = FrameReader::new(MAX_OFFER);
+    let body = match tokio::time::timeout(OFFER_TIMEOUT, reader.body(&mut s.recv)).await {
+        Err(_) => return Err(StreamError::Timeout("an offer")),
+        Ok(Ok(Some(body))) => body,
+        Ok(Ok(None)) => return Err(StreamError::Truncated),
+        Ok(Err(e)) => return Err(e),
+    };
+    // Not on a runtime thread: a manifest within every limit (250,000 entries, 64 levels deep)
+    // took 1.5 s to decode in a release build, a stall of every connection this node serves.
+    let decoded = tokio::task::spawn_blocking(move || {
+        let offer: Offer = ferry_p2p::wire::decode(&body)?;
+        let valid = offer.manifest.validate();
+        Ok::<_, StreamError>((offer, valid))
+    })
+    .await;
     drop(slot);
+    let (offer, valid) = match decoded {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(StreamError::Local(
+                Code::Internal,
+                "decoding the offer failed",
+            ))
+        }
+    };
     if let Err(e) = valid {
         return reject(s, Refusal::Invalid(e.to_string())).await;
     }

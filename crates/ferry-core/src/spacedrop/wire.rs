@@ -154,6 +154,17 @@ impl FrameReader {
         R: AsyncRead + Unpin,
         T: DeserializeOwned,
     {
+        match self.body(r).await? {
+            Some(body) => ferry_p2p::wire::decode(&body).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The next frame's body, not decoded (for decoding elsewhere).
+    pub(super) async fn body<R>(&mut self, r: &mut R) -> Result<Option<Vec<u8>>, StreamError>
+    where
+        R: AsyncRead + Unpin,
+    {
         loop {
             let need = match self.buf.get(..4) {
                 None => 4 - self.buf.len(),
@@ -163,10 +174,12 @@ impl FrameReader {
                         return Err(StreamError::TooLarge { len, max: self.max });
                     }
                     if self.buf.len() == 4 + len {
-                        let msg = ferry_p2p::wire::decode(&self.buf[4..]);
-                        self.buf.clear();
-                        return msg.map(Some);
+                        let mut body = std::mem::take(&mut self.buf);
+                        body.drain(..4);
+                        return Ok(Some(body));
                     }
+                    // Room for the rest at once (pages are only used as bytes arrive).
+                    self.buf.reserve_exact(4 + len - self.buf.len());
                     4 + len - self.buf.len()
                 }
             };
