@@ -2,6 +2,7 @@
 //! one JSON object per line, each with a `type` field (the engine's events plus a few command
 //! results, documented in README).
 
+mod contents;
 mod library;
 mod out;
 mod transfer;
@@ -132,6 +133,16 @@ enum Command {
         /// The library (name or id prefix).
         library: String,
     },
+    /// Add, list, rescan or remove a library's locations (folders it indexes).
+    Location {
+        #[command(subcommand)]
+        action: LocationAction,
+    },
+    /// List a library's locations, or the entries of LOCATION[/FOLDER] (name or id prefix).
+    Ls {
+        library: String,
+        path: Option<String>,
+    },
     /// Remove a member (name or fingerprint prefix) from a library; every member refuses it
     /// once it hears. Members online now are told at once.
     Unpair {
@@ -141,6 +152,33 @@ enum Command {
         /// How long to try reaching the other members.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         wait: Duration,
+    },
+}
+
+#[derive(Subcommand)]
+enum LocationAction {
+    /// Add a folder to a library and index it now (a running node also watches it).
+    Add {
+        path: PathBuf,
+        #[arg(long, short)]
+        library: String,
+        /// Only record it; a running node (or `location rescan`) indexes it.
+        #[arg(long)]
+        no_index: bool,
+    },
+    /// List a library's locations with their counts and state.
+    List { library: String },
+    /// Walk a location again, compute missing content ids and thumbnails.
+    Rescan {
+        location: String,
+        #[arg(long, short)]
+        library: String,
+    },
+    /// Remove a location from the library (the folder is untouched).
+    Remove {
+        location: String,
+        #[arg(long, short)]
+        library: String,
     },
 }
 
@@ -267,7 +305,11 @@ async fn run(cli: Cli, out: &Out) -> Result<i32> {
         cli.command,
         Command::Node | Command::Receive { .. } | Command::Send { .. }
     );
-    let node = Node::start(node_config(&g, long_running)?).await?;
+    let mut cfg = node_config(&g, long_running)?;
+    // Only a node that keeps running indexes and watches (like the app); one-shot commands
+    // leave that to it.
+    cfg.index = matches!(cli.command, Command::Node | Command::Receive { .. });
+    let node = Node::start(cfg).await?;
     let code = match cli.command {
         Command::Node => run_node(&node, out, None).await.map(|()| 0),
         Command::Receive { once } => run_node(&node, out, Some(once)).await.map(|()| 0),
@@ -313,7 +355,10 @@ async fn run(cli: Cli, out: &Out) -> Result<i32> {
         } => library::delete(&node, out, &library, wait)
             .await
             .map(|()| 0),
-        Command::Library { .. } | Command::Members { .. } => Ok(0),
+        Command::Library { .. }
+        | Command::Members { .. }
+        | Command::Location { .. }
+        | Command::Ls { .. } => Ok(0),
     };
     node.shutdown().await;
     code
@@ -337,6 +382,23 @@ fn offline_library(cmd: &Command, g: &Global, out: &Out) -> Option<Result<()>> {
             action: Some(LibraryAction::Rename { library, name }),
         } => libs().and_then(|l| library::rename(&l, out, library, name)),
         Command::Members { library } => libs().and_then(|l| library::members(&l, out, library)),
+        Command::Location { action } => libs().and_then(|l| match action {
+            LocationAction::Add {
+                path,
+                library,
+                no_index,
+            } => contents::add(&l, out, library, path, !no_index),
+            LocationAction::List { library } => contents::list(&l, out, library),
+            LocationAction::Rescan { location, library } => {
+                contents::rescan(&l, out, library, location)
+            }
+            LocationAction::Remove { location, library } => {
+                contents::remove(&l, out, library, location)
+            }
+        }),
+        Command::Ls { library, path } => {
+            libs().and_then(|l| contents::ls(&l, out, library, path.as_deref()))
+        }
         _ => return None,
     })
 }

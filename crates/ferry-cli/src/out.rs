@@ -97,6 +97,39 @@ impl Out {
                 println!("library [{}] removed", &id[..8.min(id.len())])
             }
             Event::Pairing { pairing } => println!("{}", crate::library::describe(pairing)),
+            Event::Location { location, .. } => println!(
+                "location {} [{}]: {} files, {} with content ids{}",
+                location.path,
+                if location.online {
+                    location.state.as_str()
+                } else {
+                    "offline"
+                },
+                location.files,
+                location.identified,
+                location
+                    .error
+                    .as_deref()
+                    .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ),
+            Event::LocationRemoved { location, .. } => {
+                println!("location [{}] removed", &location[..8.min(location.len())])
+            }
+            Event::Index { progress: p } => {
+                if p.phase == "done" || p.phase == "failed" {
+                    println!(
+                        "index [{}] {}{}",
+                        &p.location[..8.min(p.location.len())],
+                        p.phase,
+                        p.message
+                            .as_deref()
+                            .map(|m| format!(": {m}"))
+                            .unwrap_or_default()
+                    )
+                }
+            }
+            Event::ContentsChanged { .. } => {}
             Event::NodeStopped => println!("stopped"),
         }
     }

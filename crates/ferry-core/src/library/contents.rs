@@ -483,7 +483,20 @@ impl LibraryContents {
 
     /// Offline locations that are back get watched and rescanned; online ones that went away
     /// are marked offline (an unplugged drive sends no event we can rely on).
+    ///
+    /// Locations added or removed by another process (`ferry location …` beside the app) are
+    /// picked up here too.
     fn poll_online(&self) {
+        let libs: Vec<LibraryId> = lock(&self.inner.open).keys().copied().collect();
+        for lib in libs {
+            let Ok(c) = self.of(&lib) else { continue };
+            for (loc, _) in c.location_paths().unwrap_or_default() {
+                if !lock(&self.inner.owners).contains_key(&loc) {
+                    self.start_location(&lib, &loc);
+                    self.emit_location(&lib, &c, &loc);
+                }
+            }
+        }
         let owned: Vec<(LocationId, LibraryId)> = lock(&self.inner.owners)
             .iter()
             .map(|(a, b)| (*a, *b))
@@ -491,6 +504,11 @@ impl LibraryContents {
         for (loc, lib) in owned {
             let Ok(c) = self.of(&lib) else { continue };
             let Ok(before) = c.location(&loc) else {
+                self.stop_location(&loc);
+                let _ = self.inner.events.send(Event::LocationRemoved {
+                    library: lib.hex(),
+                    location: loc_hex(&loc),
+                });
                 continue;
             };
             let Ok(now) = c.check_online(&loc) else {

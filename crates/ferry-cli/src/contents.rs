@@ -1,0 +1,243 @@
+//! `ferry location …` and `ferry ls`: a library's folders and what the index knows of them.
+//! They work without a node (and beside a running one, which picks up a location added here
+//! within 5 s); `add` and `rescan` index in this process, with progress, and can be
+//! interrupted: the next `rescan` (or a running node) resumes.
+
+use std::path::Path;
+use std::sync::atomic::AtomicBool;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use ferry_core::library::contents::parse_loc;
+use ferry_core::library::wire::LibraryId;
+use ferry_core::Libraries;
+use ferry_index::{EntryInfo, EntryKind, LocationId, LocationInfo};
+use serde_json::json;
+
+use crate::out::{bytes, Out};
+
+fn location(libs: &Libraries, lib: &LibraryId, query: &str) -> Result<LocationId> {
+    let c = libs.contents().of(lib)?;
+    Ok(c.find_location(query)
+        .or_else(|_| parse_loc(query).map_err(anyhow::Error::from))?)
+}
+
+fn print_location(out: &Out, l: &LocationInfo) {
+    if out.json {
+        println!("{}", json!({"type": "location", "location": l}));
+        return;
+    }
+    let state = if !l.online {
+        format!("offline: {}", l.error.as_deref().unwrap_or("not available"))
+    } else {
+        l.state.clone()
+    };
+    println!(
+        "{}  {}  {} files, {} folders, {}  ({} with content ids{})  [{}]",
+        &l.id[..8],
+        l.path,
+        l.files,
+        l.folders,
+        bytes(l.bytes),
+        l.identified,
+        if l.errors > 0 {
+            format!(", {} skipped", l.errors)
+        } else {
+            String::new()
+        },
+        state
+    );
+}
+
+pub fn list(libs: &Libraries, out: &Out, lib: &str) -> Result<()> {
+    let lib = libs.find(lib)?;
+    let locs = libs.contents().locations(&lib)?;
+    if locs.is_empty() && !out.json {
+        println!("No locations yet (ferry location add PATH --library LIBRARY).");
+    }
+    for l in &locs {
+        print_location(out, l);
+    }
+    Ok(())
+}
+
+pub fn add(libs: &Libraries, out: &Out, lib: &str, path: &Path, index: bool) -> Result<()> {
+    let lib = libs.find(lib)?;
+    let info = libs.contents().add_location(&lib, path)?;
+    print_location(out, &info);
+    if index {
+        run_index(libs, out, &lib, &parse_loc(&info.id)?)?;
+    }
+    Ok(())
+}
+
+pub fn rescan(libs: &Libraries, out: &Out, lib: &str, loc: &str) -> Result<()> {
+    let lib = libs.find(lib)?;
+    let loc = location(libs, &lib, loc)?;
+    run_index(libs, out, &lib, &loc)
+}
+
+pub fn remove(libs: &Libraries, out: &Out, lib: &str, loc: &str) -> Result<()> {
+    let lib = libs.find(lib)?;
+    let loc = location(libs, &lib, loc)?;
+    let info = libs.contents().of(&lib)?.location(&loc)?;
+    libs.contents().remove_location(&lib, &loc)?;
+    out.note(&format!(
+        "Removed location {} from the library (the folder is untouched).",
+        info.path
+    ));
+    Ok(())
+}
+
+/// Walk, content ids and thumbnails, here and now, printing progress.
+fn run_index(libs: &Libraries, out: &Out, lib: &LibraryId, loc: &LocationId) -> Result<()> {
+    let c = libs.contents().of(lib)?;
+    let no = AtomicBool::new(false);
+    let step = |phase: &str, done: u64, total: u64| {
+        if out.json {
+            println!(
+                "{}",
+                json!({"type": "index", "progress": {"library": lib.hex(), "location": ferry_index::db::hex(loc), "phase": phase, "done": done, "total": total}})
+            );
+        } else if total > 0 {
+            eprint!("\r{phase}: {done}/{total}   ");
+        } else {
+            eprint!("\r{phase}: {done}   ");
+        }
+    };
+    let t0 = Instant::now();
+    let r = c.scan(loc, &no, &mut |n| step("walking", n, 0))?;
+    let walk = t0.elapsed();
+    let t1 = Instant::now();
+    let id = c.identify(loc, &no, &mut |d, t| step("identifying", d, t))?;
+    let ident = t1.elapsed();
+    let t2 = Instant::now();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let th = c.thumbnails(libs.contents().thumbs(), threads, &no, &|d, t| {
+        step("thumbnails", d, t)
+    })?;
+    if !out.json {
+        eprintln!();
+    }
+    for p in r.problems.iter().chain(&id.problems).chain(&th.problems) {
+        if out.json {
+            println!(
+                "{}",
+                json!({"type": "skipped", "path": p.path, "error": p.error})
+            );
+        } else {
+            println!("skipped {}: {}", p.path, p.error);
+        }
+    }
+    let summary = json!({
+        "type": "indexed",
+        "seen": r.seen, "added": r.added, "updated": r.updated, "removed": r.removed,
+        "skipped": r.problem_count + id.problem_count,
+        "identified": id.identified, "changed_while_read": id.changed,
+        "thumbnails": th.made, "thumbnails_reused": th.reused, "thumbnails_failed": th.failed,
+        "walk_ms": walk.as_millis() as u64, "identify_ms": ident.as_millis() as u64,
+        "thumbnails_ms": t2.elapsed().as_millis() as u64,
+    });
+    if out.json {
+        println!("{summary}");
+    } else {
+        println!(
+            "Indexed {} paths in {:.1} s ({} new, {} changed, {} gone, {} skipped); {} content ids in {:.1} s; {} thumbnails ({} failed) in {:.1} s.",
+            r.seen,
+            walk.as_secs_f64(),
+            r.added,
+            r.updated,
+            r.removed,
+            r.problem_count + id.problem_count,
+            id.identified,
+            ident.as_secs_f64(),
+            th.made + th.reused,
+            th.failed,
+            t2.elapsed().as_secs_f64()
+        );
+    }
+    print_location(out, &c.location(loc)?);
+    Ok(())
+}
+
+/// `ferry ls LIBRARY [LOCATION[/PATH]]`: the locations, or a folder's entries.
+pub fn ls(libs: &Libraries, out: &Out, lib: &str, path: Option<&str>) -> Result<()> {
+    let lib_id = libs.find(lib)?;
+    let Some(path) = path else {
+        return list(libs, out, lib);
+    };
+    let c = libs.contents().of(&lib_id)?;
+    // The longest location name (or id prefix) that starts the path.
+    let path = path.trim_matches('/');
+    let mut found = None;
+    for l in c.locations()? {
+        for key in [
+            l.name.as_str(),
+            &l.id[..8.min(l.id.len())],
+            l.path.trim_start_matches('/'),
+        ] {
+            if path == key || path.starts_with(&format!("{key}/")) {
+                let rest = path[key.len()..].trim_start_matches('/').to_string();
+                if found
+                    .as_ref()
+                    .is_none_or(|(_, r): &(LocationInfo, String)| rest.len() < r.len())
+                {
+                    found = Some((l.clone(), rest));
+                }
+            }
+        }
+    }
+    let Some((l, rest)) = found else {
+        bail!("no location matches \"{path}\" (see ferry ls {lib})");
+    };
+    let entries = c.list(&parse_loc(&l.id)?, &rest)?;
+    if entries.is_empty() && !rest.is_empty() {
+        // An empty folder lists as empty; a path that is not a folder is an error.
+        let parent = rest.rsplit_once('/').map_or("", |(p, _)| p);
+        let name = rest.rsplit('/').next().unwrap_or(&rest);
+        let hit = c
+            .list(&parse_loc(&l.id)?, parent)?
+            .into_iter()
+            .find(|e| e.name == name);
+        match hit {
+            Some(e) if e.kind != EntryKind::Dir => return print_entries(out, &[e]),
+            Some(_) => {}
+            None => bail!("{} has no \"{rest}\"", l.name),
+        }
+    }
+    print_entries(out, &entries)
+}
+
+fn print_entries(out: &Out, entries: &[EntryInfo]) -> Result<()> {
+    if out.json {
+        for e in entries {
+            println!("{}", json!({"type": "entry", "entry": e}));
+        }
+        return Ok(());
+    }
+    for e in entries {
+        let kind = match e.kind {
+            EntryKind::Dir => "dir ",
+            EntryKind::File => "file",
+            EntryKind::Symlink => "link",
+            EntryKind::Other => "othr",
+        };
+        let size = if e.kind == EntryKind::File {
+            bytes(e.size)
+        } else {
+            String::new()
+        };
+        let cas = e.cas.as_deref().map_or("-", |c| &c[..12.min(c.len())]);
+        let err = e
+            .error
+            .as_deref()
+            .map(|x| format!("  ({x})"))
+            .unwrap_or_default();
+        println!(
+            "{kind}  {size:>10}  {cas:<12}  {}{}{err}",
+            e.name,
+            if e.kind == EntryKind::Dir { "/" } else { "" }
+        );
+    }
+    Ok(())
+}
