@@ -18,8 +18,8 @@ use crate::out::{bytes, Out};
 
 fn location(libs: &Libraries, lib: &LibraryId, query: &str) -> Result<LocationId> {
     let c = libs.contents().of(lib)?;
-    Ok(c.find_location(query)
-        .or_else(|_| parse_loc(query).map_err(anyhow::Error::from))?)
+    c.find_location(query)
+        .or_else(|_| parse_loc(query).map_err(anyhow::Error::from))
 }
 
 fn print_location(out: &Out, l: &LocationInfo) {

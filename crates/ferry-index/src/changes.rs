@@ -16,7 +16,7 @@ use serde::Serialize;
 
 use crate::db::{
     bytes_path, delete_entry, insert_entry, move_entry, next_seq, parent_of, path_bytes, random_id,
-    update_entry, Contents, EntryKind, IndexError, LocationId, Row, Stat,
+    update_entry, Contents, EntryId, EntryKind, IndexError, LocationId, Row, Stat,
 };
 use crate::scan::{stat, walk};
 
@@ -214,20 +214,27 @@ fn row_in(
     }))
 }
 
-/// Rows under `rel` inside the transaction (so moves already made in it are seen).
+/// (id, relative path) of the rows under `rel`, read inside the transaction (so moves already
+/// made in it are seen).
 fn subtree_ids(
     tx: &rusqlite::Transaction<'_>,
     loc: &LocationId,
     rel: &[u8],
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, IndexError> {
+) -> Result<Vec<(EntryId, Vec<u8>)>, IndexError> {
     let (lo, hi) = crate::db::subtree_bounds(rel);
     let mut st = tx.prepare_cached(
         "SELECT id, rel FROM entries WHERE location = ?1 AND rel >= ?2 AND rel < ?3",
     )?;
-    let rows = st.query_map(rusqlite::params![loc, lo, hi], |r| {
-        Ok((r.get(0)?, r.get(1)?))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    let mut q = st.query(rusqlite::params![loc, lo, hi])?;
+    let mut out = Vec::new();
+    while let Some(r) = q.next()? {
+        let id: EntryId = r
+            .get::<_, Vec<u8>>(0)?
+            .try_into()
+            .map_err(|_| IndexError::Corrupt("entry id".into()))?;
+        out.push((id, r.get(1)?));
+    }
+    Ok(out)
 }
 
 fn remove_subtree(
@@ -239,9 +246,6 @@ fn remove_subtree(
 ) -> Result<(), IndexError> {
     if row.kind == EntryKind::Dir {
         for (id, _) in subtree_ids(tx, loc, &row.rel)? {
-            let id: [u8; 16] = id
-                .try_into()
-                .map_err(|_| IndexError::Corrupt("entry id".into()))?;
             delete_entry(tx, loc, seq, &id)?;
             report.removed += 1;
         }
@@ -265,16 +269,10 @@ fn move_subtree(
     };
     // Anything already recorded under the new path was replaced by this move.
     for (id, _) in subtree_ids(tx, loc, new_rel)? {
-        let id: [u8; 16] = id
-            .try_into()
-            .map_err(|_| IndexError::Corrupt("entry id".into()))?;
         delete_entry(tx, loc, seq, &id)?;
     }
     move_entry(tx, &old.id, seq, new_rel)?;
     for (id, rel) in children {
-        let id: [u8; 16] = id
-            .try_into()
-            .map_err(|_| IndexError::Corrupt("entry id".into()))?;
         let mut moved = new_rel.to_vec();
         moved.extend_from_slice(&rel[old.rel.len()..]);
         move_entry(tx, &id, seq, &moved)?;
