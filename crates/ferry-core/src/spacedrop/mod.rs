@@ -241,6 +241,10 @@ pub(crate) struct Shared {
     prompts: Mutex<HashMap<TransferId, OpenPrompt>>,
     /// Bounds how many offers (each possibly a large manifest) are decoded at once.
     offer_slots: Arc<tokio::sync::Semaphore>,
+    /// Per peer with offers in flight: one of them at a time may hold an offer slot.
+    offer_turns: Mutex<HashMap<PeerId, Arc<tokio::sync::Semaphore>>>,
+    /// Transfer ids whose offers are being decided, prepared or run, and by which peer.
+    claims: Mutex<HashMap<TransferId, PeerId>>,
     /// Accepted transfers waiting for their data stream, keyed by the proven sender.
     data_jobs: Mutex<HashMap<(PeerId, TransferId), receive::DataJob>>,
 }
@@ -269,6 +273,8 @@ impl Spacedrop {
             live: Mutex::default(),
             prompts: Mutex::default(),
             offer_slots: Arc::new(tokio::sync::Semaphore::new(receive::OFFER_SLOTS)),
+            offer_turns: Mutex::default(),
+            claims: Mutex::default(),
             data_jobs: Mutex::default(),
         };
         Spacedrop {

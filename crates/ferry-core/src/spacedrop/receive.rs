@@ -14,8 +14,9 @@ use ferry_block::recv::{receive_files, Expect, FileOutcome, Journal, RecvError};
 use ferry_block::EntryKind;
 use ferry_p2p::router::{BoxFuture, Incoming, Protocol};
 use ferry_p2p::wire::{expect_frame, write_frame};
+use ferry_p2p::PeerId;
 use ferry_p2p::{Code, StreamError};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::wire::{
     Answer, Control, DataStart, FrameReader, Offer, Refusal, Starts, TransferId, CONTROL_ID,
@@ -139,14 +140,88 @@ async fn reject(s: &mut Incoming, r: Refusal) -> Result<(), StreamError> {
     write_frame(&mut s.send, &Answer::Rejected(r), MAX_CONTROL).await
 }
 
+/// A peer's turn to have an offer read and decoded; given back (and forgotten once nobody
+/// waits for it) on drop.
+struct Turn<'a> {
+    shared: &'a Shared,
+    peer: PeerId,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut turns = lock(&self.shared.offer_turns);
+        self.permit = None;
+        // Only the map holds it: no offer of this peer waits or runs. (Every other holder is
+        // a Turn that checks again when it drops.)
+        if turns
+            .get(&self.peer)
+            .is_some_and(|t| Arc::strong_count(t) == 1)
+        {
+            turns.remove(&self.peer);
+        }
+    }
+}
+
+/// Waits (within [`OFFER_TIMEOUT`] in all) for this peer's turn, then for one of the node's
+/// offer slots. Offers are decoded a few at a time (each may hold a large manifest) and the
+/// others wait, their streams bounded by the connection's stream limit. The slot is given back
+/// once the offer is decoded: it bounds decoding, not how many transfers run.
+///
+/// The peer's turn comes first because a slot is held while the offer is read, for up to
+/// [`OFFER_TIMEOUT`]: with only the slots, one peer that opened offers and stalled them kept
+/// all four taken, one wave after another, and every other peer's offer was answered busy.
+/// Now a peer holds one slot at most, and the slots' queue is fair between peers.
+async fn offer_slot(shared: &Shared, peer: PeerId) -> Option<(Turn<'_>, OwnedSemaphorePermit)> {
+    let turn = lock(&shared.offer_turns)
+        .entry(peer)
+        .or_insert_with(|| Arc::new(Semaphore::new(1)))
+        .clone();
+    let mut mine = Turn {
+        shared,
+        peer,
+        permit: None,
+    };
+    let slot = tokio::time::timeout(OFFER_TIMEOUT, async {
+        mine.permit = Some(turn.acquire_owned().await.ok()?);
+        shared.offer_slots.clone().acquire_owned().await.ok()
+    })
+    .await;
+    match slot {
+        Ok(Some(slot)) => Some((mine, slot)),
+        _ => None,
+    }
+}
+
+/// An offer's hold on its transfer id while it is decided, prepared and run, so that no other
+/// offer (another peer's, or the same one again) can take the id meanwhile.
+struct Claim {
+    shared: Arc<Shared>,
+    id: TransferId,
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        lock(&self.shared.claims).remove(&self.id);
+    }
+}
+
+/// Claims `id` for `peer`'s offer, or says which peer's offer holds it.
+fn claim(shared: &Arc<Shared>, id: TransferId, peer: PeerId) -> Result<Claim, PeerId> {
+    match lock(&shared.claims).entry(id) {
+        std::collections::hash_map::Entry::Occupied(e) => Err(*e.get()),
+        std::collections::hash_map::Entry::Vacant(v) => {
+            v.insert(peer);
+            Ok(Claim {
+                shared: shared.clone(),
+                id,
+            })
+        }
+    }
+}
+
 async fn handle_offer(shared: Arc<Shared>, s: &mut Incoming) -> Result<(), StreamError> {
-    // Offers are decoded a few at a time (each may hold a large manifest); others wait their
-    // turn (their streams are bounded by the connection's stream limit), and only an offer
-    // that cannot get a turn in time is answered busy. The slot is given back once the offer
-    // is decoded: it bounds decoding, not how many transfers run.
-    let slot =
-        tokio::time::timeout(OFFER_TIMEOUT, shared.offer_slots.clone().acquire_owned()).await;
-    let Ok(Ok(slot)) = slot else {
+    let Some((turn, slot)) = offer_slot(&shared, s.peer).await else {
         return reject(s, Refusal::Busy).await;
     };
     let mut reader = FrameReader::new(MAX_OFFER);
@@ -164,7 +239,7 @@ async fn handle_offer(shared: Arc<Shared>, s: &mut Incoming) -> Result<(), Strea
         Ok::<_, StreamError>((offer, valid))
     })
     .await;
-    drop(slot);
+    drop((slot, turn));
     let (offer, valid) = match decoded {
         Ok(r) => r?,
         Err(_) => {
@@ -178,13 +253,17 @@ async fn handle_offer(shared: Arc<Shared>, s: &mut Incoming) -> Result<(), Strea
         return reject(s, Refusal::Invalid(e.to_string())).await;
     }
     let known = shared.store.get(&offer.transfer).ok().flatten();
+    let taken = || Refusal::Invalid("that transfer id is taken".into());
     // The id belongs to another transfer (ours, or another peer's): never let it replace that.
+    // Only a resume may name a known id: a fresh offer reusing one (its own sender's live or
+    // finished transfer, too) is a second transfer under the first one's name.
     if let Some(row) = &known {
         if row.peer != s.peer
             || row.direction != Direction::Receive
             || row.manifest != offer.manifest
+            || !offer.resume
         {
-            return reject(s, Refusal::Invalid("that transfer id is taken".into())).await;
+            return reject(s, taken()).await;
         }
     }
     if offer.resume {
@@ -203,6 +282,16 @@ async fn handle_offer(shared: Arc<Shared>, s: &mut Incoming) -> Result<(), Strea
             };
         }
     }
+    // Not stored yet, but another offer with this id may be prompting or preparing right now:
+    // the prompts were keyed by id, so a second peer's offer replaced the first one's prompt
+    // (whose offer then failed as timed out, and whose answer went to the second), and two
+    // accepted offers would each store their row under the id, the later one winning.
+    let _claim = match claim(&shared, offer.transfer, s.peer) {
+        Ok(c) => c,
+        // The same sender resuming an offer it just gave up on: try again shortly.
+        Err(holder) if holder == s.peer && offer.resume => return reject(s, Refusal::Busy).await,
+        Err(_) => return reject(s, taken()).await,
+    };
     let receiving = lock(&shared.live)
         .values()
         .filter(|l| l.info.direction == Direction::Receive)
