@@ -69,7 +69,13 @@ export type Event_Deserialize = { type: "node_started"; id: string; short_id: st
 /**  A library was deleted here (or a pairing that never completed was undone). */
 { type: "library_removed"; id: string } | 
 /**  A pairing started, shows its code (`state: confirm`: ask the user), or ended. */
-{ type: "pairing"; pairing: PairingInfo_Deserialize } | { type: "node_stopped" };
+{ type: "pairing"; pairing: PairingInfo_Deserialize } | 
+/**  A location was added, changed state (scanning, online/offline) or its counts changed. */
+{ type: "location"; library: string; location: LocationInfo_Deserialize } | { type: "location_removed"; library: string; location: string } | 
+/**  An index job made progress (at most 4 per second per job) or ended. */
+{ type: "index"; progress: IndexProgress_Deserialize } | 
+/**  Entries of a location changed (the watcher, or a finished job): listings are stale. */
+{ type: "contents_changed"; library: string; location: string } | { type: "node_stopped" };
 
 export type Event_Serialize = { type: "node_started"; id: string; short_id: string; name: string; listen: string; discovery: boolean } | { type: "peer_found"; peer: PeerSnapshot_Serialize } | { type: "peer_changed"; peer: PeerSnapshot_Serialize } | { type: "peer_lost"; peer: PeerSnapshot_Serialize; reason: LostReason } | 
 /**  Someone wants to send us files: answer with accept/reject before `expires_in_ms`. */
@@ -86,11 +92,46 @@ export type Event_Serialize = { type: "node_started"; id: string; short_id: stri
 /**  A library was deleted here (or a pairing that never completed was undone). */
 { type: "library_removed"; id: string } | 
 /**  A pairing started, shows its code (`state: confirm`: ask the user), or ended. */
-{ type: "pairing"; pairing: PairingInfo_Serialize } | { type: "node_stopped" };
+{ type: "pairing"; pairing: PairingInfo_Serialize } | 
+/**  A location was added, changed state (scanning, online/offline) or its counts changed. */
+{ type: "location"; library: string; location: LocationInfo_Serialize } | { type: "location_removed"; library: string; location: string } | 
+/**  An index job made progress (at most 4 per second per job) or ended. */
+{ type: "index"; progress: IndexProgress_Serialize } | 
+/**  Entries of a location changed (the watcher, or a finished job): listings are stale. */
+{ type: "contents_changed"; library: string; location: string } | { type: "node_stopped" };
 
 export type FailedFile = {
 	path: string,
 	reason: string,
+};
+
+/**  Where an index job is, for progress bars. */
+export type IndexProgress = IndexProgress_Serialize | IndexProgress_Deserialize;
+
+/**  Where an index job is, for progress bars. */
+export type IndexProgress_Deserialize = {
+	library: string,
+	location: string,
+	/**  `walking`, `identifying`, `thumbnails`, `done` or `failed`. */
+	phase: string,
+	done: number | null,
+	/**  0 while unknown (a walk does not know its total). */
+	total: number | null,
+	/**  What went wrong (`failed`), or how many paths were skipped and why (`done`). */
+	message?: string | null,
+};
+
+/**  Where an index job is, for progress bars. */
+export type IndexProgress_Serialize = {
+	library: string,
+	location: string,
+	/**  `walking`, `identifying`, `thumbnails`, `done` or `failed`. */
+	phase: string,
+	done: number | null,
+	/**  0 while unknown (a walk does not know its total). */
+	total: number | null,
+	/**  What went wrong (`failed`), or how many paths were skipped and why (`done`). */
+	message: string | null,
 };
 
 export type LibraryInfo = LibraryInfo_Serialize | LibraryInfo_Deserialize;
@@ -115,6 +156,46 @@ export type LibraryInfo_Serialize = {
 	removed: boolean,
 	/**  Joined by pairing, not yet confirmed by the inviter over the tunnel. */
 	pending: boolean,
+};
+
+export type LocationInfo = LocationInfo_Serialize | LocationInfo_Deserialize;
+
+export type LocationInfo_Deserialize = {
+	id: string,
+	name: string,
+	path: string,
+	/**  `pending`, `walking`, `identifying` or `done`. */
+	state: string,
+	online: boolean,
+	files: number | null,
+	folders: number | null,
+	bytes: number | null,
+	/**  Files with a content id. */
+	identified: number | null,
+	/**  Entries that could not be fully indexed (see their `error`). */
+	errors: number | null,
+	/**  Unix ms of the last completed scan. */
+	last_scan?: number | null,
+	error?: string | null,
+};
+
+export type LocationInfo_Serialize = {
+	id: string,
+	name: string,
+	path: string,
+	/**  `pending`, `walking`, `identifying` or `done`. */
+	state: string,
+	online: boolean,
+	files: number | null,
+	folders: number | null,
+	bytes: number | null,
+	/**  Files with a content id. */
+	identified: number | null,
+	/**  Entries that could not be fully indexed (see their `error`). */
+	errors: number | null,
+	/**  Unix ms of the last completed scan. */
+	last_scan: number | null,
+	error: string | null,
 };
 
 export type LostReason = 

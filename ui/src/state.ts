@@ -79,6 +79,13 @@ export function reduce(state: State, e: Event): State {
     }
     case "node_stopped":
       return { ...state, peers: [] };
+    // Library contents: the engine and the CLI have them; the app's library browser does not
+    // show them yet.
+    case "location":
+    case "location_removed":
+    case "index":
+    case "contents_changed":
+      return state;
   }
 }
 
