@@ -533,20 +533,6 @@ impl Shared {
     /// Changes a live transfer; emits an event for state changes at once, for progress at most
     /// every [`EVENT_INTERVAL`].
     fn update(&self, id: &TransferId, f: impl FnOnce(&mut TransferInfo)) {
-        self.change(id, f, true)
-    }
-
-    /// A change the peer asked for (its Pause or Resume): applied at once, but announced like
-    /// progress, at most every [`EVENT_INTERVAL`] (the transfer's regular progress updates
-    /// announce it within that). A peer can send tens of thousands of these a second, and
-    /// every event carries the whole [`TransferInfo`], renamed and failed lists included:
-    /// 5,000 renamed names and a 3 s flood held 1 GiB in the event channel for a subscriber
-    /// that was behind.
-    fn update_from_peer(&self, id: &TransferId, f: impl FnOnce(&mut TransferInfo)) {
-        self.change(id, f, false)
-    }
-
-    fn change(&self, id: &TransferId, f: impl FnOnce(&mut TransferInfo), announce_state: bool) {
         let event = {
             let mut live = lock(&self.live);
             let Some(l) = live.get_mut(id) else { return };
@@ -579,7 +565,7 @@ impl Shared {
             let due = l
                 .last_event
                 .is_none_or(|t| now.duration_since(t) >= EVENT_INTERVAL);
-            if (announce_state && l.info.state != before) || due {
+            if l.info.state != before || due {
                 l.last_event = Some(now);
                 Some(l.info.clone())
             } else {

@@ -312,11 +312,11 @@ async fn attempt(
                 }
                 Ok(Some(Control::Pause)) => {
                     let _ = pause_tx.send(true);
-                    shared.update_from_peer(&id, |i| apply_pause(i, true, Side::Peer));
+                    shared.update(&id, |i| apply_pause(i, true, Side::Peer));
                 }
                 Ok(Some(Control::Resume)) => {
                     let _ = pause_tx.send(false);
-                    shared.update_from_peer(&id, |i| apply_pause(i, false, Side::Peer));
+                    shared.update(&id, |i| apply_pause(i, false, Side::Peer));
                 }
                 Ok(Some(Control::Finished)) => break finished(shared, &id),
                 Ok(Some(Control::Abort { reason })) => break Attempt::Final(TransferState::Failed { reason }),
