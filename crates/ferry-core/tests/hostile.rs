@@ -9,7 +9,8 @@
 //! covers the same kind of lies one level up, where the victim's Spacedrop service, its store,
 //! its prompts and its other peers are involved: hostile names in an offer, oversized counts and
 //! frames, lies in the data phase of an accepted transfer, endless and stalled streams, and
-//! reused transfer ids. Throughout, an honest third peer pings the victim, and after the attacks
+//! reused transfer ids; and, the other way round, a hostile receiver flooding a victim sender
+//! with failure reports. Throughout, an honest third peer pings the victim, and after the attacks
 //! it completes a real transfer to it.
 //!
 //! Every case prints what it measured (times, RSS); assertions are about behaviour (refused,
@@ -1084,4 +1085,136 @@ async fn a_transfer_id_cannot_be_hijacked_or_reused() {
 
     ping.finish("reuse").await;
     honest_transfer(&s, "reuse").await;
+}
+
+/// A scripted hostile *receiver*: accepts any offer, then reports failures without end.
+struct FlooderControl {
+    flood: Duration,
+}
+
+impl ferry_p2p::Protocol for FlooderControl {
+    fn id(&self) -> u16 {
+        CONTROL_ID
+    }
+    fn versions(&self) -> std::ops::RangeInclusive<u16> {
+        VERSION..=VERSION
+    }
+    fn handle<'a>(
+        &'a self,
+        s: &'a mut ferry_p2p::Incoming,
+    ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
+        Box::pin(async move {
+            let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, WAIT, "an offer").await?;
+            let starts = offer
+                .manifest
+                .entries
+                .iter()
+                .map(|e| (e.kind == EntryKind::File).then_some(0))
+                .collect();
+            write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_ANSWER).await?;
+            // The same file, a folder-less id and an id far outside the manifest, over and over,
+            // each with a long reason.
+            let reason = "r".repeat(3000);
+            let (t, mut n) = (Instant::now(), 0u64);
+            while t.elapsed() < self.flood {
+                for id in [0, 0, 1, u32::MAX] {
+                    let c = Control::FileFailed {
+                        id,
+                        reason: reason.clone(),
+                    };
+                    write_frame(&mut s.send, &c, MAX_CONTROL).await?;
+                    n += 1;
+                }
+            }
+            println!("    the hostile receiver sent {n} FileFailed reports");
+            write_frame(&mut s.send, &Control::Finished, MAX_CONTROL).await?;
+            let _ = s.send.finish();
+            let _ = tokio::time::timeout(WAIT, s.send.stopped()).await;
+            Ok(())
+        })
+    }
+}
+
+/// Takes a data stream and throws it away.
+struct Sink;
+
+impl ferry_p2p::Protocol for Sink {
+    fn id(&self) -> u16 {
+        DATA_ID
+    }
+    fn versions(&self) -> std::ops::RangeInclusive<u16> {
+        VERSION..=VERSION
+    }
+    fn handle<'a>(
+        &'a self,
+        s: &'a mut ferry_p2p::Incoming,
+    ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
+        Box::pin(async move {
+            tokio::io::copy(&mut s.recv, &mut tokio::io::sink())
+                .await
+                .map_err(StreamError::from_io)?;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_receiver_cannot_grow_the_senders_memory() {
+    let mut s = scene(AcceptPolicy::Everyone).await;
+    let ping = pinger(&s);
+    let cfg = ferry_p2p::P2pConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        info: ferry_p2p::NodeInfo {
+            name: "flooder".into(),
+            os: "linux".into(),
+            version: "test".into(),
+        },
+        discovery: ferry_p2p::DiscoveryConfig {
+            enabled: false,
+            interfaces: vec![],
+        },
+        ..Default::default()
+    };
+    let flooder = ferry_p2p::P2p::start(
+        std::sync::Arc::new(ferry_p2p::Identity::generate().unwrap()),
+        cfg,
+        vec![
+            std::sync::Arc::new(FlooderControl {
+                flood: Duration::from_secs(3),
+            }),
+            std::sync::Arc::new(Sink),
+        ],
+    )
+    .await
+    .unwrap();
+    s.v.node
+        .p2p()
+        .connect(flooder.local_addr().unwrap(), Some(flooder.id()))
+        .await
+        .unwrap();
+    let src = s.v.dir.join("for-the-flooder.bin");
+    std::fs::write(&src, pseudo_random(64 << 10, 5)).unwrap();
+    let mem = Mem::start();
+    let t = Instant::now();
+    let id =
+        s.v.node
+            .spacedrop()
+            .send(flooder.id(), vec![src])
+            .await
+            .unwrap();
+    // (A sender stores no per-file rows: the failed list is in its last event.)
+    let info = final_state(&mut s.v.events, &id, WAIT).await;
+    println!(
+        "[receiver] the victim's send to a flooding receiver ended in {:?}: {:?}, {} failed file(s) listed",
+        t.elapsed(),
+        info.state,
+        info.failed.len()
+    );
+    let grew = mem.report("FileFailed flood");
+    // One file, so one failure at most, however often it is reported.
+    assert_eq!(info.failed.len(), 1, "{:?}", info.failed.len());
+    assert!(matches!(info.state, TransferState::Failed { .. }));
+    assert!(grew < 128, "a FileFailed flood cost {grew} MiB");
+    ping.finish("receiver").await;
+    honest_transfer(&s, "receiver").await;
 }
