@@ -259,7 +259,7 @@ async fn victim_where(
             t.elapsed() < within,
             "transfer {} not as expected within {within:?}: {:?}",
             id.hex(),
-            victim_info(v, id)
+            victim_info(v, id).map(|i| (i.state, i.bytes_done, i.files_done, i.failed.len()))
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -1217,4 +1217,75 @@ async fn a_hostile_receiver_cannot_grow_the_senders_memory() {
     assert!(grew < 128, "a FileFailed flood cost {grew} MiB");
     ping.finish("receiver").await;
     honest_transfer(&s, "receiver").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sender_that_never_reads_cannot_wedge_the_receiver() {
+    let s = scene(AcceptPolicy::Everyone).await;
+    let ping = pinger(&s);
+    let conn = s.conn().await;
+    // Every file aborted with a 512-byte reason: each makes the victim write a ~560-byte
+    // FileFailed on the control stream, which mallory never reads, so QUIC's flow control
+    // window (1.25 MB by default) fills after about 2,200 of them.
+    let n = 4_000u32;
+    let names: Vec<String> = (0..n).map(|i| format!("a{i}")).collect();
+    let m = manifest(names.iter().map(|x| file(&[x.as_str()], 1)).collect());
+    let sess = accepted(&conn, &m).await;
+    let (mut ds, _dr) = data_stream(&conn, sess.id).await;
+    let abort = record::file_abort(&"x".repeat(512));
+    let mut records = vec![];
+    for i in 0..n {
+        records.extend_from_slice(&record::file_start(i, 0));
+        records.extend_from_slice(&abort);
+    }
+    let t = Instant::now();
+    let wrote = tokio::time::timeout(Duration::from_secs(10), ds.write_all(&records)).await;
+    println!(
+        "[unread] {} KB of aborted files written in {:?}: {}",
+        records.len() >> 10,
+        t.elapsed(),
+        match &wrote {
+            Ok(Ok(())) => "all taken".to_string(),
+            Ok(Err(e)) => format!("{e}"),
+            Err(_) => "the victim stopped taking data".into(),
+        }
+    );
+    // Until the victim has got as far as it will (its count stands still for a second).
+    let (mut last, mut since) = (usize::MAX, Instant::now());
+    let live = loop {
+        let live = victim_info(&s.v, &sess.id).unwrap();
+        if live.failed.len() != last {
+            (last, since) = (live.failed.len(), Instant::now());
+        } else if since.elapsed() > Duration::from_secs(1) || last == n as usize {
+            break live;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    println!(
+        "    victim: {}, {} of {n} failed files listed",
+        live.state.name(),
+        live.failed.len()
+    );
+    // The victim's user cancels. Before, the transfer's loop waited for ever for room to
+    // write, so the cancel was never read; now the victim gives up on a sender that does not
+    // read within its write bound (10 s), whichever comes first.
+    let t = Instant::now();
+    s.v.node.spacedrop().cancel(&sess.id).unwrap();
+    let info = victim_final(&s.v, &sess.id, WAIT).await;
+    println!(
+        "[unread] ended {:?} after the victim's cancel ({:?} after its last progress): {:?}",
+        t.elapsed(),
+        since.elapsed(),
+        info.state
+    );
+    assert!(
+        matches!(&info.state, TransferState::Cancelled { .. })
+            || matches!(&info.state, TransferState::Failed { reason } if reason.contains("stopped reading")),
+        "{:?}",
+        info.state
+    );
+    assert!(parts(&s.v.downloads).is_empty());
+    drop(sess);
+    ping.finish("unread").await;
+    honest_transfer(&s, "unread").await;
 }

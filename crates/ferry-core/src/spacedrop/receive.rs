@@ -135,9 +135,34 @@ async fn stop_previous_run(shared: &Shared, id: &TransferId) {
     }
 }
 
+/// How long one message to the sender may wait for room in its stream.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Writes to the sender, giving up after [`WRITE_TIMEOUT`]. A sender that stops reading its
+/// control stream fills QUIC's flow-control window for it (1.25 MB: about 2,200 FileFailed with
+/// long reasons), and a write without a bound then held the transfer's loop for good: nothing
+/// more was received or reported, and the user's cancel was never read.
+async fn tell<T: serde::Serialize>(
+    s: &mut Incoming,
+    msg: &T,
+    max: usize,
+) -> Result<(), StreamError> {
+    tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut s.send, msg, max))
+        .await
+        .unwrap_or(Err(StreamError::Timeout("the sender to read")))
+}
+
+/// Remembers a write that timed out (the sender does not read); other write errors show up on
+/// the reading side.
+fn note_unread(r: Result<(), StreamError>, unread: &mut Option<StreamError>) {
+    if let Err(e @ StreamError::Timeout(_)) = r {
+        *unread = Some(e);
+    }
+}
+
 async fn reject(s: &mut Incoming, r: Refusal) -> Result<(), StreamError> {
     tracing::info!(peer = %s.peer.short(), reason = %r, "offer refused");
-    write_frame(&mut s.send, &Answer::Rejected(r), MAX_CONTROL).await
+    tell(s, &Answer::Rejected(r), MAX_CONTROL).await
 }
 
 /// A peer's turn to have an offer read and decoded; given back (and forgotten once nobody
@@ -580,7 +605,7 @@ async fn run(
         done: done_tx,
     };
     lock(&shared.data_jobs).insert((s.peer, id), job);
-    if let Err(e) = write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_ANSWER).await {
+    if let Err(e) = tell(s, &Answer::Accepted { starts }, MAX_ANSWER).await {
         lock(&shared.data_jobs).remove(&(s.peer, id));
         shared.finish(
             &id,
@@ -600,12 +625,23 @@ async fn run(
     let mut stopping: Option<String> = None;
     // Read in a `select!`: needs a reader that keeps a half-read frame (see FrameReader).
     let mut control = FrameReader::new(MAX_CONTROL);
+    let mut unread: Option<StreamError> = None;
     let end: TransferState = loop {
+        if unread.is_some() {
+            let _ = cancel_tx.send(true);
+            remove_temps(&row);
+            break TransferState::Failed {
+                reason: format!(
+                    "the sender stopped reading ({} s without room for a message)",
+                    WRITE_TIMEOUT.as_secs()
+                ),
+            };
+        }
         tokio::select! {
             o = out_rx.recv() => match o {
                 Some(o) => {
                     data_started = true;
-                    record_outcome(&shared, &row, s, o, &mut files_done).await;
+                    note_unread(record_outcome(&shared, &row, s, o, &mut files_done).await, &mut unread);
                 }
                                 // The data handler is done and every outcome is in.
                 None if stopping.is_some() => {
@@ -627,7 +663,7 @@ async fn run(
                 if bytes > resumed {
                     data_started = true;
                 }
-                let _ = write_frame(&mut s.send, &Control::Progress { bytes, files: files_done as u32 }, MAX_CONTROL).await;
+                note_unread(tell(s, &Control::Progress { bytes, files: files_done as u32 }, MAX_CONTROL).await, &mut unread);
                 shared.update(&id, |i| {
                     i.bytes_done = bytes;
                     i.files_done = files_done;
@@ -688,7 +724,7 @@ async fn run(
                 Some(cmd) => {
                     let pause = matches!(cmd, Cmd::Pause);
                     if let Some(c) = control_for(&cmd) {
-                        let _ = write_frame(&mut s.send, &c, MAX_CONTROL).await;
+                        note_unread(tell(s, &c, MAX_CONTROL).await, &mut unread);
                     }
                     shared.update(&id, |i| apply_pause(i, pause, Side::Local));
                 }
@@ -701,6 +737,13 @@ async fn run(
     if cancelled {
         return Err(StreamError::Local(Code::Cancelled, "cancelled"));
     }
+    if unread.is_some() {
+        // A reset also drops what is still queued for a peer that does not read it.
+        return Err(StreamError::Local(
+            Code::Timeout,
+            "the sender stopped reading",
+        ));
+    }
     Ok(())
 }
 
@@ -710,17 +753,18 @@ async fn record_outcome(
     s: &mut Incoming,
     o: FileOutcome,
     files_done: &mut usize,
-) {
+) -> Result<(), StreamError> {
     match o {
         FileOutcome::Verified { id, path, .. } => {
             *files_done += 1;
             let _ = shared.store.set_file(&row.id, id, &FileStatus::Done(path));
-            let _ = write_frame(&mut s.send, &Control::FileDone { id }, MAX_CONTROL).await;
+            let told = tell(s, &Control::FileDone { id }, MAX_CONTROL).await;
             let current = row.manifest.display_path(id);
             shared.update(&row.id, |i| {
                 i.files_done = *files_done;
                 i.current = Some(current);
             });
+            told
         }
         FileOutcome::Failed { id, reason } => {
             let reason = reason.to_string();
@@ -728,8 +772,8 @@ async fn record_outcome(
             let _ = shared
                 .store
                 .set_file(&row.id, id, &FileStatus::Failed(reason.clone()));
-            let _ = write_frame(
-                &mut s.send,
+            let told = tell(
+                s,
                 &Control::FileFailed {
                     id,
                     reason: reason.clone(),
@@ -739,6 +783,7 @@ async fn record_outcome(
             .await;
             let path = row.manifest.display_path(id);
             shared.update(&row.id, |i| i.failed.push(FailedFile { path, reason }));
+            told
         }
     }
 }
@@ -754,8 +799,8 @@ async fn settle(
 ) -> TransferState {
     match r {
         Ok(()) => {
-            let _ = write_frame(
-                &mut s.send,
+            let _ = tell(
+                s,
                 &Control::Progress {
                     bytes,
                     files: files as u32,
@@ -763,7 +808,7 @@ async fn settle(
                 MAX_CONTROL,
             )
             .await;
-            let _ = write_frame(&mut s.send, &Control::Finished, MAX_CONTROL).await;
+            let _ = tell(s, &Control::Finished, MAX_CONTROL).await;
             let _ = s.send.finish();
             // Until the sender has it: a node that exits right after (`receive --once`) would
             // otherwise drop the frame with its connection, and the sender would wait forever.
@@ -801,8 +846,8 @@ async fn settle(
                 _ => format!("the sender's data was invalid: {e}"),
             };
             truncate(&mut reason, MAX_REASON);
-            let _ = write_frame(
-                &mut s.send,
+            let _ = tell(
+                s,
                 &Control::Abort {
                     reason: reason.clone(),
                 },
