@@ -15,8 +15,10 @@
 //!   [`RANGE_CHUNK`]: a shorter 206 is valid HTTP (`Content-Range` says what was sent) and
 //!   media elements ask again from there. A request *without* `Range` must get the whole file
 //!   (HTTP has no "here is the start" answer to it), so a file over [`MAX_BODY`] asked for
-//!   without `Range` gets 413 telling the client to use ranges; media elements always send
-//!   `Range` and never see it.
+//!   without `Range` gets 413 telling the client to use ranges (no status means "too large to
+//!   send whole"; 413 says it most plainly). Media elements always send `Range` and never see
+//!   it. 64 MiB because several answers can be in flight at once (a grid of pictures) and the
+//!   webview glue may copy each body once more.
 //! - **A malformed `bytes` range is refused with 416**, not served whole: it can only come
 //!   from a bug in our own glue or UI, and shipping a whole (maybe large) file hides it. RFC
 //!   9110 allows either. Ranges in a unit other than `bytes` are ignored (the RFC requires it),
@@ -35,8 +37,8 @@ pub const MAX_BODY: u64 = 64 * 1024 * 1024;
 /// Largest answer to an open-ended range (`bytes=a-`).
 pub const RANGE_CHUNK: u64 = 8 * 1024 * 1024;
 
-/// An HTTP-like answer. Header names are lowercase-insensitive in HTTP; here they are written
-/// in their usual capitalisation.
+/// An HTTP-like answer. Header names are case-insensitive in HTTP; here they are written in
+/// their usual capitalisation.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Response {
     pub status: u16,
