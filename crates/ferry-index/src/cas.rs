@@ -83,12 +83,19 @@ mod tests {
         let mut data: Vec<u8> = (0..len).map(|i| (i * 7 % 251) as u8).collect();
         let base = id_of(&data);
         assert_ne!(base, *blake3::hash(&data).as_bytes(), "its own domain");
-        for at in [0, len / 2, len - 1] {
+        let last = len as u64 - SAMPLE_LEN;
+        let window16 = (last / (SAMPLES - 1) * 16 + 5) as usize;
+        for at in [0, window16, len - 1] {
             let old = data[at];
             data[at] ^= 1;
             assert_ne!(id_of(&data), base, "a change at {at} is seen");
             data[at] = old;
         }
+        // The documented trade-off: a byte between two windows is not part of the id.
+        let between = window16 + SAMPLE_LEN as usize + 1;
+        data[between] ^= 1;
+        assert_eq!(id_of(&data), base, "outside the samples");
+        data[between] ^= 1;
         assert_eq!(id_of(&data), base);
         data.push(0);
         assert_ne!(id_of(&data), base, "the size is part of the id");
