@@ -313,9 +313,7 @@ impl LibraryContents {
         if let Some(c) = lock(&self.inner.cancels).get(loc) {
             c.store(true, Ordering::Relaxed);
         }
-        if let Some(w) = lock(&self.inner.watcher).as_mut() {
-            w.unwatch(loc);
-        }
+        self.unwatch(loc);
         lock(&self.inner.owners).remove(loc);
     }
 
@@ -374,10 +372,8 @@ impl LibraryContents {
     ) -> Result<(), ferry_index::IndexError> {
         let root = c.location(loc)?.path;
         if !c.check_online(loc)? {
-            if let Some(w) = lock(&self.inner.watcher).as_mut() {
-                w.unwatch(loc);
-            }
-            lock(&self.inner.owners).insert(*loc, *lib);
+            // Stays owned: the 5 s poll rescans it when it is back.
+            self.unwatch(loc);
             return Ok(());
         }
         if let Some(w) = lock(&self.inner.watcher).as_mut() {
@@ -440,17 +436,12 @@ impl LibraryContents {
     ) -> Result<(), ferry_index::IndexError> {
         let r = c.apply(loc, paths)?;
         if r.offline {
-            if let Some(w) = lock(&self.inner.watcher).as_mut() {
-                w.unwatch(loc);
-            }
+            self.unwatch(loc);
         }
         if !r.is_empty() {
             self.emit_location(lib, c, loc);
             self.identify(lib, loc, c, cancel)?;
-            let _ = self.inner.events.send(Event::ContentsChanged {
-                library: lib.hex(),
-                location: loc_hex(loc),
-            });
+            self.contents_changed(lib, loc);
         }
         Ok(())
     }
@@ -474,10 +465,7 @@ impl LibraryContents {
         let n = r.made + r.reused + r.failed;
         let msg = (r.failed > 0).then(|| format!("{} images could not be read", r.failed));
         self.progress(lib, loc, "done", n, n, msg);
-        let _ = self.inner.events.send(Event::ContentsChanged {
-            library: lib.hex(),
-            location: loc_hex(loc),
-        });
+        self.contents_changed(lib, loc);
         Ok(())
     }
 
@@ -518,8 +506,8 @@ impl LibraryContents {
                 tracing::info!(location = %before.path, online = now, "location availability changed");
                 if now {
                     self.queue_scan(&lib, &loc);
-                } else if let Some(w) = lock(&self.inner.watcher).as_mut() {
-                    w.unwatch(&loc);
+                } else {
+                    self.unwatch(&loc);
                 }
                 self.emit_location(&lib, &c, &loc);
             }
@@ -544,6 +532,19 @@ impl LibraryContents {
                 total,
                 message,
             },
+        });
+    }
+
+    fn unwatch(&self, loc: &LocationId) {
+        if let Some(w) = lock(&self.inner.watcher).as_mut() {
+            w.unwatch(loc);
+        }
+    }
+
+    fn contents_changed(&self, lib: &LibraryId, loc: &LocationId) {
+        let _ = self.inner.events.send(Event::ContentsChanged {
+            library: lib.hex(),
+            location: loc_hex(loc),
         });
     }
 
