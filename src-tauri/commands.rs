@@ -1,15 +1,18 @@
 //! The commands the UI calls. Each is a thin wrapper over the node; errors reach the UI as
 //! readable strings.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ferry_core::index::{EntryInfo, LocationId, LocationInfo, Page};
+use ferry_core::library::contents::parse_loc;
 use ferry_core::library::wire::LibraryId;
+use ferry_core::library::LibraryContents;
 use ferry_core::spacedrop::wire::TransferId;
 use ferry_core::spacedrop::Prompt;
 use ferry_core::{
-    Decision, LibraryInfo, Node, PairingInfo, PeerId, PeerSnapshot, SpacedropConfig, Target,
-    TransferInfo,
+    Decision, LibraryError, LibraryInfo, Node, PairingInfo, PeerId, PeerSnapshot, SpacedropConfig,
+    Target, TransferInfo,
 };
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, State};
@@ -58,6 +61,7 @@ pub struct Snapshot {
     pub transfers: Vec<TransferInfo>,
     pub prompts: Vec<Prompt>,
     pub libraries: Vec<LibraryInfo>,
+    pub locations: Vec<LibraryLocations>,
     pub pairings: Vec<PairingInfo>,
     pub settings: Settings,
 }
@@ -79,6 +83,7 @@ pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
         transfers: node.spacedrop().transfers(),
         prompts: node.spacedrop().open_prompts(),
         libraries: node.libraries().list(),
+        locations: all_locations(&node),
         pairings: node.libraries().pairings(),
         settings,
     })
@@ -363,4 +368,146 @@ pub async fn answer_pairing(state: State<'_, AppState>, pairing: String, accept:
         .libraries()
         .answer_pairing(&pairing, accept)
         .map_err(err)
+}
+
+// Library contents. Each call is a short SQLite read or write on the library's own
+// connection (reads never wait for the indexer), run off the async runtime.
+
+async fn contents<T: Send + 'static>(
+    state: &State<'_, AppState>,
+    f: impl FnOnce(&LibraryContents) -> Result<T, LibraryError> + Send + 'static,
+) -> Res<T> {
+    let node = node(state).await;
+    tauri::async_runtime::spawn_blocking(move || f(&node.libraries().contents()))
+        .await
+        .map_err(err)?
+        .map_err(err)
+}
+
+fn location_id(id: &str) -> Res<LocationId> {
+    parse_loc(id).map_err(err)
+}
+
+/// A library's locations (what the snapshot holds, per library).
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct LibraryLocations {
+    pub library: String,
+    pub locations: Vec<LocationInfo>,
+}
+
+pub(crate) fn all_locations(node: &Node) -> Vec<LibraryLocations> {
+    let contents = node.libraries().contents();
+    node.libraries()
+        .list()
+        .into_iter()
+        .filter_map(|lib| {
+            let id = LibraryId::parse(&lib.id)?;
+            Some(LibraryLocations {
+                library: lib.id,
+                locations: contents.locations(&id).ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Adds a folder (chosen with `pick_folder`) to a library; it is indexed and watched at once.
+#[tauri::command]
+#[specta::specta]
+pub async fn add_location(
+    state: State<'_, AppState>,
+    library: String,
+    path: String,
+) -> Res<LocationInfo> {
+    let lib = library_id(&library)?;
+    contents(&state, move |c| c.add_location(&lib, Path::new(&path))).await
+}
+
+/// Removes a location from a library; the folder itself is untouched.
+#[tauri::command]
+#[specta::specta]
+pub async fn remove_location(
+    state: State<'_, AppState>,
+    library: String,
+    location: String,
+) -> Res<()> {
+    let (lib, loc) = (library_id(&library)?, location_id(&location)?);
+    contents(&state, move |c| c.remove_location(&lib, &loc)).await
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn rescan_location(
+    state: State<'_, AppState>,
+    library: String,
+    location: String,
+) -> Res<()> {
+    let (lib, loc) = (library_id(&library)?, location_id(&location)?);
+    contents(&state, move |c| c.rescan(&lib, &loc)).await
+}
+
+/// Largest page the UI may ask for (a screenful is a few hundred).
+const MAX_PAGE: u32 = 2000;
+
+/// Entries `offset..offset + limit` of folder `dir` (`""` for the top) of a location, folders
+/// first, then by name; with the folder's total, for a virtualised grid.
+#[tauri::command]
+#[specta::specta]
+pub async fn list_entries(
+    state: State<'_, AppState>,
+    library: String,
+    location: String,
+    dir: String,
+    offset: u32,
+    limit: u32,
+) -> Res<Page> {
+    let (lib, loc) = (library_id(&library)?, location_id(&location)?);
+    contents(&state, move |c| {
+        c.page(&lib, &loc, &dir, offset, limit.min(MAX_PAGE))
+    })
+    .await
+}
+
+/// One entry and where it is on this device.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct EntryDetails {
+    pub entry: EntryInfo,
+    pub path: String,
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn entry_details(
+    state: State<'_, AppState>,
+    library: String,
+    entry: String,
+) -> Res<EntryDetails> {
+    let lib = library_id(&library)?;
+    let (entry, path) = contents(&state, move |c| c.entry(&lib, &entry)).await?;
+    Ok(EntryDetails {
+        entry,
+        path: path.display().to_string(),
+    })
+}
+
+/// Opens an entry with the system's default app (`reveal`: shows it in its folder instead).
+/// By id: the page never names a path to open.
+#[tauri::command]
+#[specta::specta]
+pub async fn open_entry(
+    app: AppHandle,
+    state: State<'_, AppState>,
+    library: String,
+    entry: String,
+    reveal: bool,
+) -> Res<()> {
+    use tauri_plugin_opener::OpenerExt;
+    let lib = library_id(&library)?;
+    let (_, path) = contents(&state, move |c| c.entry(&lib, &entry)).await?;
+    if reveal {
+        app.opener().reveal_item_in_dir(path).map_err(err)
+    } else {
+        app.opener()
+            .open_path(path.display().to_string(), None::<&str>)
+            .map_err(err)
+    }
 }

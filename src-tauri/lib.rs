@@ -2,6 +2,7 @@
 //!
 //! - [`settings`]: saved settings and environment overrides.
 //! - [`commands`]: the typed command surface the UI calls (bindings in `ui/src/bindings.ts`).
+//! - [`scheme`]: the `ferry://` URI scheme (thumbnails and files of the libraries, by id).
 //! - [`bridge`]: forwards the node's event stream to every window, and raises system
 //!   notifications when no window has focus.
 //!
@@ -10,6 +11,7 @@
 
 pub mod bridge;
 pub mod commands;
+pub mod scheme;
 pub mod settings;
 
 use std::path::PathBuf;
@@ -48,6 +50,12 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::remove_member,
             commands::pair_peer,
             commands::answer_pairing,
+            commands::add_location,
+            commands::remove_location,
+            commands::rescan_location,
+            commands::list_entries,
+            commands::entry_details,
+            commands::open_entry,
         ])
         .events(collect_events![bridge::NodeEvent])
 }
@@ -63,6 +71,7 @@ pub fn run() {
         .plugin(tauri_plugin_dialog::init())
         .plugin(tauri_plugin_notification::init())
         .plugin(tauri_plugin_opener::init())
+        .register_asynchronous_uri_scheme_protocol("ferry", scheme::handle)
         .invoke_handler(builder.invoke_handler())
         .setup(move |app| {
             builder.mount_events(app);

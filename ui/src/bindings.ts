@@ -42,6 +42,22 @@ export const commands = {
 	pairPeer: (peer: string, library: string) => typedError<string, string>(__TAURI_INVOKE("pair_peer", { peer, library })),
 	/**  This user's verdict on a pairing code (either side). The first answer from any window wins. */
 	answerPairing: (pairing: string, accept: boolean) => typedError<null, string>(__TAURI_INVOKE("answer_pairing", { pairing, accept })),
+	/**  Adds a folder (chosen with `pick_folder`) to a library; it is indexed and watched at once. */
+	addLocation: (library: string, path: string) => typedError<LocationInfo_Serialize, string>(__TAURI_INVOKE("add_location", { library, path })),
+	/**  Removes a location from a library; the folder itself is untouched. */
+	removeLocation: (library: string, location: string) => typedError<null, string>(__TAURI_INVOKE("remove_location", { library, location })),
+	rescanLocation: (library: string, location: string) => typedError<null, string>(__TAURI_INVOKE("rescan_location", { library, location })),
+	/**
+	 *  Entries `offset..offset + limit` of folder `dir` (`""` for the top) of a location, folders
+	 *  first, then by name; with the folder's total, for a virtualised grid.
+	 */
+	listEntries: (library: string, location: string, dir: string, offset: number, limit: number) => typedError<Page_Serialize, string>(__TAURI_INVOKE("list_entries", { library, location, dir, offset, limit })),
+	entryDetails: (library: string, entry: string) => typedError<EntryDetails_Serialize, string>(__TAURI_INVOKE("entry_details", { library, entry })),
+	/**
+	 *  Opens an entry with the system's default app (`reveal`: shows it in its folder instead).
+	 *  By id: the page never names a path to open.
+	 */
+	openEntry: (library: string, entry: string, reveal: boolean) => typedError<null, string>(__TAURI_INVOKE("open_entry", { library, entry, reveal })),
 };
 
 /** Events */
@@ -51,6 +67,58 @@ export const events = {
 
 /* Types */
 export type Direction = "send" | "receive";
+
+/**  One entry and where it is on this device. */
+export type EntryDetails = EntryDetails_Serialize | EntryDetails_Deserialize;
+
+/**  One entry and where it is on this device. */
+export type EntryDetails_Deserialize = {
+	entry: EntryInfo_Deserialize,
+	path: string,
+};
+
+/**  One entry and where it is on this device. */
+export type EntryDetails_Serialize = {
+	entry: EntryInfo_Serialize,
+	path: string,
+};
+
+export type EntryInfo = EntryInfo_Serialize | EntryInfo_Deserialize;
+
+export type EntryInfo_Deserialize = {
+	id: string,
+	location: string,
+	/**  Path relative to the location, `/`-separated (lossy UTF-8 for display). */
+	path: string,
+	name: string,
+	kind: EntryKind,
+	size: number | null,
+	/**  Unix ms. */
+	modified: number | null,
+	cas?: string | null,
+	/**  A thumbnail is ready (serve it by `cas`). */
+	thumb: boolean,
+	error?: string | null,
+};
+
+export type EntryInfo_Serialize = {
+	id: string,
+	location: string,
+	/**  Path relative to the location, `/`-separated (lossy UTF-8 for display). */
+	path: string,
+	name: string,
+	kind: EntryKind,
+	size: number | null,
+	/**  Unix ms. */
+	modified: number | null,
+	cas: string | null,
+	/**  A thumbnail is ready (serve it by `cas`). */
+	thumb: boolean,
+	error: string | null,
+};
+
+/**  What an entry is. Symlinks are recorded, never followed (so a link loop cannot trap us). */
+export type EntryKind = "file" | "dir" | "symlink" | "other";
 
 export type Event = Event_Serialize | Event_Deserialize;
 
@@ -158,6 +226,21 @@ export type LibraryInfo_Serialize = {
 	pending: boolean,
 };
 
+/**  A library's locations (what the snapshot holds, per library). */
+export type LibraryLocations = LibraryLocations_Serialize | LibraryLocations_Deserialize;
+
+/**  A library's locations (what the snapshot holds, per library). */
+export type LibraryLocations_Deserialize = {
+	library: string,
+	locations: LocationInfo_Deserialize[],
+};
+
+/**  A library's locations (what the snapshot holds, per library). */
+export type LibraryLocations_Serialize = {
+	library: string,
+	locations: LocationInfo_Serialize[],
+};
+
 export type LocationInfo = LocationInfo_Serialize | LocationInfo_Deserialize;
 
 export type LocationInfo_Deserialize = {
@@ -253,6 +336,23 @@ export type NodeEvent_Deserialize = Event_Deserialize;
 
 /**  One engine event, as the UI receives it. */
 export type NodeEvent_Serialize = Event_Serialize;
+
+/**  A window of a folder's listing. */
+export type Page = Page_Serialize | Page_Deserialize;
+
+/**  A window of a folder's listing. */
+export type Page_Deserialize = {
+	/**  Entries in the whole folder. */
+	total: number | null,
+	entries: EntryInfo_Deserialize[],
+};
+
+/**  A window of a folder's listing. */
+export type Page_Serialize = {
+	/**  Entries in the whole folder. */
+	total: number | null,
+	entries: EntryInfo_Serialize[],
+};
 
 export type PairingInfo = PairingInfo_Serialize | PairingInfo_Deserialize;
 
@@ -376,6 +476,7 @@ export type Snapshot_Deserialize = {
 	transfers: TransferInfo_Deserialize[],
 	prompts: Prompt[],
 	libraries: LibraryInfo_Deserialize[],
+	locations: LibraryLocations_Deserialize[],
 	pairings: PairingInfo_Deserialize[],
 	settings: Settings,
 };
@@ -387,6 +488,7 @@ export type Snapshot_Serialize = {
 	transfers: TransferInfo_Serialize[],
 	prompts: Prompt[],
 	libraries: LibraryInfo_Serialize[],
+	locations: LibraryLocations_Serialize[],
 	pairings: PairingInfo_Serialize[],
 	settings: Settings,
 };

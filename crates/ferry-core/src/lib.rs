@@ -15,6 +15,8 @@ pub mod store;
 pub mod target;
 
 pub use event::Event;
+/// The contents engine (locations, entries, `ferry://` answers), for the shells that show it.
+pub use ferry_index as index;
 pub use ferry_p2p::{LostReason, PeerId, PeerSnapshot, PeerState};
 pub use library::{Libraries, LibraryError, LibraryInfo, MemberInfo, PairingInfo, PairingState};
 pub use node::{Node, NodeConfig, NodeError};

@@ -4,7 +4,7 @@
 //! tables, but migrate on their own counter (`contents_meta.version`), so this crate never
 //! needs to know the other tables' history.
 //!
-//! Schema (version 1):
+//! Schema (version 2; version 2 added the `entries_listing` index):
 //! - `locations`: one row per indexed folder. `id` is 16 random bytes, stable everywhere; `node`
 //!   is the member whose disk it is on; `path` its absolute path there (raw OS bytes). The rest
 //!   is local state: `state` (`pending` → `walking` → `identifying` → `done`, so a restart
@@ -14,7 +14,8 @@
 //!   that survive renames and moves (so a synced peer sees a move, not a delete and an add);
 //!   `rel` is the path relative to the location, `/`-separated raw bytes (names need not be
 //!   UTF-8), unique per location; `parent` is the `rel` of its folder (`""` at the top), indexed
-//!   so a folder lists in one range read; `name` is the display name (lossy UTF-8); `kind`,
+//!   so a folder lists in one range read (and `entries_listing` keeps that read in display order,
+//!   so a page of a 100,000-entry folder needs no sort); `name` is the display name (lossy UTF-8); `kind`,
 //!   `size`, `mtime` (ns); `inode` (local, to recognise a move); `cas` is the content id once
 //!   computed (NULL until then, and again after the file changes); `error` says why an entry is
 //!   not fully indexed (unreadable, changed while hashed).
@@ -51,7 +52,8 @@ pub enum IndexError {
     Cancelled,
 }
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE locations (
     id BLOB PRIMARY KEY,
     node BLOB NOT NULL,
@@ -98,7 +100,11 @@ CREATE TABLE removed (
     seq INTEGER NOT NULL
 );
 INSERT INTO contents_meta (version, seq) VALUES (0, 0);
-"#];
+"#,
+    r#"
+CREATE INDEX entries_listing ON entries (location, parent, kind != 1, name COLLATE NOCASE);
+"#,
+];
 
 /// What an entry is. Symlinks are recorded, never followed (so a link loop cannot trap us).
 #[cfg_attr(feature = "specta", derive(specta::Type))]
@@ -175,6 +181,16 @@ pub struct EntryInfo {
     /// A thumbnail is ready (serve it by `cas`).
     pub thumb: bool,
     pub error: Option<String>,
+}
+
+/// A window of a folder's listing.
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Page {
+    /// Entries in the whole folder.
+    #[cfg_attr(feature = "specta", specta(type = f64))]
+    pub total: u64,
+    pub entries: Vec<EntryInfo>,
 }
 
 /// What the indexer knows of one path on disk.
@@ -614,20 +630,46 @@ impl Contents {
     /// The entries directly inside folder `rel` of a location (`""` for its top), folders
     /// first, then by name.
     pub fn list(&self, loc: &LocationId, rel: &str) -> Result<Vec<EntryInfo>, IndexError> {
+        Ok(self.page(loc, rel, 0, u32::MAX)?.entries)
+    }
+
+    /// Entries `offset..offset + limit` of [`Contents::list`]'s order, and how many there are
+    /// in all (what a virtualised view needs: the total for its scroll height, a page at a
+    /// time for what is on screen).
+    pub fn page(
+        &self,
+        loc: &LocationId,
+        rel: &str,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Page, IndexError> {
         let rel = rel.trim_matches('/');
         let r = self.reader();
+        let total: i64 = r
+            .prepare_cached("SELECT count(*) FROM entries WHERE location = ?1 AND parent = ?2")?
+            .query_row(params![loc, rel.as_bytes()], |r| r.get(0))?;
+        // The ORDER BY matches `entries_listing` exactly, so SQLite walks that index in order.
         let mut st = r.prepare_cached(
             "SELECT e.id, e.rel, e.kind, e.size, e.mtime, e.cas, e.error, o.thumb
              FROM entries e LEFT JOIN objects o ON o.cas = e.cas
              WHERE e.location = ?1 AND e.parent = ?2
-             ORDER BY e.kind != 1, e.name COLLATE NOCASE",
+             ORDER BY e.kind != 1, e.name COLLATE NOCASE
+             LIMIT ?3 OFFSET ?4",
         )?;
-        let mut q = st.query(params![loc, rel.as_bytes()])?;
-        let mut out = Vec::new();
+        let mut q = st.query(params![
+            loc,
+            rel.as_bytes(),
+            i64::from(limit),
+            i64::from(offset)
+        ])?;
+        let mut entries = Vec::new();
         while let Some(r) = q.next()? {
-            out.push(info_of(loc, r)?);
+            entries.push(info_of(loc, r)?);
         }
-        Ok(out)
+        Ok(Page {
+            total: total as u64,
+            entries,
+        })
     }
 
     /// One entry by id, with its absolute path on this node (if its location is here).
@@ -817,4 +859,36 @@ pub(crate) fn move_entry(
     )?
     .execute(params![id, rel, parent_of(rel), name_of(rel), seq])?;
     Ok(())
+}
+
+#[cfg(test)]
+mod listing_plan {
+    use super::*;
+
+    /// A page of a big folder must walk `entries_listing` in order, not sort the folder.
+    #[test]
+    fn a_page_reads_the_listing_index_without_sorting() {
+        let t = tempfile::tempdir().unwrap();
+        let db = t.path().join("lib.db");
+        Connection::open(&db).unwrap();
+        let c = Contents::open(&db, [7; 32]).unwrap();
+        let r = c.reader();
+        let mut st = r
+            .prepare(
+                "EXPLAIN QUERY PLAN SELECT e.id, e.rel, e.kind, e.size, e.mtime, e.cas, e.error, o.thumb
+                 FROM entries e LEFT JOIN objects o ON o.cas = e.cas
+                 WHERE e.location = ?1 AND e.parent = ?2
+                 ORDER BY e.kind != 1, e.name COLLATE NOCASE
+                 LIMIT ?3 OFFSET ?4",
+            )
+            .unwrap();
+        let plan: Vec<String> = st
+            .query_map(params![[0u8; 16], b"".as_slice(), 10, 0], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let plan = plan.join("\n");
+        assert!(plan.contains("entries_listing"), "{plan}");
+        assert!(!plan.contains("TEMP B-TREE"), "{plan}");
+    }
 }

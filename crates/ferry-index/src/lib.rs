@@ -18,7 +18,7 @@ pub mod thumb;
 pub mod watch;
 
 pub use changes::ChangeReport;
-pub use db::{Contents, EntryInfo, EntryKind, IndexError, LocationId, LocationInfo};
+pub use db::{Contents, EntryInfo, EntryKind, IndexError, LocationId, LocationInfo, Page};
 pub use identify::{IdentifyReport, ThumbReport};
 pub use scan::{Problem, ScanReport};
 pub use watch::{WatchEvent, Watcher};

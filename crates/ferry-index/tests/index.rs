@@ -348,3 +348,46 @@ fn an_interrupted_index_resumes_without_hashing_again() {
     assert_eq!(c.location(&loc).unwrap().state, "done");
     check_ids_are_content(&c, &loc, &root);
 }
+
+#[test]
+fn a_folder_pages_in_listing_order_with_its_total() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("loc");
+    std::fs::create_dir_all(&root).unwrap();
+    for i in 0..300 {
+        // Mixed case: the order is case-insensitive, as a file manager shows it.
+        let name = if i % 2 == 0 {
+            format!("img{i:04}.jpg")
+        } else {
+            format!("IMG{i:04}.JPG")
+        };
+        std::fs::write(root.join(name), [i as u8]).unwrap();
+    }
+    for d in ["zeta", "Alpha", "mid"] {
+        std::fs::create_dir(root.join(d)).unwrap();
+    }
+    let c = contents(t.path());
+    let loc = loc_id(&c.add_location(&root).unwrap());
+    c.scan(&loc, &AtomicBool::new(false), &mut |_| {}).unwrap();
+
+    let whole = c.list(&loc, "").unwrap();
+    assert_eq!(whole.len(), 303);
+    let names: Vec<&str> = whole.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        &names[..4],
+        ["Alpha", "mid", "zeta", "img0000.jpg"],
+        "folders first, then by name"
+    );
+    assert_eq!(names[4], "IMG0001.JPG");
+
+    let mut paged = Vec::new();
+    for offset in (0..310).step_by(64) {
+        let p = c.page(&loc, "", offset, 64).unwrap();
+        assert_eq!(p.total, 303);
+        paged.extend(p.entries);
+    }
+    assert_eq!(paged, whole, "pages join into the whole listing");
+    let past = c.page(&loc, "/", 400, 10).unwrap();
+    assert_eq!((past.total, past.entries.len()), (303, 0));
+    assert_eq!(c.page(&loc, "nope", 0, 10).unwrap().total, 0);
+}

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use ferry_index::serve::{self, Caching, Response};
 use ferry_index::thumb::ThumbStore;
 use ferry_index::watch::Debounce;
-use ferry_index::{Contents, EntryInfo, LocationId, LocationInfo, WatchEvent, Watcher};
+use ferry_index::{Contents, EntryInfo, LocationId, LocationInfo, Page, WatchEvent, Watcher};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
@@ -186,6 +186,29 @@ impl LibraryContents {
         dir: &str,
     ) -> Result<Vec<EntryInfo>, LibraryError> {
         Ok(self.of(lib)?.list(loc, dir)?)
+    }
+
+    /// A window of a folder's listing (see [`Contents::page`]).
+    pub fn page(
+        &self,
+        lib: &LibraryId,
+        loc: &LocationId,
+        dir: &str,
+        offset: u32,
+        limit: u32,
+    ) -> Result<Page, LibraryError> {
+        Ok(self.of(lib)?.page(loc, dir, offset, limit)?)
+    }
+
+    /// One entry, and where it is on this node's disk.
+    pub fn entry(
+        &self,
+        lib: &LibraryId,
+        entry: &str,
+    ) -> Result<(EntryInfo, PathBuf), LibraryError> {
+        let id = ferry_index::db::parse_id(entry)
+            .ok_or_else(|| LibraryError::NotFound(format!("entry {entry}")))?;
+        Ok(self.of(lib)?.entry(&id)?)
     }
 
     /// Answers a `ferry://` request. Paths (never a file path from the page; only ids, looked
