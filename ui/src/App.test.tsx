@@ -3,10 +3,10 @@ import { afterEach, describe, expect, it, vi } from "vitest";
 import { App } from "./App";
 import type { Api } from "./api";
 import type { Event, Snapshot } from "./bindings";
-import { library, pairing, peer, prompt, transfer } from "./fixtures";
+import { folder, library, location, pairing, peer, prompt, transfer } from "./fixtures";
 
 /** A fake backend: records calls, and lets a test push node events. */
-function fakeApi(snapshot: Partial<Snapshot> = {}) {
+function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
   let emit: (e: Event) => void = () => {};
   const calls: unknown[][] = [];
   const rec = (name: string) => (...args: unknown[]) => {
@@ -17,7 +17,7 @@ function fakeApi(snapshot: Partial<Snapshot> = {}) {
     snapshot: () =>
       Promise.resolve({
         me: { id: "m".repeat(52), short_id: "mmmmmmmmmmmm", name: "my-laptop", listen: "0.0.0.0:7000", discovery: true },
-        peers: [], transfers: [], prompts: [], libraries: [], pairings: [],
+        peers: [], transfers: [], prompts: [], libraries: [], pairings: [], locations: [],
         settings: { name: "", download_dir: "/home/me/Downloads", discovery: true, interfaces: [], theme: "system" },
         ...snapshot,
       } as Snapshot),
@@ -26,6 +26,14 @@ function fakeApi(snapshot: Partial<Snapshot> = {}) {
     saveSettings: rec("saveSettings"), openWindow: rec("openWindow"),
     createLibrary: rec("createLibrary"), renameLibrary: rec("renameLibrary"), deleteLibrary: rec("deleteLibrary"),
     removeMember: rec("removeMember"), pair: rec("pair"), answerPairing: rec("answerPairing"),
+    addLocation: rec("addLocation"), removeLocation: rec("removeLocation"), rescanLocation: rec("rescanLocation"), openEntry: rec("openEntry"),
+    listEntries: (...args: unknown[]) => {
+      calls.push(["listEntries", ...args]);
+      const [, , , offset, limit] = args as [string, string, string, number, number];
+      return Promise.resolve({ total: entries.length, entries: entries.slice(offset, offset + limit) });
+    },
+    entryDetails: (_lib: string, id: string) => Promise.resolve({ entry: entries.find((e) => e.id === id), path: `/home/me/Photos/${id}` }),
+    contentUrl: (kind: string, lib: string, id: string) => `ferry://localhost/${kind}/${lib}/${id}`,
     onEvent: (f: (e: Event) => void) => { emit = f; return Promise.resolve(() => {}); },
     onDrop: () => Promise.reject(new Error("not in Tauri")),
   } as unknown as Api;
@@ -150,5 +158,68 @@ describe("App", () => {
     fireEvent.click(screen.getByText("Leave…"));
     fireEvent.click(screen.getByText("Delete"));
     expect(calls).toContainEqual(["deleteLibrary", "l1"]);
+  });
+
+  it("browses a library: locations with progress, a virtualised grid of 10,000 thumbnails, details", async () => {
+    const me = "m".repeat(52);
+    const entries = folder(10_000);
+    const { api, calls, emit } = fakeApi(
+      { libraries: [library("l1", "Family", [[me, "my-laptop", "member"]])], locations: [{ library: "l1", locations: [location("loc1", "Photos")] }] },
+      entries,
+    );
+    render(<App api={api} />);
+    expect((await screen.findByLabelText("Library Family")).textContent).toContain("1 location · 10,000 files");
+    fireEvent.click(screen.getByLabelText("Browse Family"));
+    const grid = await screen.findByRole("grid");
+    await waitFor(() => expect(grid.querySelectorAll("[data-entry]").length).toBeGreaterThan(0));
+    // Only what is on screen is in the DOM, and only its page was fetched.
+    const tiles = grid.querySelectorAll("[data-entry]");
+    expect(tiles.length).toBeLessThanOrEqual(60);
+    expect(calls.filter((c) => c[0] === "listEntries")).toEqual([["listEntries", "l1", "loc1", "", 0, 256]]);
+    const img = tiles[0].querySelector("img")!;
+    expect(img.getAttribute("src")).toBe(`ferry://localhost/thumb/l1/${entries[0].cas}`);
+    expect(tiles[1].querySelector("img")).toBeNull();
+    // Scrolled deep: the far page is fetched and rendered, the DOM stays small.
+    fireEvent.scroll(grid, { target: { scrollTop: 164 * 1500 } });
+    await waitFor(() => expect(grid.querySelector(`[data-entry="${entries[9000].id}"]`)).toBeTruthy());
+    expect(grid.querySelectorAll("[data-entry]").length).toBeLessThanOrEqual(60);
+    expect(calls).toContainEqual(["listEntries", "l1", "loc1", "", 8960, 256]);
+    // Details of a file, with its content id; open and reveal by id.
+    fireEvent.click(screen.getByLabelText("photo9000.jpg"));
+    const details = await screen.findByLabelText("Details");
+    expect(details.textContent).toContain(entries[9000].cas!);
+    await waitFor(() => expect(details.textContent).toContain(`/home/me/Photos/${entries[9000].id}`));
+    expect(details.querySelector("img.preview")!.getAttribute("src")).toBe(`ferry://localhost/file/l1/${entries[9000].id}`);
+    fireEvent.click(screen.getByText("Show in folder"));
+    expect(calls).toContainEqual(["openEntry", "l1", entries[9000].id, true]);
+    // Progress while indexing, and a change on disk refetches what is shown.
+    emit({ type: "index", progress: { library: "l1", location: "loc1", phase: "identifying", done: 250, total: 1000, message: null } });
+    expect(screen.getByRole("progressbar").getAttribute("aria-valuenow")).toBe("25");
+    expect(screen.getByText("identifying 250 / 1,000")).toBeTruthy();
+    const before = calls.filter((c) => c[0] === "listEntries").length;
+    emit({ type: "contents_changed", library: "l1", location: "loc1" });
+    await waitFor(() => expect(calls.filter((c) => c[0] === "listEntries").length).toBeGreaterThan(before), { timeout: 2000 });
+    // Offline, and removal.
+    emit({ type: "location", library: "l1", location: location("loc1", "Photos", { online: false }) });
+    expect(screen.getByText(/This location is offline/)).toBeTruthy();
+    fireEvent.click(screen.getByText("Remove…"));
+    fireEvent.click(screen.getByText("Remove"));
+    expect(calls).toContainEqual(["removeLocation", "l1", "loc1"]);
+    emit({ type: "location_removed", library: "l1", location: "loc1" });
+    expect(await screen.findByText("No locations yet.")).toBeTruthy();
+  });
+
+  it("adds a location with the folder picker, and opens folders in the grid", async () => {
+    const me = "m".repeat(52);
+    const entries = [{ ...folder(1)[0], id: "d".repeat(32), name: "2024", path: "2024", kind: "dir" as const, cas: null, thumb: false }];
+    const { api, calls } = fakeApi({ libraries: [library("l1", "Family", [[me, "my-laptop", "member"]])] }, entries);
+    (api as { pickFolder: unknown }).pickFolder = () => Promise.resolve("/home/me/Photos");
+    render(<App api={api} />);
+    fireEvent.click(await screen.findByLabelText("Browse Family"));
+    fireEvent.click(screen.getAllByText("Add location…")[1]);
+    await waitFor(() => expect(calls).toContainEqual(["addLocation", "l1", "/home/me/Photos"]));
+    (api as { pickFolder: unknown }).pickFolder = () => Promise.resolve(null);
+    fireEvent.click(screen.getAllByText("Add location…")[0]);
+    expect(calls.filter((c) => c[0] === "addLocation")).toHaveLength(1);
   });
 });

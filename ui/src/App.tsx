@@ -2,6 +2,7 @@ import { useCallback, useEffect, useReducer, useState } from "react";
 import type { Api } from "./api";
 import type { Event, Settings, Snapshot } from "./bindings";
 import { Libraries } from "./Libraries";
+import { LibraryView } from "./LibraryView";
 import { PairingDialog, PairStart } from "./PairingDialog";
 import { Peers } from "./Peers";
 import { PromptDialog } from "./PromptDialog";
@@ -59,6 +60,7 @@ export function App({ api }: { api: Api }) {
   const [showSettings, setShowSettings] = useState(false);
   const [dropTarget, setDropTarget] = useState<string | null>(null);
   const [pairWith, setPairWith] = useState<string | null>(null);
+  const [browsing, setBrowsing] = useState<string | null>(null);
 
   const report = useCallback((e: unknown) => setError(e instanceof Error ? e.message : String(e)), []);
 
@@ -106,7 +108,7 @@ export function App({ api }: { api: Api }) {
   const pairPeer = state.peers.find((p) => p.id === pairWith);
 
   return (
-    <div className="app">
+    <div className={`app${browsing ? " browsing" : ""}`}>
       <header className="topbar">
         <div className="brand">
           <Logo />
@@ -132,11 +134,15 @@ export function App({ api }: { api: Api }) {
         </div>
       )}
 
-      <main>
-        <Peers state={state} api={api} dropTarget={dropTarget} onError={report} onPair={setPairWith} />
-        <Transfers transfers={state.transfers} api={api} onError={report} />
-        <Libraries state={state} api={api} onError={report} />
-      </main>
+      {browsing ? (
+        <LibraryView state={state} api={api} library={browsing} onBack={() => setBrowsing(null)} onError={report} />
+      ) : (
+        <main>
+          <Peers state={state} api={api} dropTarget={dropTarget} onError={report} onPair={setPairWith} />
+          <Transfers transfers={state.transfers} api={api} onError={report} />
+          <Libraries state={state} api={api} onError={report} onBrowse={setBrowsing} />
+        </main>
+      )}
 
       {pairPeer && !pairing && (
         <PairStart peer={pairPeer} libraries={state.libraries} api={api} onClose={() => setPairWith(null)} onError={report} />

@@ -1,7 +1,7 @@
 import { useState } from "react";
 import type { Api } from "./api";
 import type { LibraryInfo } from "./bindings";
-import { online, type State } from "./state";
+import { formatBytes, online, type State } from "./state";
 
 function ago(unix: number | null | undefined): string {
   if (unix == null) return "never seen";
@@ -12,11 +12,14 @@ function ago(unix: number | null | undefined): string {
   return `seen ${Math.floor(s / 86400)} d ago`;
 }
 
-function LibraryCard({ lib, state, api, onError }: { lib: LibraryInfo; state: State; api: Api; onError: (e: unknown) => void }) {
+function LibraryCard({ lib, state, api, onError, onBrowse }: { lib: LibraryInfo; state: State; api: Api; onError: (e: unknown) => void; onBrowse: () => void }) {
   const [renaming, setRenaming] = useState<string | null>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const members = lib.members.filter((m) => m.state === "member");
   const removed = lib.members.filter((m) => m.state === "removed");
+  const locations = state.locations[lib.id] ?? [];
+  const files = locations.reduce((n, l) => n + l.files, 0);
+  const bytes = locations.reduce((n, l) => n + l.bytes, 0);
   return (
     <li className="library" aria-label={`Library ${lib.name}`} data-library={lib.id}>
       <div className="library-head">
@@ -59,7 +62,13 @@ function LibraryCard({ lib, state, api, onError }: { lib: LibraryInfo; state: St
         })}
       </ul>
       {removed.length > 0 && <p className="muted small-text">Removed nodes are refused by every member that has heard of it.</p>}
+      <p className="library-contents muted small-text">
+        {locations.length === 0
+          ? "No folders in it yet."
+          : `${locations.length} location${locations.length === 1 ? "" : "s"} · ${files.toLocaleString()} file${files === 1 ? "" : "s"} · ${formatBytes(bytes)}`}
+      </p>
       <div className="library-actions">
+        {!lib.removed && <button className="secondary small" onClick={onBrowse} aria-label={`Browse ${lib.name}`}>Browse</button>}
         {!lib.removed && renaming == null && <button className="ghost small" onClick={() => setRenaming(lib.name)}>Rename</button>}
         {confirmDelete ? (
           <>
@@ -75,7 +84,7 @@ function LibraryCard({ lib, state, api, onError }: { lib: LibraryInfo; state: St
   );
 }
 
-export function Libraries({ state, api, onError }: { state: State; api: Api; onError: (e: unknown) => void }) {
+export function Libraries({ state, api, onError, onBrowse }: { state: State; api: Api; onError: (e: unknown) => void; onBrowse: (library: string) => void }) {
   const [name, setName] = useState("");
   return (
     <section className="panel" aria-labelledby="libraries">
@@ -101,7 +110,7 @@ export function Libraries({ state, api, onError }: { state: State; api: Api; onE
         </div>
       ) : (
         <ul className="libraries">
-          {state.libraries.map((l) => <LibraryCard key={l.id} lib={l} state={state} api={api} onError={onError} />)}
+          {state.libraries.map((l) => <LibraryCard key={l.id} lib={l} state={state} api={api} onError={onError} onBrowse={() => onBrowse(l.id)} />)}
         </ul>
       )}
     </section>

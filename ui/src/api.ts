@@ -12,6 +12,10 @@ async function ok<T>(p: Promise<R<T>>): Promise<T> {
   return r.data;
 }
 
+// Custom schemes are `ferry://localhost/…` in WebKit (Linux, macOS) and
+// `http://ferry.localhost/…` in WebView2 (Windows).
+const schemeBase = typeof navigator !== "undefined" && /Windows/.test(navigator.userAgent) ? "http://ferry.localhost" : "ferry://localhost";
+
 export const api = {
   snapshot: () => ok(commands.snapshot()),
   sendPaths: (peer: string, paths: string[]) => ok(commands.sendPaths(peer, paths)),
@@ -31,6 +35,15 @@ export const api = {
   removeMember: (library: string, node: string) => ok(commands.removeMember(library, node)),
   pair: (peer: string, library: string) => ok(commands.pairPeer(peer, library)),
   answerPairing: (pairing: string, accept: boolean) => ok(commands.answerPairing(pairing, accept)),
+  addLocation: (library: string, path: string) => ok(commands.addLocation(library, path)),
+  removeLocation: (library: string, location: string) => ok(commands.removeLocation(library, location)),
+  rescanLocation: (library: string, location: string) => ok(commands.rescanLocation(library, location)),
+  listEntries: (library: string, location: string, dir: string, offset: number, limit: number) =>
+    ok(commands.listEntries(library, location, dir, offset, limit)),
+  entryDetails: (library: string, entry: string) => ok(commands.entryDetails(library, entry)),
+  openEntry: (library: string, entry: string, reveal: boolean) => ok(commands.openEntry(library, entry, reveal)),
+  /** A `ferry://` URL: a thumbnail by content id, or an original file by entry id. */
+  contentUrl: (kind: "thumb" | "file", library: string, id: string) => `${schemeBase}/${kind}/${library}/${id}`,
   onEvent: (f: (e: Event) => void) => events.nodeEvent.listen((e) => f(e.payload)),
   /** Files dropped on the window: their paths and where (in CSS pixels). */
   onDrop: (f: (d: { kind: "over" | "drop" | "leave"; paths: string[]; x: number; y: number }) => void) =>

@@ -92,9 +92,9 @@ export type EntryInfo_Deserialize = {
 	path: string,
 	name: string,
 	kind: EntryKind,
-	size: number | null,
+	size: number,
 	/**  Unix ms. */
-	modified: number | null,
+	modified: number,
 	cas?: string | null,
 	/**  A thumbnail is ready (serve it by `cas`). */
 	thumb: boolean,
@@ -108,9 +108,9 @@ export type EntryInfo_Serialize = {
 	path: string,
 	name: string,
 	kind: EntryKind,
-	size: number | null,
+	size: number,
 	/**  Unix ms. */
-	modified: number | null,
+	modified: number,
 	cas: string | null,
 	/**  A thumbnail is ready (serve it by `cas`). */
 	thumb: boolean,
@@ -182,9 +182,9 @@ export type IndexProgress_Deserialize = {
 	location: string,
 	/**  `walking`, `identifying`, `thumbnails`, `done` or `failed`. */
 	phase: string,
-	done: number | null,
+	done: number,
 	/**  0 while unknown (a walk does not know its total). */
-	total: number | null,
+	total: number,
 	/**  What went wrong (`failed`), or how many paths were skipped and why (`done`). */
 	message?: string | null,
 };
@@ -195,9 +195,9 @@ export type IndexProgress_Serialize = {
 	location: string,
 	/**  `walking`, `identifying`, `thumbnails`, `done` or `failed`. */
 	phase: string,
-	done: number | null,
+	done: number,
 	/**  0 while unknown (a walk does not know its total). */
-	total: number | null,
+	total: number,
 	/**  What went wrong (`failed`), or how many paths were skipped and why (`done`). */
 	message: string | null,
 };
@@ -250,13 +250,13 @@ export type LocationInfo_Deserialize = {
 	/**  `pending`, `walking`, `identifying` or `done`. */
 	state: string,
 	online: boolean,
-	files: number | null,
-	folders: number | null,
-	bytes: number | null,
+	files: number,
+	folders: number,
+	bytes: number,
 	/**  Files with a content id. */
-	identified: number | null,
+	identified: number,
 	/**  Entries that could not be fully indexed (see their `error`). */
-	errors: number | null,
+	errors: number,
 	/**  Unix ms of the last completed scan. */
 	last_scan?: number | null,
 	error?: string | null,
@@ -269,13 +269,13 @@ export type LocationInfo_Serialize = {
 	/**  `pending`, `walking`, `identifying` or `done`. */
 	state: string,
 	online: boolean,
-	files: number | null,
-	folders: number | null,
-	bytes: number | null,
+	files: number,
+	folders: number,
+	bytes: number,
 	/**  Files with a content id. */
-	identified: number | null,
+	identified: number,
 	/**  Entries that could not be fully indexed (see their `error`). */
-	errors: number | null,
+	errors: number,
 	/**  Unix ms of the last completed scan. */
 	last_scan: number | null,
 	error: string | null,
@@ -343,14 +343,14 @@ export type Page = Page_Serialize | Page_Deserialize;
 /**  A window of a folder's listing. */
 export type Page_Deserialize = {
 	/**  Entries in the whole folder. */
-	total: number | null,
+	total: number,
 	entries: EntryInfo_Deserialize[],
 };
 
 /**  A window of a folder's listing. */
 export type Page_Serialize = {
 	/**  Entries in the whole folder. */
-	total: number | null,
+	total: number,
 	entries: EntryInfo_Serialize[],
 };
 

@@ -1,5 +1,5 @@
 // Test data shaped like the backend's.
-import type { LibraryInfo, PairingInfo, PeerSnapshot, Prompt, TransferInfo } from "./bindings";
+import type { EntryInfo, LibraryInfo, LocationInfo, PairingInfo, PeerSnapshot, Prompt, TransferInfo } from "./bindings";
 
 export const peer = (id: string, name: string, state: PeerSnapshot["state"] = "connected"): PeerSnapshot => ({
   id, short_id: id.slice(0, 12), name, os: "linux", version: "0.1.0", addrs: ["10.0.0.2:7000"], state, rtt_ms: 0.4, discovered: true,
@@ -29,3 +29,16 @@ export const pairing = (id: string, over: Partial<PairingInfo> = {}): PairingInf
   library_name: "Family", code: "123 456", state: "confirm", expires_in_ms: 120_000,
   ...over,
 } as PairingInfo);
+
+export const location = (id: string, name: string, over: Partial<LocationInfo> = {}): LocationInfo => ({
+  id, name, path: `/home/me/${name}`, state: "done", online: true, files: 10_000, folders: 1, bytes: 41_000_000, identified: 10_000,
+  errors: 0, last_scan: 1_700_000_000_000, error: null,
+  ...over,
+});
+
+/** A folder of `n` entries (every third a picture with a thumbnail), listed like the backend. */
+export const folder = (n: number, loc = "loc1"): EntryInfo[] =>
+  Array.from({ length: n }, (_, i) => ({
+    id: `e${String(i).padStart(31, "0")}`, location: loc, path: `photo${i}.jpg`, name: `photo${i}.jpg`, kind: "file" as const,
+    size: 4_000 + i, modified: 1_700_000_000_000, cas: i % 3 === 0 ? `c${i}`.padEnd(64, "0") : null, thumb: i % 3 === 0, error: null,
+  }));

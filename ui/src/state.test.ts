@@ -1,9 +1,29 @@
 import { describe, expect, it } from "vitest";
 import type { TransferInfo } from "./bindings";
-import { library, pairing, peer, prompt, transfer } from "./fixtures";
-import { dismissPairing, empty, formatBytes, formatEta, markAnswering, online, percent, reduce, transferWith } from "./state";
+import { library, location, pairing, peer, prompt, transfer } from "./fixtures";
+import { dismissPairing, empty, formatBytes, formatEta, markAnswering, online, percent, reduce, running, transferWith } from "./state";
 
 describe("reduce", () => {
+  it("keeps each library's locations, their index progress, and which changed", () => {
+    let s = reduce(empty, { type: "location", library: "l1", location: location("b", "Photos") });
+    s = reduce(s, { type: "location", library: "l1", location: location("a", "Music") });
+    s = reduce(s, { type: "location", library: "l1", location: location("b", "Photos", { online: false }) });
+    expect(s.locations.l1.map((l) => [l.name, l.online])).toEqual([["Music", true], ["Photos", false]]);
+    const progress = { library: "l1", location: "a", phase: "identifying", done: 5, total: 10, message: null };
+    s = reduce(s, { type: "index", progress });
+    expect(running(s, "a")).toEqual(progress);
+    s = reduce(s, { type: "index", progress: { ...progress, phase: "done", done: 10 } });
+    expect(running(s, "a")).toBeUndefined();
+    s = reduce(s, { type: "contents_changed", library: "l1", location: "a" });
+    s = reduce(s, { type: "contents_changed", library: "l1", location: "a" });
+    expect(s.changed).toEqual({ a: 2 });
+    s = reduce(s, { type: "location_removed", library: "l1", location: "a" });
+    expect(s.locations.l1.map((l) => l.id)).toEqual(["b"]);
+    expect(s.progress.a).toBeUndefined();
+    s = reduce(s, { type: "library_removed", id: "l1" });
+    expect(s.locations.l1).toBeUndefined();
+  });
+
   it("adds, updates, sorts and removes peers from events", () => {
     let s = reduce(empty, { type: "peer_found", peer: peer("b", "zed") });
     s = reduce(s, { type: "peer_found", peer: peer("a", "amy") });

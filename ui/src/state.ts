@@ -1,7 +1,7 @@
 // The UI's state: one snapshot at start, then every change from the node's event stream.
 // Pure functions only, so the rules are unit-tested without a backend.
 
-import type { Event, LibraryInfo, Me, PairingInfo, PeerSnapshot, Prompt, Settings, Snapshot, TransferInfo } from "./bindings";
+import type { Event, IndexProgress, LibraryInfo, LocationInfo, Me, PairingInfo, PeerSnapshot, Prompt, Settings, Snapshot, TransferInfo } from "./bindings";
 
 export type State = {
   me: Me | null;
@@ -14,19 +14,35 @@ export type State = {
   libraries: LibraryInfo[];
   /** Pairings in progress, and ended ones until the user closes them. */
   pairings: PairingInfo[];
+  /** Each library's locations, by library id. */
+  locations: Record<string, LocationInfo[]>;
+  /** The latest index job report, by location id. */
+  progress: Record<string, IndexProgress>;
+  /** Bumped, by location id, whenever its entries change: open listings refetch. */
+  changed: Record<string, number>;
 };
 
-export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [] };
+export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [], locations: {}, progress: {}, changed: {} };
 
 export function fromSnapshot(s: Snapshot): State {
   return {
     me: s.me, peers: sortPeers(s.peers), transfers: s.transfers, prompts: s.prompts, settings: s.settings, answering: [],
     libraries: sortLibraries(s.libraries ?? []), pairings: s.pairings ?? [],
+    locations: Object.fromEntries((s.locations ?? []).map((l) => [l.library, sortLocations(l.locations)])), progress: {}, changed: {},
   };
 }
 
 function sortLibraries(libs: LibraryInfo[]): LibraryInfo[] {
   return [...libs].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+}
+
+function sortLocations(locs: LocationInfo[]): LocationInfo[] {
+  return [...locs].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+}
+
+function without<T>(r: Record<string, T>, key: string): Record<string, T> {
+  const { [key]: _, ...rest } = r;
+  return rest;
 }
 
 function sortPeers(peers: PeerSnapshot[]): PeerSnapshot[] {
@@ -70,7 +86,7 @@ export function reduce(state: State, e: Event): State {
     case "library":
       return { ...state, libraries: sortLibraries([...state.libraries.filter((l) => l.id !== e.library.id), e.library]) };
     case "library_removed":
-      return { ...state, libraries: state.libraries.filter((l) => l.id !== e.id) };
+      return { ...state, libraries: state.libraries.filter((l) => l.id !== e.id), locations: without(state.locations, e.id) };
     case "pairing": {
       // A pairing keeps its place; a new one queues behind those already shown.
       const i = state.pairings.findIndex((p) => p.id === e.pairing.id);
@@ -79,13 +95,20 @@ export function reduce(state: State, e: Event): State {
     }
     case "node_stopped":
       return { ...state, peers: [] };
-    // Library contents: the engine and the CLI have them; the app's library browser does not
-    // show them yet.
-    case "location":
+    case "location": {
+      const others = (state.locations[e.library] ?? []).filter((l) => l.id !== e.location.id);
+      return { ...state, locations: { ...state.locations, [e.library]: sortLocations([...others, e.location]) } };
+    }
     case "location_removed":
+      return {
+        ...state,
+        locations: { ...state.locations, [e.library]: (state.locations[e.library] ?? []).filter((l) => l.id !== e.location) },
+        progress: without(state.progress, e.location),
+      };
     case "index":
+      return { ...state, progress: { ...state.progress, [e.progress.location]: e.progress } };
     case "contents_changed":
-      return state;
+      return { ...state, changed: { ...state.changed, [e.location]: (state.changed[e.location] ?? 0) + 1 } };
   }
 }
 
@@ -125,6 +148,12 @@ export function formatBytes(value: number | null | undefined): string {
   if (n >= 1e6) return `${(n / 1e6).toFixed(1)} MB`;
   if (n >= 1e3) return `${(n / 1e3).toFixed(1)} kB`;
   return `${n} B`;
+}
+
+/** A running index job's report (none once it is done or failed). */
+export function running(state: State, location: string): IndexProgress | undefined {
+  const p = state.progress[location];
+  return p && p.phase !== "done" && p.phase !== "failed" ? p : undefined;
 }
 
 export function formatEta(secs: number | null | undefined): string {

@@ -145,20 +145,20 @@ pub struct LocationInfo {
     /// `pending`, `walking`, `identifying` or `done`.
     pub state: String,
     pub online: bool,
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub files: u64,
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub folders: u64,
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub bytes: u64,
     /// Files with a content id.
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub identified: u64,
     /// Entries that could not be fully indexed (see their `error`).
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub errors: u64,
     /// Unix ms of the last completed scan.
-    #[cfg_attr(feature = "specta", specta(type = Option<f64>))]
+    #[cfg_attr(feature = "specta", specta(type = Option<specta_typescript::Number>))]
     pub last_scan: Option<i64>,
     pub error: Option<String>,
 }
@@ -172,10 +172,10 @@ pub struct EntryInfo {
     pub path: String,
     pub name: String,
     pub kind: EntryKind,
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub size: u64,
     /// Unix ms.
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub modified: i64,
     pub cas: Option<String>,
     /// A thumbnail is ready (serve it by `cas`).
@@ -188,7 +188,7 @@ pub struct EntryInfo {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Page {
     /// Entries in the whole folder.
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub total: u64,
     pub entries: Vec<EntryInfo>,
 }

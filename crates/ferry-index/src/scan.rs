@@ -27,19 +27,19 @@ const MAX_REPORTED: usize = 100;
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScanReport {
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub seen: u64,
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub added: u64,
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub updated: u64,
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub removed: u64,
     /// Paths that could not be read, with why (the first 100; `problem_count` counts all).
     pub problems: Vec<Problem>,
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub problem_count: u64,
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub ms: u64,
 }
 

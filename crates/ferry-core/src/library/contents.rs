@@ -34,10 +34,10 @@ pub struct IndexProgress {
     pub location: String,
     /// `walking`, `identifying`, `thumbnails`, `done` or `failed`.
     pub phase: String,
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub done: u64,
     /// 0 while unknown (a walk does not know its total).
-    #[cfg_attr(feature = "specta", specta(type = f64))]
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub total: u64,
     /// What went wrong (`failed`), or how many paths were skipped and why (`done`).
     pub message: Option<String>,

@@ -1,0 +1,254 @@
+import { useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
+import type { Api } from "./api";
+import type { EntryInfo } from "./bindings";
+import { pagesFor, position, scrollToShow, visible } from "./grid";
+
+/** Entries fetched per request: a screenful or two. */
+export const PAGE = 256;
+const CELL_MIN_WIDTH = 136;
+const CELL_HEIGHT = 164;
+/** At most this often, a folder whose entries changed is fetched again. */
+const REFRESH_MS = 400;
+
+/**
+ * A folder's listing, a page at a time: only the pages the grid shows are fetched, and when
+ * the folder changes those are fetched again (others are dropped). Answers for an old folder
+ * are ignored.
+ */
+function usePagedListing(api: Api, library: string, location: string, dir: string, changed: number, onError: (e: unknown) => void) {
+  const [total, setTotal] = useState<number | null>(null);
+  const [pages, setPages] = useState<Map<number, EntryInfo[]>>(new Map());
+  const generation = useRef(0);
+  const inflight = useRef(new Set<number>());
+  const wanted = useRef<number[]>([0]);
+
+  const fetchPage = useCallback(
+    (page: number) => {
+      if (inflight.current.has(page)) return;
+      inflight.current.add(page);
+      const gen = generation.current;
+      api
+        .listEntries(library, location, dir, page * PAGE, PAGE)
+        .then((r) => {
+          if (gen !== generation.current) return;
+          setTotal(r.total);
+          setPages((m) => new Map(m).set(page, r.entries));
+        })
+        .catch((e) => gen === generation.current && onError(e))
+        .finally(() => gen === generation.current && inflight.current.delete(page));
+    },
+    [api, library, location, dir, onError],
+  );
+
+  // A new folder: start over.
+  useEffect(() => {
+    generation.current++;
+    inflight.current = new Set();
+    wanted.current = [0];
+    setTotal(null);
+    setPages(new Map());
+    fetchPage(0);
+  }, [fetchPage]);
+
+  // The folder changed on disk: fetch what is on screen again, throttled.
+  const last = useRef(0);
+  useEffect(() => {
+    if (changed === 0) return;
+    const refresh = () => {
+      last.current = Date.now();
+      generation.current++;
+      inflight.current = new Set();
+      const keep = wanted.current.length ? wanted.current : [0];
+      setPages((m) => new Map([...m].filter(([p]) => keep.includes(p))));
+      keep.forEach(fetchPage);
+    };
+    const wait = last.current + REFRESH_MS - Date.now();
+    if (wait <= 0) {
+      refresh();
+      return;
+    }
+    const t = setTimeout(refresh, wait);
+    return () => clearTimeout(t);
+  }, [changed, fetchPage]);
+
+  const ensure = useCallback(
+    (first: number, lastIndex: number) => {
+      wanted.current = pagesFor(first, lastIndex, PAGE);
+      for (const p of wanted.current) if (!pages.has(p)) fetchPage(p);
+    },
+    [pages, fetchPage],
+  );
+
+  const at = (i: number) => pages.get(Math.floor(i / PAGE))?.[i % PAGE];
+  return { total, at, ensure };
+}
+
+function FolderIcon() {
+  return (
+    <svg viewBox="0 0 48 48" className="kind-icon folder" aria-hidden>
+      <path d="M4 12a4 4 0 0 1 4-4h11l4 5h17a4 4 0 0 1 4 4v19a4 4 0 0 1-4 4H8a4 4 0 0 1-4-4z" fill="currentColor" />
+    </svg>
+  );
+}
+
+function FileIcon({ name }: { name: string }) {
+  const dot = name.lastIndexOf(".");
+  const ext = dot > 0 && name.length - dot <= 6 ? name.slice(dot + 1).toUpperCase() : "";
+  return (
+    <span className="kind-icon file" aria-hidden>
+      <svg viewBox="0 0 48 48">
+        <path d="M12 4h17l11 11v27a2 2 0 0 1-2 2H12a2 2 0 0 1-2-2V6a2 2 0 0 1 2-2z" fill="currentColor" opacity="0.18" />
+        <path d="M29 4v9a2 2 0 0 0 2 2h9" fill="none" stroke="currentColor" strokeWidth="2" opacity="0.5" />
+      </svg>
+      {ext && <span className="ext">{ext}</span>}
+    </span>
+  );
+}
+
+function Tile({ e, thumb, selected, onSelect, onOpen }: { e: EntryInfo; thumb: string | null; selected: boolean; onSelect: () => void; onOpen: () => void }) {
+  return (
+    <button
+      className={`tile${selected ? " selected" : ""}${e.error ? " has-error" : ""}`}
+      data-entry={e.id}
+      data-kind={e.kind}
+      aria-label={e.name}
+      aria-pressed={selected}
+      title={e.error ? `${e.name}\n${e.error}` : e.name}
+      tabIndex={-1}
+      onClick={onSelect}
+      onDoubleClick={onOpen}
+    >
+      <span className="tile-thumb">
+        {thumb ? <img src={thumb} alt="" loading="lazy" decoding="async" draggable={false} /> : e.kind === "dir" ? <FolderIcon /> : <FileIcon name={e.name} />}
+      </span>
+      <span className="tile-name">{e.name}</span>
+    </button>
+  );
+}
+
+/**
+ * The thumbnails of one folder, virtualised: only the rows on screen (and two more each way)
+ * are in the DOM, and only their pages are fetched, so a folder of 100,000 files scrolls as
+ * smoothly as one of 100. Arrow keys move the selection, Enter opens, Backspace goes up.
+ */
+export function EntryGrid({
+  api, library, location, dir, changed, selected, onSelect, onOpen, onUp, onError,
+}: {
+  api: Api;
+  library: string;
+  location: string;
+  dir: string;
+  changed: number;
+  selected: string | null;
+  onSelect: (e: EntryInfo) => void;
+  onOpen: (e: EntryInfo) => void;
+  onUp: () => void;
+  onError: (e: unknown) => void;
+}) {
+  const { total, at, ensure } = usePagedListing(api, library, location, dir, changed, onError);
+  const scroller = useRef<HTMLDivElement>(null);
+  const [view, setView] = useState({ width: 900, height: 600, top: 0 });
+
+  useLayoutEffect(() => {
+    const el = scroller.current;
+    if (!el) return;
+    const measure = () => el.clientWidth > 0 && setView((v) => ({ ...v, width: el.clientWidth, height: el.clientHeight }));
+    measure();
+    if (typeof ResizeObserver === "undefined") return;
+    const ro = new ResizeObserver(measure);
+    ro.observe(el);
+    return () => ro.disconnect();
+  }, []);
+
+  // A new folder starts at the top.
+  useEffect(() => {
+    if (scroller.current) scroller.current.scrollTop = 0;
+    setView((v) => ({ ...v, top: 0 }));
+  }, [library, location, dir]);
+
+  const count = total ?? 0;
+  const w = visible(count, view.width, view.top, view.height, { width: CELL_MIN_WIDTH, height: CELL_HEIGHT });
+  const cell = { width: Math.floor(view.width / w.cols), height: CELL_HEIGHT };
+
+  useEffect(() => ensure(w.first, w.last), [ensure, w.first, w.last]);
+
+  const selectedIndex = (() => {
+    if (!selected) return -1;
+    for (let i = w.first; i < w.last; i++) if (at(i)?.id === selected) return i;
+    return -1;
+  })();
+
+  const onKey = (ev: React.KeyboardEvent) => {
+    if (ev.key === "Backspace") {
+      ev.preventDefault();
+      onUp();
+      return;
+    }
+    const current = selectedIndex >= 0 ? at(selectedIndex) : undefined;
+    if (ev.key === "Enter" && current) {
+      ev.preventDefault();
+      onOpen(current);
+      return;
+    }
+    const steps: Record<string, number> = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: w.cols, ArrowUp: -w.cols, Home: -count, End: count };
+    const step = steps[ev.key];
+    if (step === undefined || count === 0) return;
+    ev.preventDefault();
+    const next = Math.max(0, Math.min(count - 1, selectedIndex < 0 ? 0 : selectedIndex + step));
+    const el = scroller.current;
+    if (el) el.scrollTop = scrollToShow(next, w.cols, cell, el.scrollTop, el.clientHeight);
+    // The target's page may not be loaded yet; it is selected once it is.
+    const target = at(next);
+    if (target) onSelect(target);
+    else ensure(next, next + 1);
+  };
+
+  const cells = [];
+  for (let i = w.first; i < w.last; i++) {
+    const e = at(i);
+    const { x, y } = position(i, w.cols, cell);
+    const style = { transform: `translate(${x}px, ${y}px)`, width: cell.width, height: cell.height };
+    cells.push(
+      e ? (
+        <div className="cell" key={e.id} style={style}>
+          <Tile
+            e={e}
+            thumb={e.thumb && e.cas ? api.contentUrl("thumb", library, e.cas) : null}
+            selected={e.id === selected}
+            onSelect={() => onSelect(e)}
+            onOpen={() => onOpen(e)}
+          />
+        </div>
+      ) : (
+        <div className="cell" key={`i${i}`} style={style}>
+          <span className="tile placeholder" />
+        </div>
+      ),
+    );
+  }
+
+  return (
+    <div
+      className="grid-scroll"
+      ref={scroller}
+      tabIndex={0}
+      role="grid"
+      aria-label="Folder contents"
+      aria-rowcount={Math.ceil(count / w.cols)}
+      data-total={total ?? ""}
+      onKeyDown={onKey}
+      onScroll={(ev) => {
+        const top = (ev.target as HTMLDivElement).scrollTop;
+        setView((v) => (v.top === top ? v : { ...v, top }));
+      }}
+    >
+      {total === 0 ? (
+        <p className="empty muted">This folder is empty.</p>
+      ) : (
+        <div className="grid-inner" style={{ height: w.height }}>
+          {cells}
+        </div>
+      )}
+    </div>
+  );
+}

@@ -1,0 +1,259 @@
+import { useEffect, useState } from "react";
+import type { Api } from "./api";
+import type { EntryDetails, EntryInfo, LocationInfo } from "./bindings";
+import { EntryGrid } from "./EntryGrid";
+import { crumbs, previewKind } from "./grid";
+import { formatBytes, running, type State } from "./state";
+
+const count = (n: number, one: string, many = `${one}s`) => `${n.toLocaleString()} ${n === 1 ? one : many}`;
+
+function LocationItem({
+  loc, state, library, active, api, onPick, onError,
+}: {
+  loc: LocationInfo;
+  state: State;
+  library: string;
+  active: boolean;
+  api: Api;
+  onPick: () => void;
+  onError: (e: unknown) => void;
+}) {
+  const [confirm, setConfirm] = useState(false);
+  const job = running(state, loc.id);
+  const last = state.progress[loc.id];
+  const pct = job && job.total > 0 ? Math.min(100, (job.done * 100) / job.total) : null;
+  const status = !loc.online
+    ? "offline"
+    : job
+      ? `${job.phase}${job.total > 0 ? ` ${job.done.toLocaleString()} / ${job.total.toLocaleString()}` : job.done > 0 ? ` ${job.done.toLocaleString()}` : ""}`
+      : loc.state === "done"
+        ? "up to date"
+        : loc.state;
+  return (
+    <li className={`location${active ? " active" : ""}${loc.online ? "" : " offline"}`} data-location={loc.id} aria-label={`Location ${loc.name}`}>
+      <button className="location-pick" onClick={onPick} aria-current={active}>
+        <span className="location-name">{loc.name}</span>
+        <span className="location-path" title={loc.path}>{loc.path}</span>
+      </button>
+      <div className="location-status">
+        <span className={`dot ${loc.online ? "connected" : "offline"}`} />
+        <span className="location-state">{status}</span>
+      </div>
+      {job && (
+        <div className="bar" aria-label={`Indexing ${loc.name}`} role="progressbar" aria-valuenow={pct ?? undefined}>
+          <div className={pct == null ? "indeterminate" : ""} style={{ width: `${pct ?? 30}%` }} />
+        </div>
+      )}
+      <div className="location-figures">
+        <span>{count(loc.files, "file")}</span>
+        <span>{formatBytes(loc.bytes)}</span>
+        {loc.files > 0 && <span>{Math.floor((loc.identified * 100) / loc.files)}% identified</span>}
+      </div>
+      {loc.errors > 0 && <div className="location-errors">{count(loc.errors, "entry", "entries")} could not be read</div>}
+      {!job && last?.phase === "failed" && <div className="location-errors">{last.message}</div>}
+      {loc.error && <div className="location-errors">{loc.error}</div>}
+      <div className="location-actions">
+        {confirm ? (
+          <>
+            <span className="small-text">Remove from the library? The folder stays.</span>
+            <button className="danger small" onClick={() => api.removeLocation(library, loc.id).catch(onError)}>Remove</button>
+            <button className="ghost small" onClick={() => setConfirm(false)}>Keep</button>
+          </>
+        ) : (
+          <>
+            <button className="ghost small" disabled={!!job || !loc.online} onClick={() => api.rescanLocation(library, loc.id).catch(onError)}>Rescan</button>
+            <button className="ghost small" onClick={() => setConfirm(true)}>Remove…</button>
+          </>
+        )}
+      </div>
+    </li>
+  );
+}
+
+function Details({ api, library, entry, onClose, onOpenFolder, onError }: {
+  api: Api;
+  library: string;
+  entry: EntryInfo;
+  onClose: () => void;
+  onOpenFolder: (e: EntryInfo) => void;
+  onError: (e: unknown) => void;
+}) {
+  const [details, setDetails] = useState<EntryDetails | null>(null);
+  useEffect(() => {
+    let live = true;
+    setDetails(null);
+    api.entryDetails(library, entry.id).then((d) => live && setDetails(d)).catch((e) => live && onError(e));
+    return () => {
+      live = false;
+    };
+  }, [api, library, entry.id, onError]);
+  const file = entry.kind === "file";
+  const preview = file ? previewKind(entry.name) : null;
+  const src = api.contentUrl("file", library, entry.id);
+  return (
+    <aside className="details" aria-label="Details">
+      <div className="details-head">
+        <h3 title={entry.name}>{entry.name}</h3>
+        <button className="ghost small" onClick={onClose} aria-label="Close details">✕</button>
+      </div>
+      {preview === "image" && <img className="preview" src={src} alt={entry.name} />}
+      {preview === "video" && <video className="preview" src={src} controls preload="metadata" />}
+      {preview === "audio" && <audio className="preview" src={src} controls preload="metadata" />}
+      <dl>
+        <dt>Kind</dt>
+        <dd>{entry.kind === "dir" ? "Folder" : entry.kind === "symlink" ? "Symbolic link (not followed)" : entry.kind === "file" ? "File" : "Other"}</dd>
+        {file && (
+          <>
+            <dt>Size</dt>
+            <dd>{formatBytes(entry.size)} ({entry.size.toLocaleString()} bytes)</dd>
+          </>
+        )}
+        <dt>Modified</dt>
+        <dd>{new Date(entry.modified).toLocaleString()}</dd>
+        {file && (
+          <>
+            <dt>Content id</dt>
+            <dd><code className="cas" data-cas={entry.cas ?? ""}>{entry.cas ?? "not yet computed"}</code></dd>
+          </>
+        )}
+        <dt>Where</dt>
+        <dd className="where">{details?.path ?? "…"}</dd>
+        {entry.error && (
+          <>
+            <dt>Problem</dt>
+            <dd className="location-errors">{entry.error}</dd>
+          </>
+        )}
+      </dl>
+      <div className="details-actions">
+        {entry.kind === "dir" ? (
+          <button className="small" onClick={() => onOpenFolder(entry)}>Open folder</button>
+        ) : (
+          <button className="small" onClick={() => api.openEntry(library, entry.id, false).catch(onError)}>Open</button>
+        )}
+        <button className="secondary small" onClick={() => api.openEntry(library, entry.id, true).catch(onError)}>Show in folder</button>
+      </div>
+    </aside>
+  );
+}
+
+/** One library's contents: its locations (with index progress) and a folder's thumbnails. */
+export function LibraryView({ state, api, library, onBack, onError }: {
+  state: State;
+  api: Api;
+  library: string;
+  onBack: () => void;
+  onError: (e: unknown) => void;
+}) {
+  const lib = state.libraries.find((l) => l.id === library);
+  const locations = state.locations[library] ?? [];
+  const [picked, setPicked] = useState<string | null>(null);
+  const [dir, setDir] = useState("");
+  const [selected, setSelected] = useState<EntryInfo | null>(null);
+  const loc = locations.find((l) => l.id === picked) ?? locations[0];
+
+  // A removed location (or one removed elsewhere) is no longer shown.
+  useEffect(() => {
+    if (picked && !locations.some((l) => l.id === picked)) {
+      setPicked(null);
+      setDir("");
+      setSelected(null);
+    }
+  }, [picked, locations]);
+
+  const go = (d: string) => {
+    setDir(d);
+    setSelected(null);
+  };
+  const open = (e: EntryInfo) => (e.kind === "dir" ? go(e.path) : api.openEntry(library, e.id, false).catch(onError));
+  const up = () => dir && go(dir.split("/").slice(0, -1).join("/"));
+
+  const add = () =>
+    api
+      .pickFolder()
+      .then((path) => (path ? api.addLocation(library, path) : null))
+      .then((info) => info && setPicked(info.id))
+      .catch(onError);
+
+  if (!lib) {
+    return (
+      <section className="library-view">
+        <div className="empty">
+          <p>This library is gone.</p>
+          <button onClick={onBack}>Back</button>
+        </div>
+      </section>
+    );
+  }
+  const files = locations.reduce((n, l) => n + l.files, 0);
+  const bytes = locations.reduce((n, l) => n + l.bytes, 0);
+
+  return (
+    <section className="library-view" aria-label={`Library ${lib.name}`} data-browsing={library}>
+      <div className="lv-head">
+        <button className="ghost" onClick={onBack}>← All</button>
+        <h2>{lib.name}</h2>
+        <span className="muted small-text">
+          {count(locations.length, "location")} · {count(files, "file")} · {formatBytes(bytes)}
+        </span>
+        <button className="secondary lv-add" onClick={add}>Add location…</button>
+      </div>
+      <div className={`lv-body${selected ? " with-details" : ""}`}>
+        <ul className="locations" aria-label="Locations">
+          {locations.map((l) => (
+            <LocationItem
+              key={l.id}
+              loc={l}
+              state={state}
+              library={library}
+              active={l.id === loc?.id}
+              api={api}
+              onPick={() => {
+                setPicked(l.id);
+                go("");
+              }}
+              onError={onError}
+            />
+          ))}
+        </ul>
+        <div className="lv-main">
+          {loc ? (
+            <>
+              <nav className="crumbs" aria-label="Folder">
+                <button className="ghost small" onClick={() => go("")} aria-current={dir === "" ? "page" : undefined}>{loc.name}</button>
+                {crumbs(dir).map(([name, path]) => (
+                  <span key={path}>
+                    <span className="sep">/</span>
+                    <button className="ghost small" onClick={() => go(path)} aria-current={path === dir ? "page" : undefined}>{name}</button>
+                  </span>
+                ))}
+              </nav>
+              {!loc.online && <p className="offline-note">This location is offline (its drive or folder is missing). What was indexed is kept; it comes back by itself.</p>}
+              <EntryGrid
+                api={api}
+                library={library}
+                location={loc.id}
+                dir={dir}
+                changed={state.changed[loc.id] ?? 0}
+                selected={selected?.id ?? null}
+                onSelect={setSelected}
+                onOpen={open}
+                onUp={up}
+                onError={onError}
+              />
+            </>
+          ) : (
+            <div className="empty">
+              <p>No locations yet.</p>
+              <p className="muted">Add a folder: Ferry indexes it, keeps it current as files change, and makes thumbnails of its pictures.</p>
+              <button onClick={add}>Add location…</button>
+            </div>
+          )}
+        </div>
+        {selected && (
+          <Details api={api} library={library} entry={selected} onClose={() => setSelected(null)} onOpenFolder={(e) => go(e.path)} onError={onError} />
+        )}
+      </div>
+    </section>
+  );
+}
