@@ -797,8 +797,15 @@ async fn endless_data_and_control_streams_are_cut_or_bounded() {
     assert!(parts(&s.v.downloads).is_empty());
     assert!(!s.v.downloads.join("endless.bin").exists());
 
-    // A control stream that never ends: Pause/Resume as fast as mallory can write, for 3 s.
-    let mut sess = accepted(&conn, &manifest(vec![file(&["spam.txt"], 10)])).await;
+    // A control stream that never ends: Pause/Resume as fast as mallory can write, for 3 s, on
+    // a transfer of 5,000 files whose names all had to be renamed (a control character in
+    // each). Every state change was an event carrying the whole renamed list, so this flood
+    // once held 1 GiB in the event channel for the test's own subscriber (which is behind).
+    let names: Vec<String> = (0..5_000).map(|i| format!("f\u{1}{i}")).collect();
+    let m = manifest(names.iter().map(|n| file(&[n.as_str()], 1)).collect());
+    let mut sess = accepted(&conn, &m).await;
+    let renamed = victim_info(&s.v, &sess.id).unwrap().renamed.len();
+    assert_eq!(renamed, 5_000);
     let (_ds, _dr) = data_stream(&conn, sess.id).await;
     let mem = Mem::start();
     let t = Instant::now();
@@ -819,11 +826,11 @@ async fn endless_data_and_control_streams_are_cut_or_bounded() {
     }
     let live = victim_info(&s.v, &sess.id).unwrap();
     println!(
-        "[endless] {n} Pause/Resume messages in 3 s; the transfer is {}",
+        "[endless] {n} Pause/Resume messages in 3 s on a transfer with {renamed} renamed names; the transfer is {}",
         live.state.name()
     );
     let grew = mem.report("control flood");
-    assert!(grew < 256, "a control flood cost {grew} MiB");
+    assert!(grew < 128, "a control flood cost {grew} MiB");
     // The victim still commands its transfer.
     let t = Instant::now();
     s.v.node.spacedrop().cancel(&sess.id).unwrap();
@@ -1288,4 +1295,140 @@ async fn a_sender_that_never_reads_cannot_wedge_the_receiver() {
     drop(sess);
     ping.finish("unread").await;
     honest_transfer(&s, "unread").await;
+}
+
+/// A scripted hostile *receiver*: accepts any offer, then Pause/Resume as fast as it can write
+/// for `flood`, then one Progress of [`MARK`] bytes and a Pause, and then nothing at all (no
+/// more Progress) until the sender gives up. `ended` is when its last Pause went out.
+const MARK: u64 = 12_345;
+
+struct PauserControl {
+    flood: Duration,
+    ended: tokio::sync::watch::Sender<Option<Instant>>,
+}
+
+impl ferry_p2p::Protocol for PauserControl {
+    fn id(&self) -> u16 {
+        CONTROL_ID
+    }
+    fn versions(&self) -> std::ops::RangeInclusive<u16> {
+        VERSION..=VERSION
+    }
+    fn handle<'a>(
+        &'a self,
+        s: &'a mut ferry_p2p::Incoming,
+    ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
+        Box::pin(async move {
+            let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, WAIT, "an offer").await?;
+            let starts = offer
+                .manifest
+                .entries
+                .iter()
+                .map(|e| (e.kind == EntryKind::File).then_some(0))
+                .collect();
+            write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_ANSWER).await?;
+            let (t, mut n) = (Instant::now(), 0u64);
+            while t.elapsed() < self.flood {
+                write_frame(&mut s.send, &Control::Resume, MAX_CONTROL).await?;
+                write_frame(&mut s.send, &Control::Pause, MAX_CONTROL).await?;
+                n += 2;
+            }
+            // A mark the test can see the victim reach, then the last Pause.
+            write_frame(&mut s.send, &Control::Resume, MAX_CONTROL).await?;
+            let mark = Control::Progress {
+                bytes: MARK,
+                files: 0,
+            };
+            write_frame(&mut s.send, &mark, MAX_CONTROL).await?;
+            write_frame(&mut s.send, &Control::Pause, MAX_CONTROL).await?;
+            let _ = self.ended.send(Some(Instant::now()));
+            println!("    the hostile receiver sent {n} Pause/Resume, the last a Pause");
+            // Silent until the sender ends the transfer.
+            let _ = tokio::time::timeout(WAIT, s.recv.read_to_end(1 << 20)).await;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receivers_pause_flood_costs_no_more_events_than_progress() {
+    let mut s = scene(AcceptPolicy::Everyone).await;
+    let ping = pinger(&s);
+    let (ended_tx, ended) = tokio::sync::watch::channel(None);
+    let cfg = ferry_p2p::P2pConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        info: ferry_p2p::NodeInfo {
+            name: "pauser".into(),
+            os: "linux".into(),
+            version: "test".into(),
+        },
+        discovery: ferry_p2p::DiscoveryConfig {
+            enabled: false,
+            interfaces: vec![],
+        },
+        ..Default::default()
+    };
+    let pauser = ferry_p2p::P2p::start(
+        std::sync::Arc::new(ferry_p2p::Identity::generate().unwrap()),
+        cfg,
+        vec![
+            std::sync::Arc::new(PauserControl {
+                flood: Duration::from_secs(3),
+                ended: ended_tx,
+            }),
+            std::sync::Arc::new(Sink),
+        ],
+    )
+    .await
+    .unwrap();
+    s.v.node
+        .p2p()
+        .connect(pauser.local_addr().unwrap(), Some(pauser.id()))
+        .await
+        .unwrap();
+    let src = s.v.dir.join("for-the-pauser.bin");
+    std::fs::write(&src, pseudo_random(64 << 10, 9)).unwrap();
+    let t = Instant::now();
+    let id =
+        s.v.node
+            .spacedrop()
+            .send(pauser.id(), vec![src])
+            .await
+            .unwrap();
+    // Every event of this transfer (a lag counts what it skipped), until 1 s after the victim
+    // took in the mark (it reads behind the writer: QUIC buffers up to a window of messages):
+    // the last one seen must show the Pause after it, although nothing followed that.
+    let (mut events, mut last, mut marked) = (0u64, None::<TransferInfo>, None::<Instant>);
+    let quiet_from = loop {
+        if marked.is_none() && victim_info(&s.v, &id).is_some_and(|i| i.bytes_done == MARK) {
+            marked = Some(Instant::now());
+        }
+        if let Some(m) = marked.filter(|m| m.elapsed() >= Duration::from_secs(1)) {
+            break m;
+        }
+        assert!(t.elapsed() < WAIT, "the flood did not end");
+        match tokio::time::timeout(Duration::from_millis(50), s.v.events.recv()).await {
+            Ok(Ok(Event::Transfer { transfer })) if transfer.id == id.hex() => {
+                events += 1;
+                last = Some(transfer);
+            }
+            Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(n))) => events += n,
+            _ => {}
+        }
+    };
+    let last = last.expect("events of the transfer");
+    println!(
+        "[pauser] {events} events of the victim's send in {:?} of Pause/Resume flood ({:?} to take it in) and 1 s of silence; last shows {:?}",
+        ended.borrow().map(|e| e.duration_since(t)),
+        quiet_from.duration_since(t),
+        last.state
+    );
+    assert_eq!(last.state, TransferState::Paused { by: Side::Peer });
+    // 4 a second at most, and a few for state changes of the victim's own.
+    assert!(events < 40, "{events} events");
+    s.v.node.spacedrop().cancel(&id).unwrap();
+    let info = final_state(&mut s.v.events, &id, WAIT).await;
+    assert_eq!(info.state, TransferState::Cancelled { by: Side::Local });
+    ping.finish("pauser").await;
+    honest_transfer(&s, "pauser").await;
 }

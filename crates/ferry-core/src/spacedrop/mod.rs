@@ -208,6 +208,8 @@ struct Live {
     /// (when, bytes_done) samples of the last few seconds, for speed and ETA.
     samples: VecDeque<(Instant, u64)>,
     last_event: Option<Instant>,
+    /// A peer's state change that no event has carried yet (see [`Shared::update_from_peer`]).
+    unannounced: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -229,6 +231,8 @@ type OpenPrompt = (Instant, Prompt, oneshot::Sender<Decision>);
 
 /// Progress events per transfer are at most this frequent (≤ 10/s for UIs).
 const EVENT_INTERVAL: Duration = Duration::from_millis(250);
+/// Speed samples are kept at least this far apart.
+const SAMPLE_SPACING: Duration = Duration::from_millis(100);
 /// Prompts a node shows at once; more offers are refused as busy (no prompt spam).
 const MAX_PROMPTS: usize = 4;
 
@@ -525,6 +529,7 @@ impl Shared {
                 cmds: tx,
                 samples: VecDeque::new(),
                 last_event: Some(Instant::now()),
+                unannounced: false,
             },
         );
         rx
@@ -533,12 +538,56 @@ impl Shared {
     /// Changes a live transfer; emits an event for state changes at once, for progress at most
     /// every [`EVENT_INTERVAL`].
     fn update(&self, id: &TransferId, f: impl FnOnce(&mut TransferInfo)) {
+        self.change(id, f, true)
+    }
+
+    /// A change the peer asked for (its Pause or Resume): applied at once, but announced like
+    /// progress, at most every [`EVENT_INTERVAL`]. A peer can send hundreds of thousands of
+    /// these a second, and every event carries the whole [`TransferInfo`], renamed and failed
+    /// lists included: 5,000 renamed names and a 3 s flood held 1 GiB in the event channel for
+    /// a subscriber that was behind. A change held back is announced by the next update or
+    /// [`Shared::flush`], whichever comes first; each driver calls one of them every
+    /// [`EVENT_INTERVAL`], so a peer that pauses and then falls silent is still shown paused.
+    fn update_from_peer(&self, id: &TransferId, f: impl FnOnce(&mut TransferInfo)) {
+        self.change(id, f, false)
+    }
+
+    /// Announces a peer's state change held back by [`Shared::update_from_peer`], once
+    /// [`EVENT_INTERVAL`] has passed since the last event.
+    fn flush(&self, id: &TransferId) {
+        let event = {
+            let mut live = lock(&self.live);
+            let Some(l) = live.get_mut(id) else { return };
+            let now = Instant::now();
+            let due = l
+                .last_event
+                .is_none_or(|t| now.duration_since(t) >= EVENT_INTERVAL);
+            if !(l.unannounced && due) {
+                return;
+            }
+            l.unannounced = false;
+            l.last_event = Some(now);
+            l.info.clone()
+        };
+        self.emit(Event::Transfer { transfer: event });
+    }
+
+    fn change(&self, id: &TransferId, f: impl FnOnce(&mut TransferInfo), announce_state: bool) {
         let event = {
             let mut live = lock(&self.live);
             let Some(l) = live.get_mut(id) else { return };
             let before = l.info.state.clone();
             f(&mut l.info);
             let now = Instant::now();
+            // At most one sample per SAMPLE_SPACING (the newest replaces the last): a peer's
+            // Progress flood (one update each) would otherwise keep every one for 3 s.
+            let crowded = l.samples.len() >= 2
+                && l.samples
+                    .get(l.samples.len() - 2)
+                    .is_some_and(|(t, _)| now.duration_since(*t) < SAMPLE_SPACING);
+            if crowded {
+                l.samples.pop_back();
+            }
             l.samples.push_back((now, l.info.bytes_done));
             while l.samples.len() > 2
                 && l.samples
@@ -565,10 +614,13 @@ impl Shared {
             let due = l
                 .last_event
                 .is_none_or(|t| now.duration_since(t) >= EVENT_INTERVAL);
-            if l.info.state != before || due {
+            let changed = l.info.state != before;
+            if (announce_state && changed) || due {
                 l.last_event = Some(now);
+                l.unannounced = false;
                 Some(l.info.clone())
             } else {
+                l.unannounced |= changed;
                 None
             }
         };

@@ -675,8 +675,8 @@ async fn run(
                 break TransferState::Interrupted { reason: "the sender did not start sending".into() };
             }
             msg = control.next::<_, Control>(&mut s.recv), if control_open => match msg {
-                Ok(Some(Control::Pause)) => shared.update(&id, |i| apply_pause(i, true, Side::Peer)),
-                Ok(Some(Control::Resume)) => shared.update(&id, |i| apply_pause(i, false, Side::Peer)),
+                Ok(Some(Control::Pause)) => shared.update_from_peer(&id, |i| apply_pause(i, true, Side::Peer)),
+                Ok(Some(Control::Resume)) => shared.update_from_peer(&id, |i| apply_pause(i, false, Side::Peer)),
                 Ok(Some(Control::Abort { reason })) => {
                     let _ = cancel_tx.send(true);
                     remove_temps(&row);

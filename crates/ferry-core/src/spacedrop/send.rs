@@ -19,6 +19,7 @@ use super::wire::{
 };
 use super::{
     apply_pause, control_for, lock, Cmd, FailedFile, Shared, Side, TransferInfo, TransferState,
+    EVENT_INTERVAL,
 };
 use crate::store::{Direction, TransferRow};
 
@@ -293,9 +294,14 @@ async fn attempt(
     let mut last_heard = tokio::time::Instant::now();
     // Read in a `select!`: needs a reader that keeps a half-read frame (see FrameReader).
     let mut control = FrameReader::new(MAX_CONTROL);
+    // Announces a peer's pause or resume that was held back (see `Shared::update_from_peer`)
+    // even if the receiver sends nothing more.
+    let mut announce = tokio::time::interval(EVENT_INTERVAL);
+    announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let end = loop {
         let paused = *pause_tx.borrow();
         tokio::select! {
+            _ = announce.tick() => shared.flush(&id),
             _ = tokio::time::sleep_until(last_heard + STALL_TIMEOUT), if !paused => {
                 let _ = cancel_tx.send(true);
                 conn.close(0u32.into(), b"stalled");
@@ -322,11 +328,11 @@ async fn attempt(
                 }
                 Ok(Some(Control::Pause)) => {
                     let _ = pause_tx.send(true);
-                    shared.update(&id, |i| apply_pause(i, true, Side::Peer));
+                    shared.update_from_peer(&id, |i| apply_pause(i, true, Side::Peer));
                 }
                 Ok(Some(Control::Resume)) => {
                     let _ = pause_tx.send(false);
-                    shared.update(&id, |i| apply_pause(i, false, Side::Peer));
+                    shared.update_from_peer(&id, |i| apply_pause(i, false, Side::Peer));
                 }
                 Ok(Some(Control::Finished)) => break finished(shared, &id),
                 Ok(Some(Control::Abort { reason })) => break Attempt::Final(TransferState::Failed { reason }),
