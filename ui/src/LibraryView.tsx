@@ -33,7 +33,10 @@ function LocationItem({
     <li className={`location${active ? " active" : ""}${loc.online ? "" : " offline"}`} data-location={loc.id} aria-label={`Location ${loc.name}`}>
       <button className="location-pick" onClick={onPick} aria-current={active}>
         <span className="location-name">{loc.name}</span>
-        <span className="location-path" title={loc.path}>{loc.path}</span>
+        <span className="location-path" title={loc.path}>
+          {/* Ellipsised at the start (the end of a path says most); the path itself stays LTR. */}
+          <bdi dir="ltr">{loc.path}</bdi>
+        </span>
       </button>
       <div className="location-status">
         <span className={`dot ${loc.online ? "connected" : "offline"}`} />
