@@ -105,7 +105,7 @@ async fn a_location_is_indexed_thumbnailed_watched_and_served() {
     );
     assert_eq!(
         (thumb.status, header(&thumb, "Content-Type")),
-        (200, "image/webp")
+        (200, "image/jpeg")
     );
     let img = image::load_from_memory(&thumb.body).unwrap();
     assert_eq!((img.width(), img.height()), (256, 192));

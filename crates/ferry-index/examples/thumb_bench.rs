@@ -109,8 +109,9 @@ fn main() {
         );
     }
     println!(
-        "mean thumb size:   {:.0} bytes (lossless WebP, ≤{THUMB_MAX} px)",
-        thumb_bytes.load(Ordering::Relaxed) as f64 / done.max(1) as f64
+        "mean thumb size:   {:.0} bytes (JPEG q{} when opaque, ≤{THUMB_MAX} px)",
+        thumb_bytes.load(Ordering::Relaxed) as f64 / done.max(1) as f64,
+        thumb::JPEG_QUALITY
     );
     match peak_rss {
         Some(kib) => println!(
@@ -173,7 +174,7 @@ fn stages(path: &Path) {
     let small = image.thumbnail_exact(tw, th).to_rgb8();
     let encode = time(&mut || {
         let mut out = Vec::new();
-        let _ = WebPEncoder::new_lossless(&mut out).encode(
+        let _ = JpegEncoder::new_with_quality(&mut out, thumb::JPEG_QUALITY).encode(
             small.as_raw(),
             tw,
             th,
@@ -185,17 +186,20 @@ fn stages(path: &Path) {
     println!("one picture, one thread ({ROUNDS} rounds):");
     println!("  thumbnail() total   {:7.1} ms", ms(whole));
     println!("  JPEG decode         {:7.1} ms", ms(decode));
-    println!("  WebP encode         {:7.2} ms", ms(encode));
+    println!("  JPEG encode         {:7.2} ms", ms(encode));
     let mut webp = Vec::new();
     let mut jpeg = Vec::new();
     let sizes = WebPEncoder::new_lossless(&mut webp)
         .encode(small.as_raw(), tw, th, ExtendedColorType::Rgb8)
-        .and_then(|()| JpegEncoder::new_with_quality(&mut jpeg, 80).encode_image(&small));
+        .and_then(|()| {
+            JpegEncoder::new_with_quality(&mut jpeg, thumb::JPEG_QUALITY).encode_image(&small)
+        });
     if sizes.is_ok() {
         println!(
-            "  thumbnail bytes     {} lossless WebP (used), {} as JPEG q80 (for comparison)",
-            webp.len(),
-            jpeg.len()
+            "  thumbnail bytes     {} as JPEG q{} (used for opaque pictures), {} as lossless WebP",
+            jpeg.len(),
+            thumb::JPEG_QUALITY,
+            webp.len()
         );
     }
     println!("  resize to {tw}×{th}:");

@@ -29,7 +29,7 @@ use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::Path;
 
-use crate::thumb::ThumbStore;
+use crate::thumb::{ThumbFormat, ThumbStore};
 
 /// Largest body of any answer, in bytes.
 pub const MAX_BODY: u64 = 64 * 1024 * 1024;
@@ -201,9 +201,12 @@ pub fn serve_file(
 
 /// Answers a request for the thumbnail of content `cas_hex`: immutable, so cached forever.
 pub fn serve_thumbnail(store: &ThumbStore, cas_hex: &str, range: Option<&str>) -> Response {
-    match store.path_for(cas_hex) {
-        Some(path) => serve_file(&path, "image/webp", range, Caching::Immutable),
-        None => bad_request("invalid content id"),
+    if store.path_for(cas_hex, ThumbFormat::Webp).is_none() {
+        return bad_request("invalid content id");
+    }
+    match store.find(cas_hex) {
+        Some((path, format)) => serve_file(&path, format.mime(), range, Caching::Immutable),
+        None => not_found("no thumbnail"),
     }
 }
 
@@ -589,6 +592,12 @@ mod tests {
             12,
         );
         assert_eq!(serve_thumbnail(&store, "abce", None).status, 404);
+        store.put("abce", &[0xFF, 0xD8, 0xFF, 0xDB]).unwrap();
+        let r = serve_thumbnail(&store, "abce", None);
+        assert_eq!(
+            (r.status, r.header("Content-Type")),
+            (200, Some("image/jpeg"))
+        );
         let r = serve_thumbnail(&store, "../abcd", None);
         check_common(&r);
         assert_eq!(r.status, 400);
