@@ -378,7 +378,7 @@ async fn contents<T: Send + 'static>(
     f: impl FnOnce(&LibraryContents) -> Result<T, LibraryError> + Send + 'static,
 ) -> Res<T> {
     let node = node(state).await;
-    tauri::async_runtime::spawn_blocking(move || f(&node.libraries().contents()))
+    tauri::async_runtime::spawn_blocking(move || f(node.libraries().contents()))
         .await
         .map_err(err)?
         .map_err(err)

@@ -9,13 +9,19 @@ use tauri::{Manager, Runtime, UriSchemeContext, UriSchemeResponder};
 
 use crate::AppState;
 
-/// Origins the app's own pages are served from (bundled, Windows, `tauri dev`).
+/// Origins the app's own pages are served from (bundled; Windows).
 const APP_ORIGINS: &[&str] = &[
     "tauri://localhost",
     "http://tauri.localhost",
     "https://tauri.localhost",
-    "http://localhost:5173",
 ];
+
+/// `tauri dev` serves the pages from Vite; only debug builds trust it.
+const DEV_ORIGIN: &str = "http://localhost:5173";
+
+fn trusted(origin: &str) -> bool {
+    APP_ORIGINS.contains(&origin) || (cfg!(debug_assertions) && origin == DEV_ORIGIN)
+}
 
 pub fn handle<R: Runtime>(
     ctx: UriSchemeContext<'_, R>,
@@ -99,11 +105,13 @@ fn preflight() -> Response<Vec<u8>> {
 
 /// Only the app's own pages may read answers from script; `<img>` and `<video>` need no CORS.
 fn with_cors(mut r: Response<Vec<u8>>, origin: Option<&str>) -> Response<Vec<u8>> {
-    let allowed = origin.filter(|o| APP_ORIGINS.contains(o));
+    // Always, so an answer cached from an `<img>` (no Origin) is not reused for a `fetch`.
+    r.headers_mut()
+        .insert(header::VARY, header::HeaderValue::from_static("Origin"));
+    let allowed = origin.filter(|o| trusted(o));
     if let Some(v) = allowed.and_then(|o| header::HeaderValue::from_str(o).ok()) {
         let h = r.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
-        h.insert(header::VARY, header::HeaderValue::from_static("Origin"));
         h.insert(
             header::ACCESS_CONTROL_EXPOSE_HEADERS,
             header::HeaderValue::from_static("Content-Range, Content-Length, Accept-Ranges"),

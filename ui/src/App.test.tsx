@@ -192,6 +192,13 @@ describe("App", () => {
     expect(details.querySelector("img.preview")!.getAttribute("src")).toBe(`ferry://localhost/file/l1/${entries[9000].id}`);
     fireEvent.click(screen.getByText("Show in folder"));
     expect(calls).toContainEqual(["openEntry", "l1", entries[9000].id, true]);
+    // The keyboard: End goes to the last entry (its page fetched on the way), ← to the one before.
+    fireEvent.keyDown(grid, { key: "End" });
+    await waitFor(() => expect(screen.getByLabelText("Details").textContent).toContain("photo9999.jpg"));
+    fireEvent.keyDown(grid, { key: "ArrowLeft" });
+    await waitFor(() => expect(screen.getByLabelText("Details").textContent).toContain("photo9998.jpg"));
+    fireEvent.keyDown(grid, { key: "Home" });
+    await waitFor(() => expect(screen.getByLabelText("Details").textContent).toContain("photo0.jpg"));
     // Progress while indexing, and a change on disk refetches what is shown.
     emit({ type: "index", progress: { library: "l1", location: "loc1", phase: "identifying", done: 250, total: 1000, message: null } });
     expect(screen.getByRole("progressbar").getAttribute("aria-valuenow")).toBe("25");

@@ -12,8 +12,8 @@ const REFRESH_MS = 400;
 
 /**
  * A folder's listing, a page at a time: only the pages the grid shows are fetched, and when
- * the folder changes those are fetched again (others are dropped). Answers for an old folder
- * are ignored.
+ * the folder changes on disk those are fetched again (others are dropped). One instance per
+ * folder (the grid is keyed by it), so an answer never lands in another folder's view.
  */
 function usePagedListing(api: Api, library: string, location: string, dir: string, changed: number, onError: (e: unknown) => void) {
   const [total, setTotal] = useState<number | null>(null);
@@ -40,21 +40,15 @@ function usePagedListing(api: Api, library: string, location: string, dir: strin
     [api, library, location, dir, onError],
   );
 
-  // A new folder: start over.
-  useEffect(() => {
-    generation.current++;
-    inflight.current = new Set();
-    wanted.current = [0];
-    setTotal(null);
-    setPages(new Map());
-    fetchPage(0);
-  }, [fetchPage]);
+  useEffect(() => fetchPage(0), [fetchPage]);
 
   // The folder changed on disk: fetch what is on screen again, throttled.
   const last = useRef(0);
+  const handled = useRef(changed);
   useEffect(() => {
-    if (changed === 0) return;
+    if (changed === handled.current) return;
     const refresh = () => {
+      handled.current = changed;
       last.current = Date.now();
       generation.current++;
       inflight.current = new Set();
@@ -80,7 +74,7 @@ function usePagedListing(api: Api, library: string, location: string, dir: strin
   );
 
   const at = (i: number) => pages.get(Math.floor(i / PAGE))?.[i % PAGE];
-  return { total, at, ensure };
+  return { total, at, ensure, pages };
 }
 
 function FolderIcon() {
@@ -106,6 +100,8 @@ function FileIcon({ name }: { name: string }) {
 }
 
 function Tile({ e, thumb, selected, onSelect, onOpen }: { e: EntryInfo; thumb: string | null; selected: boolean; onSelect: () => void; onOpen: () => void }) {
+  // Tiles come and go as the grid scrolls, so they never take focus: the grid keeps it, and
+  // with it the arrow keys.
   return (
     <button
       className={`tile${selected ? " selected" : ""}${e.error ? " has-error" : ""}`}
@@ -115,6 +111,7 @@ function Tile({ e, thumb, selected, onSelect, onOpen }: { e: EntryInfo; thumb: s
       aria-pressed={selected}
       title={e.error ? `${e.name}\n${e.error}` : e.name}
       tabIndex={-1}
+      onMouseDown={(ev) => ev.preventDefault()}
       onClick={onSelect}
       onDoubleClick={onOpen}
     >
@@ -132,20 +129,22 @@ function Tile({ e, thumb, selected, onSelect, onOpen }: { e: EntryInfo; thumb: s
  * smoothly as one of 100. Arrow keys move the selection, Enter opens, Backspace goes up.
  */
 export function EntryGrid({
-  api, library, location, dir, changed, selected, onSelect, onOpen, onUp, onError,
+  api, library, location, dir, changed, indexing, selected, onSelect, onOpen, onUp, onError,
 }: {
   api: Api;
   library: string;
   location: string;
   dir: string;
   changed: number;
+  /** The location is still being indexed: an empty answer may not be the last word. */
+  indexing: boolean;
   selected: string | null;
   onSelect: (e: EntryInfo) => void;
   onOpen: (e: EntryInfo) => void;
   onUp: () => void;
   onError: (e: unknown) => void;
 }) {
-  const { total, at, ensure } = usePagedListing(api, library, location, dir, changed, onError);
+  const { total, at, ensure, pages } = usePagedListing(api, library, location, dir, changed, onError);
   const scroller = useRef<HTMLDivElement>(null);
   const [view, setView] = useState({ width: 900, height: 600, top: 0 });
 
@@ -160,23 +159,29 @@ export function EntryGrid({
     return () => ro.disconnect();
   }, []);
 
-  // A new folder starts at the top.
-  useEffect(() => {
-    if (scroller.current) scroller.current.scrollTop = 0;
-    setView((v) => ({ ...v, top: 0 }));
-  }, [library, location, dir]);
-
   const count = total ?? 0;
   const w = visible(count, view.width, view.top, view.height, { width: CELL_MIN_WIDTH, height: CELL_HEIGHT });
   const cell = { width: Math.floor(view.width / w.cols), height: CELL_HEIGHT };
 
   useEffect(() => ensure(w.first, w.last), [ensure, w.first, w.last]);
 
-  const selectedIndex = (() => {
-    if (!selected) return -1;
-    for (let i = w.first; i < w.last; i++) if (at(i)?.id === selected) return i;
-    return -1;
-  })();
+  // The keyboard cursor: the selected entry's index, kept even when it scrolls out of view;
+  // `pending` is a key press's target whose page is still on its way.
+  const [cursor, setCursor] = useState(-1);
+  const pending = useRef(-1);
+  useEffect(() => {
+    const e = pending.current >= 0 ? at(pending.current) : undefined;
+    if (e) {
+      pending.current = -1;
+      onSelect(e);
+    }
+  }, [pages]); // eslint-disable-line react-hooks/exhaustive-deps
+  const selectedIndex = selected && at(cursor)?.id === selected ? cursor : -1;
+  const select = (i: number, e: EntryInfo) => {
+    setCursor(i);
+    onSelect(e);
+    scroller.current?.focus({ preventScroll: true });
+  };
 
   const onKey = (ev: React.KeyboardEvent) => {
     if (ev.key === "Backspace") {
@@ -190,17 +195,26 @@ export function EntryGrid({
       onOpen(current);
       return;
     }
-    const steps: Record<string, number> = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: w.cols, ArrowUp: -w.cols, Home: -count, End: count };
-    const step = steps[ev.key];
-    if (step === undefined || count === 0) return;
+    const steps: Record<string, number> = { ArrowRight: 1, ArrowLeft: -1, ArrowDown: w.cols, ArrowUp: -w.cols };
+    if (count === 0 || !(ev.key in steps || ev.key === "Home" || ev.key === "End")) return;
     ev.preventDefault();
-    const next = Math.max(0, Math.min(count - 1, selectedIndex < 0 ? 0 : selectedIndex + step));
+    const next =
+      ev.key === "Home" ? 0
+      : ev.key === "End" ? count - 1
+      : selectedIndex < 0 ? 0
+      : Math.max(0, Math.min(count - 1, selectedIndex + steps[ev.key]));
     const el = scroller.current;
     if (el) el.scrollTop = scrollToShow(next, w.cols, cell, el.scrollTop, el.clientHeight);
-    // The target's page may not be loaded yet; it is selected once it is.
+    setCursor(next);
+    // The target's page may not be loaded yet; it is selected when it arrives.
     const target = at(next);
-    if (target) onSelect(target);
-    else ensure(next, next + 1);
+    if (target) {
+      pending.current = -1;
+      onSelect(target);
+    } else {
+      pending.current = next;
+      ensure(next, next + 1);
+    }
   };
 
   const cells = [];
@@ -215,7 +229,7 @@ export function EntryGrid({
             e={e}
             thumb={e.thumb && e.cas ? api.contentUrl("thumb", library, e.cas) : null}
             selected={e.id === selected}
-            onSelect={() => onSelect(e)}
+            onSelect={() => select(i, e)}
             onOpen={() => onOpen(e)}
           />
         </div>
@@ -243,7 +257,7 @@ export function EntryGrid({
       }}
     >
       {total === 0 ? (
-        <p className="empty muted">This folder is empty.</p>
+        <p className="empty muted">{indexing ? "Indexing… what is found appears here." : "This folder is empty."}</p>
       ) : (
         <div className="grid-inner" style={{ height: w.height }}>
           {cells}

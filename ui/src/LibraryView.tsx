@@ -1,4 +1,4 @@
-import { useEffect, useState } from "react";
+import { useEffect, useRef, useState } from "react";
 import type { Api } from "./api";
 import type { EntryDetails, EntryInfo, LocationInfo } from "./bindings";
 import { EntryGrid } from "./EntryGrid";
@@ -155,14 +155,18 @@ export function LibraryView({ state, api, library, onBack, onError }: {
   const [selected, setSelected] = useState<EntryInfo | null>(null);
   const loc = locations.find((l) => l.id === picked) ?? locations[0];
 
-  // A removed location (or one removed elsewhere) is no longer shown.
+  // A removed location (here or elsewhere) is no longer shown.
   useEffect(() => {
-    if (picked && !locations.some((l) => l.id === picked)) {
-      setPicked(null);
-      setDir("");
-      setSelected(null);
-    }
+    if (picked && !locations.some((l) => l.id === picked)) setPicked(null);
   }, [picked, locations]);
+  // Another location shown (picked, or the first after a removal): start at its top.
+  const shown = useRef(loc?.id);
+  useEffect(() => {
+    if (shown.current === loc?.id) return;
+    shown.current = loc?.id;
+    setDir("");
+    setSelected(null);
+  }, [loc?.id]);
 
   const go = (d: string) => {
     setDir(d);
@@ -233,11 +237,13 @@ export function LibraryView({ state, api, library, onBack, onError }: {
               </nav>
               {!loc.online && <p className="offline-note">This location is offline (its drive or folder is missing). What was indexed is kept; it comes back by itself.</p>}
               <EntryGrid
+                key={`${loc.id}/${dir}`}
                 api={api}
                 library={library}
                 location={loc.id}
                 dir={dir}
                 changed={state.changed[loc.id] ?? 0}
+                indexing={loc.state !== "done" || !!running(state, loc.id)}
                 selected={selected?.id ?? null}
                 onSelect={setSelected}
                 onOpen={open}

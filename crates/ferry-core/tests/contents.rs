@@ -162,6 +162,16 @@ async fn a_location_is_indexed_thumbnailed_watched_and_served() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
+    // A file swapped for a symlink to a secret is not served through its old entry (the index
+    // never follows links; serving checks before the watcher has even noticed).
+    let secret = t.path().join("secret.txt");
+    std::fs::write(&secret, "top secret").unwrap();
+    std::fs::remove_file(folder.join("trip/a.png")).unwrap();
+    std::os::unix::fs::symlink(&secret, folder.join("trip/a.png")).unwrap();
+    let r = c.serve(&format!("/file/{}/{}", lib.id, a.id), None);
+    assert_eq!(r.status, 404, "{r:?}");
+    assert!(!String::from_utf8_lossy(&r.body).contains("top secret"));
+
     // Restart: the index is there at once, and a change made while stopped is found.
     p.node.shutdown().await;
     drop(p);

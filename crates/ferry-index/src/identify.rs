@@ -334,11 +334,15 @@ impl Contents {
                     })
                 })
                 .collect();
-            // Results are written from here in batches, off the workers' path.
+            // Results are written from here in batches (64, or whatever a second made, so a
+            // slow pass still shows its pictures as it goes), off the workers' path.
+            let mut flushed = Instant::now();
             while workers.iter().any(|w| !w.is_finished()) {
                 std::thread::sleep(std::time::Duration::from_millis(100));
-                if lock(&results).len() >= 64 {
+                let pending = lock(&results).len();
+                if pending >= 64 || (pending > 0 && flushed.elapsed().as_secs() >= 1) {
                     flush(&results)?;
+                    flushed = Instant::now();
                 }
             }
             Ok(())

@@ -243,6 +243,9 @@ impl LibraryContents {
                 };
                 match c.entry(&entry) {
                     Ok((info, path)) if info.kind == ferry_index::EntryKind::File => {
+                        if swapped_for_symlink(&path, &info.path) {
+                            return serve::not_found("this file changed; rescan the location");
+                        }
                         serve::serve_file(
                             &path,
                             serve::content_type(&path),
@@ -411,8 +414,12 @@ impl LibraryContents {
                 self.progress(lib, loc, "walking", seen, 0, None);
             }
         })?;
+        // Listings open on this location show the walk's rows now, not after the content ids
+        // and thumbnails (minutes for 100,000 photos).
         self.emit_location(lib, c, loc);
+        self.contents_changed(lib, loc);
         self.identify(lib, loc, c, cancel)?;
+        self.contents_changed(lib, loc);
         let msg = (r.problem_count > 0).then(|| {
             let first = r
                 .problems
@@ -480,9 +487,15 @@ impl LibraryContents {
         let threads =
             std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1));
         let tick = Mutex::new(Throttle::new());
+        // Thumbnails are written in batches as they are made: open listings refetch every
+        // second, so pictures fill in during a long pass.
+        let refresh = Mutex::new(Throttle::every(Duration::from_secs(1)));
         let r = c.thumbnails(&self.inner.thumbs, threads, cancel, &|done, total| {
             if lock(&tick).due() {
                 self.progress(lib, loc, "thumbnails", done, total, None);
+            }
+            if done > 0 && lock(&refresh).due() {
+                self.contents_changed(lib, loc);
             }
         })?;
         let n = r.made + r.reused + r.failed;
@@ -581,22 +594,34 @@ impl LibraryContents {
     }
 }
 
+/// Whether the file at `path`, or a folder between it and its location (`rel` deep), is now a
+/// symlink: the index never follows one, so neither does serving (a file swapped for a link
+/// to `~/.ssh/id_ed25519` is not served). A swap between this check and the open is not
+/// caught; the watcher reindexes it within a second.
+fn swapped_for_symlink(path: &Path, rel: &str) -> bool {
+    let depth = rel.split('/').count();
+    path.ancestors()
+        .take(depth)
+        .any(|p| std::fs::symlink_metadata(p).map_or(true, |m| m.file_type().is_symlink()))
+}
+
 pub fn parse_loc(s: &str) -> Result<LocationId, LibraryError> {
     ferry_index::db::parse_id(s).ok_or_else(|| LibraryError::NotFound(format!("location {s}")))
 }
 
 /// At most four progress events a second per job.
-struct Throttle(Option<Instant>);
+struct Throttle(Option<Instant>, Duration);
 
 impl Throttle {
+    /// Progress reports: at most 4 a second.
     fn new() -> Self {
-        Throttle(None)
+        Throttle::every(Duration::from_millis(250))
+    }
+    fn every(period: Duration) -> Self {
+        Throttle(None, period)
     }
     fn due(&mut self) -> bool {
-        if self
-            .0
-            .is_some_and(|t| t.elapsed() < Duration::from_millis(250))
-        {
+        if self.0.is_some_and(|t| t.elapsed() < self.1) {
             return false;
         }
         self.0 = Some(Instant::now());
