@@ -634,6 +634,12 @@ impl Inner {
         if id == self.identity.peer_id() {
             return Err(DialError::SelfDial { addr });
         }
+        // An unpinned dial to a peer we already have (a pinned one checked before dialing):
+        // keep that connection, since a second one from us would replace it on both sides (see
+        // `install`). The new one closes unused.
+        if let Some(live) = expected.is_none().then(|| self.live_conn(&id)).flatten() {
+            return Ok((id, live));
+        }
         tokio::spawn(serve(self.router.clone(), id, conn.clone()));
         let info = match tokio::time::timeout(timeout, hello::exchange(&conn, &self.info())).await {
             Ok(Ok(info)) => info,
@@ -672,7 +678,12 @@ impl Inner {
     }
 
     /// Records a connection that has completed hello, settling duplicates: the connection dialed
-    /// by the smaller id wins; between two dialed by the same node, the older live one stays.
+    /// by the smaller id wins; between two dialed by the same node, the newer one. A node dials
+    /// a peer it already has a live connection to only in a race (see `dial_once`), so a second
+    /// connection from the same dialer means the dialer no longer has the first: it restarted
+    /// (a crash leaves the first open here until the idle timeout) or its side timed out first.
+    /// Keeping the older one refused a restarted peer's every dial until the stale connection
+    /// timed out: a sender killed and restarted with `transfers resume` waited 4–5 s more.
     fn install(
         self: &Arc<Self>,
         id: PeerId,
@@ -696,7 +707,7 @@ impl Inner {
                 Some(old) if old.conn.stable_id() == conn.stable_id() => (Installed::Same, None),
                 Some(old) => {
                     let dialer = |c: &Conn| if c.outgoing { me } else { id };
-                    if dialer(&new) < dialer(old) {
+                    if dialer(&new) <= dialer(old) {
                         (Installed::New, Some(old.conn.clone()))
                     } else {
                         (Installed::Lost, Some(conn.clone()))

@@ -403,3 +403,68 @@ async fn a_hello_flood_is_refused_and_other_peers_are_served() {
     // The flood did not rename mallory 200 times: at most the accepted ones got through.
     assert_eq!(victim.peers().len(), 2);
 }
+
+/// A peer that crashed (no goodbye) and came back with the same identity on a new port is
+/// taken at once: the other side's connection to its old run, still open until the idle
+/// timeout, no longer outranks the new one.
+#[test]
+fn a_restarted_peer_replaces_its_stale_connection_at_once() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let a = rt.block_on(node("alpha"));
+    let identity = Arc::new(Identity::generate().unwrap());
+    let cfg = P2pConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        info: NodeInfo {
+            name: "beta".into(),
+            ..Default::default()
+        },
+        discovery: ferry_p2p::DiscoveryConfig {
+            enabled: false,
+            interfaces: vec![],
+        },
+        ..Default::default()
+    };
+    // The first run of B lives on a runtime of its own, which is then dropped: its tasks and
+    // socket go without a word to A, as in a crash.
+    let crashed = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let b = crashed.block_on(async {
+        let b = P2p::start(identity.clone(), cfg.clone(), vec![])
+            .await
+            .unwrap();
+        b.connect(addr(&a), Some(a.id())).await.unwrap();
+        b
+    });
+    crashed.shutdown_background();
+    drop(b);
+    assert_eq!(
+        a.peer(&identity.peer_id()).map(|p| p.state),
+        Some(PeerState::Connected),
+        "A still holds the crashed run's connection"
+    );
+    rt.block_on(async {
+        let b2 = P2p::start(identity.clone(), cfg, vec![]).await.unwrap();
+        let t = Instant::now();
+        let dialed = b2.connect(addr(&a), Some(a.id())).await;
+        let rtts = b2.ping(&a.id(), 1, Duration::ZERO).await;
+        println!(
+            "restarted peer: dial {:?}, ping {:?}, after {:?}",
+            dialed.as_ref().map(|_| ()),
+            rtts.as_ref().map(|_| ()),
+            t.elapsed()
+        );
+        assert!(dialed.is_ok() && rtts.is_ok(), "{dialed:?} {rtts:?}");
+        // Well inside the 5 s idle timeout that used to free the way.
+        assert!(t.elapsed() < Duration::from_secs(2), "{:?}", t.elapsed());
+        let conn = b2.connection(&a.id()).expect("connected");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(conn.close_reason().is_none(), "{:?}", conn.close_reason());
+    });
+}
