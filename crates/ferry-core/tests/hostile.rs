@@ -1432,3 +1432,102 @@ async fn a_receivers_pause_flood_costs_no_more_events_than_progress() {
     ping.finish("pauser").await;
     honest_transfer(&s, "pauser").await;
 }
+
+/// A scripted receiver that takes a first offer and at once ends it (the sender will resume),
+/// then reads every resume offer and never answers it.
+struct SilentOnResume;
+
+impl ferry_p2p::Protocol for SilentOnResume {
+    fn id(&self) -> u16 {
+        CONTROL_ID
+    }
+    fn versions(&self) -> std::ops::RangeInclusive<u16> {
+        VERSION..=VERSION
+    }
+    fn handle<'a>(
+        &'a self,
+        s: &'a mut ferry_p2p::Incoming,
+    ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
+        Box::pin(async move {
+            let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, WAIT, "an offer").await?;
+            if offer.resume {
+                let _ = tokio::time::timeout(Duration::from_secs(120), s.recv.read_to_end(1 << 20))
+                    .await;
+                return Ok(());
+            }
+            let starts = offer
+                .manifest
+                .entries
+                .iter()
+                .map(|e| (e.kind == EntryKind::File).then_some(0))
+                .collect();
+            write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_ANSWER).await?;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unanswered_resume_is_tried_again_not_given_up() {
+    let mut s = scene(AcceptPolicy::Everyone).await;
+    // The sender waits its prompt timeout and 30 s for an answer: 31 s here.
+    let mut cfg = s.v.node.spacedrop().config();
+    cfg.prompt_timeout = Duration::from_secs(1);
+    s.v.node.spacedrop().set_config(cfg);
+    let silent = ferry_p2p::P2p::start(
+        std::sync::Arc::new(ferry_p2p::Identity::generate().unwrap()),
+        ferry_p2p::P2pConfig {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            info: ferry_p2p::NodeInfo {
+                name: "silent".into(),
+                os: "linux".into(),
+                version: "test".into(),
+            },
+            discovery: ferry_p2p::DiscoveryConfig {
+                enabled: false,
+                interfaces: vec![],
+            },
+            ..Default::default()
+        },
+        vec![
+            std::sync::Arc::new(SilentOnResume),
+            std::sync::Arc::new(Sink),
+        ],
+    )
+    .await
+    .unwrap();
+    s.v.node
+        .p2p()
+        .connect(silent.local_addr().unwrap(), Some(silent.id()))
+        .await
+        .unwrap();
+    let src = s.v.dir.join("for-the-silent.bin");
+    std::fs::write(&src, pseudo_random(64 << 10, 11)).unwrap();
+    let t = Instant::now();
+    let id =
+        s.v.node
+            .spacedrop()
+            .send(silent.id(), vec![src])
+            .await
+            .unwrap();
+    // Interrupted once by the receiver ending the first run, then again (not rejected for good)
+    // when the resume gets no answer.
+    let info = transfer_where(&mut s.v.events, &id, Duration::from_secs(60), |i| {
+        i.state.is_final()
+            || matches!(&i.state, TransferState::Interrupted { reason } if reason.contains("resume"))
+    })
+    .await;
+    println!(
+        "[silent] a resume without an answer ended its attempt after {:?}: {:?}",
+        t.elapsed(),
+        info.state
+    );
+    assert!(
+        matches!(info.state, TransferState::Interrupted { .. }),
+        "{:?}",
+        info.state
+    );
+    s.v.node.spacedrop().cancel(&id).unwrap();
+    let info = final_state(&mut s.v.events, &id, WAIT).await;
+    assert_eq!(info.state, TransferState::Cancelled { by: Side::Local });
+}

@@ -35,6 +35,8 @@ enum Attempt {
 
 /// How long the liveness probe before a resume may take.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
+/// The first wait before trying again; it doubles with each failed attempt, up to 10 s.
+const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Silence from the receiver (no progress, no message) that ends an attempt while data flows.
 const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -64,12 +66,29 @@ async fn run(shared: Arc<Shared>, row: TransferRow, mut resume: bool) {
     let mut cmds = shared.register(info);
     // Entries the receiver reported failed, over every attempt.
     let mut failed = HashSet::new();
-    let mut backoff = Duration::from_millis(500);
+    let mut backoff = FIRST_BACKOFF;
     loop {
+        let mut accepted = false;
         let outcome = match connect(&shared, &row).await {
-            Some(conn) => attempt(&shared, &row, conn, resume, &mut cmds, &mut failed).await,
+            Some(conn) => {
+                attempt(
+                    &shared,
+                    &row,
+                    conn,
+                    resume,
+                    &mut cmds,
+                    &mut failed,
+                    &mut accepted,
+                )
+                .await
+            }
             None => Attempt::Interrupted(format!("waiting for {} to be reachable", name(&row))),
         };
+        // An attempt the receiver took starts the waits over: interruptions hours apart in a
+        // long transfer each waited longer (up to 10 s) though the peer was back at once.
+        if accepted {
+            backoff = FIRST_BACKOFF;
+        }
         let reason = match outcome {
             Attempt::Final(state) => return shared.finish(&id, state),
             Attempt::Interrupted(reason) => reason,
@@ -137,6 +156,7 @@ async fn attempt(
     resume: bool,
     cmds: &mut mpsc::Receiver<Cmd>,
     failed: &mut HashSet<u32>,
+    accepted: &mut bool,
 ) -> Attempt {
     let id = row.id;
     let interrupted =
@@ -202,7 +222,10 @@ async fn attempt(
         }
     };
     let starts = match answer {
-        Ok(Answer::Accepted { starts }) => starts,
+        Ok(Answer::Accepted { starts }) => {
+            *accepted = true;
+            starts
+        }
         // A busy receiver may still hold the previous run of this transfer: try again later.
         Ok(Answer::Rejected(Refusal::Busy)) if resume => {
             return Attempt::Interrupted("the receiver is busy".into())
@@ -211,6 +234,13 @@ async fn attempt(
             return Attempt::Final(TransferState::Rejected {
                 reason: r.to_string(),
             })
+        }
+        // A resume unanswered (a receiver that is stuck, or a connection that only looks
+        // alive) is tried again; it was ended for good as "rejected", which nobody had done.
+        Err(StreamError::Timeout(_)) if resume => {
+            return Attempt::Interrupted(
+                "the receiver did not answer the resume; trying again".into(),
+            )
         }
         Err(StreamError::Timeout(_)) => {
             return Attempt::Final(TransferState::Rejected {
