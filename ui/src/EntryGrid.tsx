@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
+import { memo, useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
 import type { Api } from "./api";
 import type { EntryInfo } from "./bindings";
 import { pagesFor, position, scrollToShow, visible } from "./grid";
@@ -99,21 +99,23 @@ function FileIcon({ name }: { name: string }) {
   );
 }
 
-function Tile({ e, thumb, selected, onSelect, onOpen }: { e: EntryInfo; thumb: string | null; selected: boolean; onSelect: () => void; onOpen: () => void }) {
+/**
+ * One entry. Memoised and without handlers of its own (the grid delegates clicks by
+ * `data-index`), so scrolling re-renders only the tiles that come into view.
+ */
+const Tile = memo(function Tile({ e, index, thumb, selected }: { e: EntryInfo; index: number; thumb: string | null; selected: boolean }) {
   // Tiles come and go as the grid scrolls, so they never take focus: the grid keeps it, and
   // with it the arrow keys.
   return (
     <button
       className={`tile${selected ? " selected" : ""}${e.error ? " has-error" : ""}`}
+      data-index={index}
       data-entry={e.id}
       data-kind={e.kind}
       aria-label={e.name}
       aria-pressed={selected}
       title={e.error ? `${e.name}\n${e.error}` : e.name}
       tabIndex={-1}
-      onMouseDown={(ev) => ev.preventDefault()}
-      onClick={onSelect}
-      onDoubleClick={onOpen}
     >
       <span className="tile-thumb">
         {thumb ? <img src={thumb} alt="" loading="lazy" decoding="async" draggable={false} /> : e.kind === "dir" ? <FolderIcon /> : <FileIcon name={e.name} />}
@@ -121,7 +123,7 @@ function Tile({ e, thumb, selected, onSelect, onOpen }: { e: EntryInfo; thumb: s
       <span className="tile-name">{e.name}</span>
     </button>
   );
-}
+});
 
 /**
  * The thumbnails of one folder, virtualised: only the rows on screen (and two more each way)
@@ -146,6 +148,7 @@ export function EntryGrid({
 }) {
   const { total, at, ensure, pages } = usePagedListing(api, library, location, dir, changed, onError);
   const scroller = useRef<HTMLDivElement>(null);
+  // `top` is kept in whole rows: scrolling within a row (the overscan covers it) renders nothing.
   const [view, setView] = useState({ width: 900, height: 600, top: 0 });
 
   useLayoutEffect(() => {
@@ -217,6 +220,13 @@ export function EntryGrid({
     }
   };
 
+  const tileAt = (ev: React.MouseEvent) => {
+    const el = (ev.target as HTMLElement).closest<HTMLElement>("[data-index]");
+    const i = el ? Number(el.dataset.index) : -1;
+    const e = i >= 0 ? at(i) : undefined;
+    return e ? { i, e } : null;
+  };
+
   const cells = [];
   for (let i = w.first; i < w.last; i++) {
     const e = at(i);
@@ -225,13 +235,7 @@ export function EntryGrid({
     cells.push(
       e ? (
         <div className="cell" key={e.id} style={style}>
-          <Tile
-            e={e}
-            thumb={e.thumb && e.cas ? api.contentUrl("thumb", library, e.cas) : null}
-            selected={e.id === selected}
-            onSelect={() => select(i, e)}
-            onOpen={() => onOpen(e)}
-          />
+          <Tile e={e} index={i} thumb={e.thumb && e.cas ? api.contentUrl("thumb", library, e.cas) : null} selected={e.id === selected} />
         </div>
       ) : (
         <div className="cell" key={`i${i}`} style={style}>
@@ -251,8 +255,17 @@ export function EntryGrid({
       aria-rowcount={Math.ceil(count / w.cols)}
       data-total={total ?? ""}
       onKeyDown={onKey}
+      onMouseDown={(ev) => tileAt(ev) && ev.preventDefault()}
+      onClick={(ev) => {
+        const t = tileAt(ev);
+        if (t) select(t.i, t.e);
+      }}
+      onDoubleClick={(ev) => {
+        const t = tileAt(ev);
+        if (t) onOpen(t.e);
+      }}
       onScroll={(ev) => {
-        const top = (ev.target as HTMLDivElement).scrollTop;
+        const top = Math.floor((ev.target as HTMLDivElement).scrollTop / CELL_HEIGHT) * CELL_HEIGHT;
         setView((v) => (v.top === top ? v : { ...v, top }));
       }}
     >
