@@ -342,28 +342,28 @@ def main():
             "const r = i.getBoundingClientRect(), box = i.closest('.tile-thumb').getBoundingClientRect();"
             "return r.top >= box.top - 1 && r.bottom <= box.bottom + 1"), "a tall thumbnail overflows its tile"
         # At 200 % zoom the library view stacks: nothing cut off sideways.
-        driver.execute_script("document.documentElement.style.zoom = '2'")
-        time.sleep(0.5)
-        overflow = driver.execute_script(
-            "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        driver.save_screenshot(str(SHOTS / "11-library-zoom-200.png"))
-        driver.execute_script("document.documentElement.style.zoom = '1'")
+        overflow = overflow_at_200("11-library-zoom-200.png")
         assert overflow <= 1, f"the library view is {overflow}px wider than the window at 200 % zoom"
         click_button("← All")
         card = find("[data-library]", 5, text="E2E Family").get_attribute("textContent")
         # Numbers are grouped by the user's locale (none in CI's C locale).
         assert re.search(r"1 location · 10\D?006 files", card), card
 
-    def zoom_200():
-        if driver.find_elements(By.CSS_SELECTOR, "[data-browsing]"):
-            click_button("← All")  # an earlier step failed inside the library view
-        # What a user with 200 % zoom sees: everything reachable, nothing cut off sideways.
+    def overflow_at_200(shot):
+        """What a user with 200 % zoom sees: how far the page is wider than the window."""
         driver.execute_script("document.documentElement.style.zoom = '2'")
         time.sleep(0.5)
         overflow = driver.execute_script(
             "return document.documentElement.scrollWidth - document.documentElement.clientWidth")
-        driver.save_screenshot(str(SHOTS / "6-zoom-200.png"))
+        driver.save_screenshot(str(SHOTS / shot))
         driver.execute_script("document.documentElement.style.zoom = '1'")
+        return overflow
+
+    def zoom_200():
+        if driver.find_elements(By.CSS_SELECTOR, "[data-browsing]"):
+            click_button("← All")  # an earlier step failed inside the library view
+        # Everything reachable, nothing cut off sideways.
+        overflow = overflow_at_200("6-zoom-200.png")
         assert overflow <= 1, f"the page is {overflow}px wider than the window at 200 % zoom"
         find("button", 5, text="Send files", exact=True)
 
