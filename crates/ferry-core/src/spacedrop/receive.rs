@@ -137,6 +137,8 @@ async fn stop_previous_run(shared: &Shared, id: &TransferId) {
 
 /// How long one message to the sender may wait for room in its stream.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a run that ends waits for its data handler to stop writing.
+const WRITER_WAIT: Duration = Duration::from_secs(30);
 
 /// Writes to the sender, giving up after [`WRITE_TIMEOUT`]. A sender that stops reading its
 /// control stream fills QUIC's flow-control window for it (1.25 MB: about 2,200 FileFailed with
@@ -620,6 +622,8 @@ async fn run(
     tokio::pin!(data_deadline);
     let mut data_started = false;
     let mut data_result: Option<Result<(), RecvError>> = None;
+    // The data handler has ended (its writer thread too); `done_rx` must not be polled again.
+    let mut handler_done = false;
     let mut files_done = already;
     let mut control_open = true;
     let mut stopping: Option<String> = None;
@@ -652,10 +656,12 @@ async fn run(
                         Some(r) => r,
                         None => (&mut done_rx).await.unwrap_or(Err(RecvError::Protocol("data stream vanished".into()))),
                     };
+                    handler_done = true;
                     break settle(&shared, s, &row, r, resumed + received.load(Ordering::Relaxed), files_done).await;
                 }
             },
-            r = &mut done_rx, if data_result.is_none() => {
+            r = &mut done_rx, if !handler_done => {
+                handler_done = true;
                 data_result = Some(r.unwrap_or(Err(RecvError::Protocol("data stream vanished".into()))));
             }
             _ = tick.tick() => {
@@ -731,7 +737,31 @@ async fn run(
             },
         }
     };
+    // An unclaimed job goes (which ends `done_rx`); a claimed one is told to stop above. Its
+    // writer thread may still write, place or remove files for a while, and this run must
+    // not end before it: a resume of the transfer waits for the run to end, then sizes the
+    // temp files. Racing a writer still busy, a resume was once planned on a temp file the
+    // old writer then placed (the sender had sent the last byte before it was killed), and it
+    // failed with "No such file or directory" though the file was complete.
     lock(&shared.data_jobs).remove(&(s.peer, id));
+    if !handler_done {
+        // Nobody reads its outcomes any more: a writer blocked on reporting one stops instead.
+        drop(out_rx);
+        let _ = cancel_tx.send(true);
+        if tokio::time::timeout(WRITER_WAIT, &mut done_rx)
+            .await
+            .is_err()
+        {
+            tracing::warn!(transfer = %id.hex(), "the data handler did not stop in time");
+        }
+        // What it wrote meanwhile of a transfer that ends for good goes too.
+        if matches!(
+            end,
+            TransferState::Failed { .. } | TransferState::Cancelled { .. }
+        ) {
+            remove_temps(&row);
+        }
+    }
     let cancelled = matches!(end, TransferState::Cancelled { .. });
     shared.finish(&id, end);
     if cancelled {
