@@ -407,6 +407,11 @@ fn offline_library(cmd: &Command, g: &Global, out: &Out) -> Option<Result<()>> {
 async fn run_node(node: &Node, out: &Out, receive: Option<bool>) -> Result<()> {
     let mut events = node.subscribe();
     out.event(&node.started_event());
+    // The node dialed its --connect peers before this subscription: peers it already has would
+    // otherwise never be announced (a peer may be announced twice; that is harmless).
+    for peer in node.peers() {
+        out.event(&ferry_core::Event::PeerFound { peer });
+    }
     if receive.is_some() {
         out.note(&format!(
             "Receiving into {}",
