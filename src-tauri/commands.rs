@@ -395,7 +395,7 @@ pub struct LibraryLocations {
     pub locations: Vec<LocationInfo>,
 }
 
-pub(crate) fn all_locations(node: &Node) -> Vec<LibraryLocations> {
+fn all_locations(node: &Node) -> Vec<LibraryLocations> {
     let contents = node.libraries().contents();
     node.libraries()
         .list()

@@ -1,7 +1,7 @@
 import { useState } from "react";
 import type { Api } from "./api";
 import type { LibraryInfo } from "./bindings";
-import { formatBytes, online, type State } from "./state";
+import { locationsSummary, online, type State } from "./state";
 
 function ago(unix: number | null | undefined): string {
   if (unix == null) return "never seen";
@@ -18,8 +18,6 @@ function LibraryCard({ lib, state, api, onError, onBrowse }: { lib: LibraryInfo;
   const members = lib.members.filter((m) => m.state === "member");
   const removed = lib.members.filter((m) => m.state === "removed");
   const locations = state.locations[lib.id] ?? [];
-  const files = locations.reduce((n, l) => n + l.files, 0);
-  const bytes = locations.reduce((n, l) => n + l.bytes, 0);
   return (
     <li className="library" aria-label={`Library ${lib.name}`} data-library={lib.id}>
       <div className="library-head">
@@ -65,7 +63,7 @@ function LibraryCard({ lib, state, api, onError, onBrowse }: { lib: LibraryInfo;
       <p className="library-contents muted small-text">
         {locations.length === 0
           ? "No folders in it yet."
-          : `${locations.length} location${locations.length === 1 ? "" : "s"} · ${files.toLocaleString()} file${files === 1 ? "" : "s"} · ${formatBytes(bytes)}`}
+          : locationsSummary(locations)}
       </p>
       <div className="library-actions">
         {!lib.removed && <button className="secondary small" onClick={onBrowse} aria-label={`Browse ${lib.name}`}>Browse</button>}

@@ -3,9 +3,7 @@ import type { Api } from "./api";
 import type { EntryDetails, EntryInfo, LocationInfo } from "./bindings";
 import { EntryGrid } from "./EntryGrid";
 import { crumbs, previewKind } from "./grid";
-import { formatBytes, running, type State } from "./state";
-
-const count = (n: number, one: string, many = `${one}s`) => `${n.toLocaleString()} ${n === 1 ? one : many}`;
+import { count, formatBytes, locationsSummary, running, type State } from "./state";
 
 function LocationItem({
   loc, state, library, active, api, onPick, onError,
@@ -192,8 +190,6 @@ export function LibraryView({ state, api, library, onBack, onError }: {
       </section>
     );
   }
-  const files = locations.reduce((n, l) => n + l.files, 0);
-  const bytes = locations.reduce((n, l) => n + l.bytes, 0);
 
   return (
     <section className="library-view" aria-label={`Library ${lib.name}`} data-browsing={library}>
@@ -201,7 +197,7 @@ export function LibraryView({ state, api, library, onBack, onError }: {
         <button className="ghost" onClick={onBack}>← All</button>
         <h2>{lib.name}</h2>
         <span className="muted small-text">
-          {count(locations.length, "location")} · {count(files, "file")} · {formatBytes(bytes)}
+          {locationsSummary(locations)}
         </span>
         <button className="secondary lv-add" onClick={add}>Add location…</button>
       </div>

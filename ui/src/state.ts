@@ -150,6 +150,18 @@ export function formatBytes(value: number | null | undefined): string {
   return `${n} B`;
 }
 
+/** `12,345 files`, `1 file` (grouped by the user's locale). */
+export function count(n: number, one: string, many = `${one}s`): string {
+  return `${n.toLocaleString()} ${n === 1 ? one : many}`;
+}
+
+/** A library's locations in one line: `2 locations · 10,006 files · 3.1 MB`. */
+export function locationsSummary(locs: LocationInfo[]): string {
+  const files = locs.reduce((n, l) => n + l.files, 0);
+  const bytes = locs.reduce((n, l) => n + l.bytes, 0);
+  return `${count(locs.length, "location")} · ${count(files, "file")} · ${formatBytes(bytes)}`;
+}
+
 /** A running index job's report (none once it is done or failed). */
 export function running(state: State, location: string): IndexProgress | undefined {
   const p = state.progress[location];
