@@ -98,6 +98,25 @@ describe("App", () => {
     expect(screen.queryByText("Cancel")).toBeNull();
   });
 
+  it("counts every renamed and failed file, and lists the first ones the event carries", async () => {
+    const { api, emit } = fakeApi();
+    render(<App api={api} />);
+    await screen.findByText("my-laptop");
+    emit({
+      type: "transfer",
+      transfer: transfer("t1", {
+        state: "failed", reason: "3 of 9 files failed",
+        renamed: [{ id: 1, original: "a:b", local: "a_b", reason: "not allowed here" }], renamed_count: 5000,
+        failed: [{ path: "x.bin", reason: "disk full" }], failed_count: 3,
+      } as never),
+    });
+    expect(await screen.findByText("5,000 renamed")).toBeTruthy();
+    expect(screen.getByText("… and 4,999 more")).toBeTruthy();
+    expect(screen.getByText("3 failed")).toBeTruthy();
+    expect(screen.getByText("… and 2 more")).toBeTruthy();
+    expect(screen.getByText("x.bin")).toBeTruthy();
+  });
+
   it("reports a failed command instead of swallowing it", async () => {
     const { api } = fakeApi();
     (api as { connect: unknown }).connect = vi.fn(() => Promise.reject(new Error("could not connect to 10.0.0.9:1: timed out")));

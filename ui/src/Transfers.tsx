@@ -63,20 +63,31 @@ function TransferRow({ t, api, onError }: { t: TransferInfo; api: Api; onError: 
           </div>
         </>
       )}
-      {t.renamed.length > 0 && (
+      {t.renamed_count > 0 && (
         <details className="notes">
-          <summary>{t.renamed.length} renamed</summary>
-          <ul>{t.renamed.map((r) => <li key={r.id}><code>{r.original}</code> → <code>{r.local}</code> <span className="muted">({r.reason})</span></li>)}</ul>
+          <summary>{t.renamed_count.toLocaleString()} renamed</summary>
+          <ul>
+            {t.renamed.map((r) => <li key={r.id}><code>{r.original}</code> → <code>{r.local}</code> <span className="muted">({r.reason})</span></li>)}
+            <More count={t.renamed_count} listed={t.renamed.length} />
+          </ul>
         </details>
       )}
-      {t.failed.length > 0 && (
+      {t.failed_count > 0 && (
         <details className="notes bad" open>
-          <summary>{t.failed.length} failed</summary>
-          <ul>{t.failed.map((f) => <li key={f.path}><code>{f.path}</code> — {f.reason}</li>)}</ul>
+          <summary>{t.failed_count.toLocaleString()} failed</summary>
+          <ul>
+            {t.failed.map((f) => <li key={f.path}><code>{f.path}</code> — {f.reason}</li>)}
+            <More count={t.failed_count} listed={t.failed.length} />
+          </ul>
         </details>
       )}
     </li>
   );
+}
+
+/** Events list only the first entries of a long list (the engine's `spacedrop::preview`). */
+function More({ count, listed }: { count: number; listed: number }) {
+  return count > listed ? <li className="muted">… and {(count - listed).toLocaleString()} more</li> : null;
 }
 
 export function Transfers({ transfers, api, onError }: { transfers: TransferInfo[]; api: Api; onError: (e: unknown) => void }) {

@@ -515,8 +515,18 @@ export type TransferInfo_Deserialize = {
 	eta_secs?: number | null,
 	current?: string | null,
 	dest?: string | null,
+	/**
+	 *  Files that got another name here than the sender's: the first ones (at most 100, and
+	 *  32 KiB of text). `renamed_count` counts them all.
+	 */
 	renamed: Renamed[],
+	renamed_count: number,
+	/**
+	 *  Files that failed: the first ones (at most 100, and 32 KiB of text). `failed_count`
+	 *  counts them all.
+	 */
 	failed: FailedFile[],
+	failed_count: number,
 } & TransferState;
 
 /**  Everything a front end shows about one transfer. */
@@ -536,8 +546,18 @@ export type TransferInfo_Serialize = {
 	eta_secs: number | null,
 	current: string | null,
 	dest: string | null,
+	/**
+	 *  Files that got another name here than the sender's: the first ones (at most 100, and
+	 *  32 KiB of text). `renamed_count` counts them all.
+	 */
 	renamed: Renamed[],
+	renamed_count: number,
+	/**
+	 *  Files that failed: the first ones (at most 100, and 32 KiB of text). `failed_count`
+	 *  counts them all.
+	 */
 	failed: FailedFile[],
+	failed_count: number,
 } & TransferState;
 
 export type TransferState = 

@@ -11,7 +11,7 @@ export const prompt = (transfer: string): Prompt => ({
 
 export const transfer = (id: string, over: Partial<TransferInfo> = {}): TransferInfo => ({
   id, direction: "send", peer: "b".repeat(52), peer_name: "beta", state: "transferring", files_total: 2, files_done: 0,
-  bytes_total: 1000, bytes_done: 250, bytes_resumed: 0, speed_bps: 1e6, eta_secs: 3, current: null, dest: null, renamed: [], failed: [],
+  bytes_total: 1000, bytes_done: 250, bytes_resumed: 0, speed_bps: 1e6, eta_secs: 3, current: null, dest: null, renamed: [], renamed_count: 0, failed: [], failed_count: 0,
   ...over,
 } as TransferInfo);
 

@@ -4,6 +4,7 @@
 //! validated components, never as joined strings, and the receiver maps them to safe local names
 //! itself (see [`crate::names`]).
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use serde::de::{Deserializer, SeqAccess, Visitor};
@@ -17,6 +18,11 @@ pub const MAX_ENTRIES: usize = 250_000;
 pub const MAX_FILE_SIZE: u64 = 1 << 50;
 /// Largest encoded manifest frame.
 pub const MAX_MANIFEST_BYTES: usize = 48 << 20;
+/// Most path components one manifest holds in all: 8 per entry at [`MAX_ENTRIES`], and up to
+/// [`names::MAX_DEPTH`] for any one entry. Decoded, every component is a `String` of about 56
+/// bytes however short it is, so without this a 48 MiB manifest of 250,000 entries, 64
+/// one-letter components each, decoded into 870 MiB, every limit above respected.
+pub const MAX_COMPONENTS: usize = 2_000_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EntryKind {
@@ -45,12 +51,24 @@ pub struct Manifest {
     pub entries: Vec<Entry>,
 }
 
+thread_local! {
+    /// How many more path components the manifest being decoded on this thread may hold.
+    static COMPONENTS_LEFT: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
 fn entries<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Entry>, D::Error> {
-    bounded_seq(d, MAX_ENTRIES)
+    // Decoding is synchronous and manifests do not nest: the budget is this call's alone.
+    let outer = COMPONENTS_LEFT.replace(MAX_COMPONENTS);
+    let entries = bounded_seq(d, MAX_ENTRIES);
+    COMPONENTS_LEFT.set(outer);
+    entries
 }
 
 fn components<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    bounded_seq(d, names::MAX_DEPTH)
+    let left = COMPONENTS_LEFT.get();
+    let path: Vec<String> = bounded_seq(d, names::MAX_DEPTH.min(left))?;
+    COMPONENTS_LEFT.set(left - path.len());
+    Ok(path)
 }
 
 /// A sequence of at most `max` items, refused as soon as it claims more. A peer's manifest is
@@ -104,6 +122,8 @@ pub enum ManifestError {
     Empty,
     #[error("{count} entries exceed the limit of {MAX_ENTRIES}")]
     TooManyEntries { count: usize },
+    #[error("{count} path components in all exceed the limit of {MAX_COMPONENTS}")]
+    TooManyComponents { count: usize },
     #[error("entry {id}: {source}")]
     BadName { id: usize, source: NameError },
     #[error("entry {id}: size {size} exceeds the limit")]
@@ -126,6 +146,10 @@ impl Manifest {
             return Err(ManifestError::TooManyEntries {
                 count: self.entries.len(),
             });
+        }
+        let components = self.entries.iter().map(|e| e.path.len()).sum();
+        if components > MAX_COMPONENTS {
+            return Err(ManifestError::TooManyComponents { count: components });
         }
         let mut seen = std::collections::HashSet::with_capacity(self.entries.len());
         let mut dirs = std::collections::HashSet::new();
@@ -439,6 +463,34 @@ mod tests {
         let mut bytes = vec![0xff, 0xff, 0xff, 0xff, 0x0f];
         bytes.extend_from_slice(&[1, 1, b'a', 0, 1, 0, 0]);
         assert!(postcard::from_bytes::<Manifest>(&bytes).is_err());
+    }
+
+    #[test]
+    fn decoding_refuses_more_components_in_all_than_allowed() {
+        let deep = |n: usize| Entry {
+            path: (0..names::MAX_DEPTH).map(|i| format!("{n}-{i}")).collect(),
+            ..file(&["x"], 1)
+        };
+        // Exactly the limit, and one component more.
+        let at_limit = Manifest {
+            entries: (0..MAX_COMPONENTS / names::MAX_DEPTH).map(deep).collect(),
+        };
+        assert_eq!(MAX_COMPONENTS % names::MAX_DEPTH, 0);
+        let bytes = postcard::to_stdvec(&at_limit).unwrap();
+        assert_eq!(postcard::from_bytes::<Manifest>(&bytes).unwrap(), at_limit);
+        let mut over = at_limit.clone();
+        over.entries.push(file(&["y"], 1));
+        let bytes = postcard::to_stdvec(&over).unwrap();
+        assert!(postcard::from_bytes::<Manifest>(&bytes).is_err());
+        assert_eq!(
+            over.validate(),
+            Err(ManifestError::TooManyComponents {
+                count: MAX_COMPONENTS + 1
+            })
+        );
+        // The budget is per manifest: the next decode on this thread starts afresh.
+        let bytes = postcard::to_stdvec(&at_limit).unwrap();
+        assert!(postcard::from_bytes::<Manifest>(&bytes).is_ok());
     }
 
     #[test]

@@ -217,12 +217,14 @@ impl Out {
             println!("{}{body}", if self.tty { "\r\x1b[2K" } else { "" });
         }
         if t.state.is_final() {
-            for r in &t.renamed {
+            for r in t.renamed.iter() {
                 println!("  renamed: {} → {} ({})", r.original, r.local, r.reason);
             }
-            for f in &t.failed {
+            more(t.renamed_count, t.renamed.len(), "renamed");
+            for f in t.failed.iter() {
                 println!("  failed: {} — {}", f.path, f.reason);
             }
+            more(t.failed_count, t.failed.len(), "failed");
             if let (TransferState::Done, Some(dest)) = (&t.state, &t.dest) {
                 println!("  saved in {dest}");
             }
@@ -391,6 +393,13 @@ impl Out {
 }
 
 /// The peer of a transfer as people know it: its name, or its short fingerprint.
+/// The end of a list an event carries only the start of (see `spacedrop::preview`).
+fn more(count: usize, listed: usize, what: &str) {
+    if count > listed {
+        println!("  … and {} more {what}", count - listed);
+    }
+}
+
 fn peer_label(t: &TransferInfo) -> String {
     if t.peer_name.is_empty() {
         t.peer.short()

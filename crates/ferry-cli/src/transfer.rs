@@ -119,9 +119,9 @@ pub fn list(cfg: &NodeConfig, out: &Out) -> Result<i32> {
     }
     let store = ferry_core::store::Store::open(&path)?;
     let list: Vec<_> = store
-        .list()?
-        .iter()
-        .map(|row| ferry_core::spacedrop::info_from_row(&store, row))
+        .summaries()?
+        .into_iter()
+        .map(ferry_core::spacedrop::info_from_summary)
         .collect();
     out.transfers(&list);
     Ok(0)

@@ -1,11 +1,14 @@
 //! The node's SQLite database (`ferry.db` in the data dir, WAL): transfers and their files, so
 //! an interrupted transfer can be listed and resumed after a restart.
 //!
-//! Schema (version 1):
+//! Schema (version 2):
 //! - `transfers`: one row per transfer, either direction: peer, state, destination, the
-//!   manifest (postcard), the sender's source paths and the receiver's layout (JSON).
+//!   manifest (postcard), the sender's source paths and the receiver's layout (JSON), and a
+//!   `summary` (JSON: counts and the first renamed names) so that listing transfers never
+//!   decodes a manifest (up to 250,000 entries each).
 //! - `transfer_files`: per entry, once it ends: `done` with its final path, or `failed` with a
-//!   reason. Entries without a row are still to come.
+//!   reason; its `size` and its `name` as people read it. Entries without a row are still to
+//!   come.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -68,7 +71,8 @@ pub struct Store {
     conn: Mutex<Connection>,
 }
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE transfers (
     id TEXT PRIMARY KEY,
     direction TEXT NOT NULL,
@@ -91,7 +95,57 @@ CREATE TABLE transfer_files (
     detail TEXT NOT NULL,
     PRIMARY KEY (transfer, entry)
 );
-"#];
+"#,
+    r#"
+ALTER TABLE transfers ADD COLUMN summary TEXT;
+ALTER TABLE transfer_files ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE transfer_files ADD COLUMN name TEXT NOT NULL DEFAULT '';
+"#,
+];
+
+/// What a listing shows of a transfer's manifest and layout, kept beside them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+struct Counts {
+    files: usize,
+    bytes: u64,
+    renamed_count: usize,
+    /// The first renamed entries (see [`crate::spacedrop::preview`]).
+    renamed: Vec<Renamed>,
+}
+
+impl Counts {
+    fn of(t: &TransferRow) -> Counts {
+        Counts {
+            files: t.manifest.file_count(),
+            bytes: t.manifest.total_bytes(),
+            renamed_count: t.layout.renamed.len(),
+            renamed: crate::spacedrop::preview::of(&t.layout.renamed).to_vec(),
+        }
+    }
+}
+
+/// A transfer as a listing shows it, read without decoding its manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub id: TransferId,
+    pub direction: Direction,
+    pub peer: PeerId,
+    pub peer_name: String,
+    pub state: String,
+    pub reason: Option<String>,
+    pub dest: Option<PathBuf>,
+    pub created: i64,
+    pub files: usize,
+    pub bytes: u64,
+    pub renamed_count: usize,
+    /// The first renamed entries.
+    pub renamed: Vec<Renamed>,
+    pub files_done: usize,
+    pub bytes_done: u64,
+    pub failed_count: usize,
+    /// The first failed files: (name, reason).
+    pub failed: Vec<(String, String)>,
+}
 
 fn now() -> i64 {
     std::time::SystemTime::now()
@@ -117,6 +171,7 @@ impl Store {
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
             tx.commit()?;
         }
+        backfill(&conn)?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -130,10 +185,11 @@ impl Store {
         let manifest = postcard::to_stdvec(&t.manifest).map_err(corrupt)?;
         let sources = serde_json::to_string(&t.sources).map_err(corrupt)?;
         let layout = serde_json::to_string(&t.layout).map_err(corrupt)?;
+        let counts = serde_json::to_string(&Counts::of(t)).map_err(corrupt)?;
         self.conn().execute(
             "INSERT OR REPLACE INTO transfers
-             (id, direction, peer, peer_name, peer_addr, state, reason, dest, manifest, sources, layout, created, updated)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+             (id, direction, peer, peer_name, peer_addr, state, reason, dest, manifest, sources, layout, created, updated, summary)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
             params![
                 t.id.hex(),
                 serde_json::to_string(&t.direction).map_err(corrupt)?,
@@ -147,7 +203,8 @@ impl Store {
                 sources,
                 layout,
                 t.created,
-                now()
+                now(),
+                counts
             ],
         )?;
         Ok(())
@@ -166,10 +223,13 @@ impl Store {
         Ok(())
     }
 
+    /// Records how entry `entry` (of `size` bytes, shown as `name`) ended.
     pub fn set_file(
         &self,
         id: &TransferId,
         entry: u32,
+        size: u64,
+        name: &str,
         status: &FileStatus,
     ) -> Result<(), StoreError> {
         let (s, detail) = match status {
@@ -177,8 +237,9 @@ impl Store {
             FileStatus::Failed(r) => ("failed", r.clone()),
         };
         self.conn().execute(
-            "INSERT OR REPLACE INTO transfer_files (transfer, entry, status, detail) VALUES (?1, ?2, ?3, ?4)",
-            params![id.hex(), entry, s, detail],
+            "INSERT OR REPLACE INTO transfer_files (transfer, entry, status, detail, size, name)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![id.hex(), entry, s, detail, size as i64, name],
         )?;
         Ok(())
     }
@@ -225,11 +286,129 @@ impl Store {
         rows.into_iter().map(parse).collect()
     }
 
+    /// All transfers as a listing shows them, newest first. Reads counts and the first names
+    /// only: the cost does not grow with the transfers' sizes.
+    pub fn summaries(&self) -> Result<Vec<Summary>, StoreError> {
+        let conn = self.conn();
+        let mut q = conn.prepare(
+            "SELECT id, direction, peer, peer_name, state, reason, dest, created, summary
+             FROM transfers ORDER BY created DESC, id",
+        )?;
+        let mut done = conn.prepare(
+            "SELECT count(*), coalesce(sum(size), 0) FROM transfer_files
+             WHERE transfer = ?1 AND status = 'done'",
+        )?;
+        let mut failed = conn.prepare(
+            "SELECT name, detail, count(*) OVER () FROM transfer_files
+             WHERE transfer = ?1 AND status = 'failed' ORDER BY entry LIMIT ?2",
+        )?;
+        type Head = (
+            String,
+            String,
+            String,
+            String,
+            String,
+            Option<String>,
+            Option<String>,
+            i64,
+            Option<String>,
+        );
+        let heads: Vec<Head> = q
+            .query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                ))
+            })?
+            .collect::<Result<_, _>>()?;
+        let mut out = Vec::with_capacity(heads.len());
+        for (id, direction, peer, peer_name, state, reason, dest, created, counts) in heads {
+            let counts: Counts = match counts {
+                Some(c) => serde_json::from_str(&c).map_err(corrupt)?,
+                None => Counts::default(),
+            };
+            let (files_done, bytes_done) = done.query_row([&id], |r| {
+                Ok((r.get::<_, i64>(0)? as usize, r.get::<_, i64>(1)? as u64))
+            })?;
+            let mut failed_count = 0;
+            let first_failed: Vec<(String, String)> = failed
+                .query_map(params![id, crate::spacedrop::preview::ITEMS as i64], |r| {
+                    failed_count = r.get::<_, i64>(2)? as usize;
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<Result<_, _>>()?;
+            out.push(Summary {
+                id: TransferId::parse(&id).ok_or_else(|| corrupt(format!("transfer id {id}")))?,
+                direction: serde_json::from_str(&direction).map_err(corrupt)?,
+                peer: peer.parse().map_err(corrupt)?,
+                peer_name,
+                state,
+                reason,
+                dest: dest.map(PathBuf::from),
+                created,
+                files: counts.files,
+                bytes: counts.bytes,
+                renamed_count: counts.renamed_count,
+                renamed: counts.renamed,
+                files_done,
+                bytes_done,
+                failed_count,
+                failed: first_failed,
+            });
+        }
+        Ok(out)
+    }
+
     pub fn delete(&self, id: &TransferId) -> Result<(), StoreError> {
         self.conn()
             .execute("DELETE FROM transfers WHERE id = ?1", [id.hex()])?;
         Ok(())
     }
+}
+
+/// Fills what schema version 2 added for rows an older version wrote: each transfer's counts,
+/// and its files' sizes and names. Runs once per such row.
+fn backfill(conn: &Connection) -> Result<(), StoreError> {
+    let ids: Vec<String> = conn
+        .prepare("SELECT id FROM transfers WHERE summary IS NULL")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    for id in ids {
+        let row = conn.query_row(&format!("{SELECT} WHERE id = ?1"), [&id], raw)?;
+        let row = parse(row)?;
+        let tx = conn.unchecked_transaction()?;
+        tx.execute(
+            "UPDATE transfers SET summary = ?2 WHERE id = ?1",
+            params![
+                id,
+                serde_json::to_string(&Counts::of(&row)).map_err(corrupt)?
+            ],
+        )?;
+        let entries: Vec<u32> = tx
+            .prepare("SELECT entry FROM transfer_files WHERE transfer = ?1")?
+            .query_map([&id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for entry in entries {
+            let size = row
+                .manifest
+                .entries
+                .get(entry as usize)
+                .map_or(0, |e| e.size);
+            tx.execute(
+                "UPDATE transfer_files SET size = ?3, name = ?4 WHERE transfer = ?1 AND entry = ?2",
+                params![id, entry, size as i64, row.manifest.display_path(entry)],
+            )?;
+        }
+        tx.commit()?;
+    }
+    Ok(())
 }
 
 const SELECT: &str = "SELECT id, direction, peer, peer_name, peer_addr, state, reason, dest, manifest, sources, layout, created FROM transfers";
@@ -302,6 +481,119 @@ mod tests {
     use super::*;
     use ferry_block::{Entry, EntryKind};
 
+    /// A received transfer of `n` files of 10 bytes, all of them renamed.
+    fn big_row(n: usize) -> TransferRow {
+        let entries: Vec<Entry> = (0..n)
+            .map(|i| Entry {
+                path: vec![format!("f{i}")],
+                kind: EntryKind::File,
+                size: 10,
+                mode: 0o644,
+                mtime: 1,
+            })
+            .collect();
+        TransferRow {
+            id: TransferId::random(),
+            direction: Direction::Receive,
+            peer: ferry_p2p::Identity::generate().unwrap().peer_id(),
+            peer_name: "beta".into(),
+            peer_addr: None,
+            state: "transferring".into(),
+            reason: None,
+            dest: Some("/tmp/x".into()),
+            layout: SavedLayout {
+                paths: (0..n).map(|i| format!("g{i}").into()).collect(),
+                renamed: (0..n)
+                    .map(|i| Renamed {
+                        id: i as u32,
+                        original: format!("f{i}"),
+                        local: format!("g{i}"),
+                        reason: "test".into(),
+                    })
+                    .collect(),
+            },
+            manifest: Manifest { entries },
+            sources: vec![],
+            created: 5,
+        }
+    }
+
+    fn record_some(s: &Store, row: &TransferRow) {
+        for i in 0..300u32 {
+            let status = if i % 3 == 0 {
+                FileStatus::Failed(format!("reason {i}"))
+            } else {
+                FileStatus::Done(format!("/tmp/x/g{i}").into())
+            };
+            s.set_file(&row.id, i, 10, &row.manifest.display_path(i), &status)
+                .unwrap();
+        }
+    }
+
+    fn check(got: &Summary, n: usize) {
+        assert_eq!((got.files, got.bytes), (n, 10 * n as u64));
+        assert_eq!(got.renamed_count, n);
+        assert_eq!(got.renamed.len(), crate::spacedrop::preview::ITEMS);
+        assert_eq!((got.files_done, got.bytes_done), (200, 2000));
+        assert_eq!(got.failed_count, 100);
+        assert_eq!(got.failed.len(), 100);
+        assert_eq!(got.failed[1], ("f3".to_string(), "reason 3".to_string()));
+    }
+
+    #[test]
+    fn summaries_count_everything_and_list_the_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("ferry.db")).unwrap();
+        let row = big_row(1000);
+        s.put(&row).unwrap();
+        record_some(&s, &row);
+        let got = s.summaries().unwrap();
+        assert_eq!(got.len(), 1);
+        check(&got[0], 1000);
+    }
+
+    #[test]
+    fn a_version_1_database_gets_its_summaries_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        let row = big_row(1000);
+        {
+            // What version 1 wrote: no summary, no sizes or names for the files.
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(MIGRATIONS[0]).unwrap();
+            c.pragma_update(None, "user_version", 1).unwrap();
+            c.execute(
+                "INSERT INTO transfers (id, direction, peer, peer_name, state, manifest, sources, layout, created, updated)
+                 VALUES (?1, '\"receive\"', ?2, 'beta', 'interrupted', ?3, '[]', ?4, 5, 5)",
+                params![
+                    row.id.hex(),
+                    row.peer.fingerprint(),
+                    postcard::to_stdvec(&row.manifest).unwrap(),
+                    serde_json::to_string(&row.layout).unwrap()
+                ],
+            )
+            .unwrap();
+            for i in 0..300u32 {
+                let (status, detail) = if i % 3 == 0 {
+                    ("failed", format!("reason {i}"))
+                } else {
+                    ("done", format!("/tmp/x/g{i}"))
+                };
+                c.execute(
+                    "INSERT INTO transfer_files (transfer, entry, status, detail) VALUES (?1, ?2, ?3, ?4)",
+                    params![row.id.hex(), i, status, detail],
+                )
+                .unwrap();
+            }
+        }
+        let s = Store::open(&path).unwrap();
+        let got = s.summaries().unwrap();
+        assert_eq!(got.len(), 1);
+        check(&got[0], 1000);
+        assert_eq!(got[0].state, "interrupted");
+        assert_eq!(s.get(&row.id).unwrap().unwrap().manifest, row.manifest);
+    }
+
     #[test]
     fn rows_survive_a_reopen() {
         let dir = tempfile::tempdir().unwrap();
@@ -335,7 +627,7 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             s.put(&row).unwrap();
-            s.set_file(&id, 0, &FileStatus::Done("/tmp/x/a".into()))
+            s.set_file(&id, 0, 3, "a", &FileStatus::Done("/tmp/x/a".into()))
                 .unwrap();
             s.set_state(&id, "interrupted", Some("connection lost"))
                 .unwrap();

@@ -259,7 +259,7 @@ async fn victim_where(
             t.elapsed() < within,
             "transfer {} not as expected within {within:?}: {:?}",
             id.hex(),
-            victim_info(v, id).map(|i| (i.state, i.bytes_done, i.files_done, i.failed.len()))
+            victim_info(v, id).map(|i| (i.state, i.bytes_done, i.files_done, i.failed_count))
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -558,6 +558,34 @@ async fn oversized_offers_and_frames_are_refused_without_allocating_them() {
     // The 40 MB frame is held by both ends here; decoded it was about 1 GB.
     assert!(grew < 256, "a path bomb cost {grew} MiB");
 
+    // Every limit per entry respected: 250,000 entries, 64 one-letter components each (33 MB).
+    // Decoded whole that was 16 million Strings, 870 MiB; the total is bounded to 2,000,000.
+    let mut body = TransferId::random().0.to_vec();
+    varint(250_000, &mut body);
+    for _ in 0..250_000 {
+        varint(64, &mut body);
+        for _ in 0..64 {
+            body.extend_from_slice(&[1, b'a']);
+        }
+        body.extend_from_slice(&[0, 5, 0, 0]);
+    }
+    body.push(0);
+    let mem = Mem::start();
+    let (got, took, _, _) = raw_offer(&conn, &frame_of(&body)).await;
+    println!(
+        "[oversized] 250,000 entries 64 components deep ({} MB): {} {took:?} after the last byte",
+        body.len() >> 20,
+        describe(&got)
+    );
+    drop(body);
+    let grew = mem.report("16 million components");
+    assert!(
+        matches!(got, Err(StreamError::Peer(Code::ProtocolError))),
+        "{}",
+        describe(&got)
+    );
+    assert!(grew < 320, "16 million components cost {grew} MiB");
+
     // Absurd sizes: over the per-file limit, and three files of 1 PiB each (valid, but no disk
     // has that much space).
     for (what, m) in [
@@ -804,7 +832,7 @@ async fn endless_data_and_control_streams_are_cut_or_bounded() {
     let names: Vec<String> = (0..5_000).map(|i| format!("f\u{1}{i}")).collect();
     let m = manifest(names.iter().map(|n| file(&[n.as_str()], 1)).collect());
     let mut sess = accepted(&conn, &m).await;
-    let renamed = victim_info(&s.v, &sess.id).unwrap().renamed.len();
+    let renamed = victim_info(&s.v, &sess.id).unwrap().renamed_count;
     assert_eq!(renamed, 5_000);
     let (_ds, _dr) = data_stream(&conn, sess.id).await;
     let mem = Mem::start();
@@ -876,6 +904,82 @@ async fn endless_data_and_control_streams_are_cut_or_bounded() {
     }
     ping.finish("endless").await;
     honest_transfer(&s, "endless").await;
+}
+
+/// Every state change of a transfer is an event, and the event channel keeps 1,024 of them for
+/// a subscriber that is behind (here: the test's first one, which never reads). When an event
+/// carried the whole renamed list, names mallory chose were copied into each of them, so every
+/// transfer of 25,000 renamed names, accepted and aborted, left two more copies there. Events
+/// now carry counts and a bounded, shared preview.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renamed_names_cannot_fill_a_stalled_subscribers_events() {
+    let mut s = scene(AcceptPolicy::Everyone).await;
+    let ping = pinger(&s);
+    let conn = s.conn().await;
+    const NAMES: usize = 25_000;
+    const TRANSFERS: usize = 20;
+    const WARM: usize = 3;
+    // 100 bytes, then a control character: every name must be renamed.
+    let long = "n".repeat(100);
+    let names: Vec<String> = (0..NAMES).map(|i| format!("{long}\u{1}{i}")).collect();
+    let m = manifest(names.iter().map(|n| file(&[n.as_str()], 1)).collect());
+    let mut watch = s.v.node.subscribe();
+    let mut mem = Mem::start();
+    let t = Instant::now();
+    let mut ids = vec![];
+    for n in 0..TRANSFERS {
+        if n == WARM {
+            // What a transfer of that size costs (decoding, the layout, the store, the
+            // allocator's pools) is the same whatever the events carry; what they carry is what
+            // accumulates.
+            mem.report(&format!("the first {WARM} transfers"));
+            mem = Mem::start();
+        }
+        let mut sess = accepted(&conn, &m).await;
+        write_frame(
+            &mut sess.cs,
+            &Control::Abort {
+                reason: "mallory changed her mind".into(),
+            },
+            MAX_CONTROL,
+        )
+        .await
+        .unwrap();
+        // Read from a subscriber of its own that keeps up (the test's first one stays behind).
+        final_state(&mut watch, &sess.id, WAIT).await;
+        ids.push(sess.id);
+    }
+    println!(
+        "[renamed] {TRANSFERS} transfers of {NAMES} renamed names, offered, accepted and aborted in {:?}",
+        t.elapsed()
+    );
+    let grew = mem.report(&format!(
+        "the other {} transfers, their events held",
+        TRANSFERS - WARM
+    ));
+    // What the stalled subscriber holds of them: every event, each with a preview.
+    let (mut events, mut most) = (0, 0);
+    loop {
+        match s.v.events.try_recv() {
+            Ok(Event::Transfer { transfer }) if ids.iter().any(|i| i.hex() == transfer.id) => {
+                assert_eq!(transfer.renamed_count, NAMES);
+                assert_eq!(
+                    transfer.renamed.len(),
+                    ferry_core::spacedrop::preview::ITEMS
+                );
+                most = most.max(serde_json::to_vec(&transfer).unwrap().len());
+                events += 1;
+            }
+            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
+    println!("    {events} of their events held; the largest is {most} bytes of JSON");
+    assert!(events >= 2 * TRANSFERS, "{events} events");
+    assert!(most < 64 << 10, "an event of {most} bytes");
+    assert!(grew < 64, "renamed names cost {grew} MiB");
+    ping.finish("renamed").await;
+    honest_transfer(&s, "renamed").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1219,7 +1323,7 @@ async fn a_hostile_receiver_cannot_grow_the_senders_memory() {
     );
     let grew = mem.report("FileFailed flood");
     // One file, so one failure at most, however often it is reported.
-    assert_eq!(info.failed.len(), 1, "{:?}", info.failed.len());
+    assert_eq!((info.failed_count, info.failed.len()), (1, 1));
     assert!(matches!(info.state, TransferState::Failed { .. }));
     assert!(grew < 128, "a FileFailed flood cost {grew} MiB");
     ping.finish("receiver").await;

@@ -10,6 +10,7 @@
 //! - `send` / `receive`: the two flows.
 //! - [`Spacedrop`]: the live transfers and prompts, and the commands front ends call.
 
+pub mod preview;
 pub mod wire;
 
 mod receive;
@@ -188,8 +189,26 @@ pub struct TransferInfo {
     pub eta_secs: Option<f64>,
     pub current: Option<String>,
     pub dest: Option<String>,
-    pub renamed: Vec<Renamed>,
-    pub failed: Vec<FailedFile>,
+    /// Files that got another name here than the sender's: the first ones (at most 100, and
+    /// 32 KiB of text). `renamed_count` counts them all.
+    #[cfg_attr(feature = "specta", specta(type = Vec<Renamed>))]
+    pub renamed: Arc<[Renamed]>,
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
+    pub renamed_count: usize,
+    /// Files that failed: the first ones (at most 100, and 32 KiB of text). `failed_count`
+    /// counts them all.
+    #[cfg_attr(feature = "specta", specta(type = Vec<FailedFile>))]
+    pub failed: Arc<[FailedFile]>,
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
+    pub failed_count: usize,
+}
+
+impl TransferInfo {
+    /// Counts a failed file, and lists it while the preview has room.
+    fn add_failed(&mut self, f: FailedFile) {
+        preview::push(&mut self.failed, self.failed_count, f);
+        self.failed_count += 1;
+    }
 }
 
 /// Commands to a live transfer's driver.
@@ -481,10 +500,10 @@ impl Spacedrop {
             .map(|(k, v)| (*k, v.info.clone()))
             .collect();
         let mut out = vec![];
-        for row in self.shared.store.list().unwrap_or_default() {
+        for row in self.shared.store.summaries().unwrap_or_default() {
             match live.get(&row.id) {
                 Some(info) => out.push(info.clone()),
-                None => out.push(info_from_row(&self.shared.store, &row)),
+                None => out.push(info_from_summary(row)),
             }
         }
         out
@@ -543,9 +562,9 @@ impl Shared {
 
     /// A change the peer asked for (its Pause or Resume): applied at once, but announced like
     /// progress, at most every [`EVENT_INTERVAL`]. A peer can send hundreds of thousands of
-    /// these a second, and every event carries the whole [`TransferInfo`], renamed and failed
-    /// lists included: 5,000 renamed names and a 3 s flood held 1 GiB in the event channel for
-    /// a subscriber that was behind. A change held back is announced by the next update or
+    /// these a second, and every event carries a [`TransferInfo`]: when that still held the whole
+    /// renamed list, 5,000 renamed names and a 3 s flood held 1 GiB in the event channel for a
+    /// subscriber that was behind. A change held back is announced by the next update or
     /// [`Shared::flush`], whichever comes first; each driver calls one of them every
     /// [`EVENT_INTERVAL`], so a peer that pauses and then falls silent is still shown paused.
     fn update_from_peer(&self, id: &TransferId, f: impl FnOnce(&mut TransferInfo)) {
@@ -643,7 +662,7 @@ impl Shared {
             tracing::error!(error = %e, "could not record the transfer's end");
         }
         let info = lock(&self.live).remove(id).map(|mut l| {
-            if state == TransferState::Done && l.info.failed.is_empty() {
+            if state == TransferState::Done && l.info.failed_count == 0 {
                 // The last progress report may predate the last bytes: done is all of it.
                 l.info.bytes_done = l.info.bytes_total;
                 l.info.files_done = l.info.files_total;
@@ -660,29 +679,8 @@ impl Shared {
 }
 
 /// A stored transfer as front ends show it (also readable while another process runs the node).
-pub fn info_from_row(store: &Store, row: &crate::store::TransferRow) -> TransferInfo {
-    let files = store.files(&row.id).unwrap_or_default();
-    let done: Vec<u32> = files
-        .iter()
-        .filter(|(_, s)| matches!(s, crate::store::FileStatus::Done(_)))
-        .map(|(i, _)| *i)
-        .collect();
-    let failed = files
-        .iter()
-        .filter_map(|(i, s)| match s {
-            crate::store::FileStatus::Failed(r) => Some(FailedFile {
-                path: row.manifest.display_path(*i),
-                reason: r.clone(),
-            }),
-            _ => None,
-        })
-        .collect();
-    let bytes_done = done
-        .iter()
-        .filter_map(|i| row.manifest.entries.get(*i as usize))
-        .map(|e| e.size)
-        .sum();
-    let reason = row.reason.clone().unwrap_or_default();
+pub fn info_from_summary(row: crate::store::Summary) -> TransferInfo {
+    let reason = row.reason.unwrap_or_default();
     let state = match row.state.as_str() {
         "done" => TransferState::Done,
         "failed" => TransferState::Failed { reason },
@@ -706,26 +704,33 @@ pub fn info_from_row(store: &Store, row: &crate::store::TransferRow) -> Transfer
     // A sender records no per-file rows: a finished send had every file but the failed ones.
     let finished_send = row.direction == Direction::Send && state.is_final();
     let (files_done, bytes_done) = match (&state, finished_send) {
-        (TransferState::Done, true) => (row.manifest.file_count(), row.manifest.total_bytes()),
-        _ => (done.len(), bytes_done),
+        (TransferState::Done, true) => (row.files, row.bytes),
+        _ => (row.files_done, row.bytes_done),
     };
+    let failed: Vec<FailedFile> = row
+        .failed
+        .into_iter()
+        .map(|(path, reason)| FailedFile { path, reason })
+        .collect();
     TransferInfo {
         id: row.id.hex(),
         direction: row.direction,
         peer: row.peer,
-        peer_name: row.peer_name.clone(),
+        peer_name: row.peer_name,
         state,
-        files_total: row.manifest.file_count(),
+        files_total: row.files,
         files_done,
-        bytes_total: row.manifest.total_bytes(),
+        bytes_total: row.bytes,
         bytes_done,
         bytes_resumed: 0,
         speed_bps: 0.0,
         eta_secs: None,
         current: None,
         dest: row.dest.as_ref().map(|d| d.display().to_string()),
-        renamed: row.layout.renamed.clone(),
-        failed,
+        renamed: preview::of(&row.renamed),
+        renamed_count: row.renamed_count,
+        failed: preview::of(&failed),
+        failed_count: row.failed_count,
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use ferry_block::names::Os;
 use ferry_block::place;
+use ferry_block::record::RecordError;
 use ferry_block::recv::{receive_files, Expect, FileOutcome, Journal, RecvError};
 use ferry_block::EntryKind;
 use ferry_p2p::router::{BoxFuture, Incoming, Protocol};
@@ -23,8 +24,8 @@ use super::wire::{
     DATA_ID, MAX_ANSWER, MAX_CONTROL, MAX_OFFER, MAX_REASON, VERSION,
 };
 use super::{
-    apply_pause, control_for, lock, unix_now, AcceptPolicy, Cmd, Decision, FailedFile, Prompt,
-    PromptOutcome, Shared, Side, TransferInfo, TransferState, MAX_PROMPTS,
+    apply_pause, control_for, lock, preview, unix_now, AcceptPolicy, Cmd, Decision, FailedFile,
+    Prompt, PromptOutcome, Shared, Side, TransferInfo, TransferState, MAX_PROMPTS,
 };
 use crate::event::Event;
 use crate::store::{Direction, FileStatus, SavedLayout, TransferRow};
@@ -94,6 +95,10 @@ impl Protocol for DataProtocol {
                 Ok(()) => None,
                 Err(RecvError::Disk { .. }) => Some((Code::Refused, "disk")),
                 Err(RecvError::Stopped) => Some((Code::Cancelled, "stopped")),
+                // The stream was reset or its connection lost: not the peer's data at fault.
+                Err(RecvError::Record(RecordError::Io(_))) => {
+                    Some((Code::Cancelled, "stream reset or connection lost"))
+                }
                 Err(_) => Some((Code::ProtocolError, "bad data")),
             };
             let _ = job.done.send(r);
@@ -103,6 +108,13 @@ impl Protocol for DataProtocol {
             }
         })
     }
+}
+
+fn size_of(row: &TransferRow, entry: u32) -> u64 {
+    row.manifest
+        .entries
+        .get(entry as usize)
+        .map_or(0, |e| e.size)
 }
 
 fn temp_path(dest: &Path, id: &TransferId, entry: u32) -> PathBuf {
@@ -418,9 +430,13 @@ fn resume_starts(shared: &Shared, row: &TransferRow) -> Starts {
             }
             match place::place(&temp, &wanted, Os::current()) {
                 Ok(path) => {
-                    let _ = shared
-                        .store
-                        .set_file(&row.id, entry, &FileStatus::Done(path));
+                    let _ = shared.store.set_file(
+                        &row.id,
+                        entry,
+                        size_of(row, entry),
+                        &row.manifest.display_path(entry),
+                        &FileStatus::Done(path),
+                    );
                 }
                 Err(e) => tracing::warn!(error = %e, "could not place a recovered file"),
             }
@@ -582,8 +598,10 @@ async fn run(
         eta_secs: None,
         current: None,
         dest: Some(dest.display().to_string()),
-        renamed: row.layout.renamed.clone(),
-        failed: vec![],
+        renamed: preview::of(&row.layout.renamed),
+        renamed_count: row.layout.renamed.len(),
+        failed: Arc::from([]),
+        failed_count: 0,
     });
     let _ = shared.store.set_state(&id, "transferring", None);
     let (out_tx, mut out_rx) = mpsc::channel(256);
@@ -592,9 +610,12 @@ async fn run(
     let (done_tx, mut done_rx) = oneshot::channel();
     let journal: Journal = {
         let store = shared.store.clone();
+        let sizes: Vec<u64> = row.manifest.entries.iter().map(|e| e.size).collect();
         Arc::new(move |entry, dest| {
+            let size = sizes.get(entry as usize).copied().unwrap_or(0);
+            // (The outcome that follows records the file again, with its name.)
             store
-                .set_file(&id, entry, &FileStatus::Done(dest.to_path_buf()))
+                .set_file(&id, entry, size, "", &FileStatus::Done(dest.to_path_buf()))
                 .map_err(std::io::Error::other)
         })
     };
@@ -787,7 +808,13 @@ async fn record_outcome(
     match o {
         FileOutcome::Verified { id, path, .. } => {
             *files_done += 1;
-            let _ = shared.store.set_file(&row.id, id, &FileStatus::Done(path));
+            let _ = shared.store.set_file(
+                &row.id,
+                id,
+                size_of(row, id),
+                &row.manifest.display_path(id),
+                &FileStatus::Done(path),
+            );
             let told = tell(s, &Control::FileDone { id }, MAX_CONTROL).await;
             let current = row.manifest.display_path(id);
             shared.update(&row.id, |i| {
@@ -799,9 +826,13 @@ async fn record_outcome(
         FileOutcome::Failed { id, reason } => {
             let reason = reason.to_string();
             tracing::warn!(transfer = %row.id.hex(), file = %row.manifest.display_path(id), %reason, "file failed");
-            let _ = shared
-                .store
-                .set_file(&row.id, id, &FileStatus::Failed(reason.clone()));
+            let _ = shared.store.set_file(
+                &row.id,
+                id,
+                size_of(row, id),
+                &row.manifest.display_path(id),
+                &FileStatus::Failed(reason.clone()),
+            );
             let told = tell(
                 s,
                 &Control::FileFailed {
@@ -812,7 +843,7 @@ async fn record_outcome(
             )
             .await;
             let path = row.manifest.display_path(id);
-            shared.update(&row.id, |i| i.failed.push(FailedFile { path, reason }));
+            shared.update(&row.id, |i| i.add_failed(FailedFile { path, reason }));
             told
         }
     }
@@ -845,7 +876,7 @@ async fn settle(
             let _ = tokio::time::timeout(Duration::from_secs(3), s.send.stopped()).await;
             let failed = lock(&shared.live)
                 .get(&row.id)
-                .map_or(0, |l| l.info.failed.len());
+                .map_or(0, |l| l.info.failed_count);
             shared.update(&row.id, |i| {
                 i.bytes_done = bytes;
                 i.files_done = files;

@@ -60,8 +60,10 @@ async fn run(shared: Arc<Shared>, row: TransferRow, mut resume: bool) {
         eta_secs: None,
         current: None,
         dest: None,
-        renamed: vec![],
-        failed: vec![],
+        renamed: Arc::from([]),
+        renamed_count: 0,
+        failed: Arc::from([]),
+        failed_count: 0,
     };
     let mut cmds = shared.register(info);
     // Entries the receiver reported failed, over every attempt.
@@ -353,7 +355,7 @@ async fn attempt(
                     let is_file = row.manifest.entries.get(entry as usize).is_some_and(|e| e.kind == EntryKind::File);
                     if is_file && failed.insert(entry) {
                         let path = row.manifest.display_path(entry);
-                        shared.update(&id, |i| i.failed.push(FailedFile { path, reason }));
+                        shared.update(&id, |i| i.add_failed(FailedFile { path, reason }));
                     }
                 }
                 Ok(Some(Control::Pause)) => {
@@ -437,7 +439,7 @@ fn stopped() -> TransferState {
 fn finished(shared: &Shared, id: &super::wire::TransferId) -> Attempt {
     let (failed, total) = lock(&shared.live)
         .get(id)
-        .map(|l| (l.info.failed.len(), l.info.files_total))
+        .map(|l| (l.info.failed_count, l.info.files_total))
         .unwrap_or((0, 0));
     if failed == 0 {
         shared.update(id, |i| i.bytes_done = i.bytes_total);
