@@ -236,6 +236,27 @@ struct Inner {
     shutdown: watch::Sender<bool>,
 }
 
+/// A turn at dialing a known peer. The last turn out, however it ends (a connection found,
+/// a result, or the dial dropped mid-way), removes the peer's slot from `dialing`.
+struct DialTurn<'a> {
+    node: &'a Inner,
+    id: PeerId,
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for DialTurn<'_> {
+    fn drop(&mut self) {
+        let mut dialing = lock(&self.node.dialing);
+        // Only the map's entry and our guard hold the slot: nobody is waiting behind us.
+        if dialing
+            .get(&self.id)
+            .is_some_and(|s| Arc::strong_count(s) <= 2)
+        {
+            dialing.remove(&self.id);
+        }
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         // Dropped without `shutdown()`: still stop serving (the accept loop ends on close).
@@ -567,7 +588,11 @@ impl Inner {
         let _turn = match expected {
             Some(id) => {
                 let slot = lock(&self.dialing).entry(id).or_default().clone();
-                let turn = slot.lock_owned().await;
+                let turn = DialTurn {
+                    node: &self,
+                    id,
+                    _guard: slot.lock_owned().await,
+                };
                 if let Some(c) = self.live_conn(&id) {
                     return Ok((id, c));
                 }
@@ -575,15 +600,7 @@ impl Inner {
             }
             None => None,
         };
-        let result = self.clone().dial_once(addr, expected).await;
-        if let Some(id) = expected {
-            let mut dialing = lock(&self.dialing);
-            // Only our map entry and our guard left: nobody is waiting behind us.
-            if dialing.get(&id).is_some_and(|s| Arc::strong_count(s) <= 2) {
-                dialing.remove(&id);
-            }
-        }
-        result
+        self.clone().dial_once(addr, expected).await
     }
 
     async fn dial_once(
