@@ -456,3 +456,74 @@ async fn thousands_of_entries_fit_the_answer_and_all_arrive() {
     );
     same_tree(&src, &b.downloads.join("many"));
 }
+
+/// A receiver killed after its last file was placed, before it recorded the transfer's end
+/// (the sender, told Finished, will not offer it again): on restart it is done, not an
+/// "interrupted" transfer that nothing will ever resume. One with a file still missing stays
+/// interrupted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reception_whose_files_were_all_placed_is_done_after_a_restart() {
+    use ferry_core::spacedrop::wire::TransferId;
+    use ferry_core::store::{Direction, FileStatus, SavedLayout, Store, TransferRow};
+
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("b");
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    let file = |name: &str| ferry_block::Entry {
+        path: vec![name.into()],
+        kind: ferry_block::EntryKind::File,
+        size: 3,
+        mode: 0o644,
+        mtime: 0,
+    };
+    let row = |created: i64| TransferRow {
+        id: TransferId::random(),
+        direction: Direction::Receive,
+        peer: ferry_p2p::Identity::generate().unwrap().peer_id(),
+        peer_name: "alpha".into(),
+        peer_addr: None,
+        state: "transferring".into(),
+        reason: None,
+        dest: Some(dir.join("downloads")),
+        manifest: ferry_block::Manifest {
+            entries: vec![file("a"), file("b")],
+        },
+        sources: vec![],
+        layout: SavedLayout {
+            paths: vec!["a".into(), "b".into()],
+            renamed: vec![],
+        },
+        created,
+    };
+    let (all, half) = (row(2), row(1));
+    {
+        let store = Store::open(&dir.join("data/ferry.db")).unwrap();
+        for (r, placed) in [(&all, 2), (&half, 1)] {
+            store.put(r).unwrap();
+            for i in 0..placed {
+                let path = dir.join("downloads").join(&r.layout.paths[i as usize]);
+                store
+                    .set_file(&r.id, i, 3, "", &FileStatus::Done(path))
+                    .unwrap();
+            }
+        }
+    }
+    let b = peer(&dir, "beta", AcceptPolicy::Ask, "127.0.0.1:0").await;
+    let state = |id: &TransferId| {
+        b.node
+            .spacedrop()
+            .transfers()
+            .into_iter()
+            .find(|i| i.id == id.hex())
+            .map(|i| (i.state, i.files_done, i.bytes_done))
+    };
+    assert_eq!(state(&all.id), Some((TransferState::Done, 2, 6)));
+    assert!(
+        matches!(
+            state(&half.id),
+            Some((TransferState::Interrupted { .. }, 1, 3))
+        ),
+        "{:?}",
+        state(&half.id)
+    );
+}

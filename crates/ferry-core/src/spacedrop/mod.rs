@@ -314,21 +314,32 @@ impl Spacedrop {
     }
 
     /// Called once the p2p layer runs; with `resume`, picks up outgoing transfers a previous
-    /// run left unfinished.
+    /// run left unfinished. Receptions that ended with the process, every file placed but the
+    /// end not recorded, are recorded done: the sender had every file confirmed, or resumes
+    /// and is told at once that nothing is missing.
     pub(crate) fn attach(&self, p2p: P2p, resume: bool) {
         let _ = self.shared.p2p.set(p2p);
-        if !resume {
-            return;
-        }
-        let rows = self.shared.store.list().unwrap_or_default();
-        for row in rows {
-            if row.direction == Direction::Send
-                && matches!(
-                    row.state.as_str(),
-                    "waiting" | "transferring" | "paused" | "interrupted"
-                )
-            {
-                send::spawn(self.shared.clone(), row, true);
+        let store = &self.shared.store;
+        for t in store.summaries().unwrap_or_default() {
+            if !matches!(
+                t.state.as_str(),
+                "waiting" | "transferring" | "paused" | "interrupted"
+            ) {
+                continue;
+            }
+            match t.direction {
+                Direction::Receive
+                    if t.files > 0 && t.files_done == t.files && t.failed_count == 0 =>
+                {
+                    tracing::info!(transfer = %t.id.hex(), "every file was placed before the node stopped: done");
+                    let _ = store.set_state(&t.id, "done", None);
+                }
+                Direction::Send if resume => {
+                    if let Ok(Some(row)) = store.get(&t.id) {
+                        send::spawn(self.shared.clone(), row, true);
+                    }
+                }
+                _ => {}
             }
         }
     }
