@@ -392,13 +392,14 @@ impl Out {
     }
 }
 
-/// The peer of a transfer as people know it: its name, or its short fingerprint.
 /// The end of a list an event carries only the start of (see `spacedrop::preview`).
 fn more(count: usize, listed: usize, what: &str) {
     if count > listed {
         println!("  … and {} more {what}", count - listed);
     }
 }
+
+/// The peer of a transfer as people know it: its name, or its short fingerprint.
 
 fn peer_label(t: &TransferInfo) -> String {
     if t.peer_name.is_empty() {

@@ -286,8 +286,9 @@ impl Store {
         rows.into_iter().map(parse).collect()
     }
 
-    /// All transfers as a listing shows them, newest first. Reads counts and the first names
-    /// only: the cost does not grow with the transfers' sizes.
+    /// All transfers as a listing shows them, newest first. Decodes no manifest: counts come
+    /// from the stored summary and from the file rows (summed in SQL), names from the first
+    /// 100 failed rows.
     pub fn summaries(&self) -> Result<Vec<Summary>, StoreError> {
         let conn = self.conn();
         let mut q = conn.prepare(
@@ -382,7 +383,22 @@ fn backfill(conn: &Connection) -> Result<(), StoreError> {
         .collect::<Result<_, _>>()?;
     for id in ids {
         let row = conn.query_row(&format!("{SELECT} WHERE id = ?1"), [&id], raw)?;
-        let row = parse(row)?;
+        let row = match parse(row) {
+            Ok(row) => row,
+            Err(e) => {
+                // A row that no longer decodes must not keep the node from starting: it is
+                // listed with no counts, and marked so that this is not tried again.
+                tracing::warn!(transfer = %id, error = %e, "stored transfer unreadable");
+                conn.execute(
+                    "UPDATE transfers SET summary = ?2 WHERE id = ?1",
+                    params![
+                        id,
+                        serde_json::to_string(&Counts::default()).map_err(corrupt)?
+                    ],
+                )?;
+                continue;
+            }
+        };
         let tx = conn.unchecked_transaction()?;
         tx.execute(
             "UPDATE transfers SET summary = ?2 WHERE id = ?1",
@@ -586,12 +602,25 @@ mod tests {
                 .unwrap();
             }
         }
+        {
+            // And a row whose manifest no longer decodes: it must not keep the store closed.
+            let c = Connection::open(&path).unwrap();
+            c.execute(
+                "INSERT INTO transfers (id, direction, peer, peer_name, state, manifest, sources, layout, created, updated)
+                 VALUES (?1, '\"receive\"', ?2, 'beta', 'interrupted', x'ffffffff', '[]', '{}', 1, 1)",
+                params![TransferId::random().hex(), row.peer.fingerprint()],
+            )
+            .unwrap();
+        }
         let s = Store::open(&path).unwrap();
         let got = s.summaries().unwrap();
-        assert_eq!(got.len(), 1);
+        assert_eq!(got.len(), 2);
         check(&got[0], 1000);
         assert_eq!(got[0].state, "interrupted");
+        assert_eq!((got[1].files, got[1].bytes, got[1].files_done), (0, 0, 0));
         assert_eq!(s.get(&row.id).unwrap().unwrap().manifest, row.manifest);
+        drop(s);
+        assert_eq!(Store::open(&path).unwrap().summaries().unwrap().len(), 2);
     }
 
     #[test]

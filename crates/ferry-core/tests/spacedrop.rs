@@ -457,10 +457,10 @@ async fn thousands_of_entries_fit_the_answer_and_all_arrive() {
     same_tree(&src, &b.downloads.join("many"));
 }
 
-/// A receiver killed after its last file was placed, before it recorded the transfer's end
-/// (the sender, told Finished, will not offer it again): on restart it is done, not an
-/// "interrupted" transfer that nothing will ever resume. One with a file still missing stays
-/// interrupted.
+/// A receiver killed after its last file was verified, before it recorded the transfer's end
+/// (the sender, told Finished, will not offer it again): on restart the file is moved into
+/// place and the transfer is done, not an "interrupted" one that nothing will ever resume. One
+/// with a file still missing stays interrupted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reception_whose_files_were_all_placed_is_done_after_a_restart() {
     use ferry_core::spacedrop::wire::TransferId;
@@ -508,7 +508,14 @@ async fn a_reception_whose_files_were_all_placed_is_done_after_a_restart() {
             }
         }
     }
+    // The last file was verified and recorded, but the node stopped before moving it.
+    let downloads = dir.join("downloads");
+    std::fs::create_dir_all(&downloads).unwrap();
+    let temp = downloads.join(format!(".ferry-{}-1.part", all.id.hex()));
+    std::fs::write(&temp, b"xyz").unwrap();
     let b = peer(&dir, "beta", AcceptPolicy::Ask, "127.0.0.1:0").await;
+    assert_eq!(std::fs::read(downloads.join("b")).unwrap(), b"xyz");
+    assert!(!temp.exists());
     let state = |id: &TransferId| {
         b.node
             .spacedrop()
@@ -526,4 +533,65 @@ async fn a_reception_whose_files_were_all_placed_is_done_after_a_restart() {
         "{:?}",
         state(&half.id)
     );
+}
+
+/// A source file cut short or grown while it is being read: the sender gives the file up and
+/// says why, the receiver reports the same file failed, and nothing is placed or left behind.
+/// The sender pauses first, so the change lands while its reader is part-way into the file
+/// (it reads ahead and then waits), not before the file was opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_source_cut_short_or_grown_while_sent_fails_clearly_and_places_nothing() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = two_peers(t.path(), AcceptPolicy::Everyone).await;
+    for (name, change, says) in [
+        ("shrinks.bin", 1u64 << 20, "shrank"),
+        ("grows.bin", 65 << 20, "changed while sending"),
+    ] {
+        let src = a.dir.join(name);
+        std::fs::write(&src, pseudo_random(64 << 20, 9)).unwrap();
+        let sd = a.node.spacedrop();
+        let id = sd.send(b.node.id(), vec![src.clone()]).await.unwrap();
+        // (Its task registers the transfer a moment after `send` returns.)
+        transfer_where(&mut a.events, &id, Duration::from_secs(10), |_| true).await;
+        sd.pause(&id).unwrap();
+        transfer_where(&mut a.events, &id, Duration::from_secs(10), |i| {
+            i.state == TransferState::Paused { by: Side::Local }
+        })
+        .await;
+        // The accepted transfer's reader has opened the file and filled its read-ahead.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&src)
+            .unwrap()
+            .set_len(change)
+            .unwrap();
+        sd.resume(&id).unwrap();
+        let sent = final_state(&mut a.events, &id, Duration::from_secs(30)).await;
+        let got = final_state(&mut b.events, &id, Duration::from_secs(30)).await;
+        println!(
+            "{name}: sender {:?} {:?}; receiver {:?} {:?}",
+            sent.state, sent.failed, got.state, got.failed
+        );
+        for side in [&sent, &got] {
+            assert!(
+                matches!(&side.state, TransferState::Failed { reason } if reason == "1 of 1 files failed"),
+                "{name}: {:?}",
+                side.state
+            );
+            assert_eq!(side.failed_count, 1);
+            assert!(
+                side.failed[0].reason.contains(says),
+                "{name}: {:?}",
+                side.failed
+            );
+        }
+        assert!(!b.downloads.join(name).exists(), "{name} was placed");
+        let left: Vec<_> = std::fs::read_dir(&b.downloads)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert!(left.is_empty(), "{name}: left behind {left:?}");
+    }
 }

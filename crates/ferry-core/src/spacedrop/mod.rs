@@ -314,9 +314,9 @@ impl Spacedrop {
     }
 
     /// Called once the p2p layer runs; with `resume`, picks up outgoing transfers a previous
-    /// run left unfinished. Receptions that ended with the process, every file placed but the
-    /// end not recorded, are recorded done: the sender had every file confirmed, or resumes
-    /// and is told at once that nothing is missing.
+    /// run left unfinished. Receptions that ended with the process, every file verified but the
+    /// end not recorded, are placed and recorded done: the sender had every file confirmed, or
+    /// resumes and is told at once that nothing is missing.
     pub(crate) fn attach(&self, p2p: P2p, resume: bool) {
         let _ = self.shared.p2p.set(p2p);
         let store = &self.shared.store;
@@ -331,8 +331,16 @@ impl Spacedrop {
                 Direction::Receive
                     if t.files > 0 && t.files_done == t.files && t.failed_count == 0 =>
                 {
-                    tracing::info!(transfer = %t.id.hex(), "every file was placed before the node stopped: done");
-                    let _ = store.set_state(&t.id, "done", None);
+                    // Verified, maybe not yet moved into place: finish that first.
+                    let placed = store
+                        .get(&t.id)
+                        .ok()
+                        .flatten()
+                        .is_some_and(|row| receive::place_recovered(&self.shared, &row));
+                    if placed {
+                        tracing::info!(transfer = %t.id.hex(), "every file was placed before the node stopped: done");
+                        let _ = store.set_state(&t.id, "done", None);
+                    }
                 }
                 Direction::Send if resume => {
                     if let Ok(Some(row)) = store.get(&t.id) {

@@ -414,12 +414,11 @@ fn prepare(dest: &Path, manifest: &ferry_block::Manifest) -> Result<SavedLayout,
     })
 }
 
-/// Where to start each entry of a resumed transfer: skip what is done, continue what has a
-/// partial file (the whole-file hash re-checks its bytes), restart the rest. A file recorded as
-/// done whose temp file is still there was verified but not yet moved when the node stopped:
-/// it is placed now.
-fn resume_starts(shared: &Shared, row: &TransferRow) -> Starts {
+/// Places the files recorded as done whose temp file is still there: verified, but not yet
+/// moved when the node stopped. Returns whether every such file is in place now.
+pub(super) fn place_recovered(shared: &Shared, row: &TransferRow) -> bool {
     let dest = row.dest.clone().unwrap_or_default();
+    let mut all = true;
     for (entry, status) in shared.store.files(&row.id).unwrap_or_default() {
         let temp = temp_path(&dest, &row.id, entry);
         if let (FileStatus::Done(wanted), true) = (status, temp.exists()) {
@@ -438,10 +437,21 @@ fn resume_starts(shared: &Shared, row: &TransferRow) -> Starts {
                         &FileStatus::Done(path),
                     );
                 }
-                Err(e) => tracing::warn!(error = %e, "could not place a recovered file"),
+                Err(e) => {
+                    all = false;
+                    tracing::warn!(error = %e, "could not place a recovered file");
+                }
             }
         }
     }
+    all
+}
+
+/// Where to start each entry of a resumed transfer: skip what is done, continue what has a
+/// partial file (the whole-file hash re-checks its bytes), restart the rest.
+fn resume_starts(shared: &Shared, row: &TransferRow) -> Starts {
+    place_recovered(shared, row);
+    let dest = row.dest.clone().unwrap_or_default();
     let done: std::collections::HashSet<u32> = shared
         .store
         .files(&row.id)
