@@ -110,11 +110,17 @@ impl Protocol for DataProtocol {
     }
 }
 
-fn size_of(row: &TransferRow, entry: u32) -> u64 {
-    row.manifest
+/// Records how entry `entry` of `row` ended, with its size and name for listings.
+fn record_file(shared: &Shared, row: &TransferRow, entry: u32, status: &FileStatus) {
+    let size = row
+        .manifest
         .entries
         .get(entry as usize)
-        .map_or(0, |e| e.size)
+        .map_or(0, |e| e.size);
+    let name = row.manifest.display_path(entry);
+    if let Err(e) = shared.store.set_file(&row.id, entry, size, &name, status) {
+        tracing::warn!(error = %e, "could not record a file's end");
+    }
 }
 
 fn temp_path(dest: &Path, id: &TransferId, entry: u32) -> PathBuf {
@@ -429,13 +435,7 @@ pub(super) fn place_recovered(shared: &Shared, row: &TransferRow) -> bool {
             }
             match place::place(&temp, &wanted, Os::current()) {
                 Ok(path) => {
-                    let _ = shared.store.set_file(
-                        &row.id,
-                        entry,
-                        size_of(row, entry),
-                        &row.manifest.display_path(entry),
-                        &FileStatus::Done(path),
-                    );
+                    record_file(shared, row, entry, &FileStatus::Done(path));
                 }
                 Err(e) => {
                     all = false;
@@ -818,13 +818,7 @@ async fn record_outcome(
     match o {
         FileOutcome::Verified { id, path, .. } => {
             *files_done += 1;
-            let _ = shared.store.set_file(
-                &row.id,
-                id,
-                size_of(row, id),
-                &row.manifest.display_path(id),
-                &FileStatus::Done(path),
-            );
+            record_file(shared, row, id, &FileStatus::Done(path));
             let told = tell(s, &Control::FileDone { id }, MAX_CONTROL).await;
             let current = row.manifest.display_path(id);
             shared.update(&row.id, |i| {
@@ -836,13 +830,7 @@ async fn record_outcome(
         FileOutcome::Failed { id, reason } => {
             let reason = reason.to_string();
             tracing::warn!(transfer = %row.id.hex(), file = %row.manifest.display_path(id), %reason, "file failed");
-            let _ = shared.store.set_file(
-                &row.id,
-                id,
-                size_of(row, id),
-                &row.manifest.display_path(id),
-                &FileStatus::Failed(reason.clone()),
-            );
+            record_file(shared, row, id, &FileStatus::Failed(reason.clone()));
             let told = tell(
                 s,
                 &Control::FileFailed {
