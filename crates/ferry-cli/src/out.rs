@@ -400,7 +400,6 @@ fn more(count: usize, listed: usize, what: &str) {
 }
 
 /// The peer of a transfer as people know it: its name, or its short fingerprint.
-
 fn peer_label(t: &TransferInfo) -> String {
     if t.peer_name.is_empty() {
         t.peer.short()
