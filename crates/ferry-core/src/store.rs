@@ -278,14 +278,6 @@ impl Store {
         row.map(parse).transpose()
     }
 
-    /// All transfers, newest first.
-    pub fn list(&self) -> Result<Vec<TransferRow>, StoreError> {
-        let conn = self.conn();
-        let mut q = conn.prepare(&format!("{SELECT} ORDER BY created DESC, id"))?;
-        let rows: Vec<Raw> = q.query_map([], raw)?.collect::<Result<_, _>>()?;
-        rows.into_iter().map(parse).collect()
-    }
-
     /// All transfers as a listing shows them, newest first. Decodes no manifest: counts come
     /// from the stored summary and from the file rows (summed in SQL), names from the first
     /// 100 failed rows.
@@ -670,7 +662,7 @@ mod tests {
             s.files(&id).unwrap(),
             vec![(0, FileStatus::Done("/tmp/x/a".into()))]
         );
-        assert_eq!(s.list().unwrap().len(), 1);
+        assert_eq!(s.summaries().unwrap().len(), 1);
         s.delete(&id).unwrap();
         assert!(s.get(&id).unwrap().is_none());
         assert!(

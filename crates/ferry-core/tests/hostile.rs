@@ -1198,6 +1198,52 @@ async fn a_transfer_id_cannot_be_hijacked_or_reused() {
     honest_transfer(&s, "reuse").await;
 }
 
+/// Answers `offer` on a hostile receiver's control stream: accepted, every file from its start.
+async fn accept(s: &mut ferry_p2p::Incoming, offer: &Offer) -> Result<(), StreamError> {
+    let starts = offer
+        .manifest
+        .entries
+        .iter()
+        .map(|e| (e.kind == EntryKind::File).then_some(0))
+        .collect();
+    write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_ANSWER).await
+}
+
+/// A scripted receiver on 127.0.0.1 (discovery off) speaking `control` and swallowing data,
+/// which the victim has connected to.
+async fn hostile_receiver(
+    s: &Scene,
+    name: &str,
+    control: impl ferry_p2p::Protocol + 'static,
+) -> ferry_p2p::P2p {
+    let cfg = ferry_p2p::P2pConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        info: ferry_p2p::NodeInfo {
+            name: name.into(),
+            os: "linux".into(),
+            version: "test".into(),
+        },
+        discovery: ferry_p2p::DiscoveryConfig {
+            enabled: false,
+            interfaces: vec![],
+        },
+        ..Default::default()
+    };
+    let node = ferry_p2p::P2p::start(
+        std::sync::Arc::new(ferry_p2p::Identity::generate().unwrap()),
+        cfg,
+        vec![std::sync::Arc::new(control), std::sync::Arc::new(Sink)],
+    )
+    .await
+    .unwrap();
+    s.v.node
+        .p2p()
+        .connect(node.local_addr().unwrap(), Some(node.id()))
+        .await
+        .unwrap();
+    node
+}
+
 /// A scripted hostile *receiver*: accepts any offer, then reports failures without end.
 struct FlooderControl {
     flood: Duration,
@@ -1216,13 +1262,7 @@ impl ferry_p2p::Protocol for FlooderControl {
     ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
         Box::pin(async move {
             let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, WAIT, "an offer").await?;
-            let starts = offer
-                .manifest
-                .entries
-                .iter()
-                .map(|e| (e.kind == EntryKind::File).then_some(0))
-                .collect();
-            write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_ANSWER).await?;
+            accept(s, &offer).await?;
             // The same file, a folder-less id and an id far outside the manifest, over and over,
             // each with a long reason.
             let reason = "r".repeat(3000);
@@ -1273,36 +1313,14 @@ impl ferry_p2p::Protocol for Sink {
 async fn a_hostile_receiver_cannot_grow_the_senders_memory() {
     let mut s = scene(AcceptPolicy::Everyone).await;
     let ping = pinger(&s);
-    let cfg = ferry_p2p::P2pConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        info: ferry_p2p::NodeInfo {
-            name: "flooder".into(),
-            os: "linux".into(),
-            version: "test".into(),
+    let flooder = hostile_receiver(
+        &s,
+        "flooder",
+        FlooderControl {
+            flood: Duration::from_secs(3),
         },
-        discovery: ferry_p2p::DiscoveryConfig {
-            enabled: false,
-            interfaces: vec![],
-        },
-        ..Default::default()
-    };
-    let flooder = ferry_p2p::P2p::start(
-        std::sync::Arc::new(ferry_p2p::Identity::generate().unwrap()),
-        cfg,
-        vec![
-            std::sync::Arc::new(FlooderControl {
-                flood: Duration::from_secs(3),
-            }),
-            std::sync::Arc::new(Sink),
-        ],
     )
-    .await
-    .unwrap();
-    s.v.node
-        .p2p()
-        .connect(flooder.local_addr().unwrap(), Some(flooder.id()))
-        .await
-        .unwrap();
+    .await;
     let src = s.v.dir.join("for-the-flooder.bin");
     std::fs::write(&src, pseudo_random(64 << 10, 5)).unwrap();
     let mem = Mem::start();
@@ -1424,13 +1442,7 @@ impl ferry_p2p::Protocol for PauserControl {
     ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
         Box::pin(async move {
             let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, WAIT, "an offer").await?;
-            let starts = offer
-                .manifest
-                .entries
-                .iter()
-                .map(|e| (e.kind == EntryKind::File).then_some(0))
-                .collect();
-            write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_ANSWER).await?;
+            accept(s, &offer).await?;
             let (t, mut n) = (Instant::now(), 0u64);
             while t.elapsed() < self.flood {
                 write_frame(&mut s.send, &Control::Resume, MAX_CONTROL).await?;
@@ -1459,37 +1471,15 @@ async fn a_receivers_pause_flood_costs_no_more_events_than_progress() {
     let mut s = scene(AcceptPolicy::Everyone).await;
     let ping = pinger(&s);
     let (ended_tx, ended) = tokio::sync::watch::channel(None);
-    let cfg = ferry_p2p::P2pConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        info: ferry_p2p::NodeInfo {
-            name: "pauser".into(),
-            os: "linux".into(),
-            version: "test".into(),
+    let pauser = hostile_receiver(
+        &s,
+        "pauser",
+        PauserControl {
+            flood: Duration::from_secs(3),
+            ended: ended_tx,
         },
-        discovery: ferry_p2p::DiscoveryConfig {
-            enabled: false,
-            interfaces: vec![],
-        },
-        ..Default::default()
-    };
-    let pauser = ferry_p2p::P2p::start(
-        std::sync::Arc::new(ferry_p2p::Identity::generate().unwrap()),
-        cfg,
-        vec![
-            std::sync::Arc::new(PauserControl {
-                flood: Duration::from_secs(3),
-                ended: ended_tx,
-            }),
-            std::sync::Arc::new(Sink),
-        ],
     )
-    .await
-    .unwrap();
-    s.v.node
-        .p2p()
-        .connect(pauser.local_addr().unwrap(), Some(pauser.id()))
-        .await
-        .unwrap();
+    .await;
     let src = s.v.dir.join("for-the-pauser.bin");
     std::fs::write(&src, pseudo_random(64 << 10, 9)).unwrap();
     let t = Instant::now();
@@ -1559,13 +1549,7 @@ impl ferry_p2p::Protocol for SilentOnResume {
                     .await;
                 return Ok(());
             }
-            let starts = offer
-                .manifest
-                .entries
-                .iter()
-                .map(|e| (e.kind == EntryKind::File).then_some(0))
-                .collect();
-            write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_ANSWER).await?;
+            accept(s, &offer).await?;
             Ok(())
         })
     }
@@ -1578,33 +1562,7 @@ async fn an_unanswered_resume_is_tried_again_not_given_up() {
     let mut cfg = s.v.node.spacedrop().config();
     cfg.prompt_timeout = Duration::from_secs(1);
     s.v.node.spacedrop().set_config(cfg);
-    let silent = ferry_p2p::P2p::start(
-        std::sync::Arc::new(ferry_p2p::Identity::generate().unwrap()),
-        ferry_p2p::P2pConfig {
-            listen: "127.0.0.1:0".parse().unwrap(),
-            info: ferry_p2p::NodeInfo {
-                name: "silent".into(),
-                os: "linux".into(),
-                version: "test".into(),
-            },
-            discovery: ferry_p2p::DiscoveryConfig {
-                enabled: false,
-                interfaces: vec![],
-            },
-            ..Default::default()
-        },
-        vec![
-            std::sync::Arc::new(SilentOnResume),
-            std::sync::Arc::new(Sink),
-        ],
-    )
-    .await
-    .unwrap();
-    s.v.node
-        .p2p()
-        .connect(silent.local_addr().unwrap(), Some(silent.id()))
-        .await
-        .unwrap();
+    let silent = hostile_receiver(&s, "silent", SilentOnResume).await;
     let src = s.v.dir.join("for-the-silent.bin");
     std::fs::write(&src, pseudo_random(64 << 10, 11)).unwrap();
     let t = Instant::now();

@@ -6,8 +6,9 @@ use std::time::{Duration, Instant};
 use ferry_p2p::wire::{Code, Header};
 use ferry_p2p::{DialError, Identity, LostReason, NodeInfo, P2p, P2pConfig, P2pEvent, PeerState};
 
-async fn node(name: &str) -> P2p {
-    let cfg = P2pConfig {
+/// A node's settings on 127.0.0.1, discovery off (host namespace).
+fn loopback(name: &str) -> P2pConfig {
+    P2pConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         info: NodeInfo {
             name: name.into(),
@@ -19,10 +20,17 @@ async fn node(name: &str) -> P2p {
             interfaces: vec![],
         },
         ..Default::default()
-    };
-    P2p::start(Arc::new(Identity::generate().unwrap()), cfg, vec![])
-        .await
-        .unwrap()
+    }
+}
+
+async fn node(name: &str) -> P2p {
+    P2p::start(
+        Arc::new(Identity::generate().unwrap()),
+        loopback(name),
+        vec![],
+    )
+    .await
+    .unwrap()
 }
 
 fn addr(n: &P2p) -> std::net::SocketAddr {
@@ -275,18 +283,7 @@ async fn ten_thousand_streams_are_bounded_and_refused() {
 async fn manual_peer_reconnects_after_the_other_side_restarts() {
     let a = node("alpha").await;
     let identity = Arc::new(Identity::generate().unwrap());
-    let cfg = P2pConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        info: NodeInfo {
-            name: "beta".into(),
-            ..Default::default()
-        },
-        discovery: ferry_p2p::DiscoveryConfig {
-            enabled: false,
-            interfaces: vec![],
-        },
-        ..Default::default()
-    };
+    let cfg = loopback("beta");
     let b = P2p::start(identity.clone(), cfg.clone(), vec![])
         .await
         .unwrap();
@@ -416,18 +413,7 @@ fn a_restarted_peer_replaces_its_stale_connection_at_once() {
         .unwrap();
     let a = rt.block_on(node("alpha"));
     let identity = Arc::new(Identity::generate().unwrap());
-    let cfg = P2pConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        info: NodeInfo {
-            name: "beta".into(),
-            ..Default::default()
-        },
-        discovery: ferry_p2p::DiscoveryConfig {
-            enabled: false,
-            interfaces: vec![],
-        },
-        ..Default::default()
-    };
+    let cfg = loopback("beta");
     // The first run of B lives on a runtime of its own, which is then dropped: its tasks and
     // socket go without a word to A, as in a crash.
     let crashed = tokio::runtime::Builder::new_multi_thread()
