@@ -7,6 +7,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 mkdir -p target
+# A one-off run has no use for incremental caches, which would take gigabytes more disk.
+[ -z "${CI:-}" ] || export CARGO_INCREMENTAL=0
+disk() { df -h --output=avail,target . "${TMPDIR:-/tmp}" | sed "s/^/disk: /"; }
+disk
 
 echo "== UI: build, types, unit tests"
 npm --prefix ui run build --silent
@@ -16,6 +20,7 @@ echo "== format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+disk
 echo "== Rust tests"
 # --nocapture: each test prints what it measured (latencies, handshake time, ...).
 set +e
@@ -23,12 +28,16 @@ cargo test --workspace --locked --no-fail-fast -- --nocapture 2>&1 | tee target/
 status=${PIPESTATUS[0]}
 set -e
 
+disk
 echo "== fuzzing every decoder of peer input (30 s per target)"
 set +e
 bash scripts/fuzz.sh "${FERRY_FUZZ_SECS:-30}" 2>&1 | tee target/fuzz-output.txt
 fuzz=${PIPESTATUS[0]}
 set -e
+# The fuzz build is a second copy of the dependencies; a one-off run frees it for the next stage.
+[ -z "${CI:-}" ] || rm -rf fuzz/target
 
+disk
 echo "== desktop app end to end (WebDriver under Xvfb)"
 set +e
 cargo build --locked -p ferry-desktop -p ferry-cli &&
@@ -52,5 +61,6 @@ total_failed=$((failed + ui_failed + fuzz_failed + e2e_failed))
 if [ "$status" -ne 0 ] || [ "$e2e" -ne 0 ] || [ "$fuzz" -ne 0 ]; then
   [ "$total_failed" -gt 0 ] || total_failed=1
 fi
+disk
 echo "tests: $total_passed passed, $total_failed failed"
 [ "$status" -eq 0 ] && [ "$e2e" -eq 0 ] && [ "$fuzz" -eq 0 ]
