@@ -489,8 +489,19 @@ pub async fn entry_details(
     })
 }
 
+/// What `open_entry` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
+#[serde(rename_all = "snake_case")]
+pub enum Opened {
+    /// Opened (or shown in its folder).
+    Done,
+    /// Not opened: opening it would run it. Ask the user, then call again with `run_program`.
+    IsProgram,
+}
+
 /// Opens an entry with the system's default app (`reveal`: shows it in its folder instead).
-/// By id: the page never names a path to open.
+/// By id: the page never names a path to open. A file that opening would run (a program, a
+/// script, an installer: it may have come from a peer) is opened only with `run_program`.
 #[tauri::command]
 #[specta::specta]
 pub async fn open_entry(
@@ -499,15 +510,26 @@ pub async fn open_entry(
     library: String,
     entry: String,
     reveal: bool,
-) -> Res<()> {
+    run_program: bool,
+) -> Res<Opened> {
     use tauri_plugin_opener::OpenerExt;
     let lib = library_id(&library)?;
-    let (_, path) = contents(&state, move |c| c.entry(&lib, &entry)).await?;
+    // Looked at on the blocking thread that finds the entry (it may read the file's start).
+    let (path, program) = contents(&state, move |c| {
+        let (_, path) = c.entry(&lib, &entry)?;
+        let program = !reveal && ferry_core::index::program::runs_when_opened(&path);
+        Ok((path, program))
+    })
+    .await?;
     if reveal {
-        app.opener().reveal_item_in_dir(path).map_err(err)
-    } else {
-        app.opener()
-            .open_path(path.display().to_string(), None::<&str>)
-            .map_err(err)
+        app.opener().reveal_item_in_dir(path).map_err(err)?;
+        return Ok(Opened::Done);
     }
+    if program && !run_program {
+        return Ok(Opened::IsProgram);
+    }
+    app.opener()
+        .open_path(path.display().to_string(), None::<&str>)
+        .map_err(err)?;
+    Ok(Opened::Done)
 }

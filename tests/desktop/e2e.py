@@ -247,6 +247,10 @@ def main():
             subprocess.run(["convert", "-size", "1600x1000", spec, str(photos / f"img-{i}.{fmt}")], check=True)
         for i in range(10_000):
             (photos / f"note-{i:05}.txt").write_text(f"note {i}\n")
+        # Two files that opening would run: the app must ask first (and the test never says Run).
+        (photos / "setup.exe").write_bytes(b"MZ not really a program")
+        (photos / "tool").write_text("#!/bin/sh\ntouch ran\n")
+        (photos / "tool").chmod(0o755)
         lib = find("[data-library]", 5, text="E2E Family").get_attribute("data-library")
         # The native folder picker is outside the webview (WebDriver cannot drive it): call the
         # command *Add location…* calls with the picked folder.
@@ -259,8 +263,8 @@ def main():
         find("[data-location]", 60, text="up to date")
         grid = find("[role=grid]", 5)
         deadline = time.time() + 10
-        while grid.get_attribute("data-total") != "10006":
-            assert time.time() < deadline, f"the grid lists {grid.get_attribute('data-total')} entries, not 10,006"
+        while grid.get_attribute("data-total") != "10008":
+            assert time.time() < deadline, f"the grid lists {grid.get_attribute('data-total')} entries, not 10,008"
             time.sleep(0.2)
         # Real thumbnails, served by ferry://, decoded by the webview.
         deadline = time.time() + 60
@@ -274,7 +278,7 @@ def main():
         assert all(src.startswith("ferry://localhost/thumb/") for _, _, src in sizes), sizes
         assert max(w for _, w, _ in sizes) <= 256, sizes
         tiles = len(driver.find_elements(By.CSS_SELECTOR, "[role=grid] [data-entry]"))
-        assert tiles < 200, f"{tiles} tiles in the DOM for 10,006 entries"
+        assert tiles < 200, f"{tiles} tiles in the DOM for 10,008 entries"
         # Details of a picture: its content id is the one the CLI lists from the same library.
         find('[role=grid] button[aria-label="img-0.jpg"]').click()
         cas = find(".details [data-cas]", 10).get_attribute("data-cas")
@@ -315,13 +319,32 @@ def main():
             "  requestAnimationFrame(tick); }); }"
             "(async () => done([await run(1000, 0), await run(3000, 120), await run(3000, -1)]))();")
         for (frames, p50, p95, blank), what in zip(runs, ["idle", "120 px/frame", "a screenful/frame"]):
-            print(f"     grid of 10,006 entries, {what}: {frames} frames, frame time median {p50:.1f} ms, "
+            print(f"     grid of 10,008 entries, {what}: {frames} frames, frame time median {p50:.1f} ms, "
                   f"p95 {p95:.1f} ms, placeholders visible in {blank:.0%} of frames", flush=True)
         # Scrolled to the end: the last note is there, the DOM still small.
         driver.execute_script("const g = document.querySelector('[role=grid]'); g.scrollTop = g.scrollHeight")
         find('[role=grid] button[aria-label="note-09999.txt"]', 10)
         tiles = len(driver.find_elements(By.CSS_SELECTOR, "[role=grid] [data-entry]"))
         assert tiles < 200, f"{tiles} tiles after scrolling"
+        # Open on a program asks first, with "Show in folder" as the safe default; Cancel runs
+        # nothing. The shell script (execute bit, no extension) is caught by the real command too.
+        find('[role=grid] button[aria-label="setup.exe"]', 10).click()
+        find(".details-actions button", 10, text="Open", exact=True).click()
+        ask = find("[role=alertdialog]", 10)
+        assert "Run “setup.exe”?" in ask.text, ask.text
+        assert driver.switch_to.active_element.text == "Show in folder"
+        driver.save_screenshot(str(SHOTS / "12-run-program.png"))
+        find("[role=alertdialog] button", 5, text="Cancel").click()
+        assert not driver.find_elements(By.CSS_SELECTOR, "[role=alertdialog]")
+        tool = next(json.loads(l)["entry"]["id"] for l in subprocess.run(
+            [ferry, "--data-dir", str(tmp / "app-data"), "--json", "ls", lib, "photos"], check=True,
+            capture_output=True, text=True).stdout.splitlines() if '"name":"tool"' in l.replace(" ", ""))
+        got = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "window.__TAURI_INTERNALS__.invoke('open_entry', {library: arguments[0], entry: arguments[1],"
+            " reveal: false, runProgram: false}).then(done, (e) => done('error: ' + e));", lib, tool)
+        assert got == "is_program", got
+        assert not (photos / "ran").exists() and not (Path.cwd() / "ran").exists()
         # Live: a picture saved into the folder appears with its thumbnail, no rescan asked.
         driver.execute_script("document.querySelector('[role=grid]').scrollTop = 0")
         subprocess.run(["convert", "-size", "900x1400", "plasma:purple-gold", str(photos / "img-new.jpg")], check=True)
@@ -347,7 +370,7 @@ def main():
         click_button("← All")
         card = find("[data-library]", 5, text="E2E Family").get_attribute("textContent")
         # Numbers are grouped by the user's locale (none in CI's C locale).
-        assert re.search(r"1 location · 10\D?006 files", card), card
+        assert re.search(r"1 location · 10\D?008 files", card), card
 
     def overflow_at_200(shot):
         """What a user with 200 % zoom sees: how far the page is wider than the window."""

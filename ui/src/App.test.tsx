@@ -248,4 +248,40 @@ describe("App", () => {
     fireEvent.click(screen.getAllByText("Add location…")[0]);
     expect(calls.filter((c) => c[0] === "addLocation")).toHaveLength(1);
   });
+
+  it("asks before opening a file that would run, and opens documents at once", async () => {
+    const me = "m".repeat(52);
+    const [doc, exe] = folder(2);
+    const entries = [{ ...doc, name: "notes.txt" }, { ...exe, name: "invoice.pdf.exe" }];
+    const { api, calls } = fakeApi(
+      { libraries: [library("l1", "Family", [[me, "my-laptop", "member"]])], locations: [{ library: "l1", locations: [location("loc1", "Photos")] }] },
+      entries,
+    );
+    // The backend's answer: opening the .exe would run it, so it was not opened.
+    (api as { openEntry: unknown }).openEntry = (...args: unknown[]) => {
+      calls.push(["openEntry", ...args]);
+      return Promise.resolve(args[1] === exe.id && !args[2] && !args[3] ? "is_program" : "done");
+    };
+    render(<App api={api} />);
+    fireEvent.click(await screen.findByLabelText("Browse Family"));
+    fireEvent.doubleClick(await screen.findByLabelText("notes.txt"));
+    await waitFor(() => expect(calls).toContainEqual(["openEntry", "l1", doc.id, false]));
+    expect(screen.queryByRole("alertdialog")).toBeNull();
+
+    fireEvent.doubleClick(screen.getByLabelText("invoice.pdf.exe"));
+    const ask = await screen.findByRole("alertdialog");
+    expect(ask.textContent).toContain("Run “invoice.pdf.exe”?");
+    expect(document.activeElement?.textContent).toBe("Show in folder");
+    fireEvent.keyDown(ask, { key: "Escape" });
+    expect(screen.queryByRole("alertdialog")).toBeNull();
+    expect(calls.filter((c) => c[0] === "openEntry" && c[2] === exe.id)).toEqual([["openEntry", "l1", exe.id, false]]);
+
+    fireEvent.doubleClick(screen.getByLabelText("invoice.pdf.exe"));
+    fireEvent.click(await screen.findByText("Show in folder", { selector: ".dialog button" }));
+    expect(calls).toContainEqual(["openEntry", "l1", exe.id, true, false]);
+    fireEvent.doubleClick(screen.getByLabelText("invoice.pdf.exe"));
+    fireEvent.click(await screen.findByText("Run"));
+    expect(calls).toContainEqual(["openEntry", "l1", exe.id, false, true]);
+    expect(screen.queryByRole("alertdialog")).toBeNull();
+  });
 });

@@ -71,11 +71,38 @@ function LocationItem({
   );
 }
 
-function Details({ api, library, entry, onClose, onOpenFolder, onError }: {
+/** Asked before opening a file that opening would run (it may have come from a peer). */
+function RunProgramDialog({ entry, onRun, onReveal, onClose }: {
+  entry: EntryInfo;
+  onRun: () => void;
+  onReveal: () => void;
+  onClose: () => void;
+}) {
+  const reveal = useRef<HTMLButtonElement>(null);
+  useEffect(() => reveal.current?.focus(), []);
+  return (
+    <div className="overlay">
+      <div className="dialog" role="alertdialog" aria-modal="true" aria-labelledby="run-title" aria-describedby="run-why" onKeyDown={(e) => e.key === "Escape" && onClose()}>
+        <h3 id="run-title">Run “{entry.name}”?</h3>
+        <p id="run-why">
+          This file is a program, script or installer: opening it runs it, with your permissions. Run it only if you trust where it came from.
+        </p>
+        <div className="dialog-actions">
+          <button className="ghost" onClick={onClose}>Cancel</button>
+          <button className="danger" onClick={onRun}>Run</button>
+          <button ref={reveal} onClick={onReveal}>Show in folder</button>
+        </div>
+      </div>
+    </div>
+  );
+}
+
+function Details({ api, library, entry, onClose, onOpen, onOpenFolder, onError }: {
   api: Api;
   library: string;
   entry: EntryInfo;
   onClose: () => void;
+  onOpen: (e: EntryInfo) => void;
   onOpenFolder: (e: EntryInfo) => void;
   onError: (e: unknown) => void;
 }) {
@@ -130,7 +157,7 @@ function Details({ api, library, entry, onClose, onOpenFolder, onError }: {
         {entry.kind === "dir" ? (
           <button className="small" onClick={() => onOpenFolder(entry)}>Open folder</button>
         ) : (
-          <button className="small" onClick={() => api.openEntry(library, entry.id, false).catch(onError)}>Open</button>
+          <button className="small" onClick={() => onOpen(entry)}>Open</button>
         )}
         <button className="secondary small" onClick={() => api.openEntry(library, entry.id, true).catch(onError)}>Show in folder</button>
       </div>
@@ -151,6 +178,7 @@ export function LibraryView({ state, api, library, onBack, onError }: {
   const [picked, setPicked] = useState<string | null>(null);
   const [dir, setDir] = useState("");
   const [selected, setSelected] = useState<EntryInfo | null>(null);
+  const [program, setProgram] = useState<EntryInfo | null>(null);
   const loc = locations.find((l) => l.id === picked) ?? locations[0];
 
   // A removed location (here or elsewhere) is no longer shown.
@@ -170,7 +198,17 @@ export function LibraryView({ state, api, library, onBack, onError }: {
     setDir(d);
     setSelected(null);
   };
-  const open = (e: EntryInfo) => (e.kind === "dir" ? go(e.path) : api.openEntry(library, e.id, false).catch(onError));
+  const open = (e: EntryInfo) =>
+    e.kind === "dir"
+      ? go(e.path)
+      : api
+          .openEntry(library, e.id, false)
+          .then((r) => r === "is_program" && setProgram(e))
+          .catch(onError);
+  const answerProgram = (e: EntryInfo, reveal: boolean) => {
+    setProgram(null);
+    api.openEntry(library, e.id, reveal, !reveal).catch(onError);
+  };
   const up = () => dir && go(dir.split("/").slice(0, -1).join("/"));
 
   const add = () =>
@@ -256,7 +294,10 @@ export function LibraryView({ state, api, library, onBack, onError }: {
           )}
         </div>
         {selected && (
-          <Details api={api} library={library} entry={selected} onClose={() => setSelected(null)} onOpenFolder={(e) => go(e.path)} onError={onError} />
+          <Details api={api} library={library} entry={selected} onClose={() => setSelected(null)} onOpen={open} onOpenFolder={(e) => go(e.path)} onError={onError} />
+        )}
+        {program && (
+          <RunProgramDialog entry={program} onRun={() => answerProgram(program, false)} onReveal={() => answerProgram(program, true)} onClose={() => setProgram(null)} />
         )}
       </div>
     </section>

@@ -41,7 +41,9 @@ export const api = {
   listEntries: (library: string, location: string, dir: string, offset: number, limit: number) =>
     ok(commands.listEntries(library, location, dir, offset, limit)),
   entryDetails: (library: string, entry: string) => ok(commands.entryDetails(library, entry)),
-  openEntry: (library: string, entry: string, reveal: boolean) => ok(commands.openEntry(library, entry, reveal)),
+  /** Opens (or reveals) an entry; a program is opened only with `runProgram` ("is_program" otherwise). */
+  openEntry: (library: string, entry: string, reveal: boolean, runProgram = false) =>
+    ok(commands.openEntry(library, entry, reveal, runProgram)),
   /** A `ferry://` URL: a thumbnail by content id, or an original file by entry id. */
   contentUrl: (kind: "thumb" | "file", library: string, id: string) => `${schemeBase}/${kind}/${library}/${id}`,
   onEvent: (f: (e: Event) => void) => events.nodeEvent.listen((e) => f(e.payload)),

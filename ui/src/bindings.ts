@@ -55,9 +55,10 @@ export const commands = {
 	entryDetails: (library: string, entry: string) => typedError<EntryDetails_Serialize, string>(__TAURI_INVOKE("entry_details", { library, entry })),
 	/**
 	 *  Opens an entry with the system's default app (`reveal`: shows it in its folder instead).
-	 *  By id: the page never names a path to open.
+	 *  By id: the page never names a path to open. A file that opening would run (a program, a
+	 *  script, an installer: it may have come from a peer) is opened only with `run_program`.
 	 */
-	openEntry: (library: string, entry: string, reveal: boolean) => typedError<null, string>(__TAURI_INVOKE("open_entry", { library, entry, reveal })),
+	openEntry: (library: string, entry: string, reveal: boolean, runProgram: boolean) => typedError<Opened, string>(__TAURI_INVOKE("open_entry", { library, entry, reveal, runProgram })),
 };
 
 /** Events */
@@ -336,6 +337,13 @@ export type NodeEvent_Deserialize = Event_Deserialize;
 
 /**  One engine event, as the UI receives it. */
 export type NodeEvent_Serialize = Event_Serialize;
+
+/**  What `open_entry` did. */
+export type Opened = 
+/**  Opened (or shown in its folder). */
+"done" | 
+/**  Not opened: opening it would run it. Ask the user, then call again with `run_program`. */
+"is_program";
 
 /**  A window of a folder's listing. */
 export type Page = Page_Serialize | Page_Deserialize;

@@ -7,11 +7,13 @@
 //! - [`identify`]: content ids ([`cas`]) and thumbnails ([`thumb`]) for what is new.
 //! - [`changes`]: applying the paths the [`watch`]er reports.
 //! - [`serve`]: answers for the app's `ferry://` scheme (files and thumbnails, with Range).
+//! - [`program`]: whether opening a file would run it (the app asks first).
 
 pub mod cas;
 pub mod changes;
 pub mod db;
 pub mod identify;
+pub mod program;
 pub mod scan;
 pub mod serve;
 pub mod thumb;

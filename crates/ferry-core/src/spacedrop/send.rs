@@ -122,7 +122,7 @@ async fn run(shared: Arc<Shared>, row: TransferRow, mut resume: bool) {
         tokio::select! {
             _ = back => {}
             _ = tokio::time::sleep(backoff) => {}
-                        cmd = cmds.recv() => match cmd {
+            cmd = cmds.recv() => match cmd {
                 Some(Cmd::Cancel) | None => return shared.finish(&id, TransferState::Cancelled { by: Side::Local }),
                 Some(Cmd::Interrupt) => return shared.finish(&id, stopped()),
                 _ => {}
@@ -380,7 +380,7 @@ async fn attempt(
                     let _ = cr.stop(Code::Cancelled.var_int());
                     break Attempt::Final(TransferState::Cancelled { by: Side::Local });
                 }
-                                Some(Cmd::Interrupt) => {
+                Some(Cmd::Interrupt) => {
                     let _ = cancel_tx.send(true);
                     break Attempt::Final(stopped());
                 }
