@@ -9,7 +9,7 @@ use ferry_core::library::contents::parse_loc;
 use ferry_core::library::wire::LibraryId;
 use ferry_core::library::LibraryContents;
 use ferry_core::spacedrop::wire::TransferId;
-use ferry_core::spacedrop::Prompt;
+use ferry_core::spacedrop::{FailedFile, Prompt, Renamed};
 use ferry_core::{
     Decision, LibraryError, LibraryInfo, Node, PairingInfo, PeerId, PeerSnapshot, SpacedropConfig,
     Target, TransferInfo,
@@ -182,6 +182,45 @@ pub async fn pause_transfer(state: State<'_, AppState>, id: String) -> Res<()> {
         .spacedrop()
         .pause(&transfer_id(&id)?)
         .map_err(err)
+}
+
+/// Renamed files `offset..offset + limit` of a transfer: its events list only the first ones.
+#[tauri::command]
+#[specta::specta]
+pub async fn renamed_files(
+    state: State<'_, AppState>,
+    id: String,
+    offset: u32,
+    limit: u32,
+) -> Res<Vec<Renamed>> {
+    let (node, id) = (node(&state).await, transfer_id(&id)?);
+    let limit = limit.min(MAX_PAGE) as usize;
+    // Off the async threads: a large reception's layout is megabytes of JSON.
+    tauri::async_runtime::spawn_blocking(move || {
+        node.spacedrop().renamed_files(&id, offset as usize, limit)
+    })
+    .await
+    .map_err(err)?
+    .map_err(err)
+}
+
+/// Failed files `offset..offset + limit` of a transfer: its events list only the first ones.
+#[tauri::command]
+#[specta::specta]
+pub async fn failed_files(
+    state: State<'_, AppState>,
+    id: String,
+    offset: u32,
+    limit: u32,
+) -> Res<Vec<FailedFile>> {
+    let (node, id) = (node(&state).await, transfer_id(&id)?);
+    let limit = limit.min(MAX_PAGE) as usize;
+    tauri::async_runtime::spawn_blocking(move || {
+        node.spacedrop().failed_files(&id, offset as usize, limit)
+    })
+    .await
+    .map_err(err)?
+    .map_err(err)
 }
 
 #[tauri::command]
@@ -445,7 +484,7 @@ pub async fn rescan_location(
     contents(&state, move |c| c.rescan(&lib, &loc)).await
 }
 
-/// Largest page the UI may ask for (a screenful is a few hundred).
+/// Largest page the UI may ask for (a screenful is a few hundred; a list page 500).
 const MAX_PAGE: u32 = 2000;
 
 /// Entries `offset..offset + limit` of folder `dir` (`""` for the top) of a location, folders

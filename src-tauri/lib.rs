@@ -38,6 +38,8 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::answer_prompt,
             commands::pause_transfer,
             commands::resume_transfer,
+            commands::renamed_files,
+            commands::failed_files,
             commands::cancel_transfer,
             commands::connect_address,
             commands::show_in_folder,

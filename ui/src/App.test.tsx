@@ -98,8 +98,17 @@ describe("App", () => {
     expect(screen.queryByText("Cancel")).toBeNull();
   });
 
-  it("counts every renamed and failed file, and lists the first ones the event carries", async () => {
-    const { api, emit } = fakeApi();
+  it("counts every renamed and failed file, lists the first ones the event carries, fetches the rest", async () => {
+    const { api, calls, emit } = fakeApi();
+    (api as { renamedFiles: unknown }).renamedFiles = (...args: unknown[]) => {
+      calls.push(["renamedFiles", ...args]);
+      const [, offset, limit] = args as [string, number, number];
+      return Promise.resolve(Array.from({ length: limit }, (_, i) => ({ id: offset + i + 1, original: `a${offset + i}:b`, local: `a${offset + i}`, reason: "not allowed here" })));
+    };
+    (api as { failedFiles: unknown }).failedFiles = (...args: unknown[]) => {
+      calls.push(["failedFiles", ...args]);
+      return Promise.resolve([{ path: "y1.bin", reason: "disk full" }, { path: "y2.bin", reason: "disk full" }]);
+    };
     render(<App api={api} />);
     await screen.findByText("my-laptop");
     emit({
@@ -115,6 +124,15 @@ describe("App", () => {
     expect(screen.getByText("3 failed")).toBeTruthy();
     expect(screen.getByText("… and 2 more")).toBeTruthy();
     expect(screen.getByText("x.bin")).toBeTruthy();
+    // The rest comes from the node, a page at a time, on request.
+    fireEvent.click(screen.getByText("Show 500 more"));
+    await waitFor(() => expect(screen.getByText("… and 4,499 more")).toBeTruthy());
+    expect(calls).toContainEqual(["renamedFiles", "t1", 1, 500]);
+    expect(screen.getByText("a500")).toBeTruthy();
+    fireEvent.click(screen.getByText("Show 2 more"));
+    await waitFor(() => expect(screen.getByText("y2.bin")).toBeTruthy());
+    expect(calls).toContainEqual(["failedFiles", "t1", 1, 500]);
+    expect(screen.queryByText("… and 2 more")).toBeNull();
   });
 
   it("reports a failed command instead of swallowing it", async () => {

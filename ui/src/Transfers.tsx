@@ -1,3 +1,4 @@
+import { useState, type ReactNode } from "react";
 import type { Api } from "./api";
 import type { TransferInfo } from "./bindings";
 import { finished, formatBytes, formatEta, percent } from "./state";
@@ -66,28 +67,71 @@ function TransferRow({ t, api, onError }: { t: TransferInfo; api: Api; onError: 
       {t.renamed_count > 0 && (
         <details className="notes">
           <summary>{t.renamed_count.toLocaleString()} renamed</summary>
-          <ul>
-            {t.renamed.map((r) => <li key={r.id}><code>{r.original}</code> → <code>{r.local}</code> <span className="muted">({r.reason})</span></li>)}
-            <More count={t.renamed_count} listed={t.renamed.length} />
-          </ul>
+          <FullList
+            first={t.renamed}
+            count={t.renamed_count}
+            fetch={(offset) => api.renamedFiles(t.id, offset, PAGE)}
+            item={(r) => <li key={r.id}><code>{r.original}</code> → <code>{r.local}</code> <span className="muted">({r.reason})</span></li>}
+            onError={onError}
+          />
         </details>
       )}
       {t.failed_count > 0 && (
         <details className="notes bad" open>
           <summary>{t.failed_count.toLocaleString()} failed</summary>
-          <ul>
-            {t.failed.map((f) => <li key={f.path}><code>{f.path}</code> — {f.reason}</li>)}
-            <More count={t.failed_count} listed={t.failed.length} />
-          </ul>
+          <FullList
+            first={t.failed}
+            count={t.failed_count}
+            fetch={(offset) => api.failedFiles(t.id, offset, PAGE)}
+            item={(f) => <li key={f.path}><code>{f.path}</code> — {f.reason}</li>}
+            onError={onError}
+          />
         </details>
       )}
     </li>
   );
 }
 
-/** Events list only the first entries of a long list (the engine's `spacedrop::preview`). */
-function More({ count, listed }: { count: number; listed: number }) {
-  return count > listed ? <li className="muted">… and {(count - listed).toLocaleString()} more</li> : null;
+/** Entries fetched per "Show more". */
+const PAGE = 500;
+
+/**
+ * A list that events carry only the start of (the engine's `spacedrop::preview`: at most 100
+ * entries); the rest comes from the node's store a page at a time, on request.
+ */
+function FullList<T>({ first, count, fetch, item, onError }: {
+  first: T[];
+  count: number;
+  fetch: (offset: number) => Promise<T[]>;
+  item: (t: T) => ReactNode;
+  onError: (e: unknown) => void;
+}) {
+  const [loaded, setLoaded] = useState<T[] | null>(null);
+  const [busy, setBusy] = useState(false);
+  const [end, setEnd] = useState(false);
+  const items = loaded && loaded.length >= first.length ? loaded : first;
+  const left = end ? 0 : count - items.length;
+  const more = () => {
+    setBusy(true);
+    fetch(items.length)
+      .then((page) => {
+        if (page.length === 0) setEnd(true);
+        setLoaded([...items, ...page]);
+      })
+      .catch(onError)
+      .finally(() => setBusy(false));
+  };
+  return (
+    <ul>
+      {items.map(item)}
+      {left > 0 && (
+        <li className="muted">
+          <span>… and {left.toLocaleString()} more</span>{" "}
+          <button className="ghost small" disabled={busy} onClick={more}>Show {Math.min(PAGE, left).toLocaleString()} more</button>
+        </li>
+      )}
+    </ul>
+  );
 }
 
 export function Transfers({ transfers, api, onError }: { transfers: TransferInfo[]; api: Api; onError: (e: unknown) => void }) {

@@ -24,6 +24,9 @@ export const api = {
   pause: (id: string) => ok(commands.pauseTransfer(id)),
   resume: (id: string) => ok(commands.resumeTransfer(id)),
   cancel: (id: string) => ok(commands.cancelTransfer(id)),
+  /** A transfer's renamed / failed files from `offset` on (events list only the first ones). */
+  renamedFiles: (id: string, offset: number, limit: number) => ok(commands.renamedFiles(id, offset, limit)),
+  failedFiles: (id: string, offset: number, limit: number) => ok(commands.failedFiles(id, offset, limit)),
   connect: (address: string) => ok(commands.connectAddress(address)),
   showInFolder: (path: string) => ok(commands.showInFolder(path)),
   pickFolder: () => ok(commands.pickFolder()),

@@ -19,6 +19,10 @@ export const commands = {
 	answerPrompt: (transfer: string, accept: boolean, chooseFolder: boolean) => typedError<null, string>(__TAURI_INVOKE("answer_prompt", { transfer, accept, chooseFolder })),
 	pauseTransfer: (id: string) => typedError<null, string>(__TAURI_INVOKE("pause_transfer", { id })),
 	resumeTransfer: (id: string) => typedError<null, string>(__TAURI_INVOKE("resume_transfer", { id })),
+	/**  Renamed files `offset..offset + limit` of a transfer: its events list only the first ones. */
+	renamedFiles: (id: string, offset: number, limit: number) => typedError<Renamed[], string>(__TAURI_INVOKE("renamed_files", { id, offset, limit })),
+	/**  Failed files `offset..offset + limit` of a transfer: its events list only the first ones. */
+	failedFiles: (id: string, offset: number, limit: number) => typedError<FailedFile[], string>(__TAURI_INVOKE("failed_files", { id, offset, limit })),
 	cancelTransfer: (id: string) => typedError<null, string>(__TAURI_INVOKE("cancel_transfer", { id })),
 	/**  Connects to a peer by `host:port` (or `FINGERPRINT@host:port`) and keeps it connected. */
 	connectAddress: (address: string) => typedError<PeerSnapshot_Serialize, string>(__TAURI_INVOKE("connect_address", { address })),

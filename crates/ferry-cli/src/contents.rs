@@ -14,6 +14,8 @@ use ferry_core::Libraries;
 use ferry_index::{EntryInfo, EntryKind, LocationId, LocationInfo};
 use serde_json::json;
 
+use crate::out::say;
+
 use crate::out::{bytes, Out};
 
 fn location(libs: &Libraries, lib: &LibraryId, query: &str) -> Result<LocationId> {
@@ -32,7 +34,7 @@ fn print_location(out: &Out, l: &LocationInfo) {
     } else {
         l.state.clone()
     };
-    println!(
+    say!(
         "{}  {}  {} files, {} folders, {}  ({} with content ids{})  [{}]",
         &l.id[..8],
         l.path,
@@ -53,7 +55,7 @@ pub fn list(libs: &Libraries, out: &Out, lib: &str) -> Result<()> {
     let lib = libs.find(lib)?;
     let locs = libs.contents().locations(&lib)?;
     if locs.is_empty() && !out.json {
-        println!("No locations yet (ferry location add PATH --library LIBRARY).");
+        say!("No locations yet (ferry location add PATH --library LIBRARY).");
     }
     for l in &locs {
         print_location(out, l);
@@ -95,7 +97,7 @@ fn run_index(libs: &Libraries, out: &Out, lib: &LibraryId, loc: &LocationId) -> 
     let no = AtomicBool::new(false);
     let step = |phase: &str, done: u64, total: u64| {
         if out.json {
-            println!(
+            say!(
                 "{}",
                 json!({"type": "index", "progress": {"library": lib.hex(), "location": ferry_index::db::hex(loc), "phase": phase, "done": done, "total": total}})
             );
@@ -121,12 +123,12 @@ fn run_index(libs: &Libraries, out: &Out, lib: &LibraryId, loc: &LocationId) -> 
     }
     for p in r.problems.iter().chain(&id.problems).chain(&th.problems) {
         if out.json {
-            println!(
+            say!(
                 "{}",
                 json!({"type": "skipped", "path": p.path, "error": p.error})
             );
         } else {
-            println!("skipped {}: {}", p.path, p.error);
+            say!("skipped {}: {}", p.path, p.error);
         }
     }
     let summary = json!({
@@ -139,9 +141,9 @@ fn run_index(libs: &Libraries, out: &Out, lib: &LibraryId, loc: &LocationId) -> 
         "thumbnails_ms": t2.elapsed().as_millis() as u64,
     });
     if out.json {
-        println!("{summary}");
+        say!("{summary}");
     } else {
-        println!(
+        say!(
             "Indexed {} paths in {:.1} s ({} new, {} changed, {} gone, {} skipped); {} content ids in {:.1} s; {} thumbnails ({} failed) in {:.1} s.",
             r.seen,
             walk.as_secs_f64(),
@@ -233,7 +235,7 @@ fn print_entries(out: &Out, entries: &[EntryInfo]) -> Result<()> {
             .as_deref()
             .map(|x| format!("  ({x})"))
             .unwrap_or_default();
-        println!(
+        say!(
             "{kind}  {size:>10}  {cas:<12}  {}{}{err}",
             e.name,
             if e.kind == EntryKind::Dir { "/" } else { "" }

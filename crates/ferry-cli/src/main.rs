@@ -210,6 +210,8 @@ enum TransfersAction {
     Resume { id: String },
     /// Cancel a transfer; a receiver also removes its partial files.
     Cancel { id: String },
+    /// One transfer with every file it renamed or failed (listings show the first ones).
+    Show { id: String },
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -296,6 +298,12 @@ async fn run(cli: Cli, out: &Out) -> Result<i32> {
     } = cli.command
     {
         return transfer::list(&node_config(&g, false)?, out);
+    }
+    if let Command::Transfers {
+        action: Some(TransfersAction::Show { id }),
+    } = &cli.command
+    {
+        return transfer::show(&node_config(&g, false)?, out, id);
     }
     // Library bookkeeping that needs no network also works beside a running node (the app).
     if let Some(r) = offline_library(&cli.command, &g, out) {

@@ -1,11 +1,42 @@
 //! Everything the CLI prints: events and results as text for people, or as JSON lines.
 
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
-use ferry_core::spacedrop::Prompt;
+use ferry_core::spacedrop::{FailedFile, Prompt, Renamed};
 use ferry_core::{Event, LibraryInfo, PeerId, PeerSnapshot, TransferInfo, TransferState};
 use serde_json::json;
+
+/// `println!` for people: the line goes through [`clean`] first.
+macro_rules! say {
+    ($($t:tt)*) => {
+        println!("{}", $crate::out::clean(&format!($($t)*)))
+    };
+}
+pub(crate) use say;
+
+/// Text as a terminal should show it: control characters (but newlines) and bidirectional
+/// overrides escaped (`\u{1b}`). Names, reasons and device names come from peers; printed raw,
+/// a peer's escape sequences could rewrite what the terminal shows, a prompt among it.
+pub fn clean(s: &str) -> Cow<'_, str> {
+    fn hidden(c: char) -> bool {
+        (c.is_control() && c != '\n')
+            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{61c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+    }
+    if !s.chars().any(hidden) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if hidden(c) {
+            out.extend(c.escape_unicode());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
 
 pub struct Out {
     pub json: bool,
@@ -54,13 +85,13 @@ impl Out {
     }
 
     fn line(&self, v: serde_json::Value) {
-        println!("{v}");
+        println!("{v}"); // JSON escapes control characters itself
     }
 
     pub fn event(&self, e: &Event) {
         if self.json {
             match serde_json::to_string(e) {
-                Ok(s) => println!("{s}"),
+                Ok(s) => println!("{s}"), // JSON: escaped already
                 Err(err) => tracing::error!(%err, "event not serializable"),
             }
             return;
@@ -73,31 +104,31 @@ impl Out {
                 discovery,
                 ..
             } => {
-                println!("Ferry node \"{name}\"");
-                println!("  fingerprint {id}");
-                println!(
+                say!("Ferry node \"{name}\"");
+                say!("  fingerprint {id}");
+                say!(
                     "  listening on {listen} (udp){}",
                     if *discovery { "" } else { ", discovery off" }
                 );
             }
-            Event::PeerFound { peer } => println!("+ {}", describe(peer)),
-            Event::PeerChanged { peer } => println!("~ {}", describe(peer)),
+            Event::PeerFound { peer } => say!("+ {}", describe(peer)),
+            Event::PeerChanged { peer } => say!("~ {}", describe(peer)),
             Event::PeerLost { peer, reason } => {
-                println!("- {} ({})", describe(peer), plain(reason))
+                say!("- {} ({})", describe(peer), plain(reason))
             }
             Event::SpacedropPrompt { prompt } => self.prompt(prompt),
-            Event::PromptResolved { transfer, outcome } => println!(
+            Event::PromptResolved { transfer, outcome } => say!(
                 "  prompt {} {}",
                 &transfer[..8.min(transfer.len())],
                 plain(outcome)
             ),
             Event::Transfer { transfer } => self.progress(transfer),
-            Event::Library { library } => println!("{}", crate::library::summary(library)),
+            Event::Library { library } => say!("{}", crate::library::summary(library)),
             Event::LibraryRemoved { id } => {
-                println!("library [{}] removed", &id[..8.min(id.len())])
+                say!("library [{}] removed", &id[..8.min(id.len())])
             }
-            Event::Pairing { pairing } => println!("{}", crate::library::describe(pairing)),
-            Event::Location { location, .. } => println!(
+            Event::Pairing { pairing } => say!("{}", crate::library::describe(pairing)),
+            Event::Location { location, .. } => say!(
                 "location {} [{}]: {} files, {} with content ids{}",
                 location.path,
                 if location.online {
@@ -114,11 +145,11 @@ impl Out {
                     .unwrap_or_default()
             ),
             Event::LocationRemoved { location, .. } => {
-                println!("location [{}] removed", &location[..8.min(location.len())])
+                say!("location [{}] removed", &location[..8.min(location.len())])
             }
             Event::Index { progress: p } => {
                 if p.phase == "done" || p.phase == "failed" {
-                    println!(
+                    say!(
                         "index [{}] {}{}",
                         &p.location[..8.min(p.location.len())],
                         p.phase,
@@ -130,7 +161,7 @@ impl Out {
                 }
             }
             Event::ContentsChanged { .. } => {}
-            Event::NodeStopped => println!("stopped"),
+            Event::NodeStopped => say!("stopped"),
         }
     }
 
@@ -141,7 +172,7 @@ impl Out {
         } else {
             ""
         };
-        println!(
+        say!(
             "\n? {} ({}) wants to send you {} file{} ({}): {names}{more}",
             if p.peer_name.is_empty() {
                 "A peer"
@@ -153,7 +184,7 @@ impl Out {
             if p.files == 1 { "" } else { "s" },
             bytes(p.bytes)
         );
-        println!(
+        say!(
             "  Accept? y (to the default folder), y DIR, or n — expires in {}s [{}]",
             p.expires_in_ms / 1000,
             &p.transfer[..8]
@@ -211,22 +242,23 @@ impl Out {
             ),
         };
         if self.tty && !t.state.is_final() {
-            print!("\r\x1b[2K{body}");
+            print!("\r\x1b[2K{}", clean(&body));
             let _ = std::io::stdout().flush();
         } else {
-            println!("{}{body}", if self.tty { "\r\x1b[2K" } else { "" });
+            let redraw = if self.tty { "\r\x1b[2K" } else { "" };
+            println!("{redraw}{}", clean(&body));
         }
         if t.state.is_final() {
             for r in t.renamed.iter() {
-                println!("  renamed: {} → {} ({})", r.original, r.local, r.reason);
+                say!("  renamed: {} → {} ({})", r.original, r.local, r.reason);
             }
-            more(t.renamed_count, t.renamed.len(), "renamed");
+            more(t, t.renamed_count, t.renamed.len(), "renamed");
             for f in t.failed.iter() {
-                println!("  failed: {} — {}", f.path, f.reason);
+                say!("  failed: {} — {}", f.path, f.reason);
             }
-            more(t.failed_count, t.failed.len(), "failed");
+            more(t, t.failed_count, t.failed.len(), "failed");
             if let (TransferState::Done, Some(dest)) = (&t.state, &t.dest) {
-                println!("  saved in {dest}");
+                say!("  saved in {dest}");
             }
         }
     }
@@ -237,12 +269,17 @@ impl Out {
             return;
         }
         if list.is_empty() {
-            println!("No transfers yet.");
+            say!("No transfers yet.");
             return;
         }
-        println!(
+        say!(
             "{:<10} {:<4} {:<16} {:<12} {:>9} {:>11}  DETAIL",
-            "ID", "DIR", "PEER", "STATE", "FILES", "SIZE"
+            "ID",
+            "DIR",
+            "PEER",
+            "STATE",
+            "FILES",
+            "SIZE"
         );
         for t in list {
             let detail = match &t.state {
@@ -256,7 +293,7 @@ impl Out {
                 ferry_core::store::Direction::Receive => "in",
             };
             let who = peer_label(t);
-            println!(
+            say!(
                 "{:<10} {:<4} {:<16} {:<12} {:>9} {:>11}  {detail}",
                 &t.id[..8],
                 dir,
@@ -272,7 +309,7 @@ impl Out {
         if self.json {
             self.line(json!({"type": "library", "library": l}));
         } else {
-            println!("{}", crate::library::summary(l));
+            say!("{}", crate::library::summary(l));
         }
     }
 
@@ -282,10 +319,10 @@ impl Out {
             return;
         }
         if list.is_empty() {
-            println!("No libraries yet (ferry library create NAME).");
+            say!("No libraries yet (ferry library create NAME).");
         }
         for l in list {
-            println!("{}", crate::library::summary(l));
+            say!("{}", crate::library::summary(l));
         }
     }
 
@@ -294,10 +331,12 @@ impl Out {
             self.line(json!({"type": "library", "library": l}));
             return;
         }
-        println!("{}", crate::library::summary(l));
-        println!(
+        say!("{}", crate::library::summary(l));
+        say!(
             "  {:<20} {:<14} {:<8} LAST SEEN",
-            "NAME", "FINGERPRINT", "STATE"
+            "NAME",
+            "FINGERPRINT",
+            "STATE"
         );
         let now = ferry_core::spacedrop::unix_now();
         for m in &l.members {
@@ -306,7 +345,7 @@ impl Out {
                 (_, Some(t)) => ago(now.saturating_sub(t)),
                 (_, None) => "never".into(),
             };
-            println!(
+            say!(
                 "  {:<20} {:<14} {:<8} {seen}",
                 if m.name.is_empty() { "-" } else { &m.name },
                 m.short_id,
@@ -321,12 +360,16 @@ impl Out {
             return;
         }
         if peers.is_empty() {
-            println!("No one nearby yet. Is Ferry running on the other device? (--connect HOST:PORT works without discovery)");
+            say!("No one nearby yet. Is Ferry running on the other device? (--connect HOST:PORT works without discovery)");
             return;
         }
-        println!(
+        say!(
             "{:<20} {:<14} {:<8} {:<10} {:>9}  ADDRESSES",
-            "NAME", "FINGERPRINT", "OS", "STATE", "RTT"
+            "NAME",
+            "FINGERPRINT",
+            "OS",
+            "STATE",
+            "RTT"
         );
         for p in peers {
             let rtt = p
@@ -339,7 +382,7 @@ impl Out {
                 .map(|a| a.to_string())
                 .collect::<Vec<_>>()
                 .join(", ");
-            println!(
+            say!(
                 "{:<20} {:<14} {:<8} {:<10} {:>9}  {addrs}",
                 p.name,
                 p.short_id,
@@ -356,7 +399,7 @@ impl Out {
             if self.json {
                 self.line(json!({"type": "ping_reply", "peer": id, "name": name, "seq": seq, "rtt_ms": m}));
             } else {
-                println!(
+                say!(
                     "reply from {name} ({}): seq={seq} time={m:.3} ms",
                     id.short()
                 );
@@ -369,7 +412,7 @@ impl Out {
         if self.json {
             self.line(json!({"type": "ping_summary", "peer": id, "count": ms.len(), "min_ms": min, "avg_ms": avg, "max_ms": max}));
         } else {
-            println!(
+            say!(
                 "{} replies, rtt min/avg/max = {min:.3}/{avg:.3}/{max:.3} ms",
                 ms.len()
             );
@@ -377,9 +420,32 @@ impl Out {
     }
 
     /// A remark for people (silent in JSON mode, where events say it all).
+    /// `ferry transfers show`: the transfer's line, then every renamed and failed file.
+    pub fn transfer_report(&self, t: &TransferInfo, renamed: &[Renamed], failed: &[FailedFile]) {
+        if self.json {
+            self.line(
+                json!({"type": "transfer", "transfer": t, "renamed": renamed, "failed": failed}),
+            );
+            return;
+        }
+        self.transfers(std::slice::from_ref(t));
+        if !renamed.is_empty() {
+            say!("\n{} renamed (as sent → as saved here):", renamed.len());
+            for r in renamed {
+                say!("  {} → {} ({})", r.original, r.local, r.reason);
+            }
+        }
+        if !failed.is_empty() {
+            say!("\n{} failed:", failed.len());
+            for f in failed {
+                say!("  {} — {}", f.path, f.reason);
+            }
+        }
+    }
+
     pub fn note(&self, s: &str) {
         if !self.json {
-            println!("{s}");
+            say!("{s}");
         }
     }
 
@@ -387,15 +453,19 @@ impl Out {
         if self.json {
             self.line(json!({"type": "error", "message": format!("{e:#}")}));
         } else {
-            eprintln!("ferry: {e:#}");
+            eprintln!("ferry: {}", clean(&format!("{e:#}")));
         }
     }
 }
 
 /// The end of a list an event carries only the start of (see `spacedrop::preview`).
-fn more(count: usize, listed: usize, what: &str) {
+fn more(t: &TransferInfo, count: usize, listed: usize, what: &str) {
     if count > listed {
-        println!("  … and {} more {what}", count - listed);
+        say!(
+            "  … and {} more {what} (`ferry transfers show {}` lists them all)",
+            count - listed,
+            &t.id[..8]
+        );
     }
 }
 
@@ -432,4 +502,24 @@ fn describe(p: &PeerSnapshot) -> String {
         plain(&p.state),
         addrs
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clean;
+
+    #[test]
+    fn a_peers_escape_sequences_reach_the_terminal_escaped() {
+        assert_eq!(clean("photo.jpg"), "photo.jpg");
+        assert!(matches!(
+            clean("two\nlines ✓"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+        assert_eq!(
+            clean("a\x1b[2K\rb\u{7}c\u{9b}d"),
+            "a\\u{1b}[2K\\u{d}b\\u{7}c\\u{9b}d"
+        );
+        // A right-to-left override makes "txt.exe" read as "exe.txt".
+        assert_eq!(clean("invoice\u{202e}txt.exe"), "invoice\\u{202e}txt.exe");
+    }
 }

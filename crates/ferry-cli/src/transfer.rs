@@ -127,6 +127,36 @@ pub fn list(cfg: &NodeConfig, out: &Out) -> Result<i32> {
     Ok(0)
 }
 
+/// One stored transfer (ID or a unique prefix), with every file it renamed or failed. Reads
+/// the database directly, like [`list`].
+pub fn show(cfg: &NodeConfig, out: &Out, id: &str) -> Result<i32> {
+    let path = cfg.data_dir.join("ferry.db");
+    if !path.exists() {
+        bail!("no transfer {id}");
+    }
+    let store = ferry_core::store::Store::open(&path)?;
+    let prefix = id.to_ascii_lowercase();
+    let mut matches: Vec<_> = store
+        .summaries()?
+        .into_iter()
+        .filter(|t| t.id.hex().starts_with(&prefix))
+        .collect();
+    let one = match matches.len() {
+        1 => matches.remove(0),
+        0 => bail!("no transfer {id}"),
+        n => bail!("'{id}' matches {n} transfers; give more of the id"),
+    };
+    let tid = one.id;
+    let failed = ferry_core::spacedrop::failed_files(&store, &tid, 0, usize::MAX)?;
+    let renamed = ferry_core::spacedrop::renamed_files(&store, &tid, 0, usize::MAX)?;
+    out.transfer_report(
+        &ferry_core::spacedrop::info_from_summary(one),
+        &renamed,
+        &failed,
+    );
+    Ok(0)
+}
+
 pub fn cancel(node: &Node, out: &Out, id: &str) -> Result<()> {
     let id = find(node, id)?;
     node.spacedrop().cancel(&id)?;

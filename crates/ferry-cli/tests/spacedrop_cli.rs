@@ -242,6 +242,7 @@ fn an_unreadable_source_file_is_reported_and_the_rest_arrives() {
     let src = t.path().join("src");
     std::fs::create_dir(&src).unwrap();
     std::fs::write(src.join("ok.txt"), b"anyone may read this").unwrap();
+    std::fs::write(src.join("bell\u{7}.txt"), b"a control character: renamed").unwrap();
     std::fs::write(src.join("secret.txt"), b"root only").unwrap();
     std::fs::set_permissions(
         src.join("secret.txt"),
@@ -301,4 +302,57 @@ fn an_unreadable_source_file_is_reported_and_the_rest_arrives() {
         .filter(|p| p.to_string_lossy().ends_with(".part"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // `transfers show`: every renamed and failed file, from each side's database (the
+    // receiver's node still runs), by a prefix of the id.
+    let id = end["id"].as_str().unwrap();
+    let show = |side: &str, json: bool| {
+        let mut c = base(t.path(), side, "127.0.0.1:0");
+        if json {
+            c.arg("--json");
+        }
+        let out = c.args(["transfers", "show", &id[..8]]).output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let got: Value = serde_json::from_str(&show("beta", true)).unwrap();
+    assert_eq!(got["transfer"]["id"], id);
+    let renamed = got["renamed"].as_array().unwrap();
+    assert_eq!(renamed.len(), 1, "{got}");
+    assert_eq!(renamed[0]["original"], "src/bell\u{7}.txt");
+    let local = renamed[0]["local"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read(t.path().join("down").join(local)).unwrap(),
+        b"a control character: renamed"
+    );
+    let failed = got["failed"].as_array().unwrap();
+    assert_eq!(failed.len(), 1, "{got}");
+    assert_eq!(failed[0]["path"], "src/secret.txt");
+    let sent: Value = serde_json::from_str(&show("alpha", true)).unwrap();
+    assert_eq!(
+        sent["failed"], got["failed"],
+        "the sender stored the same failure"
+    );
+    let text = show("beta", false);
+    println!("{text}");
+    assert!(
+        text.contains("1 renamed (as sent → as saved here):"),
+        "{text}"
+    );
+    // The peer's control character is shown escaped, never sent to the terminal.
+    assert!(
+        text.contains(&format!("src/bell\\u{{7}}.txt → {local}")),
+        "{text}"
+    );
+    assert!(
+        !text.chars().any(|c| c.is_control() && c != '\n'),
+        "{text:?}"
+    );
+    assert!(text.contains("1 failed:\n  src/secret.txt — "), "{text}");
+    let out = base(t.path(), "beta", "127.0.0.1:0")
+        .args(["transfers", "show", "ffffffffff"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no transfer ffffffffff"));
 }

@@ -359,6 +359,45 @@ impl Store {
         Ok(out)
     }
 
+    /// Failed files `offset..offset + limit` of a transfer, in entry order: (name, reason).
+    /// Listings carry only the first ones; this is the rest.
+    pub fn failed_files(
+        &self,
+        id: &TransferId,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<(String, String)>, StoreError> {
+        let conn = self.conn();
+        let mut q = conn.prepare(
+            "SELECT name, detail FROM transfer_files WHERE transfer = ?1 AND status = 'failed'
+             ORDER BY entry LIMIT ?2 OFFSET ?3",
+        )?;
+        let rows = q.query_map(params![id.hex(), limit as i64, offset as i64], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Every file a reception renamed (from its layout; the manifest is not decoded). `None`:
+    /// no such transfer.
+    pub fn renamed(&self, id: &TransferId) -> Result<Option<Vec<Renamed>>, StoreError> {
+        let layout: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT layout FROM transfers WHERE id = ?1",
+                [id.hex()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        layout
+            .map(|l| {
+                Ok(serde_json::from_str::<SavedLayout>(&l)
+                    .map_err(corrupt)?
+                    .renamed)
+            })
+            .transpose()
+    }
+
     pub fn delete(&self, id: &TransferId) -> Result<(), StoreError> {
         self.conn()
             .execute("DELETE FROM transfers WHERE id = ?1", [id.hex()])?;
@@ -558,6 +597,25 @@ mod tests {
         let got = s.summaries().unwrap();
         assert_eq!(got.len(), 1);
         check(&got[0], 1000);
+    }
+
+    #[test]
+    fn the_full_lists_come_in_pages_in_entry_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("ferry.db")).unwrap();
+        let row = big_row(1000);
+        s.put(&row).unwrap();
+        record_some(&s, &row);
+        // 100 failed (every third of the first 300), beyond the summary's preview of them.
+        let all = s.failed_files(&row.id, 0, usize::MAX).unwrap();
+        assert_eq!(all.len(), 100);
+        assert_eq!(all[99], ("f297".to_string(), "reason 297".to_string()));
+        assert_eq!(s.failed_files(&row.id, 98, 10).unwrap(), all[98..].to_vec());
+        assert!(s.failed_files(&row.id, 100, 10).unwrap().is_empty());
+        // Every renamed file, where the summary keeps the first 100.
+        let renamed = s.renamed(&row.id).unwrap().unwrap();
+        assert_eq!(renamed, row.layout.renamed);
+        assert_eq!(s.renamed(&TransferId::random()).unwrap(), None);
     }
 
     #[test]

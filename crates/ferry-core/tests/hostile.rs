@@ -834,6 +834,20 @@ async fn endless_data_and_control_streams_are_cut_or_bounded() {
     let mut sess = accepted(&conn, &m).await;
     let renamed = victim_info(&s.v, &sess.id).unwrap().renamed_count;
     assert_eq!(renamed, 5_000);
+    // The event lists the first 100; the node gives them all, a page at a time.
+    let all =
+        s.v.node
+            .spacedrop()
+            .renamed_files(&sess.id, 0, usize::MAX)
+            .unwrap();
+    assert_eq!(all.len(), 5_000);
+    assert_eq!(all[4_999].original, "f\u{1}4999");
+    let last =
+        s.v.node
+            .spacedrop()
+            .renamed_files(&sess.id, 4_900, 500)
+            .unwrap();
+    assert_eq!(last, all[4_900..].to_vec());
     let (_ds, _dr) = data_stream(&conn, sess.id).await;
     let mem = Mem::start();
     let t = Instant::now();
@@ -1331,7 +1345,6 @@ async fn a_hostile_receiver_cannot_grow_the_senders_memory() {
             .send(flooder.id(), vec![src])
             .await
             .unwrap();
-    // (A sender stores no per-file rows: the failed list is in its last event.)
     let info = final_state(&mut s.v.events, &id, WAIT).await;
     println!(
         "[receiver] the victim's send to a flooding receiver ended in {:?}: {:?}, {} failed file(s) listed",
@@ -1342,6 +1355,9 @@ async fn a_hostile_receiver_cannot_grow_the_senders_memory() {
     let grew = mem.report("FileFailed flood");
     // One file, so one failure at most, however often it is reported.
     assert_eq!((info.failed_count, info.failed.len()), (1, 1));
+    // The sender stores it too, once: what its listings and full list show after a restart.
+    let stored = s.v.node.spacedrop().failed_files(&id, 0, 100).unwrap();
+    assert_eq!(stored, info.failed.to_vec());
     assert!(matches!(info.state, TransferState::Failed { .. }));
     assert!(grew < 128, "a FileFailed flood cost {grew} MiB");
     ping.finish("receiver").await;

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use ferry_block::place::Renamed;
+pub use ferry_block::place::Renamed;
 use ferry_p2p::{P2p, PeerId};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -527,6 +527,55 @@ impl Spacedrop {
         }
         out
     }
+
+    /// Renamed files `offset..offset + limit` of a transfer: all of them, where a
+    /// [`TransferInfo`] lists the first ones.
+    pub fn renamed_files(
+        &self,
+        id: &TransferId,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<Renamed>, SpacedropError> {
+        renamed_files(&self.shared.store, id, offset, limit)
+    }
+
+    /// Failed files `offset..offset + limit` of a transfer: all of them, where a
+    /// [`TransferInfo`] lists the first ones.
+    pub fn failed_files(
+        &self,
+        id: &TransferId,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Vec<FailedFile>, SpacedropError> {
+        failed_files(&self.shared.store, id, offset, limit)
+    }
+}
+
+/// [`Spacedrop::renamed_files`] from a store (also without a running node).
+pub fn renamed_files(
+    store: &Store,
+    id: &TransferId,
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<Renamed>, SpacedropError> {
+    let all = store
+        .renamed(id)?
+        .ok_or_else(|| SpacedropError::UnknownTransfer(id.hex()))?;
+    Ok(all.into_iter().skip(offset).take(limit).collect())
+}
+
+/// [`Spacedrop::failed_files`] from a store (also without a running node).
+pub fn failed_files(
+    store: &Store,
+    id: &TransferId,
+    offset: usize,
+    limit: usize,
+) -> Result<Vec<FailedFile>, SpacedropError> {
+    Ok(store
+        .failed_files(id, offset, limit)?
+        .into_iter()
+        .map(|(path, reason)| FailedFile { path, reason })
+        .collect())
 }
 
 fn state_name(s: &str) -> &'static str {

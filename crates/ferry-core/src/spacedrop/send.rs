@@ -21,7 +21,7 @@ use super::{
     apply_pause, control_for, lock, Cmd, FailedFile, Shared, Side, TransferInfo, TransferState,
     EVENT_INTERVAL,
 };
-use crate::store::{Direction, TransferRow};
+use crate::store::{Direction, FileStatus, TransferRow};
 
 pub(super) fn spawn(shared: Arc<Shared>, row: TransferRow, resume: bool) {
     tokio::spawn(run(shared, row, resume));
@@ -355,6 +355,12 @@ async fn attempt(
                     let is_file = row.manifest.entries.get(entry as usize).is_some_and(|e| e.kind == EntryKind::File);
                     if is_file && failed.insert(entry) {
                         let path = row.manifest.display_path(entry);
+                        // Stored too: listings after a restart and the full list read it.
+                        let size = row.manifest.entries.get(entry as usize).map_or(0, |e| e.size);
+                        let status = FileStatus::Failed(reason.clone());
+                        if let Err(e) = shared.store.set_file(&id, entry, size, &path, &status) {
+                            tracing::warn!(error = %e, "could not record a failed file");
+                        }
                         shared.update(&id, |i| i.add_failed(FailedFile { path, reason }));
                     }
                 }
