@@ -12,19 +12,18 @@ use crate::out::Out;
 
 /// Finds a transfer by its id or a unique prefix of it.
 fn find(node: &Node, id: &str) -> Result<TransferId> {
-    let matches: Vec<_> = node
-        .spacedrop()
-        .transfers()
-        .into_iter()
-        .filter(|t| t.id.starts_with(&id.to_ascii_lowercase()))
-        .collect();
-    match matches.as_slice() {
-        [one] => TransferId::parse(&one.id).ok_or_else(|| anyhow!("bad transfer id")),
-        [] => bail!("no transfer {id}"),
-        _ => bail!(
-            "'{id}' matches {} transfers; give more of the id",
-            matches.len()
-        ),
+    let prefix = id.to_ascii_lowercase();
+    let matches = node.spacedrop().transfers().into_iter();
+    let one = the_one(matches.filter(|t| t.id.starts_with(&prefix)).collect(), id)?;
+    TransferId::parse(&one.id).ok_or_else(|| anyhow!("bad transfer id"))
+}
+
+/// The only transfer an id (or prefix) matched.
+fn the_one<T>(mut matches: Vec<T>, id: &str) -> Result<T> {
+    match matches.len() {
+        1 => Ok(matches.remove(0)),
+        0 => bail!("no transfer {id}"),
+        n => bail!("'{id}' matches {n} transfers; give more of the id"),
     }
 }
 
@@ -136,16 +135,13 @@ pub fn show(cfg: &NodeConfig, out: &Out, id: &str) -> Result<i32> {
     }
     let store = ferry_core::store::Store::open(&path)?;
     let prefix = id.to_ascii_lowercase();
-    let mut matches: Vec<_> = store
-        .summaries()?
-        .into_iter()
-        .filter(|t| t.id.hex().starts_with(&prefix))
-        .collect();
-    let one = match matches.len() {
-        1 => matches.remove(0),
-        0 => bail!("no transfer {id}"),
-        n => bail!("'{id}' matches {n} transfers; give more of the id"),
-    };
+    let matches = store.summaries()?.into_iter();
+    let one = the_one(
+        matches
+            .filter(|t| t.id.hex().starts_with(&prefix))
+            .collect(),
+        id,
+    )?;
     let tid = one.id;
     let failed = ferry_core::spacedrop::failed_files(&store, &tid, 0, usize::MAX)?;
     let renamed = ferry_core::spacedrop::renamed_files(&store, &tid, 0, usize::MAX)?;

@@ -307,19 +307,7 @@ impl Store {
             Option<String>,
         );
         let heads: Vec<Head> = q
-            .query_map([], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                    r.get(8)?,
-                ))
-            })?
+            .query_map([], |r| Head::try_from(r))?
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(heads.len());
         for (id, direction, peer, peer_name, state, reason, dest, created, counts) in heads {
@@ -476,20 +464,7 @@ type Raw = (
 );
 
 fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
-    Ok((
-        r.get(0)?,
-        r.get(1)?,
-        r.get(2)?,
-        r.get(3)?,
-        r.get(4)?,
-        r.get(5)?,
-        r.get(6)?,
-        r.get(7)?,
-        r.get(8)?,
-        r.get(9)?,
-        r.get(10)?,
-        r.get(11)?,
-    ))
+    Raw::try_from(r)
 }
 
 fn parse(r: Raw) -> Result<TransferRow, StoreError> {
