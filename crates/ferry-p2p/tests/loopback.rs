@@ -428,6 +428,15 @@ fn a_restarted_peer_replaces_its_stale_connection_at_once() {
         b.connect(addr(&a), Some(a.id())).await.unwrap();
         b
     });
+    // B's dial returns once B holds the connection; A registers it a moment later (seen
+    // missing once in CI when asserted at once).
+    rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while a.peer(&identity.peer_id()).map(|p| p.state) != Some(PeerState::Connected) {
+            assert!(Instant::now() < deadline, "A never saw the first run of B");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
     crashed.shutdown_background();
     drop(b);
     assert_eq!(
