@@ -39,6 +39,14 @@ use quinn::{RecvStream, SendStream};
 /// Generous: a loaded 2-core CI machine runs these next to other builds.
 const WAIT: Duration = Duration::from_secs(30);
 
+/// Yields now and then inside an attacker's write loop. Mallory shares this test's runtime
+/// with her victim; a real one runs elsewhere. A loop of writes that are ready at once (quinn's
+/// streams spend no co-operative budget) would hold a worker thread for as long as the stream's
+/// window lasts, stalling the victim's timers and connections in a way no remote peer can.
+async fn attacker_yields() {
+    tokio::task::coop::consume_budget().await;
+}
+
 /// One test at a time, so that RSS figures belong to the case that printed them.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
@@ -865,6 +873,7 @@ async fn endless_data_and_control_streams_are_cut_or_bounded() {
             );
         }
         n += 1;
+        attacker_yields().await;
     }
     let live = victim_info(&s.v, &sess.id).unwrap();
     println!(
@@ -1290,6 +1299,7 @@ impl ferry_p2p::Protocol for FlooderControl {
                     write_frame(&mut s.send, &c, MAX_CONTROL).await?;
                     n += 1;
                 }
+                attacker_yields().await;
             }
             println!("    the hostile receiver sent {n} FileFailed reports");
             write_frame(&mut s.send, &Control::Finished, MAX_CONTROL).await?;
@@ -1464,6 +1474,7 @@ impl ferry_p2p::Protocol for PauserControl {
                 write_frame(&mut s.send, &Control::Resume, MAX_CONTROL).await?;
                 write_frame(&mut s.send, &Control::Pause, MAX_CONTROL).await?;
                 n += 2;
+                attacker_yields().await;
             }
             // A mark the test can see the victim reach, then the last Pause.
             write_frame(&mut s.send, &Control::Resume, MAX_CONTROL).await?;

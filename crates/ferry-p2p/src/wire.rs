@@ -242,6 +242,9 @@ where
     R: AsyncRead + Unpin,
     T: DeserializeOwned,
 {
+    // Reads of buffered bytes are ready at once and spend none of tokio's co-operative budget:
+    // a loop of reads (a ping flood) would hold its worker thread while the peer kept it fed.
+    tokio::task::coop::consume_budget().await;
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {

@@ -165,6 +165,12 @@ impl FrameReader {
     where
         R: AsyncRead + Unpin,
     {
+        // A read of buffered bytes is ready at once and quinn's streams spend none of tokio's
+        // co-operative budget, so a peer's flood of small frames held this loop's worker
+        // thread while it lasted (hostile.rs, Pause/Resume: the runtime stalled 4-5 s and an
+        // honest peer's connection idled out). Waiting here, before anything is read, loses
+        // nothing if the caller's select! drops this future.
+        tokio::task::coop::consume_budget().await;
         loop {
             let need = match self.buf.get(..4) {
                 None => 4 - self.buf.len(),
