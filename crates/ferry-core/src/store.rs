@@ -366,6 +366,16 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Forgets a transfer's failed files: an accepted resume gives each a new outcome (sent
+    /// again, or already there by the receiver's word).
+    pub fn clear_failed(&self, id: &TransferId) -> Result<(), StoreError> {
+        self.conn().execute(
+            "DELETE FROM transfer_files WHERE transfer = ?1 AND status = 'failed'",
+            [id.hex()],
+        )?;
+        Ok(())
+    }
+
     /// Every file a reception renamed (from its layout; the manifest is not decoded). `None`:
     /// no such transfer.
     pub fn renamed(&self, id: &TransferId) -> Result<Option<Vec<Renamed>>, StoreError> {
@@ -587,6 +597,9 @@ mod tests {
         assert_eq!(all[99], ("f297".to_string(), "reason 297".to_string()));
         assert_eq!(s.failed_files(&row.id, 98, 10).unwrap(), all[98..].to_vec());
         assert!(s.failed_files(&row.id, 100, 10).unwrap().is_empty());
+        s.clear_failed(&row.id).unwrap();
+        assert!(s.failed_files(&row.id, 0, 10).unwrap().is_empty());
+        assert_eq!(s.files(&row.id).unwrap().len(), 200, "done files are kept");
         // Every renamed file, where the summary keeps the first 100.
         let renamed = s.renamed(&row.id).unwrap().unwrap();
         assert_eq!(renamed, row.layout.renamed);

@@ -1554,6 +1554,73 @@ async fn a_receivers_pause_flood_costs_no_more_events_than_progress() {
     honest_transfer(&s, "pauser").await;
 }
 
+/// A scripted receiver (honest, but unlucky) whose first run reports file 0 failed and ends;
+/// the resume asks for the file again and it arrives.
+struct FailsThenDelivers;
+
+impl ferry_p2p::Protocol for FailsThenDelivers {
+    fn id(&self) -> u16 {
+        CONTROL_ID
+    }
+    fn versions(&self) -> std::ops::RangeInclusive<u16> {
+        VERSION..=VERSION
+    }
+    fn handle<'a>(
+        &'a self,
+        s: &'a mut ferry_p2p::Incoming,
+    ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
+        Box::pin(async move {
+            let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, WAIT, "an offer").await?;
+            accept(s, &offer).await?;
+            if !offer.resume {
+                let failed = Control::FileFailed {
+                    id: 0,
+                    reason: "no space left on device".into(),
+                };
+                return write_frame(&mut s.send, &failed, MAX_CONTROL).await;
+            }
+            let bytes = offer.manifest.total_bytes();
+            for c in [
+                Control::FileDone { id: 0 },
+                Control::Progress { bytes, files: 1 },
+                Control::Finished,
+            ] {
+                write_frame(&mut s.send, &c, MAX_CONTROL).await?;
+            }
+            let _ = tokio::time::timeout(WAIT, s.recv.read_to_end(1 << 20)).await;
+            Ok(())
+        })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_that_failed_then_arrived_on_a_resume_is_not_counted_failed() {
+    let mut s = scene(AcceptPolicy::Everyone).await;
+    let unlucky = hostile_receiver(&s, "unlucky", FailsThenDelivers).await;
+    let src = s.v.dir.join("retried.bin");
+    std::fs::write(&src, pseudo_random(64 << 10, 12)).unwrap();
+    let id =
+        s.v.node
+            .spacedrop()
+            .send(unlucky.id(), vec![src])
+            .await
+            .unwrap();
+    let first = transfer_where(&mut s.v.events, &id, WAIT, |i| {
+        matches!(i.state, TransferState::Interrupted { .. })
+    })
+    .await;
+    assert_eq!(first.failed_count, 1, "{first:?}");
+    let info = final_state(&mut s.v.events, &id, WAIT).await;
+    let listed = s.v.node.spacedrop().failed_files(&id, 0, 10).unwrap();
+    println!(
+        "[retried] failed, then resumed: {:?}, {} failed, stored failures {listed:?}",
+        info.state, info.failed_count
+    );
+    assert_eq!(info.state, TransferState::Done);
+    assert_eq!((info.failed_count, info.failed.len()), (0, 0));
+    assert!(listed.is_empty());
+}
+
 /// A scripted receiver that takes a first offer and at once ends it (the sender will resume),
 /// then reads every resume offer and never answers it.
 struct SilentOnResume;

@@ -66,7 +66,7 @@ async fn run(shared: Arc<Shared>, row: TransferRow, mut resume: bool) {
         failed_count: 0,
     };
     let mut cmds = shared.register(info);
-    // Entries the receiver reported failed, over every attempt.
+    // Entries the receiver reported failed (since the last resume, which settles them again).
     let mut failed = HashSet::new();
     let mut backoff = FIRST_BACKOFF;
     loop {
@@ -287,12 +287,25 @@ async fn attempt(
             }
         }
     }
+    // The receiver's plan settles every file that failed before: asked for again (each gets a
+    // new outcome now) or already there. Kept, a file that failed and then arrived on a resume
+    // left the transfer "1 of N files failed".
+    if resume {
+        failed.clear();
+        if let Err(e) = shared.store.clear_failed(&id) {
+            tracing::warn!(error = %e, "could not clear earlier failures");
+        }
+    }
     let _ = shared.store.set_state(&id, "transferring", None);
     shared.update(&id, |i| {
         i.state = TransferState::Transferring;
         i.bytes_resumed = resumed;
         i.bytes_done = resumed;
         i.files_done = already;
+        if resume {
+            i.failed = Arc::from([]);
+            i.failed_count = 0;
+        }
     });
     let (mut ds, _dr) = match open(&conn, DATA_ID, VERSION).await {
         Ok(s) => s,
