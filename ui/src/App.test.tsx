@@ -79,6 +79,25 @@ describe("App", () => {
     expect(screen.queryByRole("dialog")).toBeNull();
   });
 
+  it("shows a peer's names with control and bidi characters escaped, not obeyed", async () => {
+    const spoof = { ...prompt("t1"), first_names: ["invoice\u202Efdp.exe", "two\nlines.txt"] };
+    const { api, emit } = fakeApi({ prompts: [spoof] });
+    render(<App api={api} />);
+    const dialog = await screen.findByRole("dialog");
+    expect(dialog.textContent).toContain("invoice\\u{202e}fdp.exe");
+    expect(dialog.textContent).toContain("two\\u{a}lines.txt");
+    expect(dialog.textContent).not.toMatch(/[\u202e\n]/);
+    fireEvent.click(screen.getByText("Reject"));
+    emit({
+      type: "transfer",
+      transfer: transfer("t1", { direction: "receive", state: "failed", reason: "the sender gave up: \u001b[2J", failed: [{ path: "photos/\u2066x.jpg", reason: "bad" }], failed_count: 1 } as never),
+    });
+    const row = await screen.findByLabelText(/Transfer from beta/);
+    expect(row.textContent).toContain("the sender gave up: \\u{1b}[2J");
+    expect(row.textContent).toContain("photos/\\u{2066}x.jpg");
+    expect(row.textContent).not.toMatch(/[\u001b\u2066]/);
+  });
+
   it("shows progress with pause and cancel, then the final state", async () => {
     const { api, calls, emit } = fakeApi();
     render(<App api={api} />);

@@ -2,6 +2,7 @@ import { memo, useCallback, useEffect, useLayoutEffect, useRef, useState } from 
 import type { Api } from "./api";
 import type { EntryInfo } from "./bindings";
 import { pagesFor, position, scrollToShow, visible } from "./grid";
+import { shown } from "./text";
 
 /** Entries fetched per request: a screenful or two. */
 export const PAGE = 256;
@@ -112,15 +113,15 @@ const Tile = memo(function Tile({ e, index, thumb, selected }: { e: EntryInfo; i
       data-index={index}
       data-entry={e.id}
       data-kind={e.kind}
-      aria-label={e.name}
+      aria-label={shown(e.name)}
       aria-pressed={selected}
-      title={e.error ? `${e.name}\n${e.error}` : e.name}
+      title={e.error ? `${shown(e.name)}\n${e.error}` : shown(e.name)}
       tabIndex={-1}
     >
       <span className="tile-thumb">
         {thumb ? <img src={thumb} alt="" loading="lazy" decoding="async" draggable={false} /> : e.kind === "dir" ? <FolderIcon /> : <FileIcon name={e.name} />}
       </span>
-      <span className="tile-name">{e.name}</span>
+      <span className="tile-name">{shown(e.name)}</span>
     </button>
   );
 });

@@ -4,6 +4,7 @@ import type { EntryDetails, EntryInfo, LocationInfo } from "./bindings";
 import { EntryGrid } from "./EntryGrid";
 import { crumbs, previewKind } from "./grid";
 import { count, formatBytes, locationsSummary, running, type State } from "./state";
+import { shown } from "./text";
 
 function LocationItem({
   loc, state, library, active, api, onPick, onError,
@@ -28,12 +29,12 @@ function LocationItem({
         ? "up to date"
         : loc.state;
   return (
-    <li className={`location${active ? " active" : ""}${loc.online ? "" : " offline"}`} data-location={loc.id} aria-label={`Location ${loc.name}`}>
+    <li className={`location${active ? " active" : ""}${loc.online ? "" : " offline"}`} data-location={loc.id} aria-label={`Location ${shown(loc.name)}`}>
       <button className="location-pick" onClick={onPick} aria-current={active}>
-        <span className="location-name">{loc.name}</span>
-        <span className="location-path" title={loc.path}>
+        <span className="location-name">{shown(loc.name)}</span>
+        <span className="location-path" title={shown(loc.path)}>
           {/* Ellipsised at the start (the end of a path says most); the path itself stays LTR. */}
-          <bdi dir="ltr">{loc.path}</bdi>
+          <bdi dir="ltr">{shown(loc.path)}</bdi>
         </span>
       </button>
       <div className="location-status">
@@ -41,7 +42,7 @@ function LocationItem({
         <span className="location-state">{status}</span>
       </div>
       {job && (
-        <div className="bar" aria-label={`Indexing ${loc.name}`} role="progressbar" aria-valuenow={pct ?? undefined}>
+        <div className="bar" aria-label={`Indexing ${shown(loc.name)}`} role="progressbar" aria-valuenow={pct ?? undefined}>
           <div className={pct == null ? "indeterminate" : ""} style={{ width: `${pct ?? 30}%` }} />
         </div>
       )}
@@ -83,7 +84,7 @@ function RunProgramDialog({ entry, onRun, onReveal, onClose }: {
   return (
     <div className="overlay">
       <div className="dialog" role="alertdialog" aria-modal="true" aria-labelledby="run-title" aria-describedby="run-why" onKeyDown={(e) => e.key === "Escape" && onClose()}>
-        <h3 id="run-title">Run “{entry.name}”?</h3>
+        <h3 id="run-title">Run “{shown(entry.name)}”?</h3>
         <p id="run-why">
           This file is a program, script or installer: opening it runs it, with your permissions. Run it only if you trust where it came from.
         </p>
@@ -121,10 +122,10 @@ function Details({ api, library, entry, onClose, onOpen, onOpenFolder, onError }
   return (
     <aside className="details" aria-label="Details">
       <div className="details-head">
-        <h3 title={entry.name}>{entry.name}</h3>
+        <h3 title={shown(entry.name)}>{shown(entry.name)}</h3>
         <button className="ghost small" onClick={onClose} aria-label="Close details">✕</button>
       </div>
-      {preview === "image" && <img className="preview" src={src} alt={entry.name} />}
+      {preview === "image" && <img className="preview" src={src} alt={shown(entry.name)} />}
       {preview === "video" && <video className="preview" src={src} controls preload="metadata" />}
       {preview === "audio" && <audio className="preview" src={src} controls preload="metadata" />}
       <dl>
@@ -145,7 +146,7 @@ function Details({ api, library, entry, onClose, onOpen, onOpenFolder, onError }
           </>
         )}
         <dt>Where</dt>
-        <dd className="where">{details?.path ?? "…"}</dd>
+        <dd className="where">{details ? shown(details.path) : "…"}</dd>
         {entry.error && (
           <>
             <dt>Problem</dt>
@@ -186,10 +187,10 @@ export function LibraryView({ state, api, library, onBack, onError }: {
     if (picked && !locations.some((l) => l.id === picked)) setPicked(null);
   }, [picked, locations]);
   // Another location shown (picked, or the first after a removal): start at its top.
-  const shown = useRef(loc?.id);
+  const showing = useRef(loc?.id);
   useEffect(() => {
-    if (shown.current === loc?.id) return;
-    shown.current = loc?.id;
+    if (showing.current === loc?.id) return;
+    showing.current = loc?.id;
     setDir("");
     setSelected(null);
   }, [loc?.id]);
@@ -261,11 +262,11 @@ export function LibraryView({ state, api, library, onBack, onError }: {
           {loc ? (
             <>
               <nav className="crumbs" aria-label="Folder">
-                <button className="ghost small" onClick={() => go("")} aria-current={dir === "" ? "page" : undefined}>{loc.name}</button>
+                <button className="ghost small" onClick={() => go("")} aria-current={dir === "" ? "page" : undefined}>{shown(loc.name)}</button>
                 {crumbs(dir).map(([name, path]) => (
                   <span key={path}>
                     <span className="sep">/</span>
-                    <button className="ghost small" onClick={() => go(path)} aria-current={path === dir ? "page" : undefined}>{name}</button>
+                    <button className="ghost small" onClick={() => go(path)} aria-current={path === dir ? "page" : undefined}>{shown(name)}</button>
                   </span>
                 ))}
               </nav>

@@ -1,6 +1,7 @@
 import { useEffect, useRef, useState } from "react";
 import type { Prompt } from "./bindings";
 import { formatBytes } from "./state";
+import { shown } from "./text";
 
 /** A Spacedrop offer: who (with the verified fingerprint), what, and how long is left. */
 export function PromptDialog({ prompt, more, onAnswer }: { prompt: Prompt; more: number; onAnswer: (accept: boolean, chooseFolder: boolean) => void }) {
@@ -23,7 +24,7 @@ export function PromptDialog({ prompt, more, onAnswer }: { prompt: Prompt; more:
         <div className="offer">
           <div className="size">{formatBytes(prompt.bytes)}</div>
           <ul className="names">
-            {prompt.first_names.map((n) => <li key={n}>{n}</li>)}
+            {prompt.first_names.map((n) => <li key={n}>{shown(n)}</li>)}
             {prompt.files > prompt.first_names.length && <li className="muted">…</li>}
           </ul>
         </div>

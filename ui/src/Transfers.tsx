@@ -2,6 +2,7 @@ import { useState, type ReactNode } from "react";
 import type { Api } from "./api";
 import type { TransferInfo } from "./bindings";
 import { finished, formatBytes, formatEta, percent } from "./state";
+import { shown } from "./text";
 
 function stateLabel(t: TransferInfo): string {
   switch (t.state) {
@@ -12,13 +13,13 @@ function stateLabel(t: TransferInfo): string {
     case "paused":
       return t.by === "local" ? "Paused by you" : "Paused by them";
     case "interrupted":
-      return `Interrupted — ${t.reason}`;
+      return `Interrupted — ${shown(t.reason)}`;
     case "done":
       return "Done · verified";
     case "failed":
-      return `Failed — ${t.reason}`;
+      return `Failed — ${shown(t.reason)}`;
     case "rejected":
-      return t.reason === "no answer in time" ? "Timed out — no answer" : `Rejected — ${t.reason}`;
+      return t.reason === "no answer in time" ? "Timed out — no answer" : `Rejected — ${shown(t.reason)}`;
     case "cancelled":
       return t.by === "local" ? "Cancelled by you" : "Cancelled by them";
   }
@@ -60,7 +61,7 @@ function TransferRow({ t, api, onError }: { t: TransferInfo; api: Api; onError: 
             <span>{t.files_done}/{t.files_total} files</span>
             <span>{formatBytes(t.speed_bps)}/s</span>
             <span>ETA {formatEta(t.eta_secs)}</span>
-            {t.current && <span className="current" title={t.current}>{t.current}</span>}
+            {t.current && <span className="current" title={shown(t.current)}>{shown(t.current)}</span>}
           </div>
         </>
       )}
@@ -71,7 +72,7 @@ function TransferRow({ t, api, onError }: { t: TransferInfo; api: Api; onError: 
             first={t.renamed}
             count={t.renamed_count}
             fetch={(offset) => api.renamedFiles(t.id, offset, PAGE)}
-            item={(r) => <li key={r.id}><code>{r.original}</code> → <code>{r.local}</code> <span className="muted">({r.reason})</span></li>}
+            item={(r) => <li key={r.id}><code>{shown(r.original)}</code> → <code>{shown(r.local)}</code> <span className="muted">({r.reason})</span></li>}
             onError={onError}
           />
         </details>
@@ -83,7 +84,7 @@ function TransferRow({ t, api, onError }: { t: TransferInfo; api: Api; onError: 
             first={t.failed}
             count={t.failed_count}
             fetch={(offset) => api.failedFiles(t.id, offset, PAGE)}
-            item={(f) => <li key={f.path}><code>{f.path}</code> — {f.reason}</li>}
+            item={(f) => <li key={f.path}><code>{shown(f.path)}</code> — {shown(f.reason)}</li>}
             onError={onError}
           />
         </details>

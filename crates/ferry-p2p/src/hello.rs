@@ -63,8 +63,9 @@ fn clean(s: &str, max: usize) -> Option<String> {
     (!out.is_empty()).then(|| out.to_string())
 }
 
-/// Unicode format characters (category Cf) that matter in names.
-fn is_format(c: char) -> bool {
+/// Unicode format characters (category Cf) that can disguise a name: bidi overrides and
+/// isolates, zero-width characters, soft hyphens.
+pub fn is_format(c: char) -> bool {
     matches!(c, '\u{ad}' | '\u{200b}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 

@@ -311,7 +311,7 @@ impl Snapshot {
         }
         let mut seen = std::collections::HashSet::new();
         for m in &self.members {
-            if m.name.len() > MAX_NAME || m.name.chars().any(char::is_control) {
+            if m.name.len() > MAX_NAME || m.name.chars().any(hidden) {
                 return Err(format!("bad name for member {}", m.node.short()));
             }
             if !seen.insert(m.node) {
@@ -322,7 +322,13 @@ impl Snapshot {
     }
 }
 
-/// A library name: 1–[`MAX_NAME`] bytes, no control characters.
+/// Control characters, and formatting that could make one name look like another (a peer's
+/// "Photos\u{202e}" or a zero-width space in a library or member name).
+fn hidden(c: char) -> bool {
+    c.is_control() || ferry_p2p::hello::is_format(c)
+}
+
+/// A library name: 1–[`MAX_NAME`] bytes, no control characters or disguising formatting.
 pub fn check_name(name: &str) -> Result<(), String> {
     if name.trim().is_empty() {
         return Err("empty name".into());
@@ -330,8 +336,8 @@ pub fn check_name(name: &str) -> Result<(), String> {
     if name.len() > MAX_NAME {
         return Err(format!("name of {} bytes (limit {MAX_NAME})", name.len()));
     }
-    if name.chars().any(char::is_control) {
-        return Err("control character in name".into());
+    if name.chars().any(hidden) {
+        return Err("control or invisible formatting character in name".into());
     }
     Ok(())
 }
@@ -369,7 +375,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn messages_round_trip(name in "[a-zé0-9][^\\p{Cc}]{0,30}", nonce in any::<[u8; 32]>(), n in 0u8..40) {
+        fn messages_round_trip(name in "[a-zé0-9][^\\p{Cc}\\p{Cf}]{0,30}", nonce in any::<[u8; 32]>(), n in 0u8..40) {
             let req = PairRequest { pairing: [n; 16], library: LibraryId([n; 16]), library_name: name.clone(), commit: nonce };
             roundtrip(&req);
             roundtrip(&PairNonce { nonce });
@@ -461,6 +467,9 @@ mod tests {
         assert!(check_name("Photos").is_ok());
         assert!(check_name(" ").is_err());
         assert!(check_name("a\nb").is_err());
+        assert!(check_name("Photos\u{202e}gpj.exe").is_err());
+        assert!(check_name("Pho\u{200b}tos").is_err());
+        assert!(check_name("Fotos de João 📷").is_ok());
         assert!(check_name(&"x".repeat(MAX_NAME + 1)).is_err());
         let id = LibraryId::random();
         assert_eq!(LibraryId::parse(&id.hex()), Some(id));
