@@ -193,15 +193,12 @@ pub async fn renamed_files(
     offset: u32,
     limit: u32,
 ) -> Res<Vec<Renamed>> {
-    let (node, id) = (node(&state).await, transfer_id(&id)?);
-    let limit = limit.min(MAX_PAGE) as usize;
+    let (id, limit) = (transfer_id(&id)?, limit.min(MAX_PAGE) as usize);
     // Off the async threads: a large reception's layout is megabytes of JSON.
-    tauri::async_runtime::spawn_blocking(move || {
-        node.spacedrop().renamed_files(&id, offset as usize, limit)
+    off_thread(&state, move |n| {
+        n.spacedrop().renamed_files(&id, offset as usize, limit)
     })
     .await
-    .map_err(err)?
-    .map_err(err)
 }
 
 /// Failed files `offset..offset + limit` of a transfer: its events list only the first ones.
@@ -213,14 +210,11 @@ pub async fn failed_files(
     offset: u32,
     limit: u32,
 ) -> Res<Vec<FailedFile>> {
-    let (node, id) = (node(&state).await, transfer_id(&id)?);
-    let limit = limit.min(MAX_PAGE) as usize;
-    tauri::async_runtime::spawn_blocking(move || {
-        node.spacedrop().failed_files(&id, offset as usize, limit)
+    let (id, limit) = (transfer_id(&id)?, limit.min(MAX_PAGE) as usize);
+    off_thread(&state, move |n| {
+        n.spacedrop().failed_files(&id, offset as usize, limit)
     })
     .await
-    .map_err(err)?
-    .map_err(err)
 }
 
 #[tauri::command]
@@ -416,8 +410,16 @@ async fn contents<T: Send + 'static>(
     state: &State<'_, AppState>,
     f: impl FnOnce(&LibraryContents) -> Result<T, LibraryError> + Send + 'static,
 ) -> Res<T> {
+    off_thread(state, move |n| f(n.libraries().contents())).await
+}
+
+/// Runs `f` (disk and database work) on a blocking thread, off the async ones.
+async fn off_thread<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
+    state: &State<'_, AppState>,
+    f: impl FnOnce(&Node) -> Result<T, E> + Send + 'static,
+) -> Res<T> {
     let node = node(state).await;
-    tauri::async_runtime::spawn_blocking(move || f(node.libraries().contents()))
+    tauri::async_runtime::spawn_blocking(move || f(&node))
         .await
         .map_err(err)?
         .map_err(err)

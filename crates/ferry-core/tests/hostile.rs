@@ -1232,13 +1232,39 @@ async fn accept(s: &mut ferry_p2p::Incoming, offer: &Offer) -> Result<(), Stream
     write_frame(&mut s.send, &Answer::Accepted { starts }, MAX_ANSWER).await
 }
 
-/// A scripted receiver on 127.0.0.1 (discovery off) speaking `control` and swallowing data,
-/// which the victim has connected to.
-async fn hostile_receiver(
-    s: &Scene,
-    name: &str,
-    control: impl ferry_p2p::Protocol + 'static,
-) -> ferry_p2p::P2p {
+/// What a scripted receiver does with each offer it reads.
+trait Script: Send + Sync + 'static {
+    fn answer<'a>(
+        &'a self,
+        s: &'a mut ferry_p2p::Incoming,
+        offer: Offer,
+    ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>>;
+}
+
+/// The control protocol of a scripted receiver: reads the offer, then follows the script.
+struct Scripted<S>(S);
+
+impl<S: Script> ferry_p2p::Protocol for Scripted<S> {
+    fn id(&self) -> u16 {
+        CONTROL_ID
+    }
+    fn versions(&self) -> std::ops::RangeInclusive<u16> {
+        VERSION..=VERSION
+    }
+    fn handle<'a>(
+        &'a self,
+        s: &'a mut ferry_p2p::Incoming,
+    ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
+        Box::pin(async move {
+            let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, WAIT, "an offer").await?;
+            self.0.answer(s, offer).await
+        })
+    }
+}
+
+/// A scripted receiver on 127.0.0.1 (discovery off) answering offers by `script` and
+/// swallowing data, which the victim has connected to.
+async fn hostile_receiver(s: &Scene, name: &str, script: impl Script) -> ferry_p2p::P2p {
     let cfg = ferry_p2p::P2pConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         info: ferry_p2p::NodeInfo {
@@ -1255,7 +1281,10 @@ async fn hostile_receiver(
     let node = ferry_p2p::P2p::start(
         std::sync::Arc::new(ferry_p2p::Identity::generate().unwrap()),
         cfg,
-        vec![std::sync::Arc::new(control), std::sync::Arc::new(Sink)],
+        vec![
+            std::sync::Arc::new(Scripted(script)),
+            std::sync::Arc::new(Sink),
+        ],
     )
     .await
     .unwrap();
@@ -1272,19 +1301,13 @@ struct FlooderControl {
     flood: Duration,
 }
 
-impl ferry_p2p::Protocol for FlooderControl {
-    fn id(&self) -> u16 {
-        CONTROL_ID
-    }
-    fn versions(&self) -> std::ops::RangeInclusive<u16> {
-        VERSION..=VERSION
-    }
-    fn handle<'a>(
+impl Script for FlooderControl {
+    fn answer<'a>(
         &'a self,
         s: &'a mut ferry_p2p::Incoming,
+        offer: Offer,
     ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
         Box::pin(async move {
-            let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, WAIT, "an offer").await?;
             accept(s, &offer).await?;
             // The same file, a folder-less id and an id far outside the manifest, over and over,
             // each with a long reason.
@@ -1455,19 +1478,13 @@ struct PauserControl {
     ended: tokio::sync::watch::Sender<Option<Instant>>,
 }
 
-impl ferry_p2p::Protocol for PauserControl {
-    fn id(&self) -> u16 {
-        CONTROL_ID
-    }
-    fn versions(&self) -> std::ops::RangeInclusive<u16> {
-        VERSION..=VERSION
-    }
-    fn handle<'a>(
+impl Script for PauserControl {
+    fn answer<'a>(
         &'a self,
         s: &'a mut ferry_p2p::Incoming,
+        offer: Offer,
     ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
         Box::pin(async move {
-            let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, WAIT, "an offer").await?;
             accept(s, &offer).await?;
             let (t, mut n) = (Instant::now(), 0u64);
             while t.elapsed() < self.flood {
@@ -1558,19 +1575,13 @@ async fn a_receivers_pause_flood_costs_no_more_events_than_progress() {
 /// the resume asks for the file again and it arrives.
 struct FailsThenDelivers;
 
-impl ferry_p2p::Protocol for FailsThenDelivers {
-    fn id(&self) -> u16 {
-        CONTROL_ID
-    }
-    fn versions(&self) -> std::ops::RangeInclusive<u16> {
-        VERSION..=VERSION
-    }
-    fn handle<'a>(
+impl Script for FailsThenDelivers {
+    fn answer<'a>(
         &'a self,
         s: &'a mut ferry_p2p::Incoming,
+        offer: Offer,
     ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
         Box::pin(async move {
-            let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, WAIT, "an offer").await?;
             accept(s, &offer).await?;
             if !offer.resume {
                 let failed = Control::FileFailed {
@@ -1625,19 +1636,13 @@ async fn a_file_that_failed_then_arrived_on_a_resume_is_not_counted_failed() {
 /// then reads every resume offer and never answers it.
 struct SilentOnResume;
 
-impl ferry_p2p::Protocol for SilentOnResume {
-    fn id(&self) -> u16 {
-        CONTROL_ID
-    }
-    fn versions(&self) -> std::ops::RangeInclusive<u16> {
-        VERSION..=VERSION
-    }
-    fn handle<'a>(
+impl Script for SilentOnResume {
+    fn answer<'a>(
         &'a self,
         s: &'a mut ferry_p2p::Incoming,
+        offer: Offer,
     ) -> ferry_p2p::router::BoxFuture<'a, Result<(), StreamError>> {
         Box::pin(async move {
-            let offer: Offer = expect_frame(&mut s.recv, MAX_OFFER, WAIT, "an offer").await?;
             if offer.resume {
                 let _ = tokio::time::timeout(Duration::from_secs(120), s.recv.read_to_end(1 << 20))
                     .await;
