@@ -76,6 +76,11 @@ pub enum Event {
         library: String,
         location: String,
     },
+    /// A pull of library rows from a member made progress (at most 4 per second), caught up,
+    /// or failed.
+    Sync {
+        progress: crate::library::sync::SyncProgress,
+    },
     NodeStopped,
 }
 

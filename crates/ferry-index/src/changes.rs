@@ -15,7 +15,7 @@ use std::sync::atomic::AtomicBool;
 use serde::Serialize;
 
 use crate::db::{
-    bytes_path, delete_entry, insert_entry, move_entry, next_seq, parent_of, path_bytes, random_id,
+    bytes_path, delete_entry, insert_entry, move_entry, parent_of, path_bytes, random_id,
     update_entry, Contents, EntryId, EntryKind, IndexError, LocationId, Row, Stat,
 };
 use crate::scan::{stat, walk};
@@ -124,31 +124,30 @@ impl Contents {
         let mut inserts: Vec<Stat> = Vec::new();
         let mut w = self.writer();
         let tx = w.transaction()?;
-        let seq = next_seq(&tx)?;
         for s in present {
             let existing = row_in(&tx, loc, &s.rel)?;
             match existing {
                 Some(row) if row.kind == s.kind => {
                     if !row.matches(&s) || row.inode != s.inode {
-                        update_entry(&tx, &row, seq, &s)?;
+                        update_entry(&tx, &row, &s)?;
                         report.updated += 1;
                     }
                 }
                 other => {
                     if let Some(row) = other {
                         // Replaced by a different kind of thing.
-                        remove_subtree(&tx, loc, seq, &row, &mut report)?;
+                        remove_subtree(&tx, loc, &row, &mut report)?;
                     }
                     if let Some(old) = by_inode.remove(&(s.inode, s.kind)) {
-                        move_subtree(&tx, loc, seq, &old, &s.rel)?;
+                        move_subtree(&tx, loc, &old, &s.rel)?;
                         report.moved += 1;
                         if !old.matches(&s) {
                             if let Some(row) = row_in(&tx, loc, &s.rel)? {
-                                update_entry(&tx, &row, seq, &s)?;
+                                update_entry(&tx, &row, &s)?;
                             }
                         }
                     } else {
-                        insert_entry(&tx, loc, seq, &random_id(), &s)?;
+                        insert_entry(&tx, loc, &random_id(), &s)?;
                         report.added += 1;
                         if s.kind == EntryKind::Dir {
                             inserts.push(s);
@@ -158,7 +157,7 @@ impl Contents {
             }
         }
         for row in by_inode.into_values().chain(unmatched) {
-            remove_subtree(&tx, loc, seq, &row, &mut report)?;
+            remove_subtree(&tx, loc, &row, &mut report)?;
         }
         // New folders (made or moved in from outside): everything under them is new too.
         for dir in inserts {
@@ -170,7 +169,7 @@ impl Contents {
                 &never,
                 &mut |s| {
                     if row_in(&tx, loc, &s.rel)?.is_none() {
-                        insert_entry(&tx, loc, seq, &random_id(), &s)?;
+                        insert_entry(&tx, loc, &random_id(), &s)?;
                         report.added += 1;
                     }
                     Ok(())
@@ -240,17 +239,16 @@ fn subtree_ids(
 fn remove_subtree(
     tx: &rusqlite::Transaction<'_>,
     loc: &LocationId,
-    seq: i64,
     row: &Row,
     report: &mut ChangeReport,
 ) -> Result<(), IndexError> {
     if row.kind == EntryKind::Dir {
         for (id, _) in subtree_ids(tx, loc, &row.rel)? {
-            delete_entry(tx, loc, seq, &id)?;
+            delete_entry(tx, loc, &id)?;
             report.removed += 1;
         }
     }
-    delete_entry(tx, loc, seq, &row.id)?;
+    delete_entry(tx, loc, &row.id)?;
     report.removed += 1;
     Ok(())
 }
@@ -258,7 +256,6 @@ fn remove_subtree(
 fn move_subtree(
     tx: &rusqlite::Transaction<'_>,
     loc: &LocationId,
-    seq: i64,
     old: &Row,
     new_rel: &[u8],
 ) -> Result<(), IndexError> {
@@ -269,13 +266,13 @@ fn move_subtree(
     };
     // Anything already recorded under the new path was replaced by this move.
     for (id, _) in subtree_ids(tx, loc, new_rel)? {
-        delete_entry(tx, loc, seq, &id)?;
+        delete_entry(tx, loc, &id)?;
     }
-    move_entry(tx, &old.id, seq, new_rel)?;
+    move_entry(tx, &old.id, new_rel)?;
     for (id, rel) in children {
         let mut moved = new_rel.to_vec();
         moved.extend_from_slice(&rel[old.rel.len()..]);
-        move_entry(tx, &id, seq, &moved)?;
+        move_entry(tx, &id, &moved)?;
     }
     Ok(())
 }

@@ -4,26 +4,32 @@
 //! tables, but migrate on their own counter (`contents_meta.version`), so this crate never
 //! needs to know the other tables' history.
 //!
-//! Schema (version 2; version 2 added the `entries_listing` index):
+//! Schema (version 3; version 2 added the `entries_listing` index, version 3 what sync needs):
 //! - `locations`: one row per indexed folder. `id` is 16 random bytes, stable everywhere; `node`
-//!   is the member whose disk it is on; `path` its absolute path there (raw OS bytes). The rest
-//!   is local state: `state` (`pending` → `walking` → `identifying` → `done`, so a restart
-//!   knows what to resume), `online`, the root folder's `(root_dev, root_ino)` (to tell an
-//!   unmounted drive's empty mount point from a folder that was emptied), `last_scan`, `error`.
+//!   is the member whose disk it is on (its *owner*, the only node that writes its rows); `path`
+//!   its absolute path there (raw OS bytes). `state` (`pending` → `walking` → `identifying` →
+//!   `done`, so a restart knows what to resume), `online`, `last_scan` and `error` are the
+//!   owner's; the root folder's `(root_dev, root_ino)` (to tell an unmounted drive's empty mount
+//!   point from a folder that was emptied) is local only.
 //! - `entries`: one row per file, folder and symlink under a location. `id` is 16 random bytes
 //!   that survive renames and moves (so a synced peer sees a move, not a delete and an add);
 //!   `rel` is the path relative to the location, `/`-separated raw bytes (names need not be
 //!   UTF-8), unique per location; `parent` is the `rel` of its folder (`""` at the top), indexed
 //!   so a folder lists in one range read (and `entries_listing` keeps that read in display order,
 //!   so a page of a 100,000-entry folder needs no sort); `name` is the display name (lossy UTF-8); `kind`,
-//!   `size`, `mtime` (ns); `inode` (local, to recognise a move); `cas` is the content id once
+//!   `size`, `mtime` (ns); `inode` (local, to recognise a move; 0 in replicas); `cas` is the content id once
 //!   computed (NULL until then, and again after the file changes); `error` says why an entry is
 //!   not fully indexed (unreadable, changed while hashed).
-//! - `objects`: one row per content id: size, when first seen, and the thumbnail state
-//!   (`thumb`: 0 not tried, 1 ready, 2 failed with `thumb_error`, 3 not an image).
-//! - Change tracking for sync: every write bumps `contents_meta.seq` once per batch and stamps
-//!   the rows it wrote with it (`entries.seq`); a deleted entry leaves `removed(id, location,
-//!   seq)`. "Everything after seq N" is then one indexed range read per table.
+//! - `objects`: one row per content id of this node's files: size, when first seen, and the
+//!   thumbnail state (`thumb`: 0 not tried, 1 ready, 2 failed with `thumb_error`, 3 not an image).
+//! - Change tracking for sync (see `replica`): every row a node writes for its own locations
+//!   takes the next number of its counter `contents_meta.seq` (`locations.seq`, `entries.seq`);
+//!   a deleted entry leaves `removed(id, location, seq)`, a removed location
+//!   `removed_locations(id, node, seq)`. `contents_meta.index_id` (the creation time of this
+//!   counter, ms) names the sequence space: a reset database gets a new one. Rows of other
+//!   members' locations (replicas) keep their author's numbers, and `sync_heads` says how far
+//!   this node holds each author's sequence (`seq`, of `index_id`), the highest head heard of
+//!   (`head`) and when it last applied a batch (`synced_at`, ms).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -50,6 +56,8 @@ pub enum IndexError {
     NotFound(String),
     #[error("cancelled")]
     Cancelled,
+    #[error("that location is on another member's disk: only its owner changes it")]
+    NotOwner,
 }
 
 const MIGRATIONS: &[&str] = &[
@@ -104,6 +112,37 @@ INSERT INTO contents_meta (version, seq) VALUES (0, 0);
     r#"
 CREATE INDEX entries_listing ON entries (location, parent, kind != 1, name COLLATE NOCASE);
 "#,
+    // Sync: one sequence number per row (renumbering what version 2 stamped per batch), and
+    // the tables of what was removed and what is held of each author.
+    r#"
+ALTER TABLE contents_meta ADD COLUMN index_id INTEGER NOT NULL DEFAULT 0;
+UPDATE contents_meta SET index_id = CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER);
+ALTER TABLE locations ADD COLUMN seq INTEGER NOT NULL DEFAULT 0;
+UPDATE entries SET seq = rowid;
+UPDATE removed SET seq = rowid + (SELECT COALESCE(MAX(seq), 0) FROM entries);
+UPDATE locations SET seq = rowid + MAX((SELECT COALESCE(MAX(seq), 0) FROM entries),
+                                       (SELECT COALESCE(MAX(seq), 0) FROM removed));
+UPDATE contents_meta SET seq = MAX((SELECT COALESCE(MAX(seq), 0) FROM entries),
+                                   (SELECT COALESCE(MAX(seq), 0) FROM removed),
+                                   (SELECT COALESCE(MAX(seq), 0) FROM locations));
+DROP INDEX entries_seq;
+CREATE INDEX entries_location_seq ON entries (location, seq);
+CREATE INDEX removed_location_seq ON removed (location, seq);
+CREATE INDEX locations_node ON locations (node, seq);
+CREATE TABLE removed_locations (
+    id BLOB PRIMARY KEY,
+    node BLOB NOT NULL,
+    seq INTEGER NOT NULL
+);
+CREATE INDEX removed_locations_node ON removed_locations (node, seq);
+CREATE TABLE sync_heads (
+    author BLOB PRIMARY KEY,
+    index_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    head INTEGER NOT NULL DEFAULT 0,
+    synced_at INTEGER
+);
+"#,
 ];
 
 /// What an entry is. Symlinks are recorded, never followed (so a link loop cannot trap us).
@@ -141,7 +180,19 @@ impl EntryKind {
 pub struct LocationInfo {
     pub id: String,
     pub name: String,
+    /// Where it is on its owner's disk.
     pub path: String,
+    /// The node whose disk it is on (hex id).
+    pub owner: String,
+    /// On this node's disk (else a read-only replica of the owner's rows).
+    pub local: bool,
+    /// The owner's name in the library, and whether it is connected now (`None`: not known,
+    /// e.g. read without a running node). Filled in by the library layer.
+    pub owner_name: Option<String>,
+    pub owner_online: Option<bool>,
+    /// A replica: when it last received a batch from anyone (unix ms).
+    #[cfg_attr(feature = "specta", specta(type = Option<specta_typescript::Number>))]
+    pub synced_at: Option<i64>,
     /// `pending`, `walking`, `identifying` or `done`.
     pub state: String,
     pub online: bool,
@@ -246,10 +297,19 @@ pub fn hex(b: &[u8]) -> String {
 }
 
 pub fn parse_id(s: &str) -> Option<[u8; 16]> {
-    if s.len() != 32 {
+    parse_hex(s)
+}
+
+/// A node id as [`hex`] writes it.
+pub fn parse_hex32(s: &str) -> Option<[u8; 32]> {
+    parse_hex(s)
+}
+
+fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
+    if s.len() != 2 * N {
         return None;
     }
-    let mut out = [0u8; 16];
+    let mut out = [0u8; N];
     for (i, o) in out.iter_mut().enumerate() {
         *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
@@ -298,6 +358,22 @@ pub(crate) fn parent_of(rel: &[u8]) -> &[u8] {
 fn name_of(rel: &[u8]) -> String {
     let start = rel.iter().rposition(|&c| c == b'/').map_or(0, |i| i + 1);
     String::from_utf8_lossy(&rel[start..]).into_owned()
+}
+
+/// Why a local-only operation found no location of this node: none at all, or another
+/// member's (whose rows only it writes).
+fn not_here(c: &Connection, id: &LocationId) -> Result<IndexError, IndexError> {
+    let remote = c
+        .query_row("SELECT 1 FROM locations WHERE id = ?1", params![id], |_| {
+            Ok(())
+        })
+        .optional()?
+        .is_some();
+    Ok(if remote {
+        IndexError::NotOwner
+    } else {
+        IndexError::NotFound("location".into())
+    })
 }
 
 fn corrupt<E: std::fmt::Display>(e: E) -> IndexError {
@@ -401,37 +477,83 @@ impl Contents {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| canon.to_string_lossy().into_owned());
         let (dev, ino) = root_identity(&canon).unwrap_or((0, 0));
-        self.writer().execute(
-            "INSERT INTO locations (id, node, path, name, added, root_dev, root_ino)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                id,
-                self.node,
-                path_bytes(&canon),
-                name,
-                now_ms(),
-                dev as i64,
-                ino as i64
-            ],
-        )?;
+        {
+            let mut w = self.writer();
+            let tx = w.transaction()?;
+            tx.execute(
+                "INSERT INTO locations (id, node, path, name, added, root_dev, root_ino, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    id,
+                    self.node,
+                    path_bytes(&canon),
+                    name,
+                    now_ms(),
+                    dev as i64,
+                    ino as i64,
+                    next_seq(&tx)?
+                ],
+            )?;
+            tx.commit()?;
+        }
         self.location(&id)
     }
 
-    /// Removes a location and every entry under it from the library (the folder on disk is
-    /// untouched).
+    /// Removes one of this node's locations and every entry under it from the library (the
+    /// folder on disk is untouched). Members learn it from one tombstone for the location.
     pub fn remove_location(&self, id: &LocationId) -> Result<(), IndexError> {
         let mut w = self.writer();
         let tx = w.transaction()?;
-        let seq = next_seq(&tx)?;
-        tx.execute(
-            "INSERT OR REPLACE INTO removed (id, location, seq) SELECT id, location, ?2 FROM entries WHERE location = ?1",
-            params![id, seq],
+        let n = tx.execute(
+            "DELETE FROM locations WHERE id = ?1 AND node = ?2",
+            params![id, self.node],
         )?;
-        let n = tx.execute("DELETE FROM locations WHERE id = ?1", params![id])?;
-        tx.commit()?;
         if n == 0 {
-            return Err(IndexError::NotFound("location".into()));
+            return Err(not_here(&tx, id)?);
         }
+        tx.execute("DELETE FROM removed WHERE location = ?1", params![id])?;
+        tx.execute(
+            "INSERT OR REPLACE INTO removed_locations (id, node, seq) VALUES (?1, ?2, ?3)",
+            params![id, self.node, next_seq(&tx)?],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Renames one of this node's locations (its display name, for every member).
+    pub fn rename_location(&self, id: &LocationId, name: &str) -> Result<LocationInfo, IndexError> {
+        let name = name.trim();
+        if name.is_empty()
+            || name.len() > crate::replica::MAX_NAME
+            || name.contains(char::is_control)
+        {
+            return Err(IndexError::Refused(format!(
+                "a location name is 1 to {} bytes without control characters",
+                crate::replica::MAX_NAME
+            )));
+        }
+        self.touch_location(id, "name = ?2", name)?;
+        self.location(id)
+    }
+
+    /// Updates columns of one of this node's locations and gives its row the next sequence
+    /// number, so members receive the change.
+    fn touch_location(
+        &self,
+        id: &LocationId,
+        set: &str,
+        value: impl rusqlite::ToSql,
+    ) -> Result<(), IndexError> {
+        let mut w = self.writer();
+        let tx = w.transaction()?;
+        let n = tx.execute(
+            &format!("UPDATE locations SET {set}, seq = ?3 WHERE id = ?1 AND node = ?4"),
+            params![id, value, next_seq(&tx)?, self.node],
+        )?;
+        if n == 0 {
+            return Err(not_here(&tx, id)?);
+        }
+        tx.commit()?;
         Ok(())
     }
 
@@ -450,8 +572,15 @@ impl Contents {
         Ok(out)
     }
 
+    /// Every location of the library: this node's first, then the replicas of other members'.
     pub fn locations(&self) -> Result<Vec<LocationInfo>, IndexError> {
-        let ids: Vec<LocationId> = self.location_paths()?.into_iter().map(|x| x.0).collect();
+        let ids: Vec<LocationId> = {
+            let r = self.reader();
+            let mut st =
+                r.prepare("SELECT id FROM locations ORDER BY node != ?1, node, added, id")?;
+            let rows = st.query_map(params![self.node], |r| r.get::<_, Vec<u8>>(0))?;
+            rows.map(|r| id16(r?)).collect::<Result<_, _>>()?
+        };
         ids.iter().map(|id| self.location(id)).collect()
     }
 
@@ -459,7 +588,9 @@ impl Contents {
         let r = self.reader();
         let row = r
             .query_row(
-                "SELECT name, path, state, online, last_scan, error FROM locations WHERE id = ?1",
+                "SELECT l.name, l.path, l.state, l.online, l.last_scan, l.error, l.node, h.synced_at
+                 FROM locations l LEFT JOIN sync_heads h ON h.author = l.node
+                 WHERE l.id = ?1",
                 params![id],
                 |r| {
                     Ok((
@@ -469,6 +600,8 @@ impl Contents {
                         r.get::<_, bool>(3)?,
                         r.get::<_, Option<i64>>(4)?,
                         r.get::<_, Option<String>>(5)?,
+                        r.get::<_, Vec<u8>>(6)?,
+                        r.get::<_, Option<i64>>(7)?,
                     ))
                 },
             )
@@ -491,10 +624,16 @@ impl Contents {
                 ))
             },
         )?;
+        let local = row.6 == self.node;
         Ok(LocationInfo {
             id: hex(id),
             name: row.0,
             path: bytes_path(&row.1).to_string_lossy().into_owned(),
+            owner: hex(&row.6),
+            local,
+            owner_name: None,
+            owner_online: None,
+            synced_at: if local { None } else { row.7 },
             state: row.2,
             online: row.3,
             files: files as u64,
@@ -512,13 +651,12 @@ impl Contents {
         let q = query.trim_end_matches('/');
         let canon = std::fs::canonicalize(query).ok();
         let mut hits = Vec::new();
-        for (id, path) in self.location_paths()? {
-            let info = self.location(&id)?;
+        for info in self.locations()? {
+            let path = Path::new(&info.path);
             let hit = info.id.starts_with(&q.to_lowercase()) && q.len() >= 4
                 || info.name == q
-                || path == Path::new(q)
-                || canon.as_deref() == Some(path.as_path());
-            if hit {
+                || info.local && (path == Path::new(q) || canon.as_deref() == Some(path));
+            if let Some(id) = parse_id(&info.id).filter(|_| hit) {
                 hits.push(id);
             }
         }
@@ -531,25 +669,32 @@ impl Contents {
         }
     }
 
+    /// The folder of one of this node's locations. Everything that reads or watches the disk
+    /// starts here, so no local job ever touches a replica's rows.
     pub(crate) fn root(&self, id: &LocationId) -> Result<PathBuf, IndexError> {
-        let p: Vec<u8> = self
-            .reader()
+        let r = self.reader();
+        let p: Option<Vec<u8>> = r
             .query_row(
-                "SELECT path FROM locations WHERE id = ?1",
-                params![id],
+                "SELECT path FROM locations WHERE id = ?1 AND node = ?2",
+                params![id, self.node],
                 |r| r.get(0),
             )
-            .optional()?
-            .ok_or_else(|| IndexError::NotFound("location".into()))?;
-        Ok(bytes_path(&p))
+            .optional()?;
+        match p {
+            Some(p) => Ok(bytes_path(&p)),
+            None => Err(not_here(&r, id)?),
+        }
     }
 
     pub(crate) fn set_state(&self, id: &LocationId, state: &str) -> Result<(), IndexError> {
-        self.writer().execute(
-            "UPDATE locations SET state = ?2 WHERE id = ?1",
-            params![id, state],
-        )?;
+        if self.state(id)? != state {
+            self.touch_location(id, "state = ?2", state)?;
+        }
         Ok(())
+    }
+
+    pub(crate) fn set_last_scan(&self, id: &LocationId, ms: i64) -> Result<(), IndexError> {
+        self.touch_location(id, "last_scan = ?2", ms)
     }
 
     pub(crate) fn state(&self, id: &LocationId) -> Result<String, IndexError> {
@@ -563,10 +708,16 @@ impl Contents {
         online: bool,
         error: Option<&str>,
     ) -> Result<(), IndexError> {
-        self.writer().execute(
-            "UPDATE locations SET online = ?2, error = ?3 WHERE id = ?1",
-            params![id, online, error],
-        )?;
+        let now = self.location(id)?;
+        if now.online != online || now.error.as_deref() != error {
+            let mut w = self.writer();
+            let tx = w.transaction()?;
+            tx.execute(
+                "UPDATE locations SET online = ?2, error = ?3, seq = ?4 WHERE id = ?1 AND node = ?5",
+                params![id, online, error, next_seq(&tx)?, self.node],
+            )?;
+            tx.commit()?;
+        }
         Ok(())
     }
 
@@ -780,22 +931,21 @@ pub(crate) fn root_identity(path: &Path) -> Option<(u64, u64)> {
     }
 }
 
-/// Takes the next change sequence number for the batch in `tx`.
-pub(crate) fn next_seq(tx: &Transaction<'_>) -> Result<i64, IndexError> {
-    Ok(tx.query_row(
-        "UPDATE contents_meta SET seq = seq + 1 RETURNING seq",
-        [],
-        |r| r.get(0),
-    )?)
+/// Takes the next change sequence number, for one row written in `tx`. Every row of ours
+/// carries its own number, so "what changed after N" pages exactly (no two rows share one).
+pub(crate) fn next_seq(tx: &Connection) -> Result<i64, IndexError> {
+    Ok(tx
+        .prepare_cached("UPDATE contents_meta SET seq = seq + 1 RETURNING seq")?
+        .query_row([], |r| r.get(0))?)
 }
 
 pub(crate) fn insert_entry(
     tx: &Transaction<'_>,
     loc: &LocationId,
-    seq: i64,
     id: &EntryId,
     s: &Stat,
 ) -> Result<(), IndexError> {
+    let seq = next_seq(tx)?;
     tx.prepare_cached(
         "INSERT INTO entries (id, location, rel, parent, name, kind, size, mtime, inode, error, seq)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
@@ -820,12 +970,8 @@ pub(crate) fn insert_entry(
 }
 
 /// Updates a row from disk; its content id is kept only if the content cannot have changed.
-pub(crate) fn update_entry(
-    tx: &Transaction<'_>,
-    row: &Row,
-    seq: i64,
-    s: &Stat,
-) -> Result<(), IndexError> {
+pub(crate) fn update_entry(tx: &Transaction<'_>, row: &Row, s: &Stat) -> Result<(), IndexError> {
+    let seq = next_seq(tx)?;
     let keep_cas = row.kind == s.kind && row.size == s.size && row.mtime == s.mtime;
     tx.prepare_cached(
         "UPDATE entries SET kind = ?2, size = ?3, mtime = ?4, inode = ?5, error = ?6, seq = ?7,
@@ -848,9 +994,9 @@ pub(crate) fn update_entry(
 pub(crate) fn delete_entry(
     tx: &Transaction<'_>,
     loc: &LocationId,
-    seq: i64,
     id: &EntryId,
 ) -> Result<(), IndexError> {
+    let seq = next_seq(tx)?;
     tx.prepare_cached("DELETE FROM entries WHERE id = ?1")?
         .execute(params![id])?;
     tx.prepare_cached("INSERT OR REPLACE INTO removed (id, location, seq) VALUES (?1, ?2, ?3)")?
@@ -859,12 +1005,8 @@ pub(crate) fn delete_entry(
 }
 
 /// Gives an entry a new relative path (a rename or move: same id, same content id).
-pub(crate) fn move_entry(
-    tx: &Transaction<'_>,
-    id: &EntryId,
-    seq: i64,
-    rel: &[u8],
-) -> Result<(), IndexError> {
+pub(crate) fn move_entry(tx: &Transaction<'_>, id: &EntryId, rel: &[u8]) -> Result<(), IndexError> {
+    let seq = next_seq(tx)?;
     tx.prepare_cached(
         "UPDATE entries SET rel = ?2, parent = ?3, name = ?4, seq = ?5 WHERE id = ?1",
     )?

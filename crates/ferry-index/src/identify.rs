@@ -165,7 +165,6 @@ impl Contents {
                 .collect();
             let mut w = self.writer();
             let tx = w.transaction()?;
-            let seq = next_seq(&tx)?;
             let now = db::now_ms();
             for (p, o) in &outcomes {
                 match o {
@@ -175,7 +174,7 @@ impl Contents {
                         tx.prepare_cached(
                             "UPDATE entries SET cas = ?2, size = ?3, mtime = ?4, seq = ?5 WHERE id = ?1",
                         )?
-                        .execute(params![p.id, id, *size as i64, mtime, seq])?;
+                        .execute(params![p.id, id, *size as i64, mtime, next_seq(&tx)?])?;
                         let wants = thumb::is_thumbnailable(&bytes_path(&p.rel));
                         tx.prepare_cached(
                             "INSERT INTO objects (cas, size, first_seen, thumb) VALUES (?1, ?2, ?3, ?4)
@@ -192,12 +191,12 @@ impl Contents {
                             p.id,
                             *size as i64,
                             mtime,
-                            seq
+                            next_seq(&tx)?
                         ])?;
                     }
                     Outcome::Vanished => {
                         report.vanished += 1;
-                        db::delete_entry(&tx, loc, seq, &p.id)?;
+                        db::delete_entry(&tx, loc, &p.id)?;
                     }
                     Outcome::Failed(e) => {
                         let path = String::from_utf8_lossy(&p.rel).into_owned();
@@ -210,7 +209,7 @@ impl Contents {
                             });
                         }
                         tx.prepare_cached("UPDATE entries SET error = ?2, seq = ?3 WHERE id = ?1")?
-                            .execute(params![p.id, e, seq])?;
+                            .execute(params![p.id, e, next_seq(&tx)?])?;
                     }
                 }
             }

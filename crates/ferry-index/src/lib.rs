@@ -7,6 +7,8 @@
 //! - [`identify`]: content ids ([`cas`]) and thumbnails ([`thumb`]) for what is new.
 //! - [`changes`]: applying the paths the [`watch`]er reports.
 //! - [`serve`]: answers for the app's `ferry://` scheme (files and thumbnails, with Range).
+//! - [`replica`]: what library sync reads and writes: changes after a sequence number, and
+//!   other members' rows applied as read-only replicas.
 //! - [`program`]: whether opening a file would run it (the app asks first).
 
 pub mod cas;
@@ -14,6 +16,7 @@ pub mod changes;
 pub mod db;
 pub mod identify;
 pub mod program;
+pub mod replica;
 pub mod scan;
 pub mod serve;
 pub mod thumb;

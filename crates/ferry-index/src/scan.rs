@@ -16,8 +16,8 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::db::{
-    self, delete_entry, insert_entry, next_seq, random_id, update_entry, Contents, EntryKind,
-    IndexError, LocationId, Row, Stat,
+    self, delete_entry, insert_entry, random_id, update_entry, Contents, EntryKind, IndexError,
+    LocationId, Row, Stat,
 };
 
 pub(crate) const BATCH: usize = 4096;
@@ -242,12 +242,11 @@ impl<'a> Writer<'a> {
         }
         let mut w = self.contents.writer();
         let tx = w.transaction()?;
-        let seq = next_seq(&tx)?;
         for op in self.ops.drain(..) {
             match op {
-                Op::Insert(s) => insert_entry(&tx, &self.loc, seq, &random_id(), &s)?,
-                Op::Update(row, s) => update_entry(&tx, &row, seq, &s)?,
-                Op::Delete(id) => delete_entry(&tx, &self.loc, seq, &id)?,
+                Op::Insert(s) => insert_entry(&tx, &self.loc, &random_id(), &s)?,
+                Op::Update(row, s) => update_entry(&tx, &row, &s)?,
+                Op::Delete(id) => delete_entry(&tx, &self.loc, &id)?,
             }
         }
         tx.commit()?;
@@ -361,10 +360,8 @@ impl Contents {
             writer.push(Op::Delete(row.id))?;
         }
         writer.flush()?;
-        self.writer().execute(
-            "UPDATE locations SET state = 'identifying', last_scan = ?2 WHERE id = ?1",
-            rusqlite::params![loc, db::now_ms()],
-        )?;
+        self.set_state(loc, "identifying")?;
+        self.set_last_scan(loc, db::now_ms())?;
         progress(report.seen);
         report.ms = started.elapsed().as_millis() as u64;
         Ok(report)

@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ferry_index::serve::{self, Caching, Response};
@@ -69,7 +69,11 @@ struct Inner {
     /// Set when a location is removed, to stop its running job.
     cancels: Mutex<HashMap<LocationId, Arc<AtomicBool>>>,
     stop: AtomicBool,
+    /// Fills in a location's owner (name, connected): the library layer knows them.
+    decorate: OnceLock<Decorate>,
 }
+
+type Decorate = Box<dyn Fn(&LibraryId, &mut LocationInfo) + Send + Sync>;
 
 /// Handle to the libraries' contents (cheap to clone).
 #[derive(Clone)]
@@ -102,6 +106,7 @@ impl LibraryContents {
                 queued: Mutex::default(),
                 cancels: Mutex::default(),
                 stop: AtomicBool::new(false),
+                decorate: OnceLock::new(),
             }),
         }
     }
@@ -134,6 +139,17 @@ impl LibraryContents {
         lock(&self.inner.open).remove(lib);
     }
 
+    pub(crate) fn set_decorate(&self, f: Decorate) {
+        let _ = self.inner.decorate.set(f);
+    }
+
+    fn decorated(&self, lib: &LibraryId, mut l: LocationInfo) -> LocationInfo {
+        if let Some(f) = self.inner.decorate.get() {
+            f(lib, &mut l);
+        }
+        l
+    }
+
     pub fn thumbs(&self) -> &ThumbStore {
         &self.inner.thumbs
     }
@@ -154,10 +170,14 @@ impl LibraryContents {
         Ok(info)
     }
 
-    /// Removes a location from a library (the folder itself is untouched).
+    /// Removes one of this node's locations from a library (the folder itself is untouched).
     pub fn remove_location(&self, lib: &LibraryId, loc: &LocationId) -> Result<(), LibraryError> {
+        let c = self.of(lib)?;
+        if !c.location(loc)?.local {
+            return Err(ferry_index::IndexError::NotOwner.into());
+        }
         self.stop_location(loc);
-        self.of(lib)?.remove_location(loc)?;
+        c.remove_location(loc)?;
         let _ = self.inner.events.send(Event::LocationRemoved {
             library: lib.hex(),
             location: loc_hex(loc),
@@ -165,9 +185,34 @@ impl LibraryContents {
         Ok(())
     }
 
-    /// Queues a full rescan (and content ids, thumbnails) of a location.
+    /// Renames one of this node's locations, for every member.
+    pub fn rename_location(
+        &self,
+        lib: &LibraryId,
+        loc: &LocationId,
+        name: &str,
+    ) -> Result<LocationInfo, LibraryError> {
+        let c = self.of(lib)?;
+        let info = c.rename_location(loc, name)?;
+        self.emit_location(lib, &c, loc);
+        Ok(self.decorated(lib, info))
+    }
+
+    /// One location (this node's or a replica), its owner filled in.
+    pub fn location(
+        &self,
+        lib: &LibraryId,
+        loc: &LocationId,
+    ) -> Result<LocationInfo, LibraryError> {
+        let l = self.of(lib)?.location(loc)?;
+        Ok(self.decorated(lib, l))
+    }
+
+    /// Queues a full rescan (and content ids, thumbnails) of one of this node's locations.
     pub fn rescan(&self, lib: &LibraryId, loc: &LocationId) -> Result<(), LibraryError> {
-        self.of(lib)?.location(loc)?;
+        if !self.of(lib)?.location(loc)?.local {
+            return Err(ferry_index::IndexError::NotOwner.into());
+        }
         if !self.running() {
             return Err(LibraryError::NotRunning);
         }
@@ -175,8 +220,10 @@ impl LibraryContents {
         Ok(())
     }
 
+    /// Every location of the library: this node's first, then other members' replicas.
     pub fn locations(&self, lib: &LibraryId) -> Result<Vec<LocationInfo>, LibraryError> {
-        Ok(self.of(lib)?.locations()?)
+        let v = self.of(lib)?.locations()?;
+        Ok(v.into_iter().map(|l| self.decorated(lib, l)).collect())
     }
 
     pub fn list(
@@ -588,7 +635,7 @@ impl LibraryContents {
         if let Ok(location) = c.location(loc) {
             let _ = self.inner.events.send(Event::Location {
                 library: lib.hex(),
-                location,
+                location: self.decorated(lib, location),
             });
         }
     }

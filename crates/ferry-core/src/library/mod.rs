@@ -6,6 +6,8 @@
 //! - `pair`: pairing (protocol 5): a short code both users compare, then the join.
 //! - `tunnel`: the membership proof (protocol 6) in front of every library protocol.
 //! - `members`: the member-list exchange that runs inside the tunnel.
+//! - [`sync`]: library sync inside the tunnel: every member's locations and entries on every
+//!   member (spec: `sync/PROTOCOL.md`).
 //!
 //! Trust model: every member is trusted with the member list (any member may add, by pairing,
 //! or remove a node; the newest change wins). Nothing about libraries is published in mDNS:
@@ -18,6 +20,7 @@ pub mod wire;
 pub mod contents;
 mod members;
 mod pair;
+pub mod sync;
 mod tunnel;
 
 use std::collections::HashMap;
@@ -164,6 +167,7 @@ pub(crate) struct Shared {
     told: Mutex<HashMap<(PeerId, LibraryId), usize>>,
     /// Held while a pairing checks for and creates a library, so two never create one twice.
     creating: Mutex<()>,
+    sync: sync::Sync,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -187,7 +191,7 @@ impl Libraries {
         std::fs::create_dir_all(&dir)?;
         let contents =
             LibraryContents::new(data_dir, dir.clone(), identity.peer_id().0, events.clone());
-        Ok(Libraries {
+        let libs = Libraries {
             shared: Arc::new(Shared {
                 contents,
                 dir,
@@ -201,8 +205,16 @@ impl Libraries {
                 synced: Mutex::default(),
                 told: Mutex::default(),
                 creating: Mutex::default(),
+                sync: sync::Sync::default(),
             }),
-        })
+        };
+        let weak = Arc::downgrade(&libs.shared);
+        libs.shared.contents.set_decorate(Box::new(move |id, l| {
+            if let Some(shared) = weak.upgrade() {
+                shared.decorate(id, l);
+            }
+        }));
+        Ok(libs)
     }
 
     /// The libraries of a data dir without a running node: reading, creating and renaming
@@ -231,6 +243,34 @@ impl Libraries {
     pub(crate) fn attach(&self, p2p: P2p) {
         let mut rx = p2p.subscribe();
         let _ = self.shared.p2p.set(p2p.clone());
+        // Peers that connected before we subscribed (a --connect at start) are greeted too.
+        for p in p2p.peers() {
+            if p.state == PeerState::Connected {
+                self.shared.on_connected(p.id);
+            }
+        }
+        // Whatever changes a library's contents here wakes the servers of its sync streams.
+        let mut events = self.shared.events.subscribe();
+        let weak = Arc::downgrade(&self.shared);
+        tokio::spawn(async move {
+            loop {
+                let lib = match events.recv().await {
+                    Ok(
+                        Event::ContentsChanged { library, .. }
+                        | Event::Location { library, .. }
+                        | Event::LocationRemoved { library, .. },
+                    ) => LibraryId::parse(&library),
+                    Ok(_) => continue,
+                    Err(broadcast::error::RecvError::Lagged(_)) => None,
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                let Some(shared) = weak.upgrade() else { break };
+                match lib {
+                    Some(lib) => shared.sync.poke(&lib),
+                    None => shared.sync.poke_all(),
+                }
+            }
+        });
         let weak = Arc::downgrade(&self.shared);
         tokio::spawn(async move {
             loop {
@@ -523,6 +563,12 @@ impl Libraries {
         v.into_iter().map(|(_, p)| p).collect()
     }
 
+    /// Per member: what this node holds of its rows, how far behind it is, and the pull
+    /// running from it.
+    pub fn sync_status(&self, id: &LibraryId) -> Result<Vec<sync::MemberSync>, LibraryError> {
+        sync::status(&self.shared, id)
+    }
+
     /// Opens a tunnel to a member for a library protocol (for the library protocols to come).
     pub async fn open_tunnel(
         &self,
@@ -537,6 +583,26 @@ impl Libraries {
 impl Shared {
     fn me(&self) -> PeerId {
         self.identity.peer_id()
+    }
+
+    /// Fills in a location's owner: its name in the library and whether it is connected.
+    fn decorate(&self, id: &LibraryId, l: &mut ferry_index::LocationInfo) {
+        let Some(owner) = ferry_index::db::parse_hex32(&l.owner).map(PeerId) else {
+            return;
+        };
+        l.owner = owner.fingerprint();
+        if owner == self.me() {
+            l.owner_name = Some(self.my_name());
+            l.owner_online = Some(true);
+            return;
+        }
+        l.owner_name = self
+            .db(id)
+            .and_then(|db| db.member(&owner).ok().flatten())
+            .map(|m| m.record.name)
+            .filter(|n| !n.is_empty())
+            .or_else(|| Some(owner.short()));
+        l.owner_online = self.p2p.get().map(|p| p.connection(&owner).is_some());
     }
 
     fn my_name(&self) -> String {
@@ -658,6 +724,14 @@ impl Shared {
         let _ = self.events.send(Event::Library {
             library: info.clone(),
         });
+        sync::prune(self, id);
+        if let Some(p2p) = self.p2p.get() {
+            for m in &info.members {
+                if !m.me && m.state == MemberState::Member && p2p.connection(&m.node).is_some() {
+                    sync::ensure(self, m.node, *id);
+                }
+            }
+        }
         tokio::spawn(self.clone().push(*id, source));
         Ok(info)
     }
@@ -699,6 +773,9 @@ impl Shared {
                     .is_some_and(|m| m.record.state == MemberState::Member)
             })
             .collect();
+        for id in &shared {
+            sync::ensure(self, peer, *id);
+        }
         // Only members are remembered, so strangers cannot grow this map.
         if shared.is_empty()
             || lock(&self.synced).insert(peer, conn.stable_id()) == Some(conn.stable_id())

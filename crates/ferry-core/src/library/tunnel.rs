@@ -133,6 +133,7 @@ async fn accept(shared: &std::sync::Arc<Shared>, s: &mut Incoming) -> Result<(),
     proven(shared, &open.library, &peer, Some(s.conn.remote_address()));
     match open.inner {
         wire::INNER_MEMBERS => members::serve(shared, open.library, peer, s).await,
+        wire::INNER_SYNC => super::sync::serve(shared, open.library, peer, s).await,
         _ => Err(StreamError::Local(
             Code::UnknownProtocol,
             "unknown library protocol",

@@ -15,6 +15,8 @@ pub const VERSION: u16 = 1;
 
 /// Library protocols carried inside a tunnel (the `inner` field of [`Open`]).
 pub const INNER_MEMBERS: u16 = 1;
+/// Library sync: every member's locations and entries (see `library/sync`).
+pub const INNER_SYNC: u16 = 2;
 
 /// Largest pairing/tunnel handshake message (requests, nonces, proofs, decisions).
 pub const MAX_SMALL: usize = 512;
