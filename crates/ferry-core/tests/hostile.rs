@@ -118,13 +118,15 @@ impl Scene {
 
 // ---- memory ----
 
+/// A figure of /proc/self/status in KiB. One that cannot be read fails the test: read as 0,
+/// every "memory grew less than N" would pass.
 fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
+    let status = std::fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
+    status
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
 
 /// RSS now, and the peak since the last [`Mem::start`] (VmHWM, reset through `clear_refs`).
