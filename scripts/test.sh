@@ -17,6 +17,7 @@ npm --prefix ui run build --silent
 npm --prefix ui test --silent 2>&1 | tee target/ui-test-output.txt
 
 echo "== format and lints"
+python3 scripts/results.py --self-test
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
@@ -46,18 +47,10 @@ cargo build --locked -p ferry-desktop -p ferry-cli &&
 e2e=${PIPESTATUS[0]}
 set -e
 
-# The summary: counts from each runner's own closing lines (colour codes stripped).
-count() { (set +o pipefail; sed 's/\x1b\[[0-9;]*m//g' "$1" 2>/dev/null | grep -Eo "$2" | grep -Eo "[0-9]+" | awk '{s+=$1} END {print s+0}'); }
-passed=$(count target/test-output.txt "test result: [a-zA-Z]+\. [0-9]+ passed")
-failed=$(count target/test-output.txt "; [0-9]+ failed")
-ui_passed=$(count target/ui-test-output.txt "Tests +[0-9]+ passed")
-ui_failed=$(count target/ui-test-output.txt "Tests +[0-9]+ failed")
-fuzz_passed=$(count target/fuzz-output.txt "^fuzz: [0-9]+ passed")
-fuzz_failed=$(count target/fuzz-output.txt "passed, [0-9]+ failed$")
-e2e_passed=$(count target/e2e-output.txt "^[0-9]+ passed")
-e2e_failed=$(count target/e2e-output.txt "[0-9]+ failed$")
-total_passed=$((passed + ui_passed + fuzz_passed + e2e_passed))
-total_failed=$((failed + ui_failed + fuzz_failed + e2e_failed))
+# The summary: counts from each runner's own result lines only, never from what tests print
+# (scripts/results.py says how).
+read -r total_passed total_failed < <(python3 scripts/results.py target/test-output.txt \
+  target/ui-test-output.txt target/fuzz-output.txt target/e2e-output.txt)
 if [ "$status" -ne 0 ] || [ "$e2e" -ne 0 ] || [ "$fuzz" -ne 0 ]; then
   [ "$total_failed" -gt 0 ] || total_failed=1
 fi

@@ -133,6 +133,25 @@ def main():
     def click_button(label, timeout=15, within="body"):
         find(f"{within} button", timeout, text=label, exact=True).click()
 
+    # Finished transfers stay listed, so a state is looked for in the row of the transfer in
+    # question: "Done · verified" anywhere was found at once in the row of an earlier one.
+    def row(transfer_id):
+        return f'li.transfer[data-transfer="{transfer_id}"]'
+
+    def listed():
+        return {el.get_attribute("data-transfer") for el in driver.find_elements(By.CSS_SELECTOR, "li.transfer")}
+
+    def new_row(before, timeout=20):
+        """The id of the one transfer listed now that was not in `before`."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            new = listed() - before
+            assert len(new) <= 1, f"several new transfers: {new}"
+            if new:
+                return new.pop()
+            time.sleep(0.1)
+        raise AssertionError("no new transfer listed")
+
     def step(name, f):
         t0 = time.time()
         try:
@@ -161,6 +180,7 @@ def main():
         driver.save_screenshot(str(SHOTS / "1-peers.png"))
 
     def accept_folder():
+        before = listed()
         s = send(ferry, str(tmp / "sender-data"), f"127.0.0.1:{APP_PORT}", [str(src)])
         procs.append(s)
         dialog = find("[role=dialog]", 20)
@@ -168,7 +188,8 @@ def main():
         assert "cli-sender" in what and "2 files" in what, what
         driver.save_screenshot(str(SHOTS / "2-prompt.png"))
         click_button("Accept", within="[role=dialog]")
-        find(".transfer-state", 30, text="Done · verified")
+        folder = row(new_row(before))
+        find(f"{folder} .transfer-state", 30, text="Done · verified")
         assert s.wait(30) == 0, "ferry send did not finish"
         got = tree(tmp / "app-down" / "vacation ✓")
         assert got == tree(src), "received folder differs"
@@ -178,21 +199,23 @@ def main():
         big = tmp / "src" / "big.bin"
         with open(big, "wb") as f:
             f.truncate(1_500_000_000)  # sparse: fast to make, real bytes on the wire
+        before = listed()
         s = send(ferry, str(tmp / "sender-data"), f"127.0.0.1:{APP_PORT}", [str(big)])
         procs.append(s)
         find("[role=dialog]", 20)
         click_button("Accept", within="[role=dialog]")
-        find(".transfer-state", 20, text="Receiving")
-        click_button("Pause", within="li.transfer")
-        find(".transfer-state", 10, text="Paused by you")
+        mine = row(new_row(before))
+        find(f"{mine} .transfer-state", 20, text="Receiving")
+        click_button("Pause", within=mine)
+        find(f"{mine} .transfer-state", 10, text="Paused by you")
         driver.save_screenshot(str(SHOTS / "4-paused.png"))
-        figures = lambda: find("li.transfer .transfer-figures", 5).get_attribute("textContent")
+        figures = lambda: find(f"{mine} .transfer-figures", 5).get_attribute("textContent")
         time.sleep(1.0)  # what was already in flight when the pause landed still arrives
         before = figures()
         time.sleep(1.5)
         assert figures().split("%")[0] == before.split("%")[0], "progress moved while paused"
-        click_button("Resume", within="li.transfer")
-        find(".transfer-state", 60, text="Done · verified")
+        click_button("Resume", within=mine)
+        find(f"{mine} .transfer-state", 60, text="Done · verified")
         assert s.wait(60) == 0
         assert (tmp / "app-down" / "big.bin").stat().st_size == 1_500_000_000
 
@@ -205,9 +228,11 @@ def main():
             "window.__TAURI_INTERNALS__.invoke('send_paths', {peer: arguments[0], paths: [arguments[1]]})"
             ".then(() => done(null), (e) => done(String(e)));", cli_id, str(back))
         assert err is None, err
-        cli.wait_for(lambda l: l.get("type") == "transfer" and l["transfer"]["state"] == "done", 30, "the file from the app")
+        got = cli.wait_for(lambda l: l.get("type") == "transfer" and l["transfer"]["state"] == "done", 30,
+                           "the file from the app")
         assert (tmp / "cli-down" / "from-app.txt").read_text() == "sent by the desktop app\n"
-        find(".transfer-state", 10, text="Done · verified")
+        # The same transfer id on both sides: the app's row of this send says it is done.
+        find(f"{row(got['transfer']['id'])} .transfer-state", 10, text="Done · verified")
         driver.save_screenshot(str(SHOTS / "5-sent-back.png"))
 
     def pair_cli():

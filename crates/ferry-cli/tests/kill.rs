@@ -90,8 +90,13 @@ fn ten_kills_at_varied_points_each_resume_to_a_bit_exact_file() {
         let victim = if kill_receiver { "receiver" } else { "sender" };
         let t0 = Instant::now();
         let mut reached = None;
+        let part_len = || std::fs::metadata(&part).map_or(0, |m| m.len());
+        // What the receiver's temp file holds once the victim is dead: a resume must keep at
+        // least this (a killed receiver's file stays as it is; a live one's only grows).
+        let on_disk;
         let done = if kill_receiver {
             b.kill9();
+            on_disk = part_len();
             let mut b2 = receiver(&dir, &addr);
             let ended = |v: &Value| {
                 v["transfer"]["id"] == id.as_str()
@@ -116,6 +121,7 @@ fn ten_kills_at_varied_points_each_resume_to_a_bit_exact_file() {
             end
         } else {
             a.kill9();
+            on_disk = part_len();
             let mut a2 = NodeProc::spawn_args(
                 node(&dir, "alpha", "127.0.0.1:0"),
                 &["transfers", "resume", &id],
@@ -145,16 +151,23 @@ fn ten_kills_at_varied_points_each_resume_to_a_bit_exact_file() {
             parts(&dir.join("down")).is_empty(),
             "run {run}: temp files left"
         );
-        let kept =
-            done["transfer"]["bytes_resumed"].as_u64().unwrap_or(0) as f64 / data.len() as f64;
+        // A restart from byte 0 ends bit-exact too: the resume must have kept the bytes.
+        let resumed = done["transfer"]["bytes_resumed"].as_u64().unwrap();
+        assert!(
+            on_disk >= at && resumed >= on_disk && resumed < data.len() as u64,
+            "run {run}: resumed with {resumed} bytes kept; {on_disk} were on disk after the kill"
+        );
+        let kept = resumed as f64 / data.len() as f64;
         kept_total += kept;
         let reached = reached.map_or(String::new(), |r| {
             format!(", resumed to it {:.2} s after the kill", r.as_secs_f64())
         });
         println!(
-            "run {run}: killed the {victim}; done {:.2} s after the kill{reached}, {:.0}% kept across it",
+            "run {run}: killed the {victim}; done {:.2} s after the kill{reached}, {:.0}% kept across it ({:.1} MB; {:.1} MB on disk just after the kill)",
             t0.elapsed().as_secs_f64(),
-            kept * 100.0
+            kept * 100.0,
+            resumed as f64 / 1e6,
+            on_disk as f64 / 1e6
         );
     }
     println!(

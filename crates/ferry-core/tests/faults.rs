@@ -11,8 +11,10 @@ mod nodes;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use std::sync::atomic::Ordering;
+
 use ferry_core::{AcceptPolicy, TransferState};
-use impair::{Impair, Rules};
+use impair::{Counts, Impair, Rules};
 use nodes::*;
 
 /// A folder with one big file and many small ones: both shapes of traffic.
@@ -43,6 +45,65 @@ async fn through(t: &Path, rules: Rules, seed: u64) -> (Peer, Peer, Impair) {
         .await
         .expect("handshake through the proxy");
     (a, b, proxy)
+}
+
+/// Whether the proxy did what a case's rules claim: each impairment asked for happened at about
+/// its rate (within a factor of 3 either way), and none that was not asked for. Without this a
+/// proxy that impaired nothing would pass every case.
+fn impaired_as_claimed(r: &Rules, c: &Counts) -> Result<(), String> {
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed) as f64;
+    let (relayed, dropped) = (n(&c.relayed), n(&c.dropped));
+    let checks = [
+        ("dropped", r.loss, dropped, relayed + dropped),
+        ("corrupted", r.corrupt, n(&c.corrupted), relayed),
+        ("duplicated", r.duplicate, n(&c.duplicated), relayed),
+        ("reordered", r.reorder, n(&c.reordered), relayed),
+    ];
+    for (what, rate, count, of) in checks {
+        let want = rate * of;
+        let fits = if rate == 0.0 {
+            count == 0.0
+        } else {
+            count >= want / 3.0 && count <= want * 3.0
+        };
+        if !fits {
+            return Err(format!(
+                "{count} of {of} packets {what}, for a rate of {rate} ({want:.0} expected)"
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn the_impairment_check_needs_what_was_claimed() {
+    let counts = |relayed: u64, dropped: u64, reordered: u64| Counts {
+        relayed: relayed.into(),
+        dropped: dropped.into(),
+        reordered: reordered.into(),
+        ..Counts::default()
+    };
+    let rules = Rules {
+        loss: 0.01,
+        ..Rules::default()
+    };
+    assert!(impaired_as_claimed(&rules, &counts(9_900, 100, 0)).is_ok());
+    // Nothing dropped, or far too much.
+    assert!(impaired_as_claimed(&rules, &counts(10_000, 0, 0)).is_err());
+    assert!(impaired_as_claimed(&rules, &counts(9_000, 1_000, 0)).is_err());
+    // Something not asked for.
+    assert!(impaired_as_claimed(&rules, &counts(9_900, 100, 5)).is_err());
+    assert!(impaired_as_claimed(&Rules::default(), &counts(10_000, 0, 0)).is_ok());
+}
+
+/// Bytes of every file under `dir`: what a receiver has on disk.
+fn bytes_on_disk(dir: &Path) -> u64 {
+    walk(dir)
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
 }
 
 fn temps_left(dir: &Path) -> Vec<PathBuf> {
@@ -112,7 +173,7 @@ async fn impaired_links_deliver_every_file_bit_exact() {
     ];
     for (i, (name, rules)) in cases.into_iter().enumerate() {
         let dir = t.path().join(format!("case-{i}"));
-        let (mut a, b, proxy) = through(&dir, rules, 1000 + i as u64).await;
+        let (mut a, b, proxy) = through(&dir, rules.clone(), 1000 + i as u64).await;
         let started = Instant::now();
         let id = a
             .node
@@ -134,6 +195,9 @@ async fn impaired_links_deliver_every_file_bit_exact() {
             end.bytes_total as f64 / 1e6 / secs,
             proxy.report()
         );
+        if let Err(e) = impaired_as_claimed(&rules, &proxy.counts) {
+            panic!("{name}: the proxy did not impair as claimed: {e}");
+        }
         a.node.shutdown().await;
         b.node.shutdown().await;
     }
@@ -164,11 +228,16 @@ async fn a_link_down_for_20_seconds_mid_transfer_resumes_when_it_is_back() {
     // Both sides notice (idle timeout) and keep what they have.
     let on_a = interrupted(&mut a.events, &id, Duration::from_secs(15)).await;
     interrupted(&mut b.events, &id, Duration::from_secs(15)).await;
+    // The receiver's run has ended (its writer too): what a resume can keep is on disk now.
+    let on_disk = bytes_on_disk(&b.downloads);
     eprintln!(
-        "link down: both sides saw the transfer interrupted after {:?} ({:.1} MB across)",
+        "link down: both sides saw the transfer interrupted after {:?} ({:.1} MB across, {:.1} MB on the receiver's disk)",
         cut.elapsed(),
-        on_a.bytes_done as f64 / 1e6
+        on_a.bytes_done as f64 / 1e6,
+        on_disk as f64 / 1e6
     );
+    let dropped_down = proxy.counts.dropped.load(Ordering::Relaxed);
+    assert!(dropped_down > 0, "the link was never down: nothing dropped");
     tokio::time::sleep(Duration::from_secs(20).saturating_sub(cut.elapsed())).await;
     proxy.set(|r| r.down = false);
     let back = Instant::now();
@@ -182,5 +251,13 @@ async fn a_link_down_for_20_seconds_mid_transfer_resumes_when_it_is_back() {
         end.bytes_resumed as f64 / 1e6,
         end.bytes_total as f64 / 1e6,
         proxy.report()
+    );
+    // The resume kept what was on disk: a restart from byte 0 also ends bit-exact.
+    assert!(
+        end.bytes_resumed > 0
+            && end.bytes_resumed <= on_disk
+            && on_disk - end.bytes_resumed < 1 << 20,
+        "resumed with {} bytes kept of {on_disk} on disk",
+        end.bytes_resumed
     );
 }

@@ -11,17 +11,22 @@ use std::time::{Duration, Instant};
 use ferry_core::{AcceptPolicy, SpacedropConfig, TransferState};
 use nodes::*;
 
+/// Open file descriptors (failing if /proc cannot be read: 0 would pass "no fd leaked").
 fn fds() -> usize {
-    std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count())
+    std::fs::read_dir("/proc/self/fd")
+        .expect("reading /proc/self/fd")
+        .count()
 }
 
+/// A figure of /proc/self/status in KiB. One that cannot be read fails the test: read as 0,
+/// every "memory grew less than N" would pass.
 fn status_kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
+    let status = std::fs::read_to_string("/proc/self/status").expect("reading /proc/self/status");
+    status
         .lines()
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+        .unwrap_or_else(|| panic!("no {field} in /proc/self/status"))
 }
 
 fn folder(root: &Path, name: &str, seed: u64) -> PathBuf {

@@ -511,14 +511,38 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            // SAFETY: geteuid has no preconditions.
-            if unsafe { libc::geteuid() } != 0 {
-                fs::set_permissions(&file, fs::Permissions::from_mode(0o000)).unwrap();
-                let r = get(&file, None);
-                check_common(&r);
-                assert_eq!(r.status, 403);
-            }
+            fs::set_permissions(&file, fs::Permissions::from_mode(0o000)).unwrap();
+            // Only the file's mode may refuse: its folder is open to all.
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+            let r = as_nobody(|| get(&file, None));
+            check_common(&r);
+            assert_eq!(r.status, 403);
         }
+    }
+
+    /// Runs `f` on a thread of its own whose file system checks are those of `nobody`: root
+    /// reads any file, so the unreadable-file case never ran in CI (which runs as root). The
+    /// file system user id is per thread on Linux, and leaving 0 drops the thread's capabilities
+    /// to override permissions; as another user nothing changes (it cannot read 0o000 either).
+    #[cfg(unix)]
+    fn as_nobody<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+        #[cfg(target_os = "linux")]
+        const NOBODY: u32 = 65534;
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                // SAFETY: geteuid and setfsuid have no preconditions; setfsuid affects only
+                // this thread, which ends with `f`.
+                #[cfg(target_os = "linux")]
+                if unsafe { libc::geteuid() } == 0 {
+                    unsafe { libc::setfsuid(NOBODY) };
+                    // setfsuid reports no error; asked for an invalid id it returns the current one.
+                    assert_eq!(unsafe { libc::setfsuid(u32::MAX) }, NOBODY as i32);
+                }
+                f()
+            })
+            .join()
+            .unwrap()
+        })
     }
 
     #[test]

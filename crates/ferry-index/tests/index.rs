@@ -110,8 +110,24 @@ fn check_ids_are_content(c: &ferry_index::Contents, loc: &ferry_index::LocationI
     }
 }
 
+/// Where a failing case is saved, to be replayed first on every later run (check it in). The
+/// default looks for a lib.rs above the test file, which an integration test has none of: it
+/// warned "failed to find lib.rs" on every run and fell back to a file beside the test.
+fn regressions() -> Option<Box<dyn proptest::test_runner::FailurePersistence>> {
+    Some(Box::new(
+        proptest::test_runner::FileFailurePersistence::Direct(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/proptest-regressions/tests/index.txt"
+        )),
+    ))
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 24,
+        failure_persistence: regressions(),
+        ..ProptestConfig::default()
+    })]
 
     /// Rescans and watcher batches both converge on the disk, and content ids stay true.
     #[test]

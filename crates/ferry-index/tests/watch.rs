@@ -72,7 +72,7 @@ fn until(since: Instant, what: &str, f: impl Fn() -> bool) -> Duration {
 }
 
 #[test]
-fn disk_changes_reach_the_index_within_a_second() {
+fn every_kind_of_disk_change_reaches_the_index() {
     let _serial = serial();
     let t = tempfile::tempdir().unwrap();
     let root = t.path().join("loc");
@@ -138,9 +138,9 @@ fn disk_changes_reach_the_index_within_a_second() {
 
     std::thread::sleep(Duration::from_millis(1200));
     assert_eq!(index(&c, &loc), disk(&root));
+    // A benchmark, not a bound (`until` fails a change not seen within 10 s).
     for (what, d) in &lat {
         println!("watcher latency, {what}: {:.0} ms", d.as_secs_f64() * 1e3);
-        assert!(*d < Duration::from_secs(10));
     }
 }
 

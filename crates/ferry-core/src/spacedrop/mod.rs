@@ -13,6 +13,7 @@
 pub mod preview;
 pub mod wire;
 
+mod commands;
 mod receive;
 mod send;
 
@@ -216,6 +217,8 @@ impl TransferInfo {
 enum Cmd {
     Pause,
     Resume,
+    /// Never queued: [`Spacedrop::cancel`] sets the transfer's own flag, which
+    /// `Commands::next` yields as this before anything queued.
     Cancel,
     /// The node is stopping: end as interrupted (resumable), keeping partial files.
     Interrupt,
@@ -224,6 +227,8 @@ enum Cmd {
 struct Live {
     info: TransferInfo,
     cmds: mpsc::Sender<Cmd>,
+    /// Set by a cancel, which no queue or blocked write may hold up (see [`commands`]).
+    cancel: tokio::sync::watch::Sender<bool>,
     /// (when, bytes_done) samples of the last few seconds, for speed and ETA.
     samples: VecDeque<(Instant, u64)>,
     last_event: Option<Instant>,
@@ -471,7 +476,8 @@ impl Spacedrop {
     }
 
     pub fn cancel(&self, id: &TransferId) -> Result<(), SpacedropError> {
-        if self.command(id, Cmd::Cancel).is_ok() {
+        if let Some(l) = lock(&self.shared.live).get(id) {
+            l.cancel.send_replace(true);
             return Ok(());
         }
         let row = self
@@ -603,9 +609,9 @@ impl Shared {
         let _ = self.events.send(e);
     }
 
-    /// Registers a live transfer; returns the channel its driver reads commands from.
-    fn register(&self, info: TransferInfo) -> mpsc::Receiver<Cmd> {
-        let (tx, rx) = mpsc::channel(16);
+    /// Registers a live transfer; returns what its driver reads commands from.
+    fn register(&self, info: TransferInfo) -> commands::Commands {
+        let (handles, rx) = commands::channel(16);
         self.emit(Event::Transfer {
             transfer: info.clone(),
         });
@@ -613,7 +619,8 @@ impl Shared {
             parse_id(&info.id),
             Live {
                 info,
-                cmds: tx,
+                cmds: handles.cmds,
+                cancel: handles.cancel,
                 samples: VecDeque::new(),
                 last_event: Some(Instant::now()),
                 unannounced: false,

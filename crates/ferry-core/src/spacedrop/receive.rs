@@ -19,6 +19,7 @@ use ferry_p2p::PeerId;
 use ferry_p2p::{Code, StreamError};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
+use super::commands::Cancel;
 use super::wire::{
     Answer, Control, DataStart, FrameReader, Offer, Refusal, Starts, TransferId, CONTROL_ID,
     DATA_ID, MAX_ANSWER, MAX_CONTROL, MAX_OFFER, MAX_REASON, VERSION,
@@ -170,6 +171,20 @@ async fn tell<T: serde::Serialize>(
     tokio::time::timeout(WRITE_TIMEOUT, write_frame(&mut s.send, msg, max))
         .await
         .unwrap_or(Err(StreamError::Timeout("the sender to read")))
+}
+
+/// [`tell`] for a live transfer: given up at once if the user cancels (the loop then ends the
+/// transfer as cancelled), however long the sender has left it without room.
+async fn tell_live<T: serde::Serialize>(
+    s: &mut Incoming,
+    cancel: &Cancel,
+    msg: &T,
+    max: usize,
+) -> Result<(), StreamError> {
+    cancel
+        .or(tell(s, msg, max))
+        .await
+        .unwrap_or(Err(StreamError::Local(Code::Cancelled, "cancelled here")))
 }
 
 /// Remembers a write that timed out (the sender does not read); other write errors show up on
@@ -638,7 +653,10 @@ async fn run(
         done: done_tx,
     };
     lock(&shared.data_jobs).insert((s.peer, id), job);
-    if let Err(e) = tell(s, &Answer::Accepted { starts }, MAX_ANSWER).await {
+    let cancel = cmds.cancel.clone();
+    let answered = tell_live(s, &cancel, &Answer::Accepted { starts }, MAX_ANSWER).await;
+    // (Cancelled meanwhile: the loop below ends it as such.)
+    if let (Err(e), false) = (answered, cancel.is_set()) {
         lock(&shared.data_jobs).remove(&(s.peer, id));
         shared.finish(
             &id,
@@ -662,6 +680,10 @@ async fn run(
     let mut control = FrameReader::new(MAX_CONTROL);
     let mut unread: Option<StreamError> = None;
     let end: TransferState = loop {
+        // First: a cancel that cut a write short must not read as that write's failure.
+        if cancel.is_set() {
+            break cancel_here(s, &cancel_tx, &row);
+        }
         if unread.is_some() {
             let _ = cancel_tx.send(true);
             remove_temps(&row);
@@ -676,7 +698,7 @@ async fn run(
             o = out_rx.recv() => match o {
                 Some(o) => {
                     data_started = true;
-                    note_unread(record_outcome(&shared, &row, s, o, &mut files_done).await, &mut unread);
+                    note_unread(record_outcome(&shared, &row, s, &cancel, o, &mut files_done).await, &mut unread);
                 }
                                 // The data handler is done and every outcome is in.
                 None if stopping.is_some() => {
@@ -688,7 +710,12 @@ async fn run(
                         None => (&mut done_rx).await.unwrap_or(Err(RecvError::Protocol("data stream vanished".into()))),
                     };
                     handler_done = true;
-                    break settle(&shared, s, &row, r, resumed + received.load(Ordering::Relaxed), files_done).await;
+                    let bytes = resumed + received.load(Ordering::Relaxed);
+                    // Its last words wait for the sender to read them: a cancel does not.
+                    match cancel.or(settle(&shared, s, &row, r, bytes, files_done)).await {
+                        Some(end) => break end,
+                        None => break cancel_here(s, &cancel_tx, &row),
+                    }
                 }
             },
             r = &mut done_rx, if !handler_done => {
@@ -700,7 +727,8 @@ async fn run(
                 if bytes > resumed {
                     data_started = true;
                 }
-                note_unread(tell(s, &Control::Progress { bytes, files: files_done as u32 }, MAX_CONTROL).await, &mut unread);
+                let progress = Control::Progress { bytes, files: files_done as u32 };
+                note_unread(tell_live(s, &cancel, &progress, MAX_CONTROL).await, &mut unread);
                 shared.update(&id, |i| {
                     i.bytes_done = bytes;
                     i.files_done = files_done;
@@ -744,24 +772,18 @@ async fn run(
                     break TransferState::Failed { reason: format!("sender misbehaved: {e}") };
                 }
             },
-                        cmd = cmds.recv(), if stopping.is_none() => match cmd {
+            cmd = cmds.next(), if stopping.is_none() => match cmd {
                 Some(Cmd::Interrupt) => {
                     // Let the writer finish and record what it holds; keep partial files.
                     stopping = Some("this node stopped".into());
                     let _ = cancel_tx.send(true);
                     lock(&shared.data_jobs).remove(&(s.peer, id));
                 }
-                Some(Cmd::Cancel) | None => {
-                    let _ = cancel_tx.send(true);
-                    let _ = s.send.reset(Code::Cancelled.var_int());
-                    let _ = s.recv.stop(Code::Cancelled.var_int());
-                    remove_temps(&row);
-                    break TransferState::Cancelled { by: Side::Local };
-                }
+                Some(Cmd::Cancel) | None => break cancel_here(s, &cancel_tx, &row),
                 Some(cmd) => {
                     let pause = matches!(cmd, Cmd::Pause);
                     if let Some(c) = control_for(&cmd) {
-                        note_unread(tell(s, &c, MAX_CONTROL).await, &mut unread);
+                        note_unread(tell_live(s, &cancel, &c, MAX_CONTROL).await, &mut unread);
                     }
                     shared.update(&id, |i| apply_pause(i, pause, Side::Local));
                 }
@@ -808,10 +830,22 @@ async fn run(
     Ok(())
 }
 
+/// Ends the run for the user's cancel: both directions of the control stream reset (which
+/// drops what is queued for a sender that does not read, and tells it at once), the data
+/// handler told to stop, and the partial files removed.
+fn cancel_here(s: &mut Incoming, data: &watch::Sender<bool>, row: &TransferRow) -> TransferState {
+    let _ = data.send(true);
+    let _ = s.send.reset(Code::Cancelled.var_int());
+    let _ = s.recv.stop(Code::Cancelled.var_int());
+    remove_temps(row);
+    TransferState::Cancelled { by: Side::Local }
+}
+
 async fn record_outcome(
     shared: &Shared,
     row: &TransferRow,
     s: &mut Incoming,
+    cancel: &Cancel,
     o: FileOutcome,
     files_done: &mut usize,
 ) -> Result<(), StreamError> {
@@ -819,7 +853,7 @@ async fn record_outcome(
         FileOutcome::Verified { id, path, .. } => {
             *files_done += 1;
             record_file(shared, row, id, &FileStatus::Done(path));
-            let told = tell(s, &Control::FileDone { id }, MAX_CONTROL).await;
+            let told = tell_live(s, cancel, &Control::FileDone { id }, MAX_CONTROL).await;
             let current = row.manifest.display_path(id);
             shared.update(&row.id, |i| {
                 i.files_done = *files_done;
@@ -831,8 +865,9 @@ async fn record_outcome(
             let reason = reason.to_string();
             tracing::warn!(transfer = %row.id.hex(), file = %row.manifest.display_path(id), %reason, "file failed");
             record_file(shared, row, id, &FileStatus::Failed(reason.clone()));
-            let told = tell(
+            let told = tell_live(
                 s,
+                cancel,
                 &Control::FileFailed {
                     id,
                     reason: reason.clone(),

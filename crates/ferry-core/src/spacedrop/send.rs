@@ -11,8 +11,9 @@ use ferry_block::EntryKind;
 use ferry_p2p::router::open;
 use ferry_p2p::wire::write_frame;
 use ferry_p2p::{Code, StreamError};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
+use super::commands::{Cancel, Commands};
 use super::wire::{
     Answer, Control, DataStart, FrameReader, Offer, Refusal, CONTROL_ID, DATA_ID, MAX_ANSWER,
     MAX_CONTROL, MAX_OFFER, VERSION,
@@ -39,6 +40,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Silence from the receiver (no progress, no message) that ends an attempt while data flows.
 const STALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the last word to a receiver that is given up on (an abort) may wait for room.
+const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn run(shared: Arc<Shared>, row: TransferRow, mut resume: bool) {
     let id = row.id;
@@ -71,7 +74,10 @@ async fn run(shared: Arc<Shared>, row: TransferRow, mut resume: bool) {
     let mut backoff = FIRST_BACKOFF;
     loop {
         let mut accepted = false;
-        let outcome = match connect(&shared, &row).await {
+        let Some(conn) = cmds.cancel.or(connect(&shared, &row)).await else {
+            return shared.finish(&id, TransferState::Cancelled { by: Side::Local });
+        };
+        let outcome = match conn {
             Some(conn) => {
                 attempt(
                     &shared,
@@ -122,7 +128,7 @@ async fn run(shared: Arc<Shared>, row: TransferRow, mut resume: bool) {
         tokio::select! {
             _ = back => {}
             _ = tokio::time::sleep(backoff) => {}
-            cmd = cmds.recv() => match cmd {
+            cmd = cmds.next() => match cmd {
                 Some(Cmd::Cancel) | None => return shared.finish(&id, TransferState::Cancelled { by: Side::Local }),
                 Some(Cmd::Interrupt) => return shared.finish(&id, stopped()),
                 _ => {}
@@ -156,37 +162,45 @@ async fn attempt(
     row: &TransferRow,
     conn: quinn::Connection,
     resume: bool,
-    cmds: &mut mpsc::Receiver<Cmd>,
+    cmds: &mut Commands,
     failed: &mut HashSet<u32>,
     accepted: &mut bool,
 ) -> Attempt {
     let id = row.id;
+    let cancel = cmds.cancel.clone();
     let interrupted =
         |e: &dyn std::fmt::Display| Attempt::Interrupted(format!("connection lost: {e}"));
     // Before a resume, make sure the connection really reaches the peer: one to a receiver
     // that was killed and restarted at the same address can look alive for a while, and an
     // offer sent on it would wait for an answer that never comes.
     if resume {
-        let alive = tokio::time::timeout(
+        let probe = tokio::time::timeout(
             PROBE_TIMEOUT,
             ferry_p2p::ping::ping(&conn, 1, Duration::ZERO),
-        )
-        .await;
+        );
+        let Some(alive) = cancel.or(probe).await else {
+            return cancelled_here();
+        };
         if !matches!(alive, Ok(Ok(_))) {
             conn.close(0u32.into(), b"no answer to a probe");
             return Attempt::Interrupted("the connection did not answer; dialing again".into());
         }
     }
-    let (mut cs, mut cr) = match open(&conn, CONTROL_ID, VERSION).await {
-        Ok(s) => s,
-        Err(e) => return interrupted(&e),
+    let (mut cs, mut cr) = match cancel.or(open(&conn, CONTROL_ID, VERSION)).await {
+        None => return cancelled_here(),
+        Some(Ok(s)) => s,
+        Some(Err(e)) => return interrupted(&e),
     };
     let offer = Offer {
         transfer: id,
         manifest: row.manifest.clone(),
         resume,
     };
-    match write_frame(&mut cs, &offer, MAX_OFFER).await {
+    // A receiver that does not read the offer (up to 48 MiB) holds this write.
+    let Some(wrote) = cancel.or(write_frame(&mut cs, &offer, MAX_OFFER)).await else {
+        return cancel_streams(&mut cs, &mut cr);
+    };
+    match wrote {
         Ok(()) => {}
         Err(StreamError::TooLarge { .. }) => {
             return Attempt::Final(TransferState::Failed {
@@ -211,12 +225,8 @@ async fn attempt(
                 Ok(Ok(None)) => Err(StreamError::Truncated),
                 Ok(Err(e)) => Err(e),
             },
-            cmd = cmds.recv() => match cmd {
-                Some(Cmd::Cancel) | None => {
-                    let _ = cs.reset(Code::Cancelled.var_int());
-                    let _ = cr.stop(Code::Cancelled.var_int());
-                    return Attempt::Final(TransferState::Cancelled { by: Side::Local });
-                }
+            cmd = cmds.next() => match cmd {
+                Some(Cmd::Cancel) | None => return cancel_streams(&mut cs, &mut cr),
                 Some(Cmd::Interrupt) => return Attempt::Final(stopped()),
                 Some(Cmd::Pause) => paused_early = true,
                 Some(Cmd::Resume) => paused_early = false,
@@ -259,6 +269,8 @@ async fn attempt(
     if starts.len() != row.manifest.entries.len() {
         return abort(
             &mut cs,
+            &mut cr,
+            &cancel,
             "the receiver answered with a plan that does not fit",
         )
         .await;
@@ -280,7 +292,10 @@ async fn attempt(
                     mtime: e.mtime,
                 });
             }
-            (Some(_), _) => return abort(&mut cs, "the receiver asked for a bad offset").await,
+            (Some(_), _) => {
+                let why = "the receiver asked for a bad offset";
+                return abort(&mut cs, &mut cr, &cancel, why).await;
+            }
             (None, _) => {
                 resumed += e.size;
                 already += 1;
@@ -307,16 +322,31 @@ async fn attempt(
             i.failed_count = 0;
         }
     });
-    let (mut ds, _dr) = match open(&conn, DATA_ID, VERSION).await {
-        Ok(s) => s,
-        Err(e) => return interrupted(&e),
+    let (mut ds, _dr) = match cancel.or(open(&conn, DATA_ID, VERSION)).await {
+        None => return cancel_streams(&mut cs, &mut cr),
+        Some(Ok(s)) => s,
+        Some(Err(e)) => return interrupted(&e),
     };
-    if let Err(e) = write_frame(&mut ds, &DataStart { transfer: id }, MAX_CONTROL).await {
-        return interrupted(&e);
+    let start = DataStart { transfer: id };
+    let start = write_frame(&mut ds, &start, MAX_CONTROL);
+    match cancel.or(start).await {
+        None => {
+            let _ = ds.reset(Code::Cancelled.var_int());
+            return cancel_streams(&mut cs, &mut cr);
+        }
+        Some(Err(e)) => return interrupted(&e),
+        Some(Ok(())) => {}
     }
     let (pause_tx, pause_rx) = watch::channel(paused_early);
     if paused_early {
-        let _ = write_frame(&mut cs, &Control::Pause, MAX_CONTROL).await;
+        if cancel
+            .or(write_frame(&mut cs, &Control::Pause, MAX_CONTROL))
+            .await
+            .is_none()
+        {
+            let _ = ds.reset(Code::Cancelled.var_int());
+            return cancel_streams(&mut cs, &mut cr);
+        }
         shared.update(&id, |i| apply_pause(i, true, Side::Local));
     }
     let (cancel_tx, mut cancel_rx) = watch::channel(false);
@@ -392,12 +422,10 @@ async fn attempt(
                 Err(e @ (StreamError::Connection(_) | StreamError::Io(_))) => break interrupted(&e),
                 Err(e) => break Attempt::Final(TransferState::Failed { reason: format!("receiver misbehaved: {e}") }),
             },
-            cmd = cmds.recv() => match cmd {
+            cmd = cmds.next() => match cmd {
                 Some(Cmd::Cancel) | None => {
                     let _ = cancel_tx.send(true);
-                    let _ = cs.reset(Code::Cancelled.var_int());
-                    let _ = cr.stop(Code::Cancelled.var_int());
-                    break Attempt::Final(TransferState::Cancelled { by: Side::Local });
+                    break cancel_streams(&mut cs, &mut cr);
                 }
                 Some(Cmd::Interrupt) => {
                     let _ = cancel_tx.send(true);
@@ -407,7 +435,11 @@ async fn attempt(
                     let pause = matches!(cmd, Cmd::Pause);
                     let _ = pause_tx.send(pause);
                     if let Some(c) = control_for(&cmd) {
-                        let _ = write_frame(&mut cs, &c, MAX_CONTROL).await;
+                        // A receiver that stopped reading holds this write; a cancel does not wait.
+                        if cancel.or(write_frame(&mut cs, &c, MAX_CONTROL)).await.is_none() {
+                            let _ = cancel_tx.send(true);
+                            break cancel_streams(&mut cs, &mut cr);
+                        }
                     }
                     shared.update(&id, |i| apply_pause(i, pause, Side::Local));
                 }
@@ -434,19 +466,37 @@ fn heard<T>(at: &mut tokio::time::Instant, msg: T) -> T {
     msg
 }
 
-/// Gives up on the transfer, telling the receiver why.
-async fn abort(cs: &mut quinn::SendStream, reason: &str) -> Attempt {
-    let _ = write_frame(
-        cs,
-        &Control::Abort {
-            reason: reason.into(),
-        },
-        MAX_CONTROL,
-    )
-    .await;
+/// Gives up on the transfer, telling the receiver why (unless it does not read, or the user
+/// cancels meanwhile).
+async fn abort(
+    cs: &mut quinn::SendStream,
+    cr: &mut quinn::RecvStream,
+    cancel: &Cancel,
+    reason: &str,
+) -> Attempt {
+    let msg = Control::Abort {
+        reason: reason.into(),
+    };
+    let told = tokio::time::timeout(ABORT_TIMEOUT, write_frame(cs, &msg, MAX_CONTROL));
+    if cancel.or(told).await.is_none() {
+        return cancel_streams(cs, cr);
+    }
     Attempt::Final(TransferState::Failed {
         reason: reason.into(),
     })
+}
+
+/// The user cancelled before any stream was open.
+fn cancelled_here() -> Attempt {
+    Attempt::Final(TransferState::Cancelled { by: Side::Local })
+}
+
+/// The user cancelled: the control stream is reset both ways, which drops whatever is still
+/// queued for the receiver and tells it at once (it ends as cancelled by its peer).
+fn cancel_streams(cs: &mut quinn::SendStream, cr: &mut quinn::RecvStream) -> Attempt {
+    let _ = cs.reset(Code::Cancelled.var_int());
+    let _ = cr.stop(Code::Cancelled.var_int());
+    cancelled_here()
 }
 
 fn stopped() -> TransferState {
