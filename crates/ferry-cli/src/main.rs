@@ -1,6 +1,6 @@
 //! `ferry`: a headless Ferry node and its commands. Human output by default; `--json` prints
 //! one JSON object per line, each with a `type` field (the engine's events plus a few command
-//! results, documented in README).
+//! results, documented in docs/USAGE.md).
 
 mod contents;
 mod library;

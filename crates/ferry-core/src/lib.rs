@@ -3,7 +3,7 @@
 //! shell forwards it to the UI.
 //!
 //! - [`node`]: starting and stopping a node, and its commands.
-//! - [`event`]: the [`Event`] enum (serialized with a `type` tag; documented in README).
+//! - [`event`]: the [`Event`] enum (serialized with a `type` tag; documented in docs/USAGE.md).
 //! - [`library`]: libraries, pairing and the tunnel.
 //! - [`target`]: how a user names a peer (fingerprint, name, `host:port`, `id@host:port`).
 
