@@ -16,26 +16,12 @@ macro_rules! say {
 }
 pub(crate) use say;
 
-/// Text as a terminal should show it: control characters (but newlines) and bidirectional
-/// overrides escaped (`\u{1b}`). Names, reasons and device names come from peers; printed raw,
-/// a peer's escape sequences could rewrite what the terminal shows, a prompt among it.
+/// Text as a terminal should show it: the hidden characters ([`ferry_core::text::HIDDEN`]:
+/// controls, separators, bidi and zero-width formatting) escaped (`\u{1b}`), but the newlines
+/// of our own multi-line messages. Names, reasons and device names come from peers; printed
+/// raw, a peer's escape sequences could rewrite what the terminal shows, a prompt among it.
 pub fn clean(s: &str) -> Cow<'_, str> {
-    fn hidden(c: char) -> bool {
-        (c.is_control() && c != '\n')
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{61c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    }
-    if !s.chars().any(hidden) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if hidden(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
+    ferry_core::text::escaped(s, &['\n'])
 }
 
 pub struct Out {
@@ -521,5 +507,7 @@ mod tests {
         );
         // A right-to-left override makes "txt.exe" read as "exe.txt".
         assert_eq!(clean("invoice\u{202e}txt.exe"), "invoice\\u{202e}txt.exe");
+        // A zero-width space and a line separator, as the app shows them.
+        assert_eq!(clean("a\u{200b}b\u{2028}c"), "a\\u{200b}b\\u{2028}c");
     }
 }

@@ -17,6 +17,8 @@ pub mod target;
 pub use event::Event;
 /// The contents engine (locations, entries, `ferry://` answers), for the shells that show it.
 pub use ferry_index as index;
+/// The characters never shown as they are (one list for the engine, the CLI and the app).
+pub use ferry_p2p::text;
 pub use ferry_p2p::{LostReason, PeerId, PeerSnapshot, PeerState};
 pub use library::{Libraries, LibraryError, LibraryInfo, MemberInfo, PairingInfo, PairingState};
 pub use node::{Node, NodeConfig, NodeError};

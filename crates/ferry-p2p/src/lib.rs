@@ -8,6 +8,7 @@
 //! - [`router`]: dispatches each incoming stream to its [`Protocol`] by header.
 //! - [`ping`] (the reference protocol) and [`hello`] (display data exchange).
 //! - [`discovery`]: mDNS announcements and browsing (hints, never trusted).
+//! - [`text`]: the characters never shown as they are (controls, invisible formatting).
 //! - [`node`]: [`P2p`], which runs all of the above and keeps the peer registry.
 //!
 //! The wire format is specified in `PROTOCOL.md` beside this crate.
@@ -19,6 +20,7 @@ pub mod identity;
 pub mod node;
 pub mod ping;
 pub mod router;
+pub mod text;
 pub mod tls;
 pub mod wire;
 
