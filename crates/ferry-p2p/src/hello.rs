@@ -78,13 +78,14 @@ pub async fn exchange(conn: &quinn::Connection, ours: &NodeInfo) -> Result<NodeI
         .map_err(|_| StreamError::Timeout("hello"))?
 }
 
-/// What the responder does with a hello: record it, and say what to answer (or refuse).
+/// What the responder does with a hello: record it, and say what to answer (or refuse). It may
+/// wait before answering (see `node`: a dial of its own to the same peer that is under way).
 pub trait HelloSink: Send + Sync + 'static {
-    fn on_hello(
+    fn on_hello<'a>(
         self: std::sync::Arc<Self>,
-        conn: &quinn::Connection,
+        conn: &'a quinn::Connection,
         info: NodeInfo,
-    ) -> Result<NodeInfo, StreamError>;
+    ) -> BoxFuture<'a, Result<NodeInfo, StreamError>>;
 }
 
 pub struct HelloProtocol<S: HelloSink>(pub Weak<S>);
@@ -105,7 +106,7 @@ impl<S: HelloSink> Protocol for HelloProtocol<S> {
                     .0
                     .upgrade()
                     .ok_or(StreamError::Local(Code::Cancelled, "shutting down"))?;
-                let ours = sink.on_hello(&s.conn, theirs.sanitized())?;
+                let ours = sink.on_hello(&s.conn, theirs.sanitized()).await?;
                 write_frame(&mut s.send, &ours, MAX_FRAME).await
             };
             tokio::time::timeout(TIMEOUT, run)
