@@ -447,7 +447,11 @@ export type Prompt = {
 	peer_name: string,
 	files: number,
 	bytes: number,
+	/**  Top-level names, folders with a trailing `/`. */
 	first_names: string[],
+	/**  The first files inside those folders, by path ("photos/a.jpg"). */
+	first_files: string[],
+	folders: number,
 	expires_in_ms: number,
 };
 

@@ -6,7 +6,8 @@ export const peer = (id: string, name: string, state: PeerSnapshot["state"] = "c
 });
 
 export const prompt = (transfer: string): Prompt => ({
-  transfer, peer: "p".repeat(52), peer_short: "pppppppppppp", peer_name: "alpha", files: 3, bytes: 2_500_000, first_names: ["photos/"], expires_in_ms: 60_000,
+  transfer, peer: "p".repeat(52), peer_short: "pppppppppppp", peer_name: "alpha", files: 3, bytes: 2_500_000, first_names: ["photos/"],
+  first_files: ["photos/a.jpg", "photos/b.jpg", "photos/c.jpg"], folders: 1, expires_in_ms: 60_000,
 });
 
 export const transfer = (id: string, over: Partial<TransferInfo> = {}): TransferInfo => ({

@@ -411,8 +411,25 @@ fn offline_library(cmd: &Command, g: &Global, out: &Out) -> Option<Result<()>> {
     })
 }
 
+/// Makes `dir` a folder if it is none yet; whether it was made.
+fn ensure_folder(dir: &std::path::Path) -> Result<bool> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot receive into {}", dir.display()))?;
+    Ok(true)
+}
+
 /// The long-running node. `receive` is `Some(once)` for `ferry receive`.
 async fn run_node(node: &Node, out: &Out, receive: Option<bool>) -> Result<()> {
+    // A receiver's folder is made now, as a Downloads folder would be there: a path that cannot
+    // be one is said at start, not at the first offer.
+    let dest = node.spacedrop().config().dest;
+    let created = match receive {
+        Some(_) => ensure_folder(&dest)?,
+        None => false,
+    };
     let mut events = node.subscribe();
     out.event(&node.started_event());
     // The node dialed its --connect peers before this subscription: peers it already has would
@@ -421,10 +438,8 @@ async fn run_node(node: &Node, out: &Out, receive: Option<bool>) -> Result<()> {
         out.event(&ferry_core::Event::PeerFound { peer });
     }
     if receive.is_some() {
-        out.note(&format!(
-            "Receiving into {}",
-            node.spacedrop().config().dest.display()
-        ));
+        let new = if created { " (a new folder)" } else { "" };
+        out.note(&format!("Receiving into {}{new}", dest.display()));
     }
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;

@@ -170,6 +170,19 @@ impl Out {
             if p.files == 1 { "" } else { "s" },
             bytes(p.bytes)
         );
+        if p.folders > 0 && !p.first_files.is_empty() {
+            let more = if p.files > p.first_files.len() {
+                ", …"
+            } else {
+                ""
+            };
+            say!(
+                "  in {} folder{}: {}{more}",
+                p.folders,
+                if p.folders == 1 { "" } else { "s" },
+                p.first_files.join(", ")
+            );
+        }
         say!(
             "  Accept? y (to the default folder), y DIR, or n — expires in {}s [{}]",
             p.expires_in_ms / 1000,

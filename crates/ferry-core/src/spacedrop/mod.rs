@@ -74,7 +74,12 @@ pub struct Prompt {
     pub files: usize,
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub bytes: u64,
+    /// Top-level names, folders with a trailing `/`.
     pub first_names: Vec<String>,
+    /// The first files inside those folders, by path ("photos/a.jpg").
+    pub first_files: Vec<String>,
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
+    pub folders: usize,
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub expires_in_ms: u64,
 }
