@@ -4,8 +4,13 @@ use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use ferry_core::library::wire::MemberState;
+use ferry_core::library::PairingRole;
 use ferry_core::spacedrop::{FailedFile, Prompt, Renamed};
-use ferry_core::{Event, LibraryInfo, PeerId, PeerSnapshot, TransferInfo, TransferState};
+use ferry_core::{
+    Event, LibraryInfo, PairingInfo, PairingState, PeerId, PeerSnapshot, TransferInfo,
+    TransferState,
+};
 use serde_json::json;
 
 /// `println!` for people: the line goes through [`clean`] first.
@@ -109,11 +114,11 @@ impl Out {
                 plain(outcome)
             ),
             Event::Transfer { transfer } => self.progress(transfer),
-            Event::Library { library } => say!("{}", crate::library::summary(library)),
+            Event::Library { library } => say!("{}", library_line(library)),
             Event::LibraryRemoved { id } => {
                 say!("library [{}] removed", &id[..8.min(id.len())])
             }
-            Event::Pairing { pairing } => say!("{}", crate::library::describe(pairing)),
+            Event::Pairing { pairing } => say!("{}", pairing_line(pairing)),
             Event::Location { location, .. } => say!(
                 "location {} [{}]: {} files, {} with content ids{}",
                 location.path,
@@ -308,7 +313,7 @@ impl Out {
         if self.json {
             self.line(json!({"type": "library", "library": l}));
         } else {
-            say!("{}", crate::library::summary(l));
+            say!("{}", library_line(l));
         }
     }
 
@@ -321,7 +326,7 @@ impl Out {
             say!("No libraries yet (ferry library create NAME).");
         }
         for l in list {
-            say!("{}", crate::library::summary(l));
+            say!("{}", library_line(l));
         }
     }
 
@@ -330,14 +335,14 @@ impl Out {
             self.line(json!({"type": "library", "library": l}));
             return;
         }
-        say!("{}", crate::library::summary(l));
+        say!("{}", library_line(l));
         say!(
             "  {:<20} {:<14} {:<8} LAST SEEN",
             "NAME",
             "FINGERPRINT",
             "STATE"
         );
-        let now = ferry_core::spacedrop::unix_now();
+        let now = ferry_util::unix_now();
         for m in &l.members {
             let seen = match (m.me, m.last_seen) {
                 (true, _) => "this device".to_string(),
@@ -500,6 +505,63 @@ fn describe(p: &PeerSnapshot) -> String {
         p.os,
         plain(&p.state),
         addrs
+    )
+}
+
+/// Text for a pairing event (the CLI's prompt for a responder).
+fn pairing_line(p: &PairingInfo) -> String {
+    let who = if p.peer_name.is_empty() {
+        p.peer_short.clone()
+    } else {
+        format!("{} ({})", p.peer_name, p.peer_short)
+    };
+    let code = p.code.as_deref().unwrap_or("");
+    match (&p.state, p.role) {
+        (PairingState::Connecting, PairingRole::Initiator) => {
+            format!("Pairing with {who} into \"{}\"…", p.library_name)
+        }
+        (PairingState::Connecting, PairingRole::Responder) => {
+            format!("{who} is starting to pair with this device…")
+        }
+        (PairingState::Confirm { expires_in_ms }, PairingRole::Initiator) => format!(
+            "\n  Code: {code}\n? Does {who} show the same code? y / n — expires in {}s [{}]",
+            expires_in_ms / 1000,
+            &p.id[..8]
+        ),
+        (PairingState::Confirm { expires_in_ms }, PairingRole::Responder) => format!(
+            "\n? {who} wants to add this device to library \"{}\".\n  Code: {code}\n  Accept if the other device shows the same code: y / n — expires in {}s [{}]",
+            p.library_name,
+            expires_in_ms / 1000,
+            &p.id[..8]
+        ),
+        (PairingState::WaitingForPeer, _) => format!("  confirmed here; waiting for {who}…"),
+        (PairingState::Done, _) => format!("Paired with {who}: library \"{}\".", p.library_name),
+        (PairingState::Failed { reason }, _) => format!("Pairing with {who} failed: {reason}"),
+    }
+}
+
+/// The text for a library event.
+fn library_line(l: &LibraryInfo) -> String {
+    let active = l
+        .members
+        .iter()
+        .filter(|m| m.state == MemberState::Member)
+        .count();
+    format!(
+        "library \"{}\" [{}]: {active} member{}{}{}",
+        l.name,
+        &l.id[..8],
+        if active == 1 { "" } else { "s" },
+        if l.pending {
+            " (join not yet confirmed)"
+        } else {
+            ""
+        },
+        if l.removed {
+            " — this device was removed"
+        } else {
+            ""
+        }
     )
 }
 

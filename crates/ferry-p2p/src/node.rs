@@ -12,9 +12,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Weak;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferry_util::lock;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
@@ -501,12 +502,6 @@ pub enum PingFailure {
     Dial(#[from] DialError),
     #[error("ping failed: {0}")]
     Stream(#[from] StreamError),
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks is a bug, but the data stays consistent enough
-    // to keep serving other peers.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Closes a connection that never became a peer's connection (hello failed, dial abandoned).

@@ -26,11 +26,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ferry_p2p::{Identity, P2p, P2pEvent, PeerId, PeerState};
+use ferry_util::{lock, unix_now};
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::event::Event;
-use crate::spacedrop::unix_now;
 pub use contents::{IndexProgress, LibraryContents};
 use db::{DbError, LibraryDb};
 pub use tunnel::TunnelError;
@@ -164,10 +164,6 @@ pub(crate) struct Shared {
     told: Mutex<HashMap<(PeerId, LibraryId), usize>>,
     /// Held while a pairing checks for and creates a library, so two never create one twice.
     creating: Mutex<()>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Handle to the node's libraries.

@@ -23,6 +23,7 @@ use std::time::{Duration, Instant};
 
 pub use ferry_block::place::Renamed;
 use ferry_p2p::{P2p, PeerId};
+use ferry_util::{lock, unix_now};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -275,10 +276,6 @@ pub(crate) struct Shared {
     claims: Mutex<HashMap<TransferId, PeerId>>,
     /// Accepted transfers waiting for their data stream, keyed by the proven sender.
     data_jobs: Mutex<HashMap<(PeerId, TransferId), receive::DataJob>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Handle to the node's Spacedrop service.
@@ -591,12 +588,6 @@ fn state_name(s: &str) -> &'static str {
         "cancelled" => "cancelled",
         _ => "not resumable",
     }
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Shared {
