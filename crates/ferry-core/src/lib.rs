@@ -7,6 +7,13 @@
 //! - [`library`]: libraries, pairing and the tunnel.
 //! - [`target`]: how a user names a peer (fingerprint, name, `host:port`, `id@host:port`).
 
+// Nothing from the network or the disk may panic a node: errors are typed and returned. The
+// compiler keeps that rule (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod event;
 pub mod library;
 pub mod node;

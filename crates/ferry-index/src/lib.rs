@@ -9,6 +9,13 @@
 //! - [`serve`]: answers for the app's `ferry://` scheme (files and thumbnails, with Range).
 //! - [`program`]: whether opening a file would run it (the app asks first).
 
+// Nothing from the network or the disk may panic a node: errors are typed and returned. The
+// compiler keeps that rule (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod cas;
 pub mod changes;
 pub mod db;

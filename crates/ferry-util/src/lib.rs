@@ -1,6 +1,13 @@
 //! The helpers every Ferry crate uses, in one place: locking a mutex that a panicked thread
 //! may have poisoned, and the wall clock as stored (Unix seconds or milliseconds).
 
+// Nothing from the network or the disk may panic a node: errors are typed and returned. The
+// compiler keeps that rule (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
