@@ -2,7 +2,7 @@
 # Runs every fuzz target (fuzz/fuzz_targets: each decoder of peer input) for SECONDS each
 # (default 30), starting from the checked-in seeds (fuzz/corpus) plus what earlier runs here
 # found (target/fuzz-corpus). A crash leaves its input in fuzz/artifacts/TARGET/ and fails.
-# Longer run: scripts/fuzz.sh 3600. Needs cargo-fuzz (scripts/setup.sh installs it).
+# Longer run: scripts/fuzz.sh 3600. Needs cargo-fuzz (scripts/setup.sh --test installs it).
 #
 # The machine's one toolchain is stable; RUSTC_BOOTSTRAP lets it take the instrumentation
 # flags libFuzzer needs. Sanitizers stay off (they need a nightly std); the targets themselves

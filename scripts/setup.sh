@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Installs what Ferry needs to build, run and test on Debian/Ubuntu (idempotent; quick when done):
-# system packages (WebKitGTK for the desktop app, Xvfb and WebKitWebDriver for its end-to-end
-# test, iproute2 for the network-namespace tests), the UI's npm packages, tauri-driver, and
-# Selenium. Rust comes from rustup (https://rustup.rs) and Node.js ≥ 20 must be on PATH.
+# Installs what Ferry needs on Debian/Ubuntu (idempotent; quick when done). Rust comes from
+# rustup (https://rustup.rs) and Node.js ≥ 20 must be on PATH.
+#
+#   scripts/setup.sh          to build and run the app (scripts/run.sh): the system packages
+#                             the build links against (WebKitGTK, …) and the UI's npm packages
+#   scripts/setup.sh --test   also what only the tests need (scripts/test.sh): iproute2 for the
+#                             network-namespace tests, Xvfb, WebKitWebDriver, tauri-driver and
+#                             Selenium for the desktop end-to-end test, ImageMagick for its
+#                             pictures, cargo-fuzz for the fuzzers
 set -euo pipefail
 cd "$(dirname "$0")/.."
+test_tools=false
+case "${1:-}" in
+  "") ;;
+  --test) test_tools=true ;;
+  *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
+esac
 
-packages=(build-essential pkg-config curl wget file iproute2 iputils-ping
-  libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
-  xvfb xauth webkit2gtk-driver imagemagick python3-pip)
+packages=(build-essential pkg-config curl wget file
+  libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev)
+$test_tools && packages+=(iproute2 iputils-ping xvfb xauth webkit2gtk-driver imagemagick python3-pip)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -31,6 +42,7 @@ if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.packa
   npm --prefix ui install --no-audit --no-fund --loglevel=error
 fi
 
+$test_tools || exit 0
 # The WebDriver bridge for the desktop end-to-end test, and the fuzzer driver.
 command -v tauri-driver >/dev/null || cargo install tauri-driver@2.1.0 --locked --quiet
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz@0.13.2 --locked --quiet

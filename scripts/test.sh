@@ -5,7 +5,7 @@
 # as root); as a normal user they print SKIPPED, except under CI where they fail.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --test
 mkdir -p target
 # A one-off run has no use for incremental caches, which would take gigabytes more disk.
 [ -z "${CI:-}" ] || export CARGO_INCREMENTAL=0

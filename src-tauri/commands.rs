@@ -318,13 +318,7 @@ pub async fn save_settings(
 #[tauri::command]
 #[specta::specta]
 pub fn open_window(app: AppHandle) -> Res<()> {
-    let label = format!(
-        "main-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0)
-    );
+    let label = format!("main-{}", ferry_util::since_epoch().as_millis());
     tauri::WebviewWindowBuilder::new(&app, label, tauri::WebviewUrl::App("index.html".into()))
         .title("Ferry")
         .inner_size(1000.0, 720.0)

@@ -9,6 +9,13 @@
 //! The node itself lives in `ferry-core`; nothing here knows about files, peers or protocols
 //! beyond passing them through.
 
+// Nothing from the network or the disk may panic a node: errors are typed and returned. The
+// compiler keeps that rule (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod bridge;
 pub mod commands;
 pub mod scheme;

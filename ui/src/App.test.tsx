@@ -69,6 +69,9 @@ describe("App", () => {
     expect(await screen.findByRole("dialog")).toBeTruthy();
     expect(screen.getByText(/alpha wants to send you 3 files/)).toBeTruthy();
     expect(screen.getByText("2.5 MB")).toBeTruthy();
+    // A folder's first files, and how many folders.
+    expect(screen.getByText("in 1 folder:")).toBeTruthy();
+    expect(screen.getByText("photos/a.jpg")).toBeTruthy();
     fireEvent.click(screen.getByText("Accept"));
     expect(calls).toContainEqual(["answer", "t1", true, false]);
     expect(screen.queryByRole("dialog")).toBeNull();

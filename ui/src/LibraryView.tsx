@@ -3,7 +3,7 @@ import type { Api } from "./api";
 import type { EntryDetails, EntryInfo, LocationInfo } from "./bindings";
 import { EntryGrid } from "./EntryGrid";
 import { crumbs, previewKind } from "./grid";
-import { count, formatBytes, locationsSummary, running, type State } from "./state";
+import { byDevice, count, formatBytes, locationsSummary, online, running, syncedAgo, type State } from "./state";
 import { shown } from "./text";
 
 function LocationItem({
@@ -22,7 +22,7 @@ function LocationItem({
   const last = state.progress[loc.id];
   const pct = job && job.total > 0 ? Math.min(100, (job.done * 100) / job.total) : null;
   const status = !loc.online
-    ? "offline"
+    ? loc.local ? "offline" : "folder offline on its device"
     : job
       ? `${job.phase}${job.total > 0 ? ` ${job.done.toLocaleString()} / ${job.total.toLocaleString()}` : job.done > 0 ? ` ${job.done.toLocaleString()}` : ""}`
       : loc.state === "done"
@@ -63,8 +63,8 @@ function LocationItem({
           </>
         ) : (
           <>
-            <button className="ghost small" disabled={!!job || !loc.online} onClick={() => api.rescanLocation(library, loc.id).catch(onError)}>Rescan</button>
-            <button className="ghost small" onClick={() => setConfirm(true)}>Remove…</button>
+            {loc.local && <button className="ghost small" disabled={!!job || !loc.online} onClick={() => api.rescanLocation(library, loc.id).catch(onError)}>Rescan</button>}
+            {loc.local && <button className="ghost small" onClick={() => setConfirm(true)}>Remove…</button>}
           </>
         )}
       </div>
@@ -241,23 +241,45 @@ export function LibraryView({ state, api, library, onBack, onError }: {
         <button className="secondary lv-add" onClick={add}>Add location…</button>
       </div>
       <div className={`lv-body${selected ? " with-details" : ""}`}>
-        <ul className="locations" aria-label="Locations">
-          {locations.map((l) => (
-            <LocationItem
-              key={l.id}
-              loc={l}
-              state={state}
-              library={library}
-              active={l.id === loc?.id}
-              api={api}
-              onPick={() => {
-                setPicked(l.id);
-                go("");
-              }}
-              onError={onError}
-            />
-          ))}
-        </ul>
+        <div className="locations-by-device">
+          {byDevice(locations).map((g) => {
+            const up = g.local || online(state, g.owner);
+            const pull = state.sync[`${library}/${g.owner}`];
+            const pulling = pull?.state === "pulling" && pull.total > 0;
+            return (
+              <div className="device-group" key={g.owner} data-device={g.owner}>
+                <h4 className="device-name" aria-label={`Device ${shown(g.name)}`}>
+                  <span className={`dot ${up ? "connected" : "offline"}`} />
+                  {shown(g.name)}
+                  {!g.local && <span className="muted small-text">{up ? " · online" : ` · offline${g.syncedAt ? ` · ${syncedAgo(g.syncedAt, Date.now())}` : ""}`}</span>}
+                </h4>
+                {pulling && (
+                  <div className="bar" role="progressbar" aria-label={`Syncing from ${shown(g.name)}`} aria-valuenow={Math.floor((pull.received * 100) / pull.total)}>
+                    <div style={{ width: `${Math.min(100, (pull.received * 100) / pull.total)}%` }} />
+                    <span className="small-text">{pull.received.toLocaleString()} / {pull.total.toLocaleString()} changes</span>
+                  </div>
+                )}
+                <ul className="locations" aria-label={`Locations on ${shown(g.name)}`}>
+                  {g.locations.map((l) => (
+                    <LocationItem
+                      key={l.id}
+                      loc={l}
+                      state={state}
+                      library={library}
+                      active={l.id === loc?.id}
+                      api={api}
+                      onPick={() => {
+                        setPicked(l.id);
+                        go("");
+                      }}
+                      onError={onError}
+                    />
+                  ))}
+                </ul>
+              </div>
+            );
+          })}
+        </div>
         <div className="lv-main">
           {loc ? (
             <>
@@ -270,7 +292,12 @@ export function LibraryView({ state, api, library, onBack, onError }: {
                   </span>
                 ))}
               </nav>
-              {!loc.online && <p className="offline-note">This location is offline (its drive or folder is missing). What was indexed is kept; it comes back by itself.</p>}
+              {!loc.online && loc.local && <p className="offline-note">This location is offline (its drive or folder is missing). What was indexed is kept; it comes back by itself.</p>}
+              {!loc.local && !online(state, loc.owner) && (
+                <p className="offline-note">
+                  {shown(loc.owner_name ?? "Its device")} is offline: this is its index as of the last sync{loc.synced_at ? ` (${syncedAgo(loc.synced_at, Date.now())})` : ""}.
+                </p>
+              )}
               <EntryGrid
                 key={`${loc.id}/${dir}`}
                 api={api}

@@ -23,10 +23,21 @@ export function PromptDialog({ prompt, more, onAnswer }: { prompt: Prompt; more:
         </p>
         <div className="offer">
           <div className="size">{formatBytes(prompt.bytes)}</div>
-          <ul className="names">
-            {prompt.first_names.map((n) => <li key={n}>{shown(n)}</li>)}
-            {prompt.files > prompt.first_names.length && <li className="muted">…</li>}
-          </ul>
+          <div>
+            <ul className="names">
+              {prompt.first_names.map((n) => <li key={n}>{shown(n)}</li>)}
+              {prompt.files > prompt.first_names.length && <li className="muted">…</li>}
+            </ul>
+            {prompt.folders > 0 && prompt.first_files.length > 0 && (
+              <div className="inside">
+                <div className="muted">in {prompt.folders} folder{prompt.folders === 1 ? "" : "s"}:</div>
+                <ul className="names">
+                  {prompt.first_files.map((n) => <li key={n}>{shown(n)}</li>)}
+                  {prompt.files > prompt.first_files.length && <li className="muted">…</li>}
+                </ul>
+              </div>
+            )}
+          </div>
         </div>
         <div className="countdown" aria-live="off">Declined automatically in {left}s{more > 0 ? ` · ${more} more waiting` : ""}</div>
         <div className="dialog-actions">

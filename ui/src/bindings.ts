@@ -148,7 +148,12 @@ export type Event_Deserialize = { type: "node_started"; id: string; short_id: st
 /**  An index job made progress (at most 4 per second per job) or ended. */
 { type: "index"; progress: IndexProgress_Deserialize } | 
 /**  Entries of a location changed (the watcher, or a finished job): listings are stale. */
-{ type: "contents_changed"; library: string; location: string } | { type: "node_stopped" };
+{ type: "contents_changed"; library: string; location: string } | 
+/**
+ *  A pull of library rows from a member made progress (at most 4 per second), caught up,
+ *  or failed.
+ */
+{ type: "sync"; progress: SyncProgress_Deserialize } | { type: "node_stopped" };
 
 export type Event_Serialize = { type: "node_started"; id: string; short_id: string; name: string; listen: string; discovery: boolean } | { type: "peer_found"; peer: PeerSnapshot_Serialize } | { type: "peer_changed"; peer: PeerSnapshot_Serialize } | { type: "peer_lost"; peer: PeerSnapshot_Serialize; reason: LostReason } | 
 /**  Someone wants to send us files: answer with accept/reject before `expires_in_ms`. */
@@ -171,7 +176,12 @@ export type Event_Serialize = { type: "node_started"; id: string; short_id: stri
 /**  An index job made progress (at most 4 per second per job) or ended. */
 { type: "index"; progress: IndexProgress_Serialize } | 
 /**  Entries of a location changed (the watcher, or a finished job): listings are stale. */
-{ type: "contents_changed"; library: string; location: string } | { type: "node_stopped" };
+{ type: "contents_changed"; library: string; location: string } | 
+/**
+ *  A pull of library rows from a member made progress (at most 4 per second), caught up,
+ *  or failed.
+ */
+{ type: "sync"; progress: SyncProgress_Serialize } | { type: "node_stopped" };
 
 export type FailedFile = {
 	path: string,
@@ -251,7 +261,20 @@ export type LocationInfo = LocationInfo_Serialize | LocationInfo_Deserialize;
 export type LocationInfo_Deserialize = {
 	id: string,
 	name: string,
+	/**  Where it is on its owner's disk. */
 	path: string,
+	/**  The node whose disk it is on (hex id). */
+	owner: string,
+	/**  On this node's disk (else a read-only replica of the owner's rows). */
+	local: boolean,
+	/**
+	 *  The owner's name in the library, and whether it is connected now (`None`: not known,
+	 *  e.g. read without a running node). Filled in by the library layer.
+	 */
+	owner_name?: string | null,
+	owner_online?: boolean | null,
+	/**  A replica: when it last received a batch from anyone (unix ms). */
+	synced_at?: number | null,
 	/**  `pending`, `walking`, `identifying` or `done`. */
 	state: string,
 	online: boolean,
@@ -270,7 +293,20 @@ export type LocationInfo_Deserialize = {
 export type LocationInfo_Serialize = {
 	id: string,
 	name: string,
+	/**  Where it is on its owner's disk. */
 	path: string,
+	/**  The node whose disk it is on (hex id). */
+	owner: string,
+	/**  On this node's disk (else a read-only replica of the owner's rows). */
+	local: boolean,
+	/**
+	 *  The owner's name in the library, and whether it is connected now (`None`: not known,
+	 *  e.g. read without a running node). Filled in by the library layer.
+	 */
+	owner_name: string | null,
+	owner_online: boolean | null,
+	/**  A replica: when it last received a batch from anyone (unix ms). */
+	synced_at: number | null,
 	/**  `pending`, `walking`, `identifying` or `done`. */
 	state: string,
 	online: boolean,
@@ -447,7 +483,11 @@ export type Prompt = {
 	peer_name: string,
 	files: number,
 	bytes: number,
+	/**  Top-level names, folders with a trailing `/`. */
 	first_names: string[],
+	/**  The first files inside those folders, by path ("photos/a.jpg"). */
+	first_files: string[],
+	folders: number,
 	expires_in_ms: number,
 };
 
@@ -503,6 +543,33 @@ export type Snapshot_Serialize = {
 	locations: LibraryLocations_Serialize[],
 	pairings: PairingInfo_Serialize[],
 	settings: Settings,
+};
+
+/**  Where the pull from one member stands, for progress bars and `ferry sync status`. */
+export type SyncProgress = SyncProgress_Serialize | SyncProgress_Deserialize;
+
+/**  Where the pull from one member stands, for progress bars and `ferry sync status`. */
+export type SyncProgress_Deserialize = {
+	library: string,
+	member: string,
+	/**  `pulling`, `caught_up` or `failed`. */
+	state: string,
+	/**  Changes received in this pull, and how many the member announced. */
+	received: number,
+	total: number,
+	message?: string | null,
+};
+
+/**  Where the pull from one member stands, for progress bars and `ferry sync status`. */
+export type SyncProgress_Serialize = {
+	library: string,
+	member: string,
+	/**  `pulling`, `caught_up` or `failed`. */
+	state: string,
+	/**  Changes received in this pull, and how many the member announced. */
+	received: number,
+	total: number,
+	message: string | null,
 };
 
 export type Theme = "system" | "light" | "dark";

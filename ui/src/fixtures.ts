@@ -6,7 +6,8 @@ export const peer = (id: string, name: string, state: PeerSnapshot["state"] = "c
 });
 
 export const prompt = (transfer: string): Prompt => ({
-  transfer, peer: "p".repeat(52), peer_short: "pppppppppppp", peer_name: "alpha", files: 3, bytes: 2_500_000, first_names: ["photos/"], expires_in_ms: 60_000,
+  transfer, peer: "p".repeat(52), peer_short: "pppppppppppp", peer_name: "alpha", files: 3, bytes: 2_500_000, first_names: ["photos/"],
+  first_files: ["photos/a.jpg", "photos/b.jpg", "photos/c.jpg"], folders: 1, expires_in_ms: 60_000,
 });
 
 export const transfer = (id: string, over: Partial<TransferInfo> = {}): TransferInfo => ({
@@ -33,6 +34,7 @@ export const pairing = (id: string, over: Partial<PairingInfo> = {}): PairingInf
 export const location = (id: string, name: string, over: Partial<LocationInfo> = {}): LocationInfo => ({
   id, name, path: `/home/me/${name}`, state: "done", online: true, files: 10_000, folders: 1, bytes: 41_000_000, identified: 10_000,
   errors: 0, last_scan: 1_700_000_000_000, error: null,
+  owner: "me", local: true, owner_name: "this laptop", owner_online: true, synced_at: null,
   ...over,
 });
 

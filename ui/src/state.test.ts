@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { TransferInfo } from "./bindings";
 import { library, location, pairing, peer, prompt, transfer } from "./fixtures";
-import { dismissPairing, empty, formatBytes, formatEta, markAnswering, online, percent, reduce, running, transferWith } from "./state";
+import { byDevice, dismissPairing, empty, formatBytes, formatEta, markAnswering, online, percent, reduce, running, syncedAgo, transferWith } from "./state";
 
 describe("reduce", () => {
   it("keeps each library's locations, their index progress, and which changed", () => {
@@ -54,6 +54,29 @@ describe("reduce", () => {
     expect(transferWith(s, "b".repeat(52))?.id).toBe("t2");
     s = reduce(s, { type: "transfer", transfer: transfer("t2", { state: "done" } as Partial<TransferInfo>) });
     expect(transferWith(s, "b".repeat(52))?.id).toBe("t1");
+  });
+});
+
+describe("library sync", () => {
+  it("groups a library's locations by device, this device first, and keeps sync progress", () => {
+    const mine = location("l1", "Pictures");
+    const theirs = location("l2", "Music", { owner: "B", local: false, owner_name: "beta", owner_online: false, synced_at: 1_000 });
+    const theirs2 = location("l3", "Films", { owner: "B", local: false, owner_name: "beta", synced_at: 5_000 });
+    const other = location("l4", "Alpha docs", { owner: "A", local: false, owner_name: "alpha" });
+    let s = reduce(empty, { type: "location", library: "L", location: theirs });
+    s = reduce(s, { type: "location", library: "L", location: other });
+    s = reduce(s, { type: "location", library: "L", location: mine });
+    s = reduce(s, { type: "location", library: "L", location: theirs2 });
+    const groups = byDevice(s.locations.L);
+    expect(groups.map((g) => [g.name, g.locations.map((l) => l.name)])).toEqual([
+      ["This device", ["Pictures"]],
+      ["alpha", ["Alpha docs"]],
+      ["beta", ["Films", "Music"]],
+    ]);
+    expect(groups[2].syncedAt).toBe(5_000);
+    expect(syncedAgo(5_000, 5_000 + 125_000)).toBe("synced 2 min ago");
+    s = reduce(s, { type: "sync", progress: { library: "L", member: "B", state: "pulling", received: 10, total: 40, message: null } });
+    expect(s.sync["L/B"].received).toBe(10);
   });
 });
 

@@ -1,7 +1,7 @@
 // The UI's state: one snapshot at start, then every change from the node's event stream.
 // Pure functions only, so the rules are unit-tested without a backend.
 
-import type { Event, IndexProgress, LibraryInfo, LocationInfo, Me, PairingInfo, PeerSnapshot, Prompt, Settings, Snapshot, TransferInfo } from "./bindings";
+import type { Event, IndexProgress, LibraryInfo, LocationInfo, Me, PairingInfo, PeerSnapshot, Prompt, Settings, Snapshot, SyncProgress, TransferInfo } from "./bindings";
 
 export type State = {
   me: Me | null;
@@ -20,15 +20,17 @@ export type State = {
   progress: Record<string, IndexProgress>;
   /** Bumped, by location id, whenever its entries change: open listings refetch. */
   changed: Record<string, number>;
+  /** The latest sync pull report, by `library/member`. */
+  sync: Record<string, SyncProgress>;
 };
 
-export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [], locations: {}, progress: {}, changed: {} };
+export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [], locations: {}, progress: {}, changed: {}, sync: {} };
 
 export function fromSnapshot(s: Snapshot): State {
   return {
     me: s.me, peers: sortPeers(s.peers), transfers: s.transfers, prompts: s.prompts, settings: s.settings, answering: [],
     libraries: sortLibraries(s.libraries ?? []), pairings: s.pairings ?? [],
-    locations: Object.fromEntries((s.locations ?? []).map((l) => [l.library, sortLocations(l.locations)])), progress: {}, changed: {},
+    locations: Object.fromEntries((s.locations ?? []).map((l) => [l.library, sortLocations(l.locations)])), progress: {}, changed: {}, sync: {},
   };
 }
 
@@ -36,8 +38,36 @@ function sortLibraries(libs: LibraryInfo[]): LibraryInfo[] {
   return [...libs].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
 }
 
+/** This device's locations first, then each member's, by name. */
 function sortLocations(locs: LocationInfo[]): LocationInfo[] {
-  return [...locs].sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+  const device = (l: LocationInfo) => (l.local ? "" : `${l.owner_name ?? ""}\u0000${l.owner}`);
+  return [...locs].sort((a, b) => device(a).localeCompare(device(b)) || a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
+}
+
+export type DeviceGroup = { owner: string; name: string; local: boolean; locations: LocationInfo[]; syncedAt: number | null };
+
+/** A library's locations grouped by the device whose disk they are on, this device first. */
+export function byDevice(locs: LocationInfo[]): DeviceGroup[] {
+  const groups: DeviceGroup[] = [];
+  for (const l of sortLocations(locs)) {
+    let g = groups.find((x) => x.owner === l.owner);
+    if (!g) {
+      g = { owner: l.owner, name: l.local ? "This device" : l.owner_name ?? "Another member", local: l.local, locations: [], syncedAt: null };
+      groups.push(g);
+    }
+    g.locations.push(l);
+    if (l.synced_at != null) g.syncedAt = Math.max(g.syncedAt ?? 0, l.synced_at);
+  }
+  return groups;
+}
+
+/** "synced 5 min ago" for a unix-ms time, from `now`. */
+export function syncedAgo(ms: number, now: number): string {
+  const s = Math.max(0, Math.round((now - ms) / 1000));
+  if (s < 60) return "synced just now";
+  if (s < 3600) return `synced ${Math.floor(s / 60)} min ago`;
+  if (s < 86400) return `synced ${Math.floor(s / 3600)} h ago`;
+  return `synced ${Math.floor(s / 86400)} d ago`;
 }
 
 function without<T>(r: Record<string, T>, key: string): Record<string, T> {
@@ -109,6 +139,8 @@ export function reduce(state: State, e: Event): State {
       return { ...state, progress: { ...state.progress, [e.progress.location]: e.progress } };
     case "contents_changed":
       return { ...state, changed: { ...state.changed, [e.location]: (state.changed[e.location] ?? 0) + 1 } };
+    case "sync":
+      return { ...state, sync: { ...state.sync, [`${e.progress.library}/${e.progress.member}`]: e.progress } };
   }
 }
 

@@ -10,6 +10,13 @@
 //!
 //! The layout on the wire is specified in `PROTOCOL.md` beside this crate.
 
+// Nothing from the network or the disk may panic a node: errors are typed and returned. The
+// compiler keeps that rule (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod manifest;
 pub mod names;
 pub mod place;

@@ -198,6 +198,24 @@ impl Manifest {
             .unwrap_or_default()
     }
 
+    /// Up to `n` files inside folders, by path ("photos/a.jpg"): what a prompt shows of a
+    /// folder's contents, as it shows loose files by their names.
+    pub fn first_nested_files(&self, n: usize) -> Vec<String> {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::File && e.path.len() > 1)
+            .take(n)
+            .map(|e| e.path.join("/"))
+            .collect()
+    }
+
+    pub fn folder_count(&self) -> usize {
+        self.entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::Dir)
+            .count()
+    }
+
     /// Up to `n` top-level names, for a prompt ("photos/, notes.txt, …").
     pub fn first_names(&self, n: usize) -> Vec<String> {
         self.entries
@@ -436,6 +454,11 @@ mod tests {
         #[cfg(unix)]
         assert_eq!(c.skipped.len(), 1);
         assert_eq!(c.manifest.first_names(3), ["photos/"]);
+        assert_eq!(
+            c.manifest.first_nested_files(3),
+            ["photos/zero", "photos/ünïcødé 日本/a.txt"]
+        );
+        assert_eq!(c.manifest.folder_count(), 3);
     }
 
     #[test]

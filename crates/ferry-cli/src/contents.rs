@@ -24,6 +24,29 @@ fn location(libs: &Libraries, lib: &LibraryId, query: &str) -> Result<LocationId
         .or_else(|_| parse_loc(query).map_err(anyhow::Error::from))
 }
 
+/// "5m ago" for a unix-ms time.
+fn since(ms: i64) -> String {
+    crate::out::ago((ferry_util::unix_now_ms() - ms).max(0) / 1000)
+}
+
+/// " on DEVICE (online|offline, as of …)" for another member's location; "" for ours.
+pub fn owner_suffix(l: &LocationInfo) -> String {
+    if l.local {
+        return String::new();
+    }
+    let who = l.owner_name.as_deref().unwrap_or("another member");
+    let online = match l.owner_online {
+        Some(true) => "online".to_string(),
+        Some(false) => "offline".to_string(),
+        None => "online unknown".to_string(),
+    };
+    let as_of = l
+        .synced_at
+        .map(|ms| format!(", as of {}", since(ms)))
+        .unwrap_or_else(|| ", not synced yet".into());
+    format!(" on {who} ({online}{as_of})")
+}
+
 fn print_location(out: &Out, l: &LocationInfo) {
     if out.json {
         println!("{}", json!({"type": "location", "location": l}));
@@ -35,9 +58,10 @@ fn print_location(out: &Out, l: &LocationInfo) {
         l.state.clone()
     };
     say!(
-        "{}  {}  {} files, {} folders, {}  ({} with content ids{})  [{}]",
+        "{}  {}{}  {} files, {} folders, {}  ({} with content ids{})  [{}]",
         &l.id[..8],
-        l.path,
+        if l.local { &l.path } else { &l.name },
+        owner_suffix(l),
         l.files,
         l.folders,
         bytes(l.bytes),
@@ -77,6 +101,62 @@ pub fn rescan(libs: &Libraries, out: &Out, lib: &str, loc: &str) -> Result<()> {
     let lib = libs.find(lib)?;
     let loc = location(libs, &lib, loc)?;
     run_index(libs, out, &lib, &loc)
+}
+
+pub fn rename(libs: &Libraries, out: &Out, lib: &str, loc: &str, name: &str) -> Result<()> {
+    let lib = libs.find(lib)?;
+    let loc = location(libs, &lib, loc)?;
+    let info = libs.contents().rename_location(&lib, &loc, name)?;
+    print_location(out, &info);
+    Ok(())
+}
+
+/// `ferry sync status LIBRARY`: per member, what this node holds of its rows.
+pub fn sync_status(libs: &Libraries, out: &Out, lib: &str) -> Result<()> {
+    let lib = libs.find(lib)?;
+    for m in libs.sync_status(&lib)? {
+        if out.json {
+            println!("{}", json!({"type": "member_sync", "member": m}));
+            continue;
+        }
+        let online = match m.online {
+            Some(true) => "online",
+            Some(false) => "offline",
+            None => "online unknown",
+        };
+        let held = if m.me {
+            format!(
+                "this node: {} locations, {} entries, at change {}",
+                m.locations, m.entries, m.seq
+            )
+        } else {
+            format!(
+                "holds {} locations, {} entries, up to change {} of {}{}{}",
+                m.locations,
+                m.entries,
+                m.seq,
+                m.head,
+                if m.behind > 0 {
+                    format!(" ({} behind at most)", m.behind)
+                } else {
+                    " (up to date)".into()
+                },
+                m.synced_at
+                    .map(|ms| format!(", synced {}", since(ms)))
+                    .unwrap_or_default()
+            )
+        };
+        say!("{}  {}  [{online}]  {held}", m.member.short(), m.name);
+        if let Some(p) = &m.pull {
+            say!(
+                "    pull: {} {}/{}",
+                p.state.replace('_', " "),
+                p.received,
+                p.total
+            );
+        }
+    }
+    Ok(())
 }
 
 pub fn remove(libs: &Libraries, out: &Out, lib: &str, loc: &str) -> Result<()> {

@@ -5,8 +5,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Result};
 use ferry_core::library::wire::LibraryId;
-use ferry_core::library::PairingRole;
-use ferry_core::{Event, Libraries, LibraryInfo, Node, PairingState, Target};
+use ferry_core::{Event, Libraries, Node, PairingState, Target};
 use tokio::io::AsyncBufReadExt;
 
 use crate::out::Out;
@@ -149,61 +148,4 @@ pub fn answer(node: &Node, cmd: &str, id: Option<&str>) -> Result<bool> {
     let accept = matches!(cmd, "y" | "yes" | "accept");
     node.libraries().answer_pairing(&p.id, accept)?;
     Ok(true)
-}
-
-/// Text for a pairing event (the CLI's prompt for a responder).
-pub fn describe(p: &ferry_core::PairingInfo) -> String {
-    let who = if p.peer_name.is_empty() {
-        p.peer_short.clone()
-    } else {
-        format!("{} ({})", p.peer_name, p.peer_short)
-    };
-    let code = p.code.as_deref().unwrap_or("");
-    match (&p.state, p.role) {
-        (PairingState::Connecting, PairingRole::Initiator) => {
-            format!("Pairing with {who} into \"{}\"…", p.library_name)
-        }
-        (PairingState::Connecting, PairingRole::Responder) => {
-            format!("{who} is starting to pair with this device…")
-        }
-        (PairingState::Confirm { expires_in_ms }, PairingRole::Initiator) => format!(
-            "\n  Code: {code}\n? Does {who} show the same code? y / n — expires in {}s [{}]",
-            expires_in_ms / 1000,
-            &p.id[..8]
-        ),
-        (PairingState::Confirm { expires_in_ms }, PairingRole::Responder) => format!(
-            "\n? {who} wants to add this device to library \"{}\".\n  Code: {code}\n  Accept if the other device shows the same code: y / n — expires in {}s [{}]",
-            p.library_name,
-            expires_in_ms / 1000,
-            &p.id[..8]
-        ),
-        (PairingState::WaitingForPeer, _) => format!("  confirmed here; waiting for {who}…"),
-        (PairingState::Done, _) => format!("Paired with {who}: library \"{}\".", p.library_name),
-        (PairingState::Failed { reason }, _) => format!("Pairing with {who} failed: {reason}"),
-    }
-}
-
-/// The text for a library event.
-pub fn summary(l: &LibraryInfo) -> String {
-    let active = l
-        .members
-        .iter()
-        .filter(|m| m.state == ferry_core::library::wire::MemberState::Member)
-        .count();
-    format!(
-        "library \"{}\" [{}]: {active} member{}{}{}",
-        l.name,
-        &l.id[..8],
-        if active == 1 { "" } else { "s" },
-        if l.pending {
-            " (join not yet confirmed)"
-        } else {
-            ""
-        },
-        if l.removed {
-            " — this device was removed"
-        } else {
-            ""
-        }
-    )
 }

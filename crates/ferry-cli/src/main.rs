@@ -1,6 +1,6 @@
 //! `ferry`: a headless Ferry node and its commands. Human output by default; `--json` prints
 //! one JSON object per line, each with a `type` field (the engine's events plus a few command
-//! results, documented in README).
+//! results, documented in docs/USAGE.md).
 
 mod contents;
 mod library;
@@ -138,7 +138,13 @@ enum Command {
         #[command(subcommand)]
         action: LocationAction,
     },
-    /// List a library's locations, or the entries of LOCATION[/FOLDER] (name or id prefix).
+    /// Library sync: per member, what this node holds of its locations and how far behind.
+    Sync {
+        #[command(subcommand)]
+        action: SyncAction,
+    },
+    /// List a library's locations (every member's: owner, online, as of when), or the entries
+    /// of LOCATION[/FOLDER] (name or id prefix), remote ones too.
     Ls {
         library: String,
         path: Option<String>,
@@ -174,12 +180,25 @@ enum LocationAction {
         #[arg(long, short)]
         library: String,
     },
+    /// Rename one of this node's locations (every member sees the new name).
+    Rename {
+        location: String,
+        name: String,
+        #[arg(long, short)]
+        library: String,
+    },
     /// Remove a location from the library (the folder is untouched).
     Remove {
         location: String,
         #[arg(long, short)]
         library: String,
     },
+}
+
+#[derive(Subcommand)]
+enum SyncAction {
+    /// Per member: locations and entries held here, up to which change, how far behind.
+    Status { library: String },
 }
 
 #[derive(Subcommand)]
@@ -366,6 +385,7 @@ async fn run(cli: Cli, out: &Out) -> Result<i32> {
         Command::Library { .. }
         | Command::Members { .. }
         | Command::Location { .. }
+        | Command::Sync { .. }
         | Command::Ls { .. } => Ok(0),
     };
     node.shutdown().await;
@@ -400,10 +420,18 @@ fn offline_library(cmd: &Command, g: &Global, out: &Out) -> Option<Result<()>> {
             LocationAction::Rescan { location, library } => {
                 contents::rescan(&l, out, library, location)
             }
+            LocationAction::Rename {
+                location,
+                name,
+                library,
+            } => contents::rename(&l, out, library, location, name),
             LocationAction::Remove { location, library } => {
                 contents::remove(&l, out, library, location)
             }
         }),
+        Command::Sync {
+            action: SyncAction::Status { library },
+        } => libs().and_then(|l| contents::sync_status(&l, out, library)),
         Command::Ls { library, path } => {
             libs().and_then(|l| contents::ls(&l, out, library, path.as_deref()))
         }
@@ -411,8 +439,25 @@ fn offline_library(cmd: &Command, g: &Global, out: &Out) -> Option<Result<()>> {
     })
 }
 
+/// Makes `dir` a folder if it is none yet; whether it was made.
+fn ensure_folder(dir: &std::path::Path) -> Result<bool> {
+    if dir.is_dir() {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot receive into {}", dir.display()))?;
+    Ok(true)
+}
+
 /// The long-running node. `receive` is `Some(once)` for `ferry receive`.
 async fn run_node(node: &Node, out: &Out, receive: Option<bool>) -> Result<()> {
+    // A receiver's folder is made now, as a Downloads folder would be there: a path that cannot
+    // be one is said at start, not at the first offer.
+    let dest = node.spacedrop().config().dest;
+    let created = match receive {
+        Some(_) => ensure_folder(&dest)?,
+        None => false,
+    };
     let mut events = node.subscribe();
     out.event(&node.started_event());
     // The node dialed its --connect peers before this subscription: peers it already has would
@@ -421,10 +466,8 @@ async fn run_node(node: &Node, out: &Out, receive: Option<bool>) -> Result<()> {
         out.event(&ferry_core::Event::PeerFound { peer });
     }
     if receive.is_some() {
-        out.note(&format!(
-            "Receiving into {}",
-            node.spacedrop().config().dest.display()
-        ));
+        let new = if created { " (a new folder)" } else { "" };
+        out.note(&format!("Receiving into {}{new}", dest.display()));
     }
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;

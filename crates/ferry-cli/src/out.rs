@@ -4,8 +4,13 @@ use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::time::Duration;
 
+use ferry_core::library::wire::MemberState;
+use ferry_core::library::PairingRole;
 use ferry_core::spacedrop::{FailedFile, Prompt, Renamed};
-use ferry_core::{Event, LibraryInfo, PeerId, PeerSnapshot, TransferInfo, TransferState};
+use ferry_core::{
+    Event, LibraryInfo, PairingInfo, PairingState, PeerId, PeerSnapshot, TransferInfo,
+    TransferState,
+};
 use serde_json::json;
 
 /// `println!` for people: the line goes through [`clean`] first.
@@ -16,26 +21,12 @@ macro_rules! say {
 }
 pub(crate) use say;
 
-/// Text as a terminal should show it: control characters (but newlines) and bidirectional
-/// overrides escaped (`\u{1b}`). Names, reasons and device names come from peers; printed raw,
-/// a peer's escape sequences could rewrite what the terminal shows, a prompt among it.
+/// Text as a terminal should show it: the hidden characters ([`ferry_core::text::HIDDEN`]:
+/// controls, separators, bidi and zero-width formatting) escaped (`\u{1b}`), but the newlines
+/// of our own multi-line messages. Names, reasons and device names come from peers; printed
+/// raw, a peer's escape sequences could rewrite what the terminal shows, a prompt among it.
 pub fn clean(s: &str) -> Cow<'_, str> {
-    fn hidden(c: char) -> bool {
-        (c.is_control() && c != '\n')
-            || matches!(c, '\u{200e}' | '\u{200f}' | '\u{61c}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
-    }
-    if !s.chars().any(hidden) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        if hidden(c) {
-            out.extend(c.escape_unicode());
-        } else {
-            out.push(c);
-        }
-    }
-    Cow::Owned(out)
+    ferry_core::text::escaped(s, &['\n'])
 }
 
 pub struct Out {
@@ -123,14 +114,15 @@ impl Out {
                 plain(outcome)
             ),
             Event::Transfer { transfer } => self.progress(transfer),
-            Event::Library { library } => say!("{}", crate::library::summary(library)),
+            Event::Library { library } => say!("{}", library_line(library)),
             Event::LibraryRemoved { id } => {
                 say!("library [{}] removed", &id[..8.min(id.len())])
             }
-            Event::Pairing { pairing } => say!("{}", crate::library::describe(pairing)),
+            Event::Pairing { pairing } => say!("{}", pairing_line(pairing)),
             Event::Location { location, .. } => say!(
-                "location {} [{}]: {} files, {} with content ids{}",
+                "location {}{} [{}]: {} files, {} with content ids{}",
                 location.path,
+                crate::contents::owner_suffix(location),
                 if location.online {
                     location.state.as_str()
                 } else {
@@ -142,6 +134,18 @@ impl Out {
                     .error
                     .as_deref()
                     .map(|e| format!(" ({e})"))
+                    .unwrap_or_default()
+            ),
+            Event::Sync { progress: p } => say!(
+                "sync [{}] from {}: {} {}/{} changes{}",
+                &p.library[..8.min(p.library.len())],
+                p.member.short(),
+                p.state.replace('_', " "),
+                p.received,
+                p.total,
+                p.message
+                    .as_deref()
+                    .map(|m| format!(" ({m})"))
                     .unwrap_or_default()
             ),
             Event::LocationRemoved { location, .. } => {
@@ -184,6 +188,19 @@ impl Out {
             if p.files == 1 { "" } else { "s" },
             bytes(p.bytes)
         );
+        if p.folders > 0 && !p.first_files.is_empty() {
+            let more = if p.files > p.first_files.len() {
+                ", …"
+            } else {
+                ""
+            };
+            say!(
+                "  in {} folder{}: {}{more}",
+                p.folders,
+                if p.folders == 1 { "" } else { "s" },
+                p.first_files.join(", ")
+            );
+        }
         say!(
             "  Accept? y (to the default folder), y DIR, or n — expires in {}s [{}]",
             p.expires_in_ms / 1000,
@@ -309,7 +326,7 @@ impl Out {
         if self.json {
             self.line(json!({"type": "library", "library": l}));
         } else {
-            say!("{}", crate::library::summary(l));
+            say!("{}", library_line(l));
         }
     }
 
@@ -322,7 +339,7 @@ impl Out {
             say!("No libraries yet (ferry library create NAME).");
         }
         for l in list {
-            say!("{}", crate::library::summary(l));
+            say!("{}", library_line(l));
         }
     }
 
@@ -331,14 +348,14 @@ impl Out {
             self.line(json!({"type": "library", "library": l}));
             return;
         }
-        say!("{}", crate::library::summary(l));
+        say!("{}", library_line(l));
         say!(
             "  {:<20} {:<14} {:<8} LAST SEEN",
             "NAME",
             "FINGERPRINT",
             "STATE"
         );
-        let now = ferry_core::spacedrop::unix_now();
+        let now = ferry_util::unix_now();
         for m in &l.members {
             let seen = match (m.me, m.last_seen) {
                 (true, _) => "this device".to_string(),
@@ -478,7 +495,7 @@ fn peer_label(t: &TransferInfo) -> String {
     }
 }
 
-fn ago(secs: i64) -> String {
+pub fn ago(secs: i64) -> String {
     match secs {
         s if s < 60 => format!("{s}s ago"),
         s if s < 3600 => format!("{}m ago", s / 60),
@@ -504,6 +521,63 @@ fn describe(p: &PeerSnapshot) -> String {
     )
 }
 
+/// Text for a pairing event (the CLI's prompt for a responder).
+fn pairing_line(p: &PairingInfo) -> String {
+    let who = if p.peer_name.is_empty() {
+        p.peer_short.clone()
+    } else {
+        format!("{} ({})", p.peer_name, p.peer_short)
+    };
+    let code = p.code.as_deref().unwrap_or("");
+    match (&p.state, p.role) {
+        (PairingState::Connecting, PairingRole::Initiator) => {
+            format!("Pairing with {who} into \"{}\"…", p.library_name)
+        }
+        (PairingState::Connecting, PairingRole::Responder) => {
+            format!("{who} is starting to pair with this device…")
+        }
+        (PairingState::Confirm { expires_in_ms }, PairingRole::Initiator) => format!(
+            "\n  Code: {code}\n? Does {who} show the same code? y / n — expires in {}s [{}]",
+            expires_in_ms / 1000,
+            &p.id[..8]
+        ),
+        (PairingState::Confirm { expires_in_ms }, PairingRole::Responder) => format!(
+            "\n? {who} wants to add this device to library \"{}\".\n  Code: {code}\n  Accept if the other device shows the same code: y / n — expires in {}s [{}]",
+            p.library_name,
+            expires_in_ms / 1000,
+            &p.id[..8]
+        ),
+        (PairingState::WaitingForPeer, _) => format!("  confirmed here; waiting for {who}…"),
+        (PairingState::Done, _) => format!("Paired with {who}: library \"{}\".", p.library_name),
+        (PairingState::Failed { reason }, _) => format!("Pairing with {who} failed: {reason}"),
+    }
+}
+
+/// The text for a library event.
+fn library_line(l: &LibraryInfo) -> String {
+    let active = l
+        .members
+        .iter()
+        .filter(|m| m.state == MemberState::Member)
+        .count();
+    format!(
+        "library \"{}\" [{}]: {active} member{}{}{}",
+        l.name,
+        &l.id[..8],
+        if active == 1 { "" } else { "s" },
+        if l.pending {
+            " (join not yet confirmed)"
+        } else {
+            ""
+        },
+        if l.removed {
+            " — this device was removed"
+        } else {
+            ""
+        }
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::clean;
@@ -521,5 +595,7 @@ mod tests {
         );
         // A right-to-left override makes "txt.exe" read as "exe.txt".
         assert_eq!(clean("invoice\u{202e}txt.exe"), "invoice\\u{202e}txt.exe");
+        // A zero-width space and a line separator, as the app shows them.
+        assert_eq!(clean("a\u{200b}b\u{2028}c"), "a\\u{200b}b\\u{2028}c");
     }
 }

@@ -34,8 +34,7 @@ pub async fn send(
     paths: Vec<PathBuf>,
     wait: Duration,
 ) -> Result<i32> {
-    let target: Target = peer.parse()?;
-    let peer = node.resolve(&target, wait).await?;
+    // The sources first: a missing one is said at once, not after the peer was looked for.
     let paths = paths
         .iter()
         .map(|p| std::path::absolute(p).with_context(|| p.display().to_string()))
@@ -45,6 +44,8 @@ pub async fn send(
             bail!("{}: no such file or folder", p.display());
         }
     }
+    let target: Target = peer.parse()?;
+    let peer = node.resolve(&target, wait).await?;
     let mut events = node.subscribe();
     let id = node.spacedrop().send(peer, paths).await?;
     out.note(&format!(

@@ -356,3 +356,51 @@ fn an_unreadable_source_file_is_reported_and_the_rest_arrives() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no transfer ffffffffff"));
 }
+
+/// What a new user met first: a missing source is named at once, before the peer is looked
+/// for (it was named only after 4 s of dialing), and a receiver's folder that does not exist
+/// is made at start, or refused at start, not at the first offer.
+#[test]
+fn missing_sources_and_folders_are_said_at_start() {
+    let t = tempfile::tempdir().unwrap();
+    let missing = t.path().join("nonexistent/file");
+    let started = Instant::now();
+    // Nothing answers at 127.0.0.1:9: looking for the peer first fails with "no answer".
+    let (code, lines) = send(t.path(), "127.0.0.1:9", &[&missing], &[]);
+    println!("missing source reported in {:?}", started.elapsed());
+    assert_ne!(code, 0);
+    let error = lines.iter().find(|l| l["type"] == "error").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        error.contains("nonexistent/file") && error.contains("no such file or folder"),
+        "{error}"
+    );
+
+    let new = t.path().join("new/down");
+    let mut c = base(t.path(), "beta", "127.0.0.1:0");
+    c.arg("--dest").arg(&new);
+    let mut r = NodeProc::spawn_with(c, "receive");
+    assert!(new.is_dir(), "the receiver made its folder at start");
+    r.quit();
+
+    let file = t.path().join("a file");
+    std::fs::write(&file, b"x").unwrap();
+    let mut c = base(t.path(), "gamma", "127.0.0.1:0");
+    c.arg("--dest")
+        .arg(file.join("down"))
+        .args(["--json", "receive"])
+        .stdin(Stdio::null());
+    let (code, lines) = proc::json_output(c.output().unwrap());
+    assert_ne!(code, 0);
+    assert!(
+        lines.iter().all(|l| l["type"] != "node_started"),
+        "{lines:?}"
+    );
+    let error = lines.iter().find(|l| l["type"] == "error").unwrap()["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(error.contains("cannot receive into"), "{error}");
+}

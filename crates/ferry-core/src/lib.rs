@@ -3,9 +3,16 @@
 //! shell forwards it to the UI.
 //!
 //! - [`node`]: starting and stopping a node, and its commands.
-//! - [`event`]: the [`Event`] enum (serialized with a `type` tag; documented in README).
+//! - [`event`]: the [`Event`] enum (serialized with a `type` tag; documented in docs/USAGE.md).
 //! - [`library`]: libraries, pairing and the tunnel.
 //! - [`target`]: how a user names a peer (fingerprint, name, `host:port`, `id@host:port`).
+
+// Nothing from the network or the disk may panic a node: errors are typed and returned. The
+// compiler keeps that rule (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod event;
 pub mod library;
@@ -17,6 +24,8 @@ pub mod target;
 pub use event::Event;
 /// The contents engine (locations, entries, `ferry://` answers), for the shells that show it.
 pub use ferry_index as index;
+/// The characters never shown as they are (one list for the engine, the CLI and the app).
+pub use ferry_p2p::text;
 pub use ferry_p2p::{LostReason, PeerId, PeerSnapshot, PeerState};
 pub use library::{Libraries, LibraryError, LibraryInfo, MemberInfo, PairingInfo, PairingState};
 pub use node::{Node, NodeConfig, NodeError};

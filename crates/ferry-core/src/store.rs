@@ -16,6 +16,7 @@ use std::sync::Mutex;
 use ferry_block::place::Renamed;
 use ferry_block::Manifest;
 use ferry_p2p::PeerId;
+use ferry_util::unix_now;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -147,12 +148,6 @@ pub struct Summary {
     pub failed: Vec<(String, String)>,
 }
 
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
-
 fn corrupt<E: std::fmt::Display>(e: E) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -178,7 +173,7 @@ impl Store {
     }
 
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        ferry_util::lock(&self.conn)
     }
 
     pub fn put(&self, t: &TransferRow) -> Result<(), StoreError> {
@@ -203,7 +198,7 @@ impl Store {
                 sources,
                 layout,
                 t.created,
-                now(),
+                unix_now(),
                 counts
             ],
         )?;
@@ -218,7 +213,7 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.conn().execute(
             "UPDATE transfers SET state = ?2, reason = ?3, updated = ?4 WHERE id = ?1",
-            params![id.hex(), state, reason, now()],
+            params![id.hex(), state, reason, unix_now()],
         )?;
         Ok(())
     }

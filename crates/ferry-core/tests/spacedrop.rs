@@ -31,6 +31,18 @@ async fn a_folder_is_offered_prompted_accepted_and_arrives_verified() {
     assert_eq!(prompt.peer_name, "alpha");
     assert_eq!(prompt.files, 52);
     assert_eq!(prompt.first_names, ["album ✓/"]);
+    // What is inside the folder, as loose files are shown by name.
+    assert_eq!(prompt.folders, 3);
+    assert_eq!(
+        prompt.first_files,
+        [
+            "album ✓/raw/a.bin",
+            "album ✓/raw/small-0.txt",
+            "album ✓/raw/small-1.txt",
+            "album ✓/raw/small-10.txt",
+            "album ✓/raw/small-11.txt"
+        ]
+    );
     b.node
         .spacedrop()
         .answer(&id, Decision::Accept { dest: None })

@@ -274,19 +274,14 @@ impl Row {
     }
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use ferry_util::lock;
 
 pub(crate) fn random_id() -> [u8; 16] {
     let mut b = [0u8; 16];
     // The OS generator does not fail on supported platforms; a fallback keeps ids unique
     // within this process even if it did.
     if getrandom::fill(&mut b).is_err() {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
+        let t = ferry_util::since_epoch().as_nanos();
         b = (t ^ u128::from(std::process::id()) << 64).to_le_bytes();
     }
     b
@@ -316,12 +311,7 @@ fn parse_hex<const N: usize>(s: &str) -> Option<[u8; N]> {
     Some(out)
 }
 
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub(crate) use ferry_util::unix_now_ms as now_ms;
 
 /// Raw bytes of a path (names need not be UTF-8 on Unix).
 pub(crate) fn path_bytes(p: &Path) -> Vec<u8> {

@@ -11,6 +11,13 @@
 //!   other members' rows applied as read-only replicas.
 //! - [`program`]: whether opening a file would run it (the app asks first).
 
+// Nothing from the network or the disk may panic a node: errors are typed and returned. The
+// compiler keeps that rule (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod cas;
 pub mod changes;
 pub mod db;

@@ -48,12 +48,12 @@ impl NodeInfo {
     }
 }
 
-/// Keeps printable text: no control characters, no invisible formatting (bidi overrides,
-/// zero-width characters) that could disguise one name as another; at most `max` bytes, cut on
+/// Keeps printable text: none of the [`crate::text::HIDDEN`] characters (controls, separators,
+/// invisible formatting that could disguise one name as another); at most `max` bytes, cut on
 /// a character boundary.
 fn clean(s: &str, max: usize) -> Option<String> {
     let mut out = String::new();
-    for c in s.chars().filter(|&c| !c.is_control() && !is_format(c)) {
+    for c in s.chars().filter(|&c| !crate::text::is_hidden(c)) {
         if out.len() + c.len_utf8() > max {
             break;
         }
@@ -61,12 +61,6 @@ fn clean(s: &str, max: usize) -> Option<String> {
     }
     let out = out.trim();
     (!out.is_empty()).then(|| out.to_string())
-}
-
-/// Unicode format characters (category Cf) that can disguise a name: bidi overrides and
-/// isolates, zero-width characters, soft hyphens.
-pub fn is_format(c: char) -> bool {
-    matches!(c, '\u{ad}' | '\u{200b}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
 /// Sends our info and returns the peer's.
@@ -84,13 +78,14 @@ pub async fn exchange(conn: &quinn::Connection, ours: &NodeInfo) -> Result<NodeI
         .map_err(|_| StreamError::Timeout("hello"))?
 }
 
-/// What the responder does with a hello: record it, and say what to answer (or refuse).
+/// What the responder does with a hello: record it, and say what to answer (or refuse). It may
+/// wait before answering (see `node`: a dial of its own to the same peer that is under way).
 pub trait HelloSink: Send + Sync + 'static {
-    fn on_hello(
+    fn on_hello<'a>(
         self: std::sync::Arc<Self>,
-        conn: &quinn::Connection,
+        conn: &'a quinn::Connection,
         info: NodeInfo,
-    ) -> Result<NodeInfo, StreamError>;
+    ) -> BoxFuture<'a, Result<NodeInfo, StreamError>>;
 }
 
 pub struct HelloProtocol<S: HelloSink>(pub Weak<S>);
@@ -111,7 +106,7 @@ impl<S: HelloSink> Protocol for HelloProtocol<S> {
                     .0
                     .upgrade()
                     .ok_or(StreamError::Local(Code::Cancelled, "shutting down"))?;
-                let ours = sink.on_hello(&s.conn, theirs.sanitized())?;
+                let ours = sink.on_hello(&s.conn, theirs.sanitized()).await?;
                 write_frame(&mut s.send, &ours, MAX_FRAME).await
             };
             tokio::time::timeout(TIMEOUT, run)

@@ -8,9 +8,17 @@
 //! - [`router`]: dispatches each incoming stream to its [`Protocol`] by header.
 //! - [`ping`] (the reference protocol) and [`hello`] (display data exchange).
 //! - [`discovery`]: mDNS announcements and browsing (hints, never trusted).
+//! - [`text`]: the characters never shown as they are (controls, invisible formatting).
 //! - [`node`]: [`P2p`], which runs all of the above and keeps the peer registry.
 //!
 //! The wire format is specified in `PROTOCOL.md` beside this crate.
+
+// Nothing from the network or the disk may panic a node: errors are typed and returned. The
+// compiler keeps that rule (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod discovery;
 pub mod endpoint;
@@ -19,6 +27,7 @@ pub mod identity;
 pub mod node;
 pub mod ping;
 pub mod router;
+pub mod text;
 pub mod tls;
 pub mod wire;
 

@@ -12,9 +12,10 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Weak;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ferry_util::lock;
 use serde::Serialize;
 use tokio::sync::{broadcast, watch};
 
@@ -23,7 +24,7 @@ use crate::endpoint::{self, EndpointError, TransportLimits};
 use crate::hello::{self, HelloProtocol, HelloSink, NodeInfo};
 use crate::identity::{Identity, PeerId};
 use crate::ping::{self, PingProtocol};
-use crate::router::{Protocol, Router};
+use crate::router::{BoxFuture, Protocol, Router};
 use crate::tls;
 use crate::wire::{CloseCode, StreamError};
 
@@ -503,12 +504,6 @@ pub enum PingFailure {
     Stream(#[from] StreamError),
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding one of these locks is a bug, but the data stays consistent enough
-    // to keep serving other peers.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Closes a connection that never became a peer's connection (hello failed, dial abandoned).
 struct CloseOnDrop(Option<quinn::Connection>);
 
@@ -587,12 +582,7 @@ impl Inner {
         }
         let _turn = match expected {
             Some(id) => {
-                let slot = lock(&self.dialing).entry(id).or_default().clone();
-                let turn = DialTurn {
-                    node: &self,
-                    id,
-                    _guard: slot.lock_owned().await,
-                };
+                let turn = self.dial_turn(id).await;
                 if let Some(c) = self.live_conn(&id) {
                     return Ok((id, c));
                 }
@@ -601,6 +591,17 @@ impl Inner {
             None => None,
         };
         self.clone().dial_once(addr, expected).await
+    }
+
+    /// Waits for the turn at dialing `id`: dials to one peer, and the hellos that must not race
+    /// them (see `on_hello`), go one at a time.
+    async fn dial_turn(&self, id: PeerId) -> DialTurn<'_> {
+        let slot = lock(&self.dialing).entry(id).or_default().clone();
+        DialTurn {
+            node: self,
+            id,
+            _guard: slot.lock_owned().await,
+        }
     }
 
     async fn dial_once(
@@ -651,12 +652,20 @@ impl Inner {
         if id == self.identity.peer_id() {
             return Err(DialError::SelfDial { addr });
         }
-        // An unpinned dial to a peer we already have (a pinned one checked before dialing):
-        // keep that connection, since a second one from us would replace it on both sides (see
-        // `install`). The new one closes unused.
-        if let Some(live) = expected.is_none().then(|| self.live_conn(&id)).flatten() {
-            return Ok((id, live));
-        }
+        // An unpinned dial takes its turn now that it knows whom it reached (a pinned one took
+        // it before dialing), then keeps a connection the peer already has: a second one from
+        // us would replace it on both sides (see `install`), under whatever runs on it. The
+        // new one closes unused.
+        let _turn = match expected {
+            Some(_) => None,
+            None => {
+                let turn = self.dial_turn(id).await;
+                if let Some(live) = self.live_conn(&id) {
+                    return Ok((id, live));
+                }
+                Some(turn)
+            }
+        };
         tokio::spawn(serve(self.router.clone(), id, conn.clone()));
         let info = match tokio::time::timeout(timeout, hello::exchange(&conn, &self.info())).await {
             Ok(Ok(info)) => info,
@@ -780,34 +789,47 @@ impl Inner {
 }
 
 impl HelloSink for Inner {
-    fn on_hello(
+    fn on_hello<'a>(
         self: Arc<Self>,
-        conn: &quinn::Connection,
+        conn: &'a quinn::Connection,
         info: NodeInfo,
-    ) -> Result<NodeInfo, StreamError> {
-        let id = tls::peer_id_of(conn).ok_or(StreamError::Local(
-            crate::wire::Code::Refused,
-            "no identity",
-        ))?;
-        let flooding = self.update(id, |e| {
-            let same = e
-                .live()
-                .is_some_and(|c| c.conn.stable_id() == conn.stable_id());
-            let now = Instant::now();
-            let recent = e
-                .last_hello
-                .is_some_and(|t| now.duration_since(t) < HELLO_INTERVAL);
-            e.last_hello = Some(now);
-            same && recent
-        });
-        if flooding {
-            return Err(StreamError::Local(
-                crate::wire::Code::Busy,
-                "hello too often",
-            ));
-        }
-        self.install(id, conn, info);
-        Ok(self.info())
+    ) -> BoxFuture<'a, Result<NodeInfo, StreamError>> {
+        Box::pin(async move {
+            let id = tls::peer_id_of(conn).ok_or(StreamError::Local(
+                crate::wire::Code::Refused,
+                "no identity",
+            ))?;
+            let (flooding, same) = self.update(id, |e| {
+                let same = e
+                    .live()
+                    .is_some_and(|c| c.conn.stable_id() == conn.stable_id());
+                let now = Instant::now();
+                let recent = e
+                    .last_hello
+                    .is_some_and(|t| now.duration_since(t) < HELLO_INTERVAL);
+                e.last_hello = Some(now);
+                (same && recent, same)
+            });
+            if flooding {
+                return Err(StreamError::Local(
+                    crate::wire::Code::Busy,
+                    "hello too often",
+                ));
+            }
+            // A new connection dialed by the larger id loses to one we dial (see `install`).
+            // Were our own dial to this peer under way and this connection answered now, the
+            // peer would use it (an offer, say) until our dial replaced it and cut what runs
+            // on it. So it waits for that dial's turn: once ours is in, this one loses before
+            // the peer ever had it. Bounded, since a dial to a dead address takes its timeout.
+            let _turn = if !same && self.identity.peer_id() < id {
+                let hold = self.cfg.connect_timeout / 2;
+                tokio::time::timeout(hold, self.dial_turn(id)).await.ok()
+            } else {
+                None
+            };
+            self.install(id, conn, info);
+            Ok(self.info())
+        })
     }
 }
 

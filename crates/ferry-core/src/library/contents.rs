@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
+
+use ferry_util::lock;
 use std::time::{Duration, Instant};
 
 use ferry_index::serve::{self, Caching, Response};
@@ -47,10 +49,6 @@ enum Job {
     Scan(LibraryId, LocationId),
     Apply(LibraryId, LocationId, Vec<PathBuf>),
     Thumbs(LibraryId, LocationId),
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 struct Inner {

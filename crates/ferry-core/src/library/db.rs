@@ -171,7 +171,7 @@ impl LibraryDb {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+        ferry_util::lock(&self.conn)
     }
 
     /// The library's shared state, as sent to members.

@@ -29,11 +29,11 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ferry_p2p::{Identity, P2p, P2pEvent, PeerId, PeerState};
+use ferry_util::{lock, unix_now};
 use serde::Serialize;
 use tokio::sync::{broadcast, oneshot};
 
 use crate::event::Event;
-use crate::spacedrop::unix_now;
 pub use contents::{IndexProgress, LibraryContents};
 use db::{DbError, LibraryDb};
 pub use tunnel::TunnelError;
@@ -168,10 +168,6 @@ pub(crate) struct Shared {
     /// Held while a pairing checks for and creates a library, so two never create one twice.
     creating: Mutex<()>,
     sync: sync::Sync,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Handle to the node's libraries.

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use ferry_p2p::router::{open as open_stream, BoxFuture, Incoming, Protocol};
 use ferry_p2p::wire::{expect_frame, write_frame};
 use ferry_p2p::{Code, PeerId, StreamError};
+use ferry_util::unix_now;
 use tokio::sync::oneshot;
 
 use super::db::LibraryDb;
@@ -35,7 +36,6 @@ use super::{
     lock, LivePairing, PairingInfo, PairingRole, PairingState, Shared, MAX_PAIRINGS, PAIR_COOLDOWN,
 };
 use crate::event::Event;
-use crate::spacedrop::unix_now;
 
 /// Each machine-to-machine step must complete within this (humans get `pair_timeout`).
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);

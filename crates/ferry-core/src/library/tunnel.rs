@@ -21,13 +21,13 @@ use std::time::Duration;
 use ferry_p2p::router::{open as open_stream, BoxFuture, Incoming, Protocol};
 use ferry_p2p::wire::{expect_frame, write_frame};
 use ferry_p2p::{Code, PeerId, StreamError};
+use ferry_util::unix_now;
 
 use super::wire::{
     self, Accepted, Challenge, LibraryId, MemberState, Open, Proof, Role, Signature, MAX_SMALL,
     TUNNEL_ID, VERSION,
 };
 use super::{members, Shared};
-use crate::spacedrop::unix_now;
 
 /// Each handshake message must arrive within this.
 const STEP_TIMEOUT: Duration = Duration::from_secs(10);

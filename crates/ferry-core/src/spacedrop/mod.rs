@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 
 pub use ferry_block::place::Renamed;
 use ferry_p2p::{P2p, PeerId};
+use ferry_util::{lock, unix_now};
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -75,7 +76,12 @@ pub struct Prompt {
     pub files: usize,
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub bytes: u64,
+    /// Top-level names, folders with a trailing `/`.
     pub first_names: Vec<String>,
+    /// The first files inside those folders, by path ("photos/a.jpg").
+    pub first_files: Vec<String>,
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
+    pub folders: usize,
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub expires_in_ms: u64,
 }
@@ -275,10 +281,6 @@ pub(crate) struct Shared {
     claims: Mutex<HashMap<TransferId, PeerId>>,
     /// Accepted transfers waiting for their data stream, keyed by the proven sender.
     data_jobs: Mutex<HashMap<(PeerId, TransferId), receive::DataJob>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Handle to the node's Spacedrop service.
@@ -592,12 +594,6 @@ fn state_name(s: &str) -> &'static str {
         "cancelled" => "cancelled",
         _ => "not resumable",
     }
-}
-
-pub fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 impl Shared {

@@ -519,6 +519,8 @@ async fn decide(
         files: offer.manifest.file_count(),
         bytes: offer.manifest.total_bytes(),
         first_names: offer.manifest.first_names(5),
+        first_files: offer.manifest.first_nested_files(5),
+        folders: offer.manifest.folder_count(),
         expires_in_ms: timeout.as_millis() as u64,
     };
     let (tx, rx) = oneshot::channel();

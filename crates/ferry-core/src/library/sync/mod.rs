@@ -26,8 +26,9 @@ use tokio::sync::watch;
 
 use super::tunnel::{self, TunnelError};
 use super::wire::{LibraryId, MemberState};
-use super::{lock, Shared};
+use super::Shared;
 use crate::event::Event;
+use ferry_util::lock;
 use wire::{plan, Down, Head, Up, BATCH_BYTES, INNER_SYNC, MAX_DOWN, MAX_MARKS, MAX_UP};
 
 /// The puller's first message must arrive within this.
@@ -66,7 +67,8 @@ pub struct MemberSync {
     pub member: PeerId,
     pub name: String,
     pub me: bool,
-    pub online: bool,
+    /// Connected now (`None`: not known, e.g. read without a running node).
+    pub online: Option<bool>,
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub locations: u64,
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
@@ -602,11 +604,11 @@ pub(crate) fn status(
             member: node,
             name: m.record.name,
             me: node == me,
-            online: node == me
-                || shared
-                    .p2p
-                    .get()
-                    .is_some_and(|p| p.connection(&node).is_some()),
+            online: match shared.p2p.get() {
+                _ if node == me => Some(true),
+                Some(p) => Some(p.connection(&node).is_some()),
+                None => None,
+            },
             locations,
             entries,
             seq,
