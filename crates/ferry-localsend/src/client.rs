@@ -416,7 +416,7 @@ impl Client {
             .collect();
         let prepared = tokio::select! {
             r = self.prepare_upload(t, opts.pin.as_deref(), &infos) => r?,
-            _ = cancel.wait_for(|c| *c) => return Err(ClientError::Cancelled),
+            _ = cancelled(&mut cancel) => return Err(ClientError::Cancelled),
         };
         let Some(prepared) = prepared else {
             return Ok(SendOutcome::Sent {
@@ -473,22 +473,31 @@ impl Client {
                     Some(Ok(Err(e))) => { failure = Some(e); break; }
                     Some(Err(e)) => { failure = Some(ClientError::Io(PathBuf::new(), std::io::Error::other(e))); break; }
                 },
-                _ = cancel.wait_for(|c| *c) => { failure = Some(ClientError::Cancelled); break; }
+                _ = cancelled(&mut cancel) => { failure = Some(ClientError::Cancelled); break; }
             }
         }
-        set.abort_all();
         if let Some(e) = failure {
+            // Cancel before dropping the uploads, so that the receiver hears "cancelled" before
+            // it sees connections break (which it may record as a failure instead).
             if !matches!(e, ClientError::PeerCancelled(_)) {
                 if let Err(c) = self.cancel(t, &session).await {
                     tracing::debug!(error = %c, "localsend client: cancel not delivered");
                 }
             }
+            set.abort_all();
             return Err(e);
         }
         Ok(SendOutcome::Sent {
             files: jobs.len(),
             skipped,
         })
+    }
+}
+
+/// Resolves once `cancel` is set; never, if its sender is gone without setting it.
+async fn cancelled(cancel: &mut watch::Receiver<bool>) {
+    if cancel.wait_for(|c| *c).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 

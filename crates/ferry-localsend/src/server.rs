@@ -809,7 +809,12 @@ async fn upload(st: &Arc<State>, conn: &ConnInfo, req: Request<Incoming>) -> Res
         Some(Err(_)) => Err(FileFail::new(StatusCode::BAD_REQUEST, "bad Content-Length")),
         _ => receive_file(st, &s, slot, req.into_body()).await,
     };
-    *lock(&slot.state) = FileState::Ended;
+    let retry = matches!(&result, Err(FileFail(_, _, true)));
+    *lock(&slot.state) = if retry {
+        FileState::Waiting
+    } else {
+        FileState::Ended
+    };
     match result {
         Ok(path) => {
             st.emit(ServerEvent::FileDone {
@@ -823,7 +828,12 @@ async fn upload(st: &Arc<State>, conn: &ConnInfo, req: Request<Incoming>) -> Res
             file_ended(st, &s).await;
             Ok(empty(StatusCode::OK))
         }
-        Err(FileFail(status, reason)) => {
+        Err(FileFail(status, reason, true)) => {
+            // The session goes on: the sender may upload it again, cancel, or go idle.
+            tracing::info!(session = %s.id, entry = slot.entry, %reason, "localsend: upload broke off");
+            Err(Refusal(status, reason))
+        }
+        Err(FileFail(status, reason, false)) => {
             if !s.finished.load(Ordering::SeqCst) {
                 s.failed.fetch_add(1, Ordering::SeqCst);
                 st.emit(ServerEvent::FileFailed {
@@ -859,11 +869,13 @@ async fn file_ended(st: &Arc<State>, s: &Arc<Session>) {
     st.end_session(s, end);
 }
 
-struct FileFail(StatusCode, String);
+/// Why a file failed. `retry`: the upload broke off (the connection went), which says nothing
+/// about the file, so it may be uploaded again; every other failure is final.
+struct FileFail(StatusCode, String, bool);
 
 impl FileFail {
     fn new(status: StatusCode, why: impl Into<String>) -> FileFail {
-        FileFail(status, why.into())
+        FileFail(status, why.into(), false)
     }
 }
 

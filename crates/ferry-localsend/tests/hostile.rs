@@ -607,3 +607,126 @@ async fn a_declared_sha256_is_checked_before_placing() {
         b"hello"
     );
 }
+
+#[path = "lsd/mod.rs"]
+mod lsd;
+
+/// 20,000 made-up announcements (distinct fingerprints and ports, all asking for an answer)
+/// from one namespace at Ferry's discovery in another: the device list stays bounded, no
+/// prompt is raised, and a genuine device announced after the flood is found and verified.
+#[test]
+fn a_multicast_flood_of_fake_announcements_keeps_the_list_bounded() {
+    if let Err(why) = lsd::netns::available() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("network namespaces unavailable in CI: {why}");
+        }
+        eprintln!("SKIPPED: needs root and iproute2 for network namespaces ({why})");
+        return;
+    }
+    let lan = lsd::Lan::new(2).unwrap();
+    let (flooder_ns, genuine_ns) = (lan.ns(0).to_string(), lan.ns(0).to_string());
+    let (ferry_ip, genuine_ip) = (lan.host_ip(1), lan.host_ip(0));
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let flooder = std::thread::spawn(move || {
+        lsd::in_netns(&flooder_ns, move || async move {
+            ready_rx.recv().unwrap();
+            let sock = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+            let t = Instant::now();
+            for i in 0..20_000u32 {
+                let msg = format!(
+                    r#"{{"alias":"fake {i}","version":"2.1","fingerprint":"{i:064X}","port":{},"protocol":"https","announce":true}}"#,
+                    1000 + i % 60_000
+                );
+                let _ = sock.send_to(msg.as_bytes(), "224.0.0.167:53317");
+                if i % 500 == 0 {
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+            println!("flood: 20,000 announcements in {:?}", t.elapsed());
+            done_tx.send(()).unwrap();
+        })
+    });
+    lsd::in_netns(lan.ns(1), move || async move {
+        let mut rx = receiver(Policy::Accept, |_| {}).await;
+        let disc = ferry_localsend::DiscoveryConfig {
+            interfaces: vec![ferry_ip],
+            announce_every: None,
+            ..Default::default()
+        };
+        let c = ferry_localsend::Client::new(
+            &ferry_localsend::Identity::generate().unwrap(),
+            rx.server.info(),
+        )
+        .unwrap();
+        let _d = ferry_localsend::Discovery::start(disc, rx.server.info(), rx.devices.clone(), c)
+            .unwrap();
+        ready_tx.send(()).unwrap();
+        tokio::task::spawn_blocking(move || done_rx.recv().unwrap())
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let n = rx.devices.len();
+        println!("device list after the flood: {n} entries");
+        assert!(n <= ferry_localsend::devices::MAX_DEVICES, "{n}");
+        assert!(n > 0, "the flood did arrive");
+        // A genuine device on the other host announces now: found, and verified by its answer.
+        let (gtx, grx) = std::sync::mpsc::channel();
+        let g = std::thread::spawn(move || {
+            lsd::in_netns(&genuine_ns, move || async move {
+                let id = ferry_localsend::Identity::generate().unwrap();
+                let cfg = ferry_localsend::ServerConfig::new(ferry_localsend::device_info(
+                    "genuine",
+                    ferry_localsend::DeviceType::Mobile,
+                ));
+                let devices = Arc::new(ferry_localsend::Devices::new(64));
+                let (server, _ev) = ferry_localsend::Server::bind(
+                    "0.0.0.0:53317".parse().unwrap(),
+                    &id,
+                    cfg,
+                    devices.clone(),
+                )
+                .await
+                .unwrap();
+                let client = ferry_localsend::Client::new(&id, server.info()).unwrap();
+                let disc = ferry_localsend::DiscoveryConfig {
+                    interfaces: vec![genuine_ip],
+                    announce_every: None,
+                    ..Default::default()
+                };
+                let _d = ferry_localsend::Discovery::start(disc, server.info(), devices, client)
+                    .unwrap();
+                let _ = grx.recv_timeout(Duration::from_secs(30));
+            })
+        });
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if rx.devices.find("genuine").is_some_and(|d| d.verified) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "genuine device not found: {:?}",
+                rx.devices.len()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(rx.devices.len() <= ferry_localsend::devices::MAX_DEVICES);
+        gtx.send(()).unwrap();
+        tokio::task::spawn_blocking(move || g.join().unwrap())
+            .await
+            .unwrap();
+        assert!(
+            !rx.seen
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|s| s.starts_with("offer")),
+            "announcements never prompt"
+        );
+        while let Ok(e) = rx.events.try_recv() {
+            assert!(!matches!(e, ServerEvent::Offer(_)));
+        }
+    });
+    flooder.join().unwrap();
+}
