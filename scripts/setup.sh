@@ -19,7 +19,7 @@ esac
 
 packages=(build-essential pkg-config curl wget file
   libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev)
-$test_tools && packages+=(iproute2 iputils-ping xvfb xauth webkit2gtk-driver imagemagick python3-pip)
+$test_tools && packages+=(iproute2 iputils-ping xvfb xauth webkit2gtk-driver imagemagick python3-pip python3-venv openssl)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -48,3 +48,6 @@ command -v tauri-driver >/dev/null || cargo install tauri-driver@2.1.0 --locked 
 command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz@0.13.2 --locked --quiet
 python3 -c "import selenium" 2>/dev/null || python3 -m pip install --quiet --disable-pip-version-check selenium 2>/dev/null \
   || python3 -m pip install --quiet --disable-pip-version-check --break-system-packages selenium
+
+# Test only: localsendd, the independent LocalSend implementation the LocalSend tests run against.
+bash scripts/setup-localsend.sh
