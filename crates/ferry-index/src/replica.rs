@@ -560,7 +560,8 @@ impl Contents {
         }
         let mut w = self.writer();
         let tx = w.transaction()?;
-        let held = mark_in(&tx, &b.author)?;
+        // A mark at 0 was only heard of: nothing is held of that space yet.
+        let held = mark_in(&tx, &b.author)?.filter(|m| m.seq > 0);
         check_batch(b, held, now_ms())?;
         let mut out = Applied::default();
         if held.is_some_and(|m| m.index != b.index && m.seq > 0) {

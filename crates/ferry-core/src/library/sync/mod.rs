@@ -22,7 +22,7 @@ use ferry_p2p::router::Incoming;
 use ferry_p2p::wire::{expect_frame, read_frame, write_frame};
 use ferry_p2p::{Code, PeerId, StreamError};
 use serde::Serialize;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use super::tunnel::{self, TunnelError};
 use super::wire::{LibraryId, MemberState};
@@ -105,7 +105,9 @@ pub enum SyncError {
 pub(crate) struct Sync {
     /// Bumped whenever a library's contents change here, waking its servers.
     pokes: Mutex<HashMap<LibraryId, watch::Sender<u64>>>,
-    pulls: Mutex<HashMap<(PeerId, LibraryId), tokio::task::AbortHandle>>,
+    /// The pull task per (member, library), and what wakes it from its backoff (a new
+    /// connection of that member).
+    pulls: Mutex<HashMap<(PeerId, LibraryId), (tokio::task::AbortHandle, Arc<Notify>)>>,
     /// The newest serving stream per (puller, library): an older one ends when a newer opens.
     serving: Mutex<HashMap<(PeerId, LibraryId), u64>>,
     tickets: AtomicU64,
@@ -167,10 +169,15 @@ pub(crate) fn ensure(shared: &Arc<Shared>, peer: PeerId, lib: LibraryId) {
         return;
     }
     let mut pulls = lock(&shared.sync.pulls);
-    if pulls.get(&(peer, lib)).is_some_and(|h| !h.is_finished()) {
-        return;
+    if let Some((task, wake)) = pulls.get(&(peer, lib)) {
+        if !task.is_finished() {
+            wake.notify_one();
+            return;
+        }
     }
     let weak = Arc::downgrade(shared);
+    let wake = Arc::new(Notify::new());
+    let woken = wake.clone();
     let task = tokio::spawn(async move {
         let mut delay = BACKOFF.0;
         loop {
@@ -197,19 +204,23 @@ pub(crate) fn ensure(shared: &Arc<Shared>, peer: PeerId, lib: LibraryId) {
                 (delay * 2).min(BACKOFF.1)
             };
             drop(shared);
-            tokio::time::sleep(delay).await;
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                // The member connected anew: try at once, with a fresh backoff.
+                _ = woken.notified() => delay = BACKOFF.0,
+            }
         }
         if let Some(shared) = weak.upgrade() {
             lock(&shared.sync.pulls).remove(&(peer, lib));
         }
     });
-    pulls.insert((peer, lib), task.abort_handle());
+    pulls.insert((peer, lib), (task.abort_handle(), wake));
 }
 
 /// Stops pulling from `peer` for `lib` (it was removed).
 pub(crate) fn stop(shared: &Shared, peer: &PeerId, lib: &LibraryId) {
-    if let Some(h) = lock(&shared.sync.pulls).remove(&(*peer, *lib)) {
-        h.abort();
+    if let Some((task, _)) = lock(&shared.sync.pulls).remove(&(*peer, *lib)) {
+        task.abort();
     }
     lock(&shared.sync.progress).remove(&(*peer, *lib));
 }
@@ -288,7 +299,14 @@ async fn pull(shared: &Arc<Shared>, peer: PeerId, lib: LibraryId) -> Result<(), 
                 announced.clear();
                 total = received;
                 for h in heads {
-                    if h.mark.author == shared.me().0 || h.mark.seq > ferry_index::replica::MAX_SEQ
+                    // Only heads a batch could follow are remembered: of another current
+                    // member, within the bounds a batch is checked against.
+                    let m = h.mark;
+                    if m.author == shared.me().0
+                        || !(1..=ferry_index::replica::MAX_SEQ).contains(&m.seq)
+                        || m.index
+                            > ferry_util::unix_now_ms() + ferry_index::replica::MAX_CLOCK_AHEAD_MS
+                        || !is_member(shared, &lib, &PeerId(m.author))
                     {
                         continue;
                     }
@@ -347,12 +365,14 @@ async fn pull(shared: &Arc<Shared>, peer: PeerId, lib: LibraryId) -> Result<(), 
     if let Err(e) = &result {
         let code = match e {
             SyncError::Bad(_) => Code::ProtocolError,
+            // A frame over its bound or that does not decode is the server's fault too.
+            SyncError::Stream(e) => e.code(),
             _ => Code::Internal,
         };
         let _ = send.reset(code.var_int());
         let _ = recv.stop(code.var_int());
-        if let SyncError::Bad(why) = e {
-            tracing::warn!(peer = %peer.short(), %lib, error = %why, "refused a sync batch");
+        if code == Code::ProtocolError {
+            tracing::warn!(peer = %peer.short(), %lib, error = %e, "refused what a member sent");
         }
     }
     result
