@@ -100,6 +100,9 @@ pub enum SyncError {
     Local(String),
 }
 
+/// A running pull task, and what wakes it from its backoff.
+type Pull = (tokio::task::AbortHandle, Arc<Notify>);
+
 /// The node's sync state, in [`Shared`].
 #[derive(Default)]
 pub(crate) struct Sync {
@@ -107,7 +110,7 @@ pub(crate) struct Sync {
     pokes: Mutex<HashMap<LibraryId, watch::Sender<u64>>>,
     /// The pull task per (member, library), and what wakes it from its backoff (a new
     /// connection of that member).
-    pulls: Mutex<HashMap<(PeerId, LibraryId), (tokio::task::AbortHandle, Arc<Notify>)>>,
+    pulls: Mutex<HashMap<(PeerId, LibraryId), Pull>>,
     /// The newest serving stream per (puller, library): an older one ends when a newer opens.
     serving: Mutex<HashMap<(PeerId, LibraryId), u64>>,
     tickets: AtomicU64,
