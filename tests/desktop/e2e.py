@@ -27,6 +27,7 @@ import traceback
 from pathlib import Path
 
 from selenium import webdriver
+from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.options import ArgOptions
 
@@ -397,6 +398,45 @@ def main():
         # Numbers are grouped by the user's locale (none in CI's C locale).
         assert re.search(r"1 location · 10\D?008 files", card), card
 
+    def sync_with_cli():
+        # The CLI node joins a second library and indexes a folder of its own: the app lists
+        # that location under the CLI node's name, opens its folders from the synced rows, and
+        # shows a file made on the CLI node's disk moments later.
+        for back in driver.find_elements(By.XPATH, "//button[contains(., '← All')]"):
+            back.click()
+        find("#new-library").send_keys("E2E Shared")
+        click_button("Create")
+        find("[data-library]", 10, text="E2E Shared")
+        find('button[aria-label="Pair with cli-node"]').click()
+        click_button("Pair", within="[role=dialog]")
+        cli.wait_for(lambda l: l.get("type") == "pairing" and l["pairing"]["state"] == "confirm"
+                     and l["pairing"]["library_name"] == "E2E Shared", 20, "the second pairing request")
+        find("[role=dialog] [data-code]", 10)
+        click_button("Codes match", within="[role=dialog]")
+        cli.send("y")
+        find("[role=dialog]", 20, text="cli-node is now a member")
+        click_button("Close", within="[role=dialog]")
+        shared = tmp / "cli-shared"
+        (shared / "reports" / "2026").mkdir(parents=True)
+        (shared / "reports" / "2026" / "q1.txt").write_text("first quarter\n")
+        (shared / "readme.md").write_text("# shared\n")
+        lib = find("[data-library]", 5, text="E2E Shared").get_attribute("data-library")
+        subprocess.run([ferry, "--data-dir", str(tmp / "cli-data"), "--json", "location", "add", str(shared),
+                        "--library", lib], check=True, capture_output=True)
+        find('button[aria-label="Browse E2E Shared"]').click()
+        group = find('[aria-label="Device cli-node"]', 30)
+        assert "online" in group.get_attribute("textContent"), group.get_attribute("textContent")
+        find("[data-location]", 30, text="cli-shared").find_element(By.CSS_SELECTOR, ".location-pick").click()
+        folder = find('[role=grid] button[aria-label="reports"]', 20)
+        ActionChains(driver).double_click(folder).perform()
+        ActionChains(driver).double_click(find('[role=grid] button[aria-label="2026"]', 10)).perform()
+        find('[role=grid] button[aria-label="q1.txt"]', 10)
+        (shared / "reports" / "2026" / "q2.txt").write_text("second quarter\n")
+        t0 = time.time()
+        find('[role=grid] button[aria-label="q2.txt"]', 15)
+        print(f"  a file made on the CLI node listed in the app after {(time.time() - t0) * 1000:.0f} ms")
+        driver.save_screenshot(str(SHOTS / "13-synced-location.png"))
+
     def overflow_at_200(shot):
         """What a user with 200 % zoom sees: how far the page is wider than the window."""
         driver.execute_script("document.documentElement.style.zoom = '2'")
@@ -421,6 +461,7 @@ def main():
     step("the app sends a file back to the CLI", send_back)
     step("pair the CLI node into a library, then remove it", pair_cli)
     step("browse the library: real thumbnails, Range, 10,000 entries, live", browse_library)
+    step("a member's location syncs into the app: device group, folders, a new file", sync_with_cli)
     step("readable at 200 % zoom", zoom_200)
 
     try:
