@@ -29,6 +29,7 @@ from pathlib import Path
 from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select
 from selenium.webdriver.common.options import ArgOptions
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -406,8 +407,9 @@ def main():
             back.click()
         find("#new-library").send_keys("E2E Shared")
         click_button("Create")
-        find("[data-library]", 10, text="E2E Shared")
+        shared_id = find("[data-library]", 10, text="E2E Shared").get_attribute("data-library")
         find('button[aria-label="Pair with cli-node"]').click()
+        Select(find("#pair-library", 10)).select_by_value(shared_id)
         click_button("Pair", within="[role=dialog]")
         cli.wait_for(lambda l: l.get("type") == "pairing" and l["pairing"]["state"] == "confirm"
                      and l["pairing"]["library_name"] == "E2E Shared", 20, "the second pairing request")
@@ -435,6 +437,11 @@ def main():
         t0 = time.time()
         find('[role=grid] button[aria-label="q2.txt"]', 15)
         print(f"  a file made on the CLI node listed in the app after {(time.time() - t0) * 1000:.0f} ms")
+        # Selecting a remote file shows its details from the synced rows, with no error.
+        find('[role=grid] button[aria-label="q2.txt"]').click()
+        find(".details .where", 10, text="cli-node: ")
+        alerts = [a.text for a in driver.find_elements(By.CSS_SELECTOR, "[role=alert]")]
+        assert not alerts, alerts
         driver.save_screenshot(str(SHOTS / "13-synced-location.png"))
 
     def overflow_at_200(shot):

@@ -98,9 +98,11 @@ function RunProgramDialog({ entry, onRun, onReveal, onClose }: {
   );
 }
 
-function Details({ api, library, entry, onClose, onOpen, onOpenFolder, onError }: {
+function Details({ api, library, loc, entry, onClose, onOpen, onOpenFolder, onError }: {
   api: Api;
   library: string;
+  /** The entry's location: another member's is shown from the synced rows only. */
+  loc: LocationInfo;
   entry: EntryInfo;
   onClose: () => void;
   onOpen: (e: EntryInfo) => void;
@@ -111,13 +113,18 @@ function Details({ api, library, entry, onClose, onOpen, onOpenFolder, onError }
   useEffect(() => {
     let live = true;
     setDetails(null);
+    if (!loc.local) {
+      // Its bytes are on another device: where it is there, from the synced rows.
+      setDetails({ entry, path: `${loc.owner_name ?? "another device"}: ${loc.path}/${entry.path}` });
+      return;
+    }
     api.entryDetails(library, entry.id).then((d) => live && setDetails(d)).catch((e) => live && onError(e));
     return () => {
       live = false;
     };
-  }, [api, library, entry.id, onError]);
+  }, [api, library, entry.id, entry.path, loc.local, loc.owner_name, loc.path, onError]);
   const file = entry.kind === "file";
-  const preview = file ? previewKind(entry.name) : null;
+  const preview = file && loc.local ? previewKind(entry.name) : null;
   const src = api.contentUrl("file", library, entry.id);
   return (
     <aside className="details" aria-label="Details">
@@ -158,9 +165,9 @@ function Details({ api, library, entry, onClose, onOpen, onOpenFolder, onError }
         {entry.kind === "dir" ? (
           <button className="small" onClick={() => onOpenFolder(entry)}>Open folder</button>
         ) : (
-          <button className="small" onClick={() => onOpen(entry)}>Open</button>
+          loc.local && <button className="small" onClick={() => onOpen(entry)}>Open</button>
         )}
-        <button className="secondary small" onClick={() => api.openEntry(library, entry.id, true).catch(onError)}>Show in folder</button>
+        {loc.local && <button className="secondary small" onClick={() => api.openEntry(library, entry.id, true).catch(onError)}>Show in folder</button>}
       </div>
     </aside>
   );
@@ -199,10 +206,13 @@ export function LibraryView({ state, api, library, onBack, onError }: {
     setDir(d);
     setSelected(null);
   };
+  // Another member's files open from its device once remote media lands; its folders open here.
   const open = (e: EntryInfo) =>
     e.kind === "dir"
       ? go(e.path)
-      : api
+      : !loc?.local
+        ? setSelected(e)
+        : api
           .openEntry(library, e.id, false)
           .then((r) => r === "is_program" && setProgram(e))
           .catch(onError);
@@ -321,8 +331,8 @@ export function LibraryView({ state, api, library, onBack, onError }: {
             </div>
           )}
         </div>
-        {selected && (
-          <Details api={api} library={library} entry={selected} onClose={() => setSelected(null)} onOpen={open} onOpenFolder={(e) => go(e.path)} onError={onError} />
+        {selected && loc && (
+          <Details api={api} library={library} loc={loc} entry={selected} onClose={() => setSelected(null)} onOpen={open} onOpenFolder={(e) => go(e.path)} onError={onError} />
         )}
         {program && (
           <RunProgramDialog entry={program} onRun={() => answerProgram(program, false)} onReveal={() => answerProgram(program, true)} onClose={() => setProgram(null)} />
