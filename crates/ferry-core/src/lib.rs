@@ -18,7 +18,6 @@ pub mod event;
 pub mod library;
 pub mod node;
 pub mod spacedrop;
-pub mod store;
 pub mod target;
 
 pub use event::Event;

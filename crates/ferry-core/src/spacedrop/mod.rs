@@ -2,7 +2,7 @@
 //!
 //! A transfer is one control stream (offer, answer, progress, pause/resume) and one data
 //! stream (Spaceblock records), both on the peers' shared connection. Every transfer is
-//! persisted ([`crate::store`]), so one interrupted by a dropped connection or a restart
+//! persisted ([`store`]), so one interrupted by a dropped connection or a restart
 //! resumes where it stopped: the sender re-offers it, the receiver recognises it (same id, same
 //! proven peer) and answers with the offsets it already has.
 //!
@@ -11,6 +11,7 @@
 //! - [`Spacedrop`]: the live transfers and prompts, and the commands front ends call.
 
 pub mod preview;
+pub mod store;
 pub mod wire;
 
 mod commands;
@@ -29,7 +30,7 @@ use serde::Serialize;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use crate::event::Event;
-use crate::store::{Direction, Store};
+use store::{Direction, Store};
 use wire::{Control, TransferId};
 
 /// How a node answers offers no one is asked about.
@@ -253,7 +254,7 @@ pub enum SpacedropError {
     #[error(transparent)]
     Collect(#[from] ferry_block::manifest::CollectError),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] store::StoreError),
 }
 
 /// A prompt waiting for its first answer: when it opened, what it asks, where the answer goes.
@@ -384,7 +385,7 @@ impl Spacedrop {
         }
         let p2p = self.shared.p2p.get();
         let snapshot = p2p.and_then(|p| p.peer(&peer));
-        let row = crate::store::TransferRow {
+        let row = store::TransferRow {
             id: TransferId::random(),
             direction: Direction::Send,
             peer,
@@ -750,7 +751,7 @@ impl Shared {
 }
 
 /// A stored transfer as front ends show it (also readable while another process runs the node).
-pub fn info_from_summary(row: crate::store::Summary) -> TransferInfo {
+pub fn info_from_summary(row: store::Summary) -> TransferInfo {
     let reason = row.reason.unwrap_or_default();
     let state = match row.state.as_str() {
         "done" => TransferState::Done,

@@ -20,6 +20,7 @@ use ferry_p2p::{Code, StreamError};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit, Semaphore};
 
 use super::commands::Cancel;
+use super::store::{Direction, FileStatus, SavedLayout, TransferRow};
 use super::wire::{
     Answer, Control, DataStart, FrameReader, Offer, Refusal, Starts, TransferId, CONTROL_ID,
     DATA_ID, MAX_ANSWER, MAX_CONTROL, MAX_OFFER, MAX_REASON, VERSION,
@@ -29,7 +30,6 @@ use super::{
     Prompt, PromptOutcome, Shared, Side, TransferInfo, TransferState, MAX_PROMPTS,
 };
 use crate::event::Event;
-use crate::store::{Direction, FileStatus, SavedLayout, TransferRow};
 
 /// How long the sender has to send its offer, and to open the data stream after the answer.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(10);

@@ -14,6 +14,7 @@ use ferry_p2p::{Code, StreamError};
 use tokio::sync::watch;
 
 use super::commands::{Cancel, Commands};
+use super::store::{Direction, FileStatus, TransferRow};
 use super::wire::{
     Answer, Control, DataStart, FrameReader, Offer, Refusal, CONTROL_ID, DATA_ID, MAX_ANSWER,
     MAX_CONTROL, MAX_OFFER, VERSION,
@@ -22,7 +23,6 @@ use super::{
     apply_pause, control_for, lock, Cmd, FailedFile, Shared, Side, TransferInfo, TransferState,
     EVENT_INTERVAL,
 };
-use crate::store::{Direction, FileStatus, TransferRow};
 
 pub(super) fn spawn(shared: Arc<Shared>, row: TransferRow, resume: bool) {
     tokio::spawn(run(shared, row, resume));

@@ -20,7 +20,7 @@ use ferry_util::unix_now;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::spacedrop::wire::TransferId;
+use super::wire::TransferId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -120,7 +120,7 @@ impl Counts {
             files: t.manifest.file_count(),
             bytes: t.manifest.total_bytes(),
             renamed_count: t.layout.renamed.len(),
-            renamed: crate::spacedrop::preview::of(&t.layout.renamed).to_vec(),
+            renamed: super::preview::of(&t.layout.renamed).to_vec(),
         }
     }
 }
@@ -315,7 +315,7 @@ impl Store {
             })?;
             let mut failed_count = 0;
             let first_failed: Vec<(String, String)> = failed
-                .query_map(params![id, crate::spacedrop::preview::ITEMS as i64], |r| {
+                .query_map(params![id, super::preview::ITEMS as i64], |r| {
                     failed_count = r.get::<_, i64>(2)? as usize;
                     Ok((r.get(0)?, r.get(1)?))
                 })?
