@@ -15,7 +15,10 @@
 //!   message means, which state follows which) as plain functions, unit-tested.
 //! - `state`: what the flows share, and how a change to a live transfer is announced.
 //! - `commands`: a live transfer's commands, and its cancel.
-//! - `send` / `receive`: the two flows; they move bytes and wait, and ask `decide`.
+//! - `send`: the sending flow. Receiving: `offer` (an offer read, admitted, asked about),
+//!   `receive` (the accepted transfer's run), `data` (the data stream's handler), `disk`
+//!   (folders, space, partial files, placement). The flows move bytes and wait; they ask
+//!   `decide`.
 
 pub mod preview;
 pub mod store;
