@@ -216,8 +216,8 @@ impl Out {
         }
         let who = peer_label(t);
         let arrow = match t.direction {
-            ferry_core::store::Direction::Send => format!("→ {who}"),
-            ferry_core::store::Direction::Receive => format!("← {who}"),
+            ferry_core::spacedrop::store::Direction::Send => format!("→ {who}"),
+            ferry_core::spacedrop::store::Direction::Receive => format!("← {who}"),
         };
         let pct = if t.bytes_total > 0 {
             t.bytes_done as f64 * 100.0 / t.bytes_total as f64
@@ -306,8 +306,8 @@ impl Out {
                 _ => t.dest.clone().unwrap_or_default(),
             };
             let dir = match t.direction {
-                ferry_core::store::Direction::Send => "out",
-                ferry_core::store::Direction::Receive => "in",
+                ferry_core::spacedrop::store::Direction::Send => "out",
+                ferry_core::spacedrop::store::Direction::Receive => "in",
             };
             let who = peer_label(t);
             say!(

@@ -117,7 +117,7 @@ pub fn list(cfg: &NodeConfig, out: &Out) -> Result<i32> {
         out.transfers(&[]);
         return Ok(0);
     }
-    let store = ferry_core::store::Store::open(&path)?;
+    let store = ferry_core::spacedrop::store::Store::open(&path)?;
     let list: Vec<_> = store
         .summaries()?
         .into_iter()
@@ -134,7 +134,7 @@ pub fn show(cfg: &NodeConfig, out: &Out, id: &str) -> Result<i32> {
     if !path.exists() {
         bail!("no transfer {id}");
     }
-    let store = ferry_core::store::Store::open(&path)?;
+    let store = ferry_core::spacedrop::store::Store::open(&path)?;
     let prefix = id.to_ascii_lowercase();
     let matches = store.summaries()?.into_iter();
     let one = the_one(

@@ -4,8 +4,15 @@
 //!
 //! - [`node`]: starting and stopping a node, and its commands.
 //! - [`event`]: the [`Event`] enum (serialized with a `type` tag; documented in docs/USAGE.md).
-//! - [`library`]: libraries, pairing and the tunnel.
+//! - [`spacedrop`]: sending files and folders to a nearby peer (protocols 3 and 4): its spec,
+//!   messages, flows, decisions and transfer store, in one folder.
+//! - [`library`]: libraries, pairing, the tunnel, the member exchange and library sync.
 //! - [`target`]: how a user names a peer (fingerprint, name, `host:port`, `id@host:port`).
+//!
+//! A protocol lives in one folder: its specification (`PROTOCOL.md`), its messages
+//! (`wire.rs`), its flows, its decisions as plain functions, and the store only it uses
+//! (`spacedrop/`, `library/sync/`; pairing and the tunnel are specified in `PROTOCOL.md` at
+//! the crate's root).
 
 // Nothing from the network or the disk may panic a node: errors are typed and returned. The
 // compiler keeps that rule (tests may unwrap).
@@ -18,7 +25,6 @@ pub mod event;
 pub mod library;
 pub mod node;
 pub mod spacedrop;
-pub mod store;
 pub mod target;
 
 pub use event::Event;

@@ -10,8 +10,8 @@ use tokio::sync::broadcast;
 
 use crate::event::Event;
 use crate::library::Libraries;
+use crate::spacedrop::store::Store;
 use crate::spacedrop::{Spacedrop, SpacedropConfig};
-use crate::store::Store;
 use crate::target::{self, Target, TargetError};
 
 #[derive(Debug, Clone)]
@@ -78,7 +78,7 @@ pub enum NodeError {
     #[error(transparent)]
     Ping(#[from] ferry_p2p::PingFailure),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
+    Store(#[from] crate::spacedrop::store::StoreError),
     #[error(transparent)]
     Library(#[from] crate::library::LibraryError),
 }

@@ -1217,7 +1217,10 @@ async fn a_transfer_id_cannot_be_hijacked_or_reused() {
     );
     let y_now = victim_info(&s.v, &y).unwrap();
     assert_eq!(y_now.state, TransferState::Done);
-    assert_eq!(y_now.direction, ferry_core::store::Direction::Send);
+    assert_eq!(
+        y_now.direction,
+        ferry_core::spacedrop::store::Direction::Send
+    );
 
     ping.finish("reuse").await;
     honest_transfer(&s, "reuse").await;

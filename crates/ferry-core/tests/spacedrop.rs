@@ -475,8 +475,8 @@ async fn thousands_of_entries_fit_the_answer_and_all_arrive() {
 /// with a file still missing stays interrupted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reception_whose_files_were_all_placed_is_done_after_a_restart() {
+    use ferry_core::spacedrop::store::{Direction, FileStatus, SavedLayout, Store, TransferRow};
     use ferry_core::spacedrop::wire::TransferId;
-    use ferry_core::store::{Direction, FileStatus, SavedLayout, Store, TransferRow};
 
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("b");

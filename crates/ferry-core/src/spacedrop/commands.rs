@@ -12,7 +12,28 @@ use std::future::Future;
 
 use tokio::sync::{mpsc, watch};
 
-use super::Cmd;
+use super::wire::Control;
+
+/// Commands to a live transfer's driver.
+#[derive(Debug)]
+pub(super) enum Cmd {
+    Pause,
+    Resume,
+    /// Never queued: [`super::Spacedrop::cancel`] sets the transfer's own flag, which
+    /// `Commands::next` yields as this before anything queued.
+    Cancel,
+    /// The node is stopping: end as interrupted (resumable), keeping partial files.
+    Interrupt,
+}
+
+/// The message the other side gets for our pause/resume command.
+pub(super) fn control_for(cmd: &Cmd) -> Option<Control> {
+    match cmd {
+        Cmd::Pause => Some(Control::Pause),
+        Cmd::Resume => Some(Control::Resume),
+        Cmd::Cancel | Cmd::Interrupt => None,
+    }
+}
 
 /// The cancel flag of one live transfer, as its driver sees it.
 #[derive(Clone)]

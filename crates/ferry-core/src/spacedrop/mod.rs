@@ -2,245 +2,59 @@
 //!
 //! A transfer is one control stream (offer, answer, progress, pause/resume) and one data
 //! stream (Spaceblock records), both on the peers' shared connection. Every transfer is
-//! persisted ([`crate::store`]), so one interrupted by a dropped connection or a restart
+//! persisted ([`store`]), so one interrupted by a dropped connection or a restart
 //! resumes where it stopped: the sender re-offers it, the receiver recognises it (same id, same
-//! proven peer) and answers with the offsets it already has.
+//! proven peer) and answers with the offsets it already has. The protocol is specified in
+//! `PROTOCOL.md` beside this file.
 //!
-//! - [`wire`]: the messages.
-//! - `send` / `receive`: the two flows.
-//! - [`Spacedrop`]: the live transfers and prompts, and the commands front ends call.
+//! - [`Spacedrop`] (here): the handle front ends hold, and its commands.
+//! - [`types`]: what front ends see (settings, prompts, transfers, states).
+//! - [`wire`]: the messages; [`store`]: the transfers in SQLite; [`preview`]: the bounded lists
+//!   an event carries.
+//! - `decide`: the decisions (offer admission, where files start, what an answer or a peer's
+//!   message means, which state follows which) as plain functions, unit-tested.
+//! - `state`: what the flows share, and how a change to a live transfer is announced.
+//! - `commands`: a live transfer's commands, and its cancel.
+//! - `send`: the sending flow. Receiving: `offer` (an offer read, admitted, asked about),
+//!   `receive` (the accepted transfer's run), `data` (the data stream's handler), `disk`
+//!   (folders, space, partial files, placement). The flows move bytes and wait; they ask
+//!   `decide`.
 
 pub mod preview;
+pub mod store;
+pub mod types;
 pub mod wire;
 
 mod commands;
+mod data;
+mod decide;
+mod disk;
+mod offer;
 mod receive;
 mod send;
+mod state;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 pub use ferry_block::place::Renamed;
 use ferry_p2p::{P2p, PeerId};
 use ferry_util::{lock, unix_now};
-use serde::Serialize;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use tokio::sync::broadcast;
 
 use crate::event::Event;
-use crate::store::{Direction, Store};
-use wire::{Control, TransferId};
-
-/// How a node answers offers no one is asked about.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AcceptPolicy {
-    /// Raise a prompt (the default).
-    Ask,
-    /// Accept from anyone (`--yes`).
-    Everyone,
-    /// Accept from these peers, ask about others (`--accept-from`).
-    From(Vec<PeerId>),
-}
-
-#[derive(Debug, Clone)]
-pub struct SpacedropConfig {
-    /// Where accepted files go unless the answer names another folder.
-    pub dest: PathBuf,
-    /// Unanswered prompts are rejected after this long, and the sender is told.
-    pub prompt_timeout: Duration,
-    pub accept: AcceptPolicy,
-}
-
-impl Default for SpacedropConfig {
-    fn default() -> Self {
-        SpacedropConfig {
-            dest: dirs::download_dir()
-                .unwrap_or_else(|| dirs::home_dir().unwrap_or_default().join("Downloads")),
-            prompt_timeout: Duration::from_secs(60),
-            accept: AcceptPolicy::Ask,
-        }
-    }
-}
-
-/// An offer waiting for an answer.
-#[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Serialize)]
-pub struct Prompt {
-    pub transfer: String,
-    #[cfg_attr(feature = "specta", specta(type = String))]
-    pub peer: PeerId,
-    pub peer_short: String,
-    pub peer_name: String,
-    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
-    pub files: usize,
-    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
-    pub bytes: u64,
-    /// Top-level names, folders with a trailing `/`.
-    pub first_names: Vec<String>,
-    /// The first files inside those folders, by path ("photos/a.jpg").
-    pub first_files: Vec<String>,
-    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
-    pub folders: usize,
-    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
-    pub expires_in_ms: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Decision {
-    Accept { dest: Option<PathBuf> },
-    Reject,
-}
-
-#[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PromptOutcome {
-    Accepted,
-    Rejected,
-    TimedOut,
-    /// The sender gave up (cancelled or disconnected) before anyone answered.
-    Withdrawn,
-}
-
-#[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Side {
-    Local,
-    Peer,
-}
-
-#[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "state", rename_all = "snake_case")]
-pub enum TransferState {
-    /// Offered; waiting for the receiver's answer.
-    Waiting,
-    Transferring,
-    Paused {
-        by: Side,
-    },
-    /// The connection dropped or a node stopped; it resumes when both are back.
-    Interrupted {
-        reason: String,
-    },
-    Done,
-    Failed {
-        reason: String,
-    },
-    Rejected {
-        reason: String,
-    },
-    Cancelled {
-        by: Side,
-    },
-}
-
-impl TransferState {
-    pub fn name(&self) -> &'static str {
-        match self {
-            TransferState::Waiting => "waiting",
-            TransferState::Transferring => "transferring",
-            TransferState::Paused { .. } => "paused",
-            TransferState::Interrupted { .. } => "interrupted",
-            TransferState::Done => "done",
-            TransferState::Failed { .. } => "failed",
-            TransferState::Rejected { .. } => "rejected",
-            TransferState::Cancelled { .. } => "cancelled",
-        }
-    }
-
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            TransferState::Done
-                | TransferState::Failed { .. }
-                | TransferState::Rejected { .. }
-                | TransferState::Cancelled { .. }
-        )
-    }
-}
-
-#[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FailedFile {
-    pub path: String,
-    pub reason: String,
-}
-
-/// Everything a front end shows about one transfer.
-#[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct TransferInfo {
-    pub id: String,
-    pub direction: Direction,
-    #[cfg_attr(feature = "specta", specta(type = String))]
-    pub peer: PeerId,
-    pub peer_name: String,
-    #[serde(flatten)]
-    pub state: TransferState,
-    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
-    pub files_total: usize,
-    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
-    pub files_done: usize,
-    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
-    pub bytes_total: u64,
-    /// Bytes the receiver holds (the same figure on both sides).
-    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
-    pub bytes_done: u64,
-    /// Bytes that were already there when this run started (a resume).
-    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
-    pub bytes_resumed: u64,
-    pub speed_bps: f64,
-    pub eta_secs: Option<f64>,
-    pub current: Option<String>,
-    pub dest: Option<String>,
-    /// Files that got another name here than the sender's: the first ones (at most 100, and
-    /// 32 KiB of text). `renamed_count` counts them all.
-    #[cfg_attr(feature = "specta", specta(type = Vec<Renamed>))]
-    pub renamed: Arc<[Renamed]>,
-    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
-    pub renamed_count: usize,
-    /// Files that failed: the first ones (at most 100, and 32 KiB of text). `failed_count`
-    /// counts them all.
-    #[cfg_attr(feature = "specta", specta(type = Vec<FailedFile>))]
-    pub failed: Arc<[FailedFile]>,
-    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
-    pub failed_count: usize,
-}
-
-impl TransferInfo {
-    /// Counts a failed file, and lists it while the preview has room.
-    fn add_failed(&mut self, f: FailedFile) {
-        preview::push(&mut self.failed, self.failed_count, f);
-        self.failed_count += 1;
-    }
-}
-
-/// Commands to a live transfer's driver.
-#[derive(Debug)]
-enum Cmd {
-    Pause,
-    Resume,
-    /// Never queued: [`Spacedrop::cancel`] sets the transfer's own flag, which
-    /// `Commands::next` yields as this before anything queued.
-    Cancel,
-    /// The node is stopping: end as interrupted (resumable), keeping partial files.
-    Interrupt,
-}
-
-struct Live {
-    info: TransferInfo,
-    cmds: mpsc::Sender<Cmd>,
-    /// Set by a cancel, which no queue or blocked write may hold up (see [`commands`]).
-    cancel: tokio::sync::watch::Sender<bool>,
-    /// (when, bytes_done) samples of the last few seconds, for speed and ETA.
-    samples: VecDeque<(Instant, u64)>,
-    last_event: Option<Instant>,
-    /// A peer's state change that no event has carried yet (see [`Shared::update_from_peer`]).
-    unannounced: bool,
-}
+use commands::Cmd;
+use decide::AtStart;
+use state::SpacedropState;
+pub use store::info_from_summary;
+use store::Store;
+pub use types::{
+    AcceptPolicy, Decision, Direction, FailedFile, Prompt, PromptOutcome, Side, SpacedropConfig,
+    TransferInfo, TransferState,
+};
+use wire::TransferId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpacedropError {
@@ -253,40 +67,13 @@ pub enum SpacedropError {
     #[error(transparent)]
     Collect(#[from] ferry_block::manifest::CollectError),
     #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-}
-
-/// A prompt waiting for its first answer: when it opened, what it asks, where the answer goes.
-type OpenPrompt = (Instant, Prompt, oneshot::Sender<Decision>);
-
-/// Progress events per transfer are at most this frequent (≤ 10/s for UIs).
-const EVENT_INTERVAL: Duration = Duration::from_millis(250);
-/// Speed samples are kept at least this far apart.
-const SAMPLE_SPACING: Duration = Duration::from_millis(100);
-/// Prompts a node shows at once; more offers are refused as busy (no prompt spam).
-const MAX_PROMPTS: usize = 4;
-
-pub(crate) struct Shared {
-    p2p: OnceLock<P2p>,
-    store: Arc<Store>,
-    cfg: Mutex<SpacedropConfig>,
-    events: broadcast::Sender<Event>,
-    live: Mutex<HashMap<TransferId, Live>>,
-    prompts: Mutex<HashMap<TransferId, OpenPrompt>>,
-    /// Bounds how many offers (each possibly a large manifest) are decoded at once.
-    offer_slots: Arc<tokio::sync::Semaphore>,
-    /// Per peer with offers in flight: one of them at a time may hold an offer slot.
-    offer_turns: Mutex<HashMap<PeerId, Arc<tokio::sync::Semaphore>>>,
-    /// Transfer ids whose offers are being decided, prepared or run, and by which peer.
-    claims: Mutex<HashMap<TransferId, PeerId>>,
-    /// Accepted transfers waiting for their data stream, keyed by the proven sender.
-    data_jobs: Mutex<HashMap<(PeerId, TransferId), receive::DataJob>>,
+    Store(#[from] store::StoreError),
 }
 
 /// Handle to the node's Spacedrop service.
 #[derive(Clone)]
 pub struct Spacedrop {
-    shared: Arc<Shared>,
+    shared: Arc<SpacedropState>,
 }
 
 impl Spacedrop {
@@ -295,18 +82,7 @@ impl Spacedrop {
         cfg: SpacedropConfig,
         events: broadcast::Sender<Event>,
     ) -> Spacedrop {
-        let shared = Shared {
-            p2p: OnceLock::new(),
-            store: Arc::new(store),
-            cfg: Mutex::new(cfg),
-            events,
-            live: Mutex::default(),
-            prompts: Mutex::default(),
-            offer_slots: Arc::new(tokio::sync::Semaphore::new(receive::OFFER_SLOTS)),
-            offer_turns: Mutex::default(),
-            claims: Mutex::default(),
-            data_jobs: Mutex::default(),
-        };
+        let shared = SpacedropState::new(store, cfg, events, offer::OFFER_SLOTS);
         Spacedrop {
             shared: Arc::new(shared),
         }
@@ -315,8 +91,8 @@ impl Spacedrop {
     /// The stream protocols to register with the peer-to-peer layer.
     pub(crate) fn protocols(&self) -> Vec<Arc<dyn ferry_p2p::Protocol>> {
         vec![
-            Arc::new(receive::ControlProtocol(self.shared.clone())),
-            Arc::new(receive::DataProtocol(self.shared.clone())),
+            Arc::new(offer::ControlProtocol(self.shared.clone())),
+            Arc::new(data::DataProtocol(self.shared.clone())),
         ]
     }
 
@@ -328,33 +104,26 @@ impl Spacedrop {
         let _ = self.shared.p2p.set(p2p);
         let store = &self.shared.store;
         for t in store.summaries().unwrap_or_default() {
-            if !matches!(
-                t.state.as_str(),
-                "waiting" | "transferring" | "paused" | "interrupted"
-            ) {
-                continue;
-            }
-            match t.direction {
-                Direction::Receive
-                    if t.files > 0 && t.files_done == t.files && t.failed_count == 0 =>
-                {
+            let files = (t.files, t.files_done, t.failed_count);
+            match decide::at_start(t.direction, &t.state, files, resume) {
+                AtStart::Complete => {
                     // Verified, maybe not yet moved into place: finish that first.
                     let placed = store
                         .get(&t.id)
                         .ok()
                         .flatten()
-                        .is_some_and(|row| receive::place_recovered(&self.shared, &row));
+                        .is_some_and(|row| disk::place_recovered(&self.shared, &row));
                     if placed {
                         tracing::info!(transfer = %t.id.hex(), "every file was placed before the node stopped: done");
                         let _ = store.set_state(&t.id, "done", None);
                     }
                 }
-                Direction::Send if resume => {
+                AtStart::Resend => {
                     if let Ok(Some(row)) = store.get(&t.id) {
                         send::spawn(self.shared.clone(), row, true);
                     }
                 }
-                _ => {}
+                AtStart::Leave => {}
             }
         }
     }
@@ -384,7 +153,7 @@ impl Spacedrop {
         }
         let p2p = self.shared.p2p.get();
         let snapshot = p2p.and_then(|p| p.peer(&peer));
-        let row = crate::store::TransferRow {
+        let row = store::TransferRow {
             id: TransferId::random(),
             direction: Direction::Send,
             peer,
@@ -458,22 +227,12 @@ impl Spacedrop {
             .store
             .get(id)?
             .ok_or_else(|| SpacedropError::UnknownTransfer(id.hex()))?;
-        match (row.direction, row.state.as_str()) {
-            (Direction::Send, "waiting" | "transferring" | "paused" | "interrupted") => {
+        match decide::resumable(row.direction, &row.state) {
+            Ok(()) => {
                 send::spawn(self.shared.clone(), row, true);
                 Ok(())
             }
-            (Direction::Receive, "interrupted" | "transferring" | "paused") => {
-                // The receiver cannot pull; the sender resumes when it sees us again.
-                Err(SpacedropError::NotResumable(
-                    id.hex(),
-                    "waiting for the sender to come back",
-                ))
-            }
-            (_, _) => Err(SpacedropError::NotResumable(
-                id.hex(),
-                state_name(&row.state),
-            )),
+            Err(why) => Err(SpacedropError::NotResumable(id.hex(), why)),
         }
     }
 
@@ -488,7 +247,7 @@ impl Spacedrop {
             .get(id)?
             .ok_or_else(|| SpacedropError::UnknownTransfer(id.hex()))?;
         if row.direction == Direction::Receive {
-            receive::remove_temps(&row);
+            disk::remove_temps(&row);
         }
         self.shared
             .store
@@ -584,245 +343,4 @@ pub fn failed_files(
         .into_iter()
         .map(|(path, reason)| FailedFile { path, reason })
         .collect())
-}
-
-fn state_name(s: &str) -> &'static str {
-    match s {
-        "done" => "done",
-        "failed" => "failed",
-        "rejected" => "rejected",
-        "cancelled" => "cancelled",
-        _ => "not resumable",
-    }
-}
-
-impl Shared {
-    fn p2p(&self) -> Option<&P2p> {
-        self.p2p.get()
-    }
-
-    fn emit(&self, e: Event) {
-        let _ = self.events.send(e);
-    }
-
-    /// Registers a live transfer; returns what its driver reads commands from.
-    fn register(&self, info: TransferInfo) -> commands::Commands {
-        let (handles, rx) = commands::channel(16);
-        self.emit(Event::Transfer {
-            transfer: info.clone(),
-        });
-        lock(&self.live).insert(
-            parse_id(&info.id),
-            Live {
-                info,
-                cmds: handles.cmds,
-                cancel: handles.cancel,
-                samples: VecDeque::new(),
-                last_event: Some(Instant::now()),
-                unannounced: false,
-            },
-        );
-        rx
-    }
-
-    /// Changes a live transfer; emits an event for state changes at once, for progress at most
-    /// every [`EVENT_INTERVAL`].
-    fn update(&self, id: &TransferId, f: impl FnOnce(&mut TransferInfo)) {
-        self.change(id, f, true)
-    }
-
-    /// A change the peer asked for (its Pause or Resume): applied at once, but announced like
-    /// progress, at most every [`EVENT_INTERVAL`]. A peer can send hundreds of thousands of
-    /// these a second, and every event carries a [`TransferInfo`]: when that still held the whole
-    /// renamed list, 5,000 renamed names and a 3 s flood held 1 GiB in the event channel for a
-    /// subscriber that was behind. A change held back is announced by the next update or
-    /// [`Shared::flush`], whichever comes first; each driver calls one of them every
-    /// [`EVENT_INTERVAL`], so a peer that pauses and then falls silent is still shown paused.
-    fn update_from_peer(&self, id: &TransferId, f: impl FnOnce(&mut TransferInfo)) {
-        self.change(id, f, false)
-    }
-
-    /// Announces a peer's state change held back by [`Shared::update_from_peer`], once
-    /// [`EVENT_INTERVAL`] has passed since the last event.
-    fn flush(&self, id: &TransferId) {
-        let event = {
-            let mut live = lock(&self.live);
-            let Some(l) = live.get_mut(id) else { return };
-            let now = Instant::now();
-            let due = l
-                .last_event
-                .is_none_or(|t| now.duration_since(t) >= EVENT_INTERVAL);
-            if !(l.unannounced && due) {
-                return;
-            }
-            l.unannounced = false;
-            l.last_event = Some(now);
-            l.info.clone()
-        };
-        self.emit(Event::Transfer { transfer: event });
-    }
-
-    fn change(&self, id: &TransferId, f: impl FnOnce(&mut TransferInfo), announce_state: bool) {
-        let event = {
-            let mut live = lock(&self.live);
-            let Some(l) = live.get_mut(id) else { return };
-            let before = l.info.state.clone();
-            f(&mut l.info);
-            let now = Instant::now();
-            // At most one sample per SAMPLE_SPACING (the newest replaces the last): a peer's
-            // Progress flood (one update each) would otherwise keep every one for 3 s.
-            let crowded = l.samples.len() >= 2
-                && l.samples
-                    .get(l.samples.len() - 2)
-                    .is_some_and(|(t, _)| now.duration_since(*t) < SAMPLE_SPACING);
-            if crowded {
-                l.samples.pop_back();
-            }
-            l.samples.push_back((now, l.info.bytes_done));
-            while l.samples.len() > 2
-                && l.samples
-                    .front()
-                    .is_some_and(|(t, _)| now.duration_since(*t) > Duration::from_secs(3))
-            {
-                l.samples.pop_front();
-            }
-            if let (Some((t0, b0)), Some((t1, b1))) = (l.samples.front(), l.samples.back()) {
-                let dt = t1.duration_since(*t0).as_secs_f64();
-                if dt > 0.2 {
-                    l.info.speed_bps = b1.saturating_sub(*b0) as f64 / dt;
-                }
-            }
-            if l.info.state != TransferState::Transferring {
-                l.info.speed_bps = 0.0;
-                l.samples.clear();
-            }
-            l.info.eta_secs = (l.info.speed_bps > 0.0
-                && l.info.state == TransferState::Transferring)
-                .then(|| {
-                    l.info.bytes_total.saturating_sub(l.info.bytes_done) as f64 / l.info.speed_bps
-                });
-            let due = l
-                .last_event
-                .is_none_or(|t| now.duration_since(t) >= EVENT_INTERVAL);
-            let changed = l.info.state != before;
-            if (announce_state && changed) || due {
-                l.last_event = Some(now);
-                l.unannounced = false;
-                Some(l.info.clone())
-            } else {
-                l.unannounced |= changed;
-                None
-            }
-        };
-        if let Some(transfer) = event {
-            self.emit(Event::Transfer { transfer });
-        }
-    }
-
-    /// Ends a live transfer: final state persisted and announced.
-    fn finish(&self, id: &TransferId, state: TransferState) {
-        let reason = match &state {
-            TransferState::Interrupted { reason }
-            | TransferState::Failed { reason }
-            | TransferState::Rejected { reason } => Some(reason.clone()),
-            TransferState::Cancelled { by: Side::Local } => Some("cancelled here".into()),
-            TransferState::Cancelled { by: Side::Peer } => Some("cancelled by the peer".into()),
-            _ => None,
-        };
-        if let Err(e) = self.store.set_state(id, state.name(), reason.as_deref()) {
-            tracing::error!(error = %e, "could not record the transfer's end");
-        }
-        let info = lock(&self.live).remove(id).map(|mut l| {
-            if state == TransferState::Done && l.info.failed_count == 0 {
-                // The last progress report may predate the last bytes: done is all of it.
-                l.info.bytes_done = l.info.bytes_total;
-                l.info.files_done = l.info.files_total;
-            }
-            l.info.state = state;
-            l.info.speed_bps = 0.0;
-            l.info.eta_secs = None;
-            l.info
-        });
-        if let Some(transfer) = info {
-            self.emit(Event::Transfer { transfer });
-        }
-    }
-}
-
-/// A stored transfer as front ends show it (also readable while another process runs the node).
-pub fn info_from_summary(row: crate::store::Summary) -> TransferInfo {
-    let reason = row.reason.unwrap_or_default();
-    let state = match row.state.as_str() {
-        "done" => TransferState::Done,
-        "failed" => TransferState::Failed { reason },
-        "rejected" => TransferState::Rejected { reason },
-        "cancelled" => TransferState::Cancelled {
-            by: if reason.contains("peer") {
-                Side::Peer
-            } else {
-                Side::Local
-            },
-        },
-        // Anything that was running when its node stopped.
-        _ => TransferState::Interrupted {
-            reason: if reason.is_empty() {
-                "the node stopped".into()
-            } else {
-                reason
-            },
-        },
-    };
-    // A sender records no per-file rows: a finished send had every file but the failed ones.
-    let finished_send = row.direction == Direction::Send && state.is_final();
-    let (files_done, bytes_done) = match (&state, finished_send) {
-        (TransferState::Done, true) => (row.files, row.bytes),
-        _ => (row.files_done, row.bytes_done),
-    };
-    let failed: Vec<FailedFile> = row
-        .failed
-        .into_iter()
-        .map(|(path, reason)| FailedFile { path, reason })
-        .collect();
-    TransferInfo {
-        id: row.id.hex(),
-        direction: row.direction,
-        peer: row.peer,
-        peer_name: row.peer_name,
-        state,
-        files_total: row.files,
-        files_done,
-        bytes_total: row.bytes,
-        bytes_done,
-        bytes_resumed: 0,
-        speed_bps: 0.0,
-        eta_secs: None,
-        current: None,
-        dest: row.dest.as_ref().map(|d| d.display().to_string()),
-        renamed: preview::of(&row.renamed),
-        renamed_count: row.renamed_count,
-        failed: preview::of(&failed),
-        failed_count: row.failed_count,
-    }
-}
-
-fn parse_id(hex: &str) -> TransferId {
-    TransferId::parse(hex).unwrap_or(TransferId([0; 16]))
-}
-
-/// Applies a pause (or its end) to a transfer's state.
-fn apply_pause(info: &mut TransferInfo, pause: bool, by: Side) {
-    if pause {
-        info.state = TransferState::Paused { by };
-    } else if matches!(info.state, TransferState::Paused { .. }) {
-        info.state = TransferState::Transferring;
-    }
-}
-
-/// The message the other side gets for our pause/resume command.
-fn control_for(cmd: &Cmd) -> Option<Control> {
-    match cmd {
-        Cmd::Pause => Some(Control::Pause),
-        Cmd::Resume => Some(Control::Resume),
-        Cmd::Cancel | Cmd::Interrupt => None,
-    }
 }

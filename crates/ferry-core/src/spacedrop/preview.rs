@@ -1,4 +1,4 @@
-//! The renamed and failed lists as a [`super::TransferInfo`] carries them: counted in full,
+//! The renamed and failed lists as a [`super::types::TransferInfo`] carries them: counted in full,
 //! listed in part.
 //!
 //! Both lists grow to a manifest's size (250,000 entries) and their names are the peer's to
@@ -14,8 +14,6 @@ use std::sync::Arc;
 
 use ferry_block::place::Renamed;
 
-use super::FailedFile;
-
 /// Most entries an event lists.
 pub const ITEMS: usize = 100;
 /// Most bytes of names and reasons an event lists (a path may be 64 KiB on the wire).
@@ -29,12 +27,6 @@ pub trait Weight {
 impl Weight for Renamed {
     fn weight(&self) -> usize {
         self.original.len() + self.local.len() + self.reason.len()
-    }
-}
-
-impl Weight for FailedFile {
-    fn weight(&self) -> usize {
-        self.path.len() + self.reason.len()
     }
 }
 
@@ -63,6 +55,7 @@ pub fn push<T: Weight + Clone>(list: &mut Arc<[T]>, before: usize, item: T) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spacedrop::types::FailedFile;
 
     fn failed(path: &str) -> FailedFile {
         FailedFile {

@@ -7,31 +7,24 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferry_block::send::{send_files, FileJob};
-use ferry_block::EntryKind;
 use ferry_p2p::router::open;
 use ferry_p2p::wire::write_frame;
 use ferry_p2p::{Code, StreamError};
+use ferry_util::lock;
 use tokio::sync::watch;
 
-use super::commands::{Cancel, Commands};
+use super::commands::{control_for, Cancel, Cmd, Commands};
+use super::decide::{self, apply_pause, Attempt, FromReceiver};
+use super::state::{SpacedropState, EVENT_INTERVAL};
+use super::store::{FileStatus, TransferRow};
+use super::types::{Direction, FailedFile, Side, TransferInfo, TransferState};
 use super::wire::{
-    Answer, Control, DataStart, FrameReader, Offer, Refusal, CONTROL_ID, DATA_ID, MAX_ANSWER,
+    Answer, Control, DataStart, FrameReader, Offer, TransferId, CONTROL_ID, DATA_ID, MAX_ANSWER,
     MAX_CONTROL, MAX_OFFER, VERSION,
 };
-use super::{
-    apply_pause, control_for, lock, Cmd, FailedFile, Shared, Side, TransferInfo, TransferState,
-    EVENT_INTERVAL,
-};
-use crate::store::{Direction, FileStatus, TransferRow};
 
-pub(super) fn spawn(shared: Arc<Shared>, row: TransferRow, resume: bool) {
+pub(super) fn spawn(shared: Arc<SpacedropState>, row: TransferRow, resume: bool) {
     tokio::spawn(run(shared, row, resume));
-}
-
-/// How an attempt ended: for good, or interrupted (try again when the peer is back).
-enum Attempt {
-    Final(TransferState),
-    Interrupted(String),
 }
 
 /// How long the liveness probe before a resume may take.
@@ -43,7 +36,7 @@ const STALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the last word to a receiver that is given up on (an abort) may wait for room.
 const ABORT_TIMEOUT: Duration = Duration::from_secs(10);
 
-async fn run(shared: Arc<Shared>, row: TransferRow, mut resume: bool) {
+async fn run(shared: Arc<SpacedropState>, row: TransferRow, mut resume: bool) {
     let id = row.id;
     if lock(&shared.live).contains_key(&id) {
         return;
@@ -147,7 +140,7 @@ fn name(row: &TransferRow) -> String {
 }
 
 /// The peer's live connection, or a dial to its known or last addresses.
-async fn connect(shared: &Shared, row: &TransferRow) -> Option<quinn::Connection> {
+async fn connect(shared: &SpacedropState, row: &TransferRow) -> Option<quinn::Connection> {
     let p2p = shared.p2p()?;
     if let Ok(c) = p2p.connect_peer(&row.peer).await {
         return Some(c);
@@ -157,8 +150,9 @@ async fn connect(shared: &Shared, row: &TransferRow) -> Option<quinn::Connection
     p2p.connection(&row.peer)
 }
 
+/// One attempt: offer, wait for the answer, then send and follow the receiver to the end.
 async fn attempt(
-    shared: &Shared,
+    shared: &SpacedropState,
     row: &TransferRow,
     conn: quinn::Connection,
     resume: bool,
@@ -166,145 +160,163 @@ async fn attempt(
     failed: &mut HashSet<u32>,
     accepted: &mut bool,
 ) -> Attempt {
-    let id = row.id;
     let cancel = cmds.cancel.clone();
-    let interrupted =
-        |e: &dyn std::fmt::Display| Attempt::Interrupted(format!("connection lost: {e}"));
-    // Before a resume, make sure the connection really reaches the peer: one to a receiver
-    // that was killed and restarted at the same address can look alive for a while, and an
-    // offer sent on it would wait for an answer that never comes.
     if resume {
-        let probe = tokio::time::timeout(
-            PROBE_TIMEOUT,
-            ferry_p2p::ping::ping(&conn, 1, Duration::ZERO),
-        );
-        let Some(alive) = cancel.or(probe).await else {
-            return cancelled_here();
-        };
-        if !matches!(alive, Ok(Ok(_))) {
-            conn.close(0u32.into(), b"no answer to a probe");
-            return Attempt::Interrupted("the connection did not answer; dialing again".into());
+        if let Err(end) = probe(&conn, &cancel).await {
+            return end;
         }
     }
-    let (mut cs, mut cr) = match cancel.or(open(&conn, CONTROL_ID, VERSION)).await {
-        None => return cancelled_here(),
+    let (mut cs, mut cr) = match offer(shared, row, &conn, resume, &cancel).await {
+        Ok(streams) => streams,
+        Err(end) => return end,
+    };
+    let (answer, paused_early) = match wait_for_answer(shared, &mut cs, &mut cr, cmds).await {
+        Ok(answer) => answer,
+        Err(end) => return end,
+    };
+    let starts = match decide::answered(answer, resume) {
+        Ok(starts) => starts,
+        Err(end) => return end,
+    };
+    *accepted = true;
+    let plan = match decide::sending(&row.manifest, &row.sources, &starts) {
+        Ok(plan) => plan,
+        Err(why) => return abort(&mut cs, &mut cr, &cancel, why).await,
+    };
+    begin(shared, row, resume, &plan, failed);
+    let ds = match open_data(
+        shared,
+        row.id,
+        &conn,
+        &mut cs,
+        &mut cr,
+        &cancel,
+        paused_early,
+    )
+    .await
+    {
+        Ok(ds) => ds,
+        Err(end) => return end,
+    };
+    let streams = Streams { conn, cs, cr };
+    follow(
+        shared,
+        row,
+        streams,
+        ds,
+        plan.jobs,
+        paused_early,
+        cmds,
+        failed,
+    )
+    .await
+}
+
+fn lost(e: &dyn std::fmt::Display) -> Attempt {
+    Attempt::Interrupted(format!("connection lost: {e}"))
+}
+
+/// Before a resume, makes sure the connection really reaches the peer: one to a receiver that
+/// was killed and restarted at the same address can look alive for a while, and an offer sent
+/// on it would wait for an answer that never comes.
+async fn probe(conn: &quinn::Connection, cancel: &Cancel) -> Result<(), Attempt> {
+    let probe = tokio::time::timeout(
+        PROBE_TIMEOUT,
+        ferry_p2p::ping::ping(conn, 1, Duration::ZERO),
+    );
+    let Some(alive) = cancel.or(probe).await else {
+        return Err(cancelled_here());
+    };
+    if !matches!(alive, Ok(Ok(_))) {
+        conn.close(0u32.into(), b"no answer to a probe");
+        return Err(Attempt::Interrupted(
+            "the connection did not answer; dialing again".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Opens the control stream and writes the offer.
+async fn offer(
+    shared: &SpacedropState,
+    row: &TransferRow,
+    conn: &quinn::Connection,
+    resume: bool,
+    cancel: &Cancel,
+) -> Result<(quinn::SendStream, quinn::RecvStream), Attempt> {
+    let (mut cs, mut cr) = match cancel.or(open(conn, CONTROL_ID, VERSION)).await {
+        None => return Err(cancelled_here()),
         Some(Ok(s)) => s,
-        Some(Err(e)) => return interrupted(&e),
+        Some(Err(e)) => return Err(lost(&e)),
     };
     let offer = Offer {
-        transfer: id,
+        transfer: row.id,
         manifest: row.manifest.clone(),
         resume,
     };
     // A receiver that does not read the offer (up to 48 MiB) holds this write.
     let Some(wrote) = cancel.or(write_frame(&mut cs, &offer, MAX_OFFER)).await else {
-        return cancel_streams(&mut cs, &mut cr);
+        return Err(cancel_streams(&mut cs, &mut cr));
     };
     match wrote {
         Ok(()) => {}
         Err(StreamError::TooLarge { .. }) => {
-            return Attempt::Final(TransferState::Failed {
+            return Err(Attempt::Final(TransferState::Failed {
                 reason: "too many files in one transfer".into(),
-            })
+            }))
         }
-        Err(e) => return interrupted(&e),
+        Err(e) => return Err(lost(&e)),
     }
-    shared.update(&id, |i| i.state = TransferState::Waiting);
+    shared.update(&row.id, |i| i.state = TransferState::Waiting);
+    Ok((cs, cr))
+}
+
+/// Waits for the answer (or why none came), and whether the user paused meanwhile: a pause
+/// asked for before the answer applies once data could flow.
+async fn wait_for_answer(
+    shared: &SpacedropState,
+    cs: &mut quinn::SendStream,
+    cr: &mut quinn::RecvStream,
+    cmds: &mut Commands,
+) -> Result<(Result<Answer, StreamError>, bool), Attempt> {
     let wait = lock(&shared.cfg).prompt_timeout + Duration::from_secs(30);
     let deadline = tokio::time::Instant::now() + wait;
-    // A pause asked for before the answer applies once data could flow.
     let mut paused_early = false;
     // A pause or resume meanwhile drops the read and starts it again: it must keep what it
     // already has of a large answer (see FrameReader), and the deadline stays the same.
     let mut answers = FrameReader::new(MAX_ANSWER);
-    let answer = loop {
+    loop {
         tokio::select! {
-            a = tokio::time::timeout_at(deadline, answers.next::<_, Answer>(&mut cr)) => break match a {
-                Err(_) => Err(StreamError::Timeout("an answer")),
-                Ok(Ok(Some(a))) => Ok(a),
-                Ok(Ok(None)) => Err(StreamError::Truncated),
-                Ok(Err(e)) => Err(e),
-            },
+            a = tokio::time::timeout_at(deadline, answers.next::<_, Answer>(cr)) => {
+                let answer = match a {
+                    Err(_) => Err(StreamError::Timeout("an answer")),
+                    Ok(Ok(Some(a))) => Ok(a),
+                    Ok(Ok(None)) => Err(StreamError::Truncated),
+                    Ok(Err(e)) => Err(e),
+                };
+                return Ok((answer, paused_early));
+            }
             cmd = cmds.next() => match cmd {
-                Some(Cmd::Cancel) | None => return cancel_streams(&mut cs, &mut cr),
-                Some(Cmd::Interrupt) => return Attempt::Final(stopped()),
+                Some(Cmd::Cancel) | None => return Err(cancel_streams(cs, cr)),
+                Some(Cmd::Interrupt) => return Err(Attempt::Final(stopped())),
                 Some(Cmd::Pause) => paused_early = true,
                 Some(Cmd::Resume) => paused_early = false,
             },
         }
-    };
-    let starts = match answer {
-        Ok(Answer::Accepted { starts }) => {
-            *accepted = true;
-            starts
-        }
-        // A busy receiver may still hold the previous run of this transfer: try again later.
-        Ok(Answer::Rejected(Refusal::Busy)) if resume => {
-            return Attempt::Interrupted("the receiver is busy".into())
-        }
-        Ok(Answer::Rejected(r)) => {
-            return Attempt::Final(TransferState::Rejected {
-                reason: r.to_string(),
-            })
-        }
-        // A resume unanswered (a receiver that is stuck, or a connection that only looks
-        // alive) is tried again; it was ended for good as "rejected", which nobody had done.
-        Err(StreamError::Timeout(_)) if resume => {
-            return Attempt::Interrupted(
-                "the receiver did not answer the resume; trying again".into(),
-            )
-        }
-        Err(StreamError::Timeout(_)) => {
-            return Attempt::Final(TransferState::Rejected {
-                reason: "no answer in time".into(),
-            })
-        }
-        Err(e @ (StreamError::Connection(_) | StreamError::Io(_))) => return interrupted(&e),
-        Err(e) => {
-            return Attempt::Final(TransferState::Failed {
-                reason: format!("receiver misbehaved: {e}"),
-            })
-        }
-    };
-    if starts.len() != row.manifest.entries.len() {
-        return abort(
-            &mut cs,
-            &mut cr,
-            &cancel,
-            "the receiver answered with a plan that does not fit",
-        )
-        .await;
     }
-    let mut jobs = vec![];
-    let (mut resumed, mut already) = (0u64, 0usize);
-    for (i, e) in row.manifest.entries.iter().enumerate() {
-        if e.kind != EntryKind::File {
-            continue;
-        }
-        match (starts[i], row.sources.get(i)) {
-            (Some(offset), Some(source)) if offset <= e.size => {
-                resumed += offset;
-                jobs.push(FileJob {
-                    id: i as u32,
-                    source: source.clone(),
-                    offset,
-                    size: e.size,
-                    mtime: e.mtime,
-                });
-            }
-            (Some(_), _) => {
-                let why = "the receiver asked for a bad offset";
-                return abort(&mut cs, &mut cr, &cancel, why).await;
-            }
-            (None, _) => {
-                resumed += e.size;
-                already += 1;
-            }
-        }
-    }
-    // The receiver's plan settles every file that failed before: asked for again (each gets a
-    // new outcome now) or already there. Kept, a file that failed and then arrived on a resume
-    // left the transfer "1 of N files failed".
+}
+
+/// Records that data is about to flow. The receiver's plan settles every file that failed
+/// before: asked for again (each gets a new outcome now) or already there. Kept, a file that
+/// failed and then arrived on a resume left the transfer "1 of N files failed".
+fn begin(
+    shared: &SpacedropState,
+    row: &TransferRow,
+    resume: bool,
+    plan: &decide::Sending,
+    failed: &mut HashSet<u32>,
+) {
+    let id = row.id;
     if resume {
         failed.clear();
         if let Err(e) = shared.store.clear_failed(&id) {
@@ -314,41 +326,84 @@ async fn attempt(
     let _ = shared.store.set_state(&id, "transferring", None);
     shared.update(&id, |i| {
         i.state = TransferState::Transferring;
-        i.bytes_resumed = resumed;
-        i.bytes_done = resumed;
-        i.files_done = already;
+        i.bytes_resumed = plan.resumed;
+        i.bytes_done = plan.resumed;
+        i.files_done = plan.already;
         if resume {
             i.failed = Arc::from([]);
             i.failed_count = 0;
         }
     });
-    let (mut ds, _dr) = match cancel.or(open(&conn, DATA_ID, VERSION)).await {
-        None => return cancel_streams(&mut cs, &mut cr),
+}
+
+/// Opens the data stream and says which transfer it carries; passes on a pause asked for
+/// before the answer.
+async fn open_data(
+    shared: &SpacedropState,
+    id: TransferId,
+    conn: &quinn::Connection,
+    cs: &mut quinn::SendStream,
+    cr: &mut quinn::RecvStream,
+    cancel: &Cancel,
+    paused_early: bool,
+) -> Result<quinn::SendStream, Attempt> {
+    let (mut ds, _dr) = match cancel.or(open(conn, DATA_ID, VERSION)).await {
+        None => return Err(cancel_streams(cs, cr)),
         Some(Ok(s)) => s,
-        Some(Err(e)) => return interrupted(&e),
+        Some(Err(e)) => return Err(lost(&e)),
     };
     let start = DataStart { transfer: id };
     let start = write_frame(&mut ds, &start, MAX_CONTROL);
     match cancel.or(start).await {
         None => {
             let _ = ds.reset(Code::Cancelled.var_int());
-            return cancel_streams(&mut cs, &mut cr);
+            return Err(cancel_streams(cs, cr));
         }
-        Some(Err(e)) => return interrupted(&e),
+        Some(Err(e)) => return Err(lost(&e)),
         Some(Ok(())) => {}
     }
-    let (pause_tx, pause_rx) = watch::channel(paused_early);
     if paused_early {
         if cancel
-            .or(write_frame(&mut cs, &Control::Pause, MAX_CONTROL))
+            .or(write_frame(cs, &Control::Pause, MAX_CONTROL))
             .await
             .is_none()
         {
             let _ = ds.reset(Code::Cancelled.var_int());
-            return cancel_streams(&mut cs, &mut cr);
+            return Err(cancel_streams(cs, cr));
         }
         shared.update(&id, |i| apply_pause(i, true, Side::Local));
     }
+    Ok(ds)
+}
+
+/// An attempt's connection and control stream, once the offer is accepted.
+struct Streams {
+    conn: quinn::Connection,
+    cs: quinn::SendStream,
+    cr: quinn::RecvStream,
+}
+
+/// Sends the files while following the receiver's reports and the user's commands, until
+/// the transfer ends or the attempt does.
+#[allow(clippy::too_many_arguments)]
+async fn follow(
+    shared: &SpacedropState,
+    row: &TransferRow,
+    streams: Streams,
+    mut ds: quinn::SendStream,
+    jobs: Vec<FileJob>,
+    paused_early: bool,
+    cmds: &mut Commands,
+    failed: &mut HashSet<u32>,
+) -> Attempt {
+    let id = row.id;
+    let Streams {
+        conn,
+        mut cs,
+        mut cr,
+    } = streams;
+    let cancel = cmds.cancel.clone();
+    let (pause_tx, pause_rx) = watch::channel(paused_early);
     let (cancel_tx, mut cancel_rx) = watch::channel(false);
     let mut data = tokio::spawn(async move {
         let sent = AtomicU64::new(0);
@@ -369,7 +424,7 @@ async fn attempt(
     let mut last_heard = tokio::time::Instant::now();
     // Read in a `select!`: needs a reader that keeps a half-read frame (see FrameReader).
     let mut control = FrameReader::new(MAX_CONTROL);
-    // Announces a peer's pause or resume that was held back (see `Shared::update_from_peer`)
+    // Announces a peer's pause or resume that was held back (see `SpacedropState::update_from_peer`)
     // even if the receiver sends nothing more.
     let mut announce = tokio::time::interval(EVENT_INTERVAL);
     announce.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -385,42 +440,19 @@ async fn attempt(
                     STALL_TIMEOUT.as_secs()
                 ));
             }
-            msg = control.next::<_, Control>(&mut cr) => match heard(&mut last_heard, msg) {
-                Ok(Some(Control::Progress { bytes, files })) => shared.update(&id, |i| {
+            msg = control.next::<_, Control>(&mut cr) => match decide::from_receiver(heard(&mut last_heard, msg)) {
+                FromReceiver::Progress { bytes, files } => shared.update(&id, |i| {
                     i.bytes_done = bytes.min(i.bytes_total);
                     i.files_done = files as usize;
                 }),
-                Ok(Some(Control::FileDone { .. })) => {}
-                // Listed once per file. Every report was listed, so a receiver repeating one
-                // (or naming entries that are no files) grew this list without end: 27,648
-                // reports in 3 s made "27648 of 1 files failed" and 1 GiB of events.
-                Ok(Some(Control::FileFailed { id: entry, reason })) => {
-                    let is_file = row.manifest.entries.get(entry as usize).is_some_and(|e| e.kind == EntryKind::File);
-                    if is_file && failed.insert(entry) {
-                        let path = row.manifest.display_path(entry);
-                        // Stored too: listings after a restart and the full list read it.
-                        let size = row.manifest.entries.get(entry as usize).map_or(0, |e| e.size);
-                        let status = FileStatus::Failed(reason.clone());
-                        if let Err(e) = shared.store.set_file(&id, entry, size, &path, &status) {
-                            tracing::warn!(error = %e, "could not record a failed file");
-                        }
-                        shared.update(&id, |i| i.add_failed(FailedFile { path, reason }));
-                    }
+                FromReceiver::Failed { entry, reason } => note_failed(shared, row, failed, entry, reason),
+                FromReceiver::Pause(pause) => {
+                    let _ = pause_tx.send(pause);
+                    shared.update_from_peer(&id, |i| apply_pause(i, pause, Side::Peer));
                 }
-                Ok(Some(Control::Pause)) => {
-                    let _ = pause_tx.send(true);
-                    shared.update_from_peer(&id, |i| apply_pause(i, true, Side::Peer));
-                }
-                Ok(Some(Control::Resume)) => {
-                    let _ = pause_tx.send(false);
-                    shared.update_from_peer(&id, |i| apply_pause(i, false, Side::Peer));
-                }
-                Ok(Some(Control::Finished)) => break finished(shared, &id),
-                Ok(Some(Control::Abort { reason })) => break Attempt::Final(TransferState::Failed { reason }),
-                Ok(None) => break Attempt::Interrupted("the receiver closed the transfer".into()),
-                Err(StreamError::Peer(Code::Cancelled)) => break Attempt::Final(TransferState::Cancelled { by: Side::Peer }),
-                Err(e @ (StreamError::Connection(_) | StreamError::Io(_))) => break interrupted(&e),
-                Err(e) => break Attempt::Final(TransferState::Failed { reason: format!("receiver misbehaved: {e}") }),
+                FromReceiver::Finished => break finished(shared, &id),
+                FromReceiver::End(end) => break end,
+                FromReceiver::Nothing => {}
             },
             cmd = cmds.next() => match cmd {
                 Some(Cmd::Cancel) | None => {
@@ -458,6 +490,31 @@ async fn attempt(
         data.abort();
     }
     end
+}
+
+/// A receiver's report that `entry` failed: listed and stored once per file (see
+/// [`decide::lists_failure`]); stored, listings after a restart and the full list read it.
+fn note_failed(
+    shared: &SpacedropState,
+    row: &TransferRow,
+    failed: &mut HashSet<u32>,
+    entry: u32,
+    reason: String,
+) {
+    if !decide::lists_failure(&row.manifest, failed, entry) {
+        return;
+    }
+    let path = row.manifest.display_path(entry);
+    let size = row
+        .manifest
+        .entries
+        .get(entry as usize)
+        .map_or(0, |e| e.size);
+    let status = FileStatus::Failed(reason.clone());
+    if let Err(e) = shared.store.set_file(&row.id, entry, size, &path, &status) {
+        tracing::warn!(error = %e, "could not record a failed file");
+    }
+    shared.update(&row.id, |i| i.add_failed(FailedFile { path, reason }));
 }
 
 /// Notes that the receiver was heard from, passing its message on.
@@ -505,17 +562,14 @@ fn stopped() -> TransferState {
     }
 }
 
-fn finished(shared: &Shared, id: &super::wire::TransferId) -> Attempt {
+fn finished(shared: &SpacedropState, id: &TransferId) -> Attempt {
     let (failed, total) = lock(&shared.live)
         .get(id)
         .map(|l| (l.info.failed_count, l.info.files_total))
         .unwrap_or((0, 0));
-    if failed == 0 {
+    let end = decide::completed(failed, total);
+    if end == TransferState::Done {
         shared.update(id, |i| i.bytes_done = i.bytes_total);
-        Attempt::Final(TransferState::Done)
-    } else {
-        Attempt::Final(TransferState::Failed {
-            reason: format!("{failed} of {total} files failed"),
-        })
     }
+    Attempt::Final(end)
 }

@@ -20,7 +20,9 @@ use ferry_util::unix_now;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
-use crate::spacedrop::wire::TransferId;
+use super::preview;
+use super::types::{FailedFile, TransferInfo, TransferState};
+use super::wire::TransferId;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -30,13 +32,7 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-#[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    Send,
-    Receive,
-}
+pub use super::types::Direction;
 
 /// Where each entry lands at the receiver, fixed at accept time.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -120,7 +116,7 @@ impl Counts {
             files: t.manifest.file_count(),
             bytes: t.manifest.total_bytes(),
             renamed_count: t.layout.renamed.len(),
-            renamed: crate::spacedrop::preview::of(&t.layout.renamed).to_vec(),
+            renamed: super::preview::of(&t.layout.renamed).to_vec(),
         }
     }
 }
@@ -315,7 +311,7 @@ impl Store {
             })?;
             let mut failed_count = 0;
             let first_failed: Vec<(String, String)> = failed
-                .query_map(params![id, crate::spacedrop::preview::ITEMS as i64], |r| {
+                .query_map(params![id, super::preview::ITEMS as i64], |r| {
                     failed_count = r.get::<_, i64>(2)? as usize;
                     Ok((r.get(0)?, r.get(1)?))
                 })?
@@ -501,6 +497,43 @@ fn parse(r: Raw) -> Result<TransferRow, StoreError> {
         layout: serde_json::from_str(&layout).map_err(corrupt)?,
         created,
     })
+}
+
+/// A stored transfer as front ends show it (also readable while another process runs the node).
+pub fn info_from_summary(row: Summary) -> TransferInfo {
+    let reason = row.reason.unwrap_or_default();
+    let state = super::decide::stored_state(&row.state, reason);
+    // A sender records no per-file rows: a finished send had every file but the failed ones.
+    let finished_send = row.direction == Direction::Send && state.is_final();
+    let (files_done, bytes_done) = match (&state, finished_send) {
+        (TransferState::Done, true) => (row.files, row.bytes),
+        _ => (row.files_done, row.bytes_done),
+    };
+    let failed: Vec<FailedFile> = row
+        .failed
+        .into_iter()
+        .map(|(path, reason)| FailedFile { path, reason })
+        .collect();
+    TransferInfo {
+        id: row.id.hex(),
+        direction: row.direction,
+        peer: row.peer,
+        peer_name: row.peer_name,
+        state,
+        files_total: row.files,
+        files_done,
+        bytes_total: row.bytes,
+        bytes_done,
+        bytes_resumed: 0,
+        speed_bps: 0.0,
+        eta_secs: None,
+        current: None,
+        dest: row.dest.as_ref().map(|d| d.display().to_string()),
+        renamed: preview::of(&row.renamed),
+        renamed_count: row.renamed_count,
+        failed: preview::of(&failed),
+        failed_count: row.failed_count,
+    }
 }
 
 #[cfg(test)]
