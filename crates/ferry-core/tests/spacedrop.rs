@@ -607,3 +607,30 @@ async fn a_source_cut_short_or_grown_while_sent_fails_clearly_and_places_nothing
         assert!(left.is_empty(), "{name}: left behind {left:?}");
     }
 }
+
+/// A send that is interrupted, waiting to try again, is cancelled at once. (Moved from
+/// hostile.rs, whose scripted receiver left a resume unanswered for 31 s: that such a resume is
+/// tried again, not given up, is `decide::answered`'s unit test now.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interrupted_send_is_cancelled_at_once() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut a, b) = two_peers(t.path(), AcceptPolicy::Everyone).await;
+    let gone = b.node.id();
+    b.node.shutdown().await;
+    drop(b);
+    let src = a.dir.join("for-nobody.bin");
+    std::fs::write(&src, pseudo_random(64 << 10, 11)).unwrap();
+    let id = a.node.spacedrop().send(gone, vec![src]).await.unwrap();
+    let info = transfer_where(&mut a.events, &id, Duration::from_secs(30), |i| {
+        i.state.is_final() || matches!(i.state, TransferState::Interrupted { .. })
+    })
+    .await;
+    assert!(
+        matches!(info.state, TransferState::Interrupted { .. }),
+        "{:?}",
+        info.state
+    );
+    a.node.spacedrop().cancel(&id).unwrap();
+    let info = final_state(&mut a.events, &id, Duration::from_secs(30)).await;
+    assert_eq!(info.state, TransferState::Cancelled { by: Side::Local });
+}
