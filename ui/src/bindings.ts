@@ -71,6 +71,7 @@ export const events = {
 };
 
 /* Types */
+/**  Which way a transfer goes, seen from this node. */
 export type Direction = "send" | "receive";
 
 /**  One entry and where it is on this device. */
