@@ -17,10 +17,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ferry_core::library::wire::LibraryId;
-use ferry_core::Node;
+use ferry_core::{Event, Node};
 use ferry_index::replica::EntryRecord;
 use ferry_index::LocationId;
 use members::{link, listing, shared_library, start};
+use tokio::sync::broadcast;
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
@@ -122,34 +123,39 @@ async fn until(what: &str, every: Duration, mut f: impl FnMut() -> Res<bool>) ->
     Ok(t.elapsed())
 }
 
-/// Waits until every one of `others` holds all of `owner`'s changes and lists `loc` exactly as
-/// `owner` does. Returns the time since `t0` at which the check that succeeded began (the marks
-/// are read every 5 ms; the full listings are compared only once the marks say caught up).
+/// Waits until `other` holds all of `owner`'s changes and lists `loc` exactly as `owner` does;
+/// `events` is `other`'s subscription. Checks when one of its pulls reports caught up (and
+/// every second), not by polling: reading the marks costs a count over the replica, which
+/// would take CPU from the sync being measured. Returns the time since `t0` at which that
+/// report arrived, and how many changes the pull had received by then.
 async fn converged(
     t0: Instant,
     owner: &Node,
-    others: &[&Node],
+    other: &Node,
+    events: &mut broadcast::Receiver<Event>,
     lib: &LibraryId,
     loc: &LocationId,
-) -> Res<Duration> {
-    let mut at = Duration::ZERO;
-    until(
-        "the replicas equal the owner",
-        Duration::from_millis(5),
-        || {
-            at = t0.elapsed();
-            let head = own_seq(owner, lib)?;
-            for n in others {
-                if held(n, lib, owner)? < head {
-                    return Ok(false);
-                }
+) -> Res<(Duration, u64)> {
+    let mut received = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(1), events.recv()).await {
+            Ok(Ok(Event::Sync { progress })) if progress.state == "caught_up" => {
+                received = progress.received;
             }
-            let want = listing(owner, lib, loc);
-            Ok(others.iter().all(|n| listing(n, lib, loc) == want))
-        },
-    )
-    .await?;
-    Ok(at)
+            Ok(Ok(_)) => continue,
+            Ok(Err(broadcast::error::RecvError::Closed)) => return Err("node stopped".into()),
+            Ok(Err(broadcast::error::RecvError::Lagged(_))) | Err(_) => {}
+        }
+        let at = t0.elapsed();
+        if held(other, lib, owner)? >= own_seq(owner, lib)?
+            && listing(other, lib, loc) == listing(owner, lib, loc)
+        {
+            return Ok((at, received));
+        }
+        if at > PATIENCE {
+            return Err(format!("not converged within {PATIENCE:?}").into());
+        }
+    }
 }
 
 /// Waits until the owner's own counter has not moved for `quiet` (its index is at rest).
@@ -172,27 +178,6 @@ fn wire_bytes(a: &Node, b: &Node) -> u64 {
         let s = c.stats();
         s.udp_tx.bytes + s.udp_rx.bytes
     })
-}
-
-/// Changes `node` received in its last pull from `from`, once that pull reports caught up.
-async fn received(node: &Node, lib: &LibraryId, from: &Node) -> Res<u64> {
-    let mut n = 0;
-    until("the pull's progress", Duration::from_millis(10), || {
-        let st = node.libraries().sync_status(lib)?;
-        let p = st
-            .into_iter()
-            .find(|m| m.member == from.id())
-            .and_then(|m| m.pull);
-        Ok(match p {
-            Some(p) if p.state == "caught_up" => {
-                n = p.received;
-                true
-            }
-            _ => false,
-        })
-    })
-    .await?;
-    Ok(n)
 }
 
 fn ms(d: Duration) -> f64 {
@@ -281,9 +266,19 @@ async fn main() -> Res<()> {
     let t = tempfile::tempdir()?;
     let (da, db, dc) = (t.path().join("a"), t.path().join("b"), t.path().join("c"));
     let lib = shared_library(&[(&da, "alpha"), (&db, "beta"), (&dc, "gamma")]);
-    let root = t.path().join("alpha-files");
+    // The location's files in memory when there is a tmpfs (making and removing 100,000
+    // files on a shared VM's disk takes minutes and is not what is measured); the nodes' data
+    // dirs, with their SQLite files, on disk.
+    let files = match Path::new("/dev/shm").is_dir() {
+        true => tempfile::tempdir_in("/dev/shm")?,
+        false => tempfile::tempdir()?,
+    };
+    let root = files.path().join("alpha-files");
     println!(
-        "sync_bench: {n} files of 64 B in {FOLDERS} folders; nodes A, B, C in this one process"
+        "sync_bench: {n} files of 64 B in {FOLDERS} folders under {}; nodes A, B, C in this \
+         one process, their data in {}",
+        files.path().display(),
+        t.path().display()
     );
     let t0 = Instant::now();
     make_tree(&root, n)?;
@@ -295,8 +290,8 @@ async fn main() -> Res<()> {
     let info = a.libraries().contents().add_location(&lib, &root)?;
     let la = ferry_index::db::parse_id(&info.id).ok_or("location id")?;
     until("A's index", Duration::from_millis(250), || {
-        let rows = listing(&a, &lib, &la);
-        Ok(rows.iter().filter(|r| r.4.is_some()).count() >= n)
+        let l = a.libraries().contents().location(&lib, &la)?;
+        Ok(l.state == "done" && l.identified >= n as u64)
     })
     .await?;
     let index_time = t0.elapsed();
@@ -313,13 +308,13 @@ async fn main() -> Res<()> {
     let rss_before = status_mib("VmRSS:");
     let (t0, cpu0) = (Instant::now(), cpu_secs());
     let b = start(&db, "beta").await;
+    let mut b_events = b.subscribe();
     link(&a, &b).await;
-    let initial = converged(t0, &a, &[&b], &lib, &la).await?;
+    let (initial, sent) = converged(t0, &a, &b, &mut b_events, &lib, &la).await?;
     let cpu = cpu_secs() - cpu0;
     let per_cpu = entries as f64 / cpu;
     let wire = wire_bytes(&a, &b);
     let rss_sync = status_mib("VmHWM:");
-    let sent = received(&b, &lib, &a).await?;
     let rate = entries as f64 / initial.as_secs_f64();
     println!(
         "  1. initial sync: {entries} entries ({sent} changes) on B in {:.2} s = {rate:.0} entries/s; \
@@ -333,8 +328,9 @@ async fn main() -> Res<()> {
     // C joins through B only: it gets A's rows relayed by B.
     let (t0, cpu0) = (Instant::now(), cpu_secs());
     let c = start(&dc, "gamma").await;
+    let mut c_events = c.subscribe();
     link(&c, &b).await;
-    let relayed = converged(t0, &a, &[&c], &lib, &la).await?;
+    let (relayed, _) = converged(t0, &a, &c, &mut c_events, &lib, &la).await?;
     let relay_cpu = cpu_secs() - cpu0;
     println!(
         "     relayed initial sync A→B→C: {:.2} s = {:.0} entries/s; {relay_cpu:.2} CPU-s = {:.0} entries/CPU-s",
@@ -398,7 +394,7 @@ async fn main() -> Res<()> {
     }
     until(
         "A's index of the changes",
-        Duration::from_millis(250),
+        Duration::from_millis(500),
         || {
             let rows = listing(&a, &lib, &la);
             Ok(rows
@@ -414,11 +410,11 @@ async fn main() -> Res<()> {
     let seqs = own_seq(&a, &lib)? - seq_before;
     let (t0, cpu0) = (Instant::now(), cpu_secs());
     let b = start(&db, "beta").await;
+    let mut b_events = b.subscribe();
     link(&a, &b).await;
-    let catch_up = converged(t0, &a, &[&b], &lib, &la).await?;
+    let (catch_up, sent_cu) = converged(t0, &a, &b, &mut b_events, &lib, &la).await?;
     let cu_cpu = cpu_secs() - cpu0;
     let wire_cu = wire_bytes(&a, &b);
-    let sent_cu = received(&b, &lib, &a).await?;
     println!(
         "  3. catch-up: {changes} files changed on A while B was offline (A re-indexed them in {:.1} s, \
          {seqs} sequence numbers); B restarted and linked: converged in {:.2} s ({cu_cpu:.2} CPU-s), \
@@ -495,7 +491,7 @@ async fn main() -> Res<()> {
         cost_cpu * 100.0
     );
     let t0 = Instant::now();
-    drop(t);
+    drop((t, files));
     println!("(temp dir removed in {:.1} s)", t0.elapsed().as_secs_f64());
     Ok(())
 }
