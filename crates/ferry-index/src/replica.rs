@@ -336,7 +336,28 @@ impl Contents {
 
     /// How far this node holds each other author.
     pub fn marks(&self) -> Result<Vec<Mark>, IndexError> {
-        Ok(self.holdings()?.into_iter().map(|h| h.mark).collect())
+        // From `sync_heads` alone: every pull and every serving round reads these, and
+        // `holdings` counts each author's rows (32 % of a benchmark's CPU when polled).
+        let r = self.reader();
+        let mut st =
+            r.prepare_cached("SELECT author, index_id, seq FROM sync_heads ORDER BY author")?;
+        let rows = st.query_map([], |r| {
+            Ok((
+                r.get::<_, Vec<u8>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (author, index, seq) = row?;
+            out.push(Mark {
+                author: id16(author)?,
+                index,
+                seq,
+            });
+        }
+        Ok(out)
     }
 
     /// What this node holds of each other author.
