@@ -6,6 +6,12 @@ import type { Event, Snapshot } from "./bindings";
 import { folder, library, location, pairing, peer, prompt, transfer } from "./fixtures";
 
 /** A fake backend: records calls, and lets a test push node events. */
+/** A double click as the browser reports it: two clicks, the second counted 2. */
+function doubleClick(el: Element) {
+  fireEvent.click(el, { detail: 1 });
+  fireEvent.click(el, { detail: 2 });
+}
+
 function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
   let emit: (e: Event) => void = () => {};
   const calls: unknown[][] = [];
@@ -304,11 +310,11 @@ describe("App", () => {
     };
     render(<App api={api} />);
     fireEvent.click(await screen.findByLabelText("Browse Family"));
-    fireEvent.doubleClick(await screen.findByLabelText("notes.txt"));
+    doubleClick(await screen.findByLabelText("notes.txt"));
     await waitFor(() => expect(calls).toContainEqual(["openEntry", "l1", doc.id, false]));
     expect(screen.queryByRole("alertdialog")).toBeNull();
 
-    fireEvent.doubleClick(screen.getByLabelText("invoice.pdf.exe"));
+    doubleClick(screen.getByLabelText("invoice.pdf.exe"));
     const ask = await screen.findByRole("alertdialog");
     expect(ask.textContent).toContain("Run “invoice.pdf.exe”?");
     expect(document.activeElement?.textContent).toBe("Show in folder");
@@ -316,10 +322,10 @@ describe("App", () => {
     expect(screen.queryByRole("alertdialog")).toBeNull();
     expect(calls.filter((c) => c[0] === "openEntry" && c[2] === exe.id)).toEqual([["openEntry", "l1", exe.id, false]]);
 
-    fireEvent.doubleClick(screen.getByLabelText("invoice.pdf.exe"));
+    doubleClick(screen.getByLabelText("invoice.pdf.exe"));
     fireEvent.click(await screen.findByText("Show in folder", { selector: ".dialog button" }));
     expect(calls).toContainEqual(["openEntry", "l1", exe.id, true, false]);
-    fireEvent.doubleClick(screen.getByLabelText("invoice.pdf.exe"));
+    doubleClick(screen.getByLabelText("invoice.pdf.exe"));
     fireEvent.click(await screen.findByText("Run"));
     expect(calls).toContainEqual(["openEntry", "l1", exe.id, false, true]);
     expect(screen.queryByRole("alertdialog")).toBeNull();

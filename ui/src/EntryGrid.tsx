@@ -1,7 +1,7 @@
 import { memo, useCallback, useEffect, useLayoutEffect, useRef, useState } from "react";
 import type { Api } from "./api";
 import type { EntryInfo } from "./bindings";
-import { pagesFor, position, scrollToShow, visible } from "./grid";
+import { opensOn, pagesFor, position, scrollToShow, visible } from "./grid";
 import { shown } from "./text";
 
 /** Entries fetched per request: a screenful or two. */
@@ -257,13 +257,15 @@ export function EntryGrid({
       data-total={total ?? ""}
       onKeyDown={onKey}
       onMouseDown={(ev) => tileAt(ev) && ev.preventDefault()}
+      // A double click opens: every second click of a run (`detail` 2, 4, …), not the
+      // `dblclick` event. Double-clicking a folder and at once the tile that takes its place
+      // (the first of the new folder) is one run of four clicks to the browser, which fires
+      // no second `dblclick`.
       onClick={(ev) => {
         const t = tileAt(ev);
-        if (t) select(t.i, t.e);
-      }}
-      onDoubleClick={(ev) => {
-        const t = tileAt(ev);
-        if (t) onOpen(t.e);
+        if (!t) return;
+        select(t.i, t.e);
+        if (opensOn(ev.detail)) onOpen(t.e);
       }}
       onScroll={(ev) => {
         const top = Math.floor((ev.target as HTMLDivElement).scrollTop / CELL_HEIGHT) * CELL_HEIGHT;

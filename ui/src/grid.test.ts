@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { crumbs, pagesFor, position, previewKind, scrollToShow, visible } from "./grid";
+import { crumbs, opensOn, pagesFor, position, previewKind, scrollToShow, visible } from "./grid";
 
 const cell = { width: 100, height: 150 };
 
@@ -45,5 +45,10 @@ describe("the virtual grid", () => {
     expect(previewKind("clip.webm")).toBe("video");
     expect(previewKind("song.flac")).toBe("audio");
     expect(previewKind("notes.txt")).toBeNull();
+  });
+
+  it("opens on every second click of a run, so a quick double click into a folder and on again works", () => {
+    expect([1, 2, 3, 4, 5, 6].map(opensOn)).toEqual([false, true, false, true, false, true]);
+    expect(opensOn(0)).toBe(false); // a click from the keyboard or a script
   });
 });
