@@ -4,7 +4,8 @@
 //! tables, but migrate on their own counter (`contents_meta.version`), so this crate never
 //! needs to know the other tables' history.
 //!
-//! Schema (version 3; version 2 added the `entries_listing` index, version 3 what sync needs):
+//! Schema (version 4; version 2 added the `entries_listing` index, version 3 what sync needs,
+//! version 4 dropped `entries_parent`, a prefix of `entries_listing`):
 //! - `locations`: one row per indexed folder. `id` is 16 random bytes, stable everywhere; `node`
 //!   is the member whose disk it is on (its *owner*, the only node that writes its rows); `path`
 //!   its absolute path there (raw OS bytes). `state` (`pending` → `walking` → `identifying` →
@@ -15,8 +16,8 @@
 //!   that survive renames and moves (so a synced peer sees a move, not a delete and an add);
 //!   `rel` is the path relative to the location, `/`-separated raw bytes (names need not be
 //!   UTF-8), unique per location; `parent` is the `rel` of its folder (`""` at the top), indexed
-//!   so a folder lists in one range read (and `entries_listing` keeps that read in display order,
-//!   so a page of a 100,000-entry folder needs no sort); `name` is the display name (lossy UTF-8); `kind`,
+//!   by `entries_listing` (location, parent, then display order), so a folder lists in one range
+//!   read and a page of a 100,000-entry folder needs no sort; `name` is the display name (lossy UTF-8); `kind`,
 //!   `size`, `mtime` (ns); `inode` (local, to recognise a move; 0 in replicas); `cas` is the content id once
 //!   computed (NULL until then, and again after the file changes); `error` says why an entry is
 //!   not fully indexed (unreadable, changed while hashed).
@@ -142,6 +143,10 @@ CREATE TABLE sync_heads (
     head INTEGER NOT NULL DEFAULT 0,
     synced_at INTEGER
 );
+"#,
+    // `entries_listing` starts with (location, parent): this index only cost every write.
+    r#"
+DROP INDEX entries_parent;
 "#,
 ];
 

@@ -14,7 +14,7 @@
 //! contiguity with what is held, and that every row belongs to a location of the batch's
 //! author. A batch that fails any check changes nothing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
@@ -597,17 +597,18 @@ impl Contents {
         for l in b.context.iter().chain(records) {
             upsert_location(&tx, &b.author, l)?;
         }
+        let mut owners = Owners::default();
         for c in &b.changes {
             match c {
                 Change::Location(l) => {
                     out.locations.insert(l.id);
                 }
                 Change::Entry(e) => {
-                    upsert_entry(&tx, &b.author, e)?;
+                    upsert_entry(&tx, &mut owners, &b.author, e)?;
                     out.locations.insert(e.location);
                 }
                 Change::Removed { id, location, seq } => {
-                    if owner_in(&tx, location)? == Some(b.author) {
+                    if owners.of(&tx, location)? == Some(b.author) {
                         tx.prepare_cached("DELETE FROM entries WHERE id = ?1 AND location = ?2")?
                             .execute(params![id, location])?;
                         tx.prepare_cached(
@@ -628,6 +629,7 @@ impl Contents {
                         "INSERT OR REPLACE INTO removed_locations (id, node, seq) VALUES (?1, ?2, ?3)",
                         params![id, b.author, seq],
                     )?;
+                    owners.forget(id);
                     out.locations.remove(id);
                     out.removed.insert(*id);
                 }
@@ -713,11 +715,8 @@ fn mark_in(c: &Connection, author: &Author) -> Result<Option<Mark>, ReplicaError
 
 fn owner_in(c: &Connection, loc: &LocationId) -> Result<Option<Author>, IndexError> {
     match c
-        .query_row(
-            "SELECT node FROM locations WHERE id = ?1",
-            params![loc],
-            |r| r.get::<_, Vec<u8>>(0),
-        )
+        .prepare_cached("SELECT node FROM locations WHERE id = ?1")?
+        .query_row(params![loc], |r| r.get::<_, Vec<u8>>(0))
         .optional()?
     {
         Some(n) => Ok(Some(id16(n)?)),
@@ -789,12 +788,34 @@ fn upsert_location(
     Ok(())
 }
 
+/// The owners of the locations a batch's entries refer to, each looked up once per batch (a
+/// batch has up to 2,048 entries of a few locations). A location's owner never changes; only
+/// its removal, inside the batch, is forgotten.
+#[derive(Default)]
+struct Owners(HashMap<LocationId, Option<Author>>);
+
+impl Owners {
+    fn of(&mut self, c: &Connection, loc: &LocationId) -> Result<Option<Author>, IndexError> {
+        if let Some(o) = self.0.get(loc) {
+            return Ok(*o);
+        }
+        let o = owner_in(c, loc)?;
+        self.0.insert(*loc, o);
+        Ok(o)
+    }
+
+    fn forget(&mut self, loc: &LocationId) {
+        self.0.remove(loc);
+    }
+}
+
 fn upsert_entry(
     tx: &Transaction<'_>,
+    owners: &mut Owners,
     author: &Author,
     e: &EntryRecord,
 ) -> Result<(), ReplicaError> {
-    match owner_in(tx, &e.location)? {
+    match owners.of(tx, &e.location)? {
         Some(o) if o == *author => {}
         Some(_) => return Err(ReplicaError::Foreign(hex(&e.location))),
         None => return Err(ReplicaError::NoLocation(hex(&e.location))),
@@ -806,7 +827,7 @@ fn upsert_entry(
         .optional()?;
     if let Some(at) = at {
         let at: LocationId = id16(at)?;
-        if at != e.location && owner_in(tx, &at)? != Some(*author) {
+        if at != e.location && owners.of(tx, &at)? != Some(*author) {
             return Err(ReplicaError::Foreign(hex(&at)));
         }
     }
