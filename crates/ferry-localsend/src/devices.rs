@@ -6,6 +6,7 @@
 //! a new fingerprint at an address and port another entry has replaces it (the device restarted
 //! with a new certificate). Nothing here prompts anyone: only a prepare-upload does.
 
+use ferry_util::lock;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -182,10 +183,6 @@ impl Devices {
     pub fn changed(&self) -> watch::Receiver<u64> {
         self.version.subscribe()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 #[cfg(test)]

@@ -8,6 +8,13 @@
 //! - [`client`]: the sender (register, prepare-upload, upload, cancel).
 //! - [`discovery`]: multicast announcements and answers; [`devices`]: the bounded device list.
 
+// Nothing a LocalSend peer sends may panic the node: errors are typed and returned. The
+// compiler keeps that rule (tests may unwrap).
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
+
 pub mod client;
 pub mod devices;
 pub mod discovery;

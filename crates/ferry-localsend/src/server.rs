@@ -11,6 +11,7 @@
 //! time: never replacing anything. When the session ends, every placed file is made durable
 //! with one `sync_batch` before [`SessionEnd::Done`] is reported.
 
+use ferry_util::lock;
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
@@ -211,10 +212,6 @@ enum FileState {
     Waiting,
     Receiving,
     Ended,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn random_hex(n: usize) -> String {
