@@ -63,6 +63,7 @@ pub struct Snapshot {
     pub libraries: Vec<LibraryInfo>,
     pub locations: Vec<LibraryLocations>,
     pub pairings: Vec<PairingInfo>,
+    pub localsend_devices: Vec<ferry_core::spacedrop::LocalSendDevice>,
     pub settings: Settings,
 }
 
@@ -85,11 +86,14 @@ pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
         libraries: node.libraries().list(),
         locations: all_locations(&node),
         pairings: node.libraries().pairings(),
+        localsend_devices: node.spacedrop().localsend_devices(),
         settings,
     })
 }
 
 /// Sends files and folders (paths from a drop or a picker) to a peer; returns the transfer id.
+/// `peer` is a Ferry peer's id, or a LocalSend device's certificate fingerprint (64 hex
+/// digits, which no Ferry id is).
 #[tauri::command]
 #[specta::specta]
 pub async fn send_paths(
@@ -99,12 +103,11 @@ pub async fn send_paths(
 ) -> Res<String> {
     let node = node(&state).await;
     let paths: Vec<PathBuf> = paths.into_iter().map(PathBuf::from).collect();
-    let id = node
-        .spacedrop()
-        .send(peer_id(&peer)?, paths)
-        .await
-        .map_err(err)?;
-    Ok(id.hex())
+    let sent = match peer.parse::<PeerId>() {
+        Ok(id) => node.spacedrop().send(id, paths).await,
+        Err(_) => node.spacedrop().send_localsend(&peer, paths).await,
+    };
+    Ok(sent.map_err(err)?.hex())
 }
 
 /// Opens the system file (or folder) picker and sends what was chosen. `None` if cancelled.
@@ -290,7 +293,10 @@ pub async fn save_settings(
     settings.save(&state.data_dir).map_err(err)?;
     *state.settings.lock().map_err(err)? = settings.clone();
     let node = node(&state).await;
-    if settings.discovery != old.discovery || settings.interfaces != old.interfaces {
+    if settings.discovery != old.discovery
+        || settings.interfaces != old.interfaces
+        || settings.localsend != old.localsend
+    {
         let cfg = settings.node_config(&state.data_dir)?;
         let mut slot = state.node.write().await;
         slot.shutdown().await;

@@ -24,7 +24,14 @@ pub struct Settings {
     pub discovery: bool,
     /// mDNS interface allow-list; empty means all.
     pub interfaces: Vec<String>,
+    /// Talk to LocalSend devices too (on unless turned off; settings from before it: on).
+    #[serde(default = "on")]
+    pub localsend: bool,
     pub theme: Theme,
+}
+
+fn on() -> bool {
+    true
 }
 
 impl Settings {
@@ -42,6 +49,7 @@ impl Settings {
                 .to_string(),
             discovery: true,
             interfaces: vec![],
+            localsend: true,
             theme: Theme::System,
         };
         match std::fs::read(Settings::path(data_dir)) {
@@ -76,6 +84,10 @@ impl Settings {
         }
         if env("FERRY_NO_DISCOVERY").is_some() {
             cfg.discovery = false;
+        }
+        // LocalSend's multicast follows the discovery switch and interfaces (in the node).
+        if self.localsend && env("FERRY_NO_LOCALSEND").is_none() {
+            cfg.localsend = Some(ferry_core::LocalSendConfig::default());
         }
         if let Some(l) = env("FERRY_LISTEN") {
             cfg.listen = l

@@ -1,4 +1,4 @@
-import { act, cleanup, fireEvent, render, screen, waitFor } from "@testing-library/react";
+import { act, cleanup, fireEvent, render, screen, waitFor, within } from "@testing-library/react";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { App } from "./App";
 import type { Api } from "./api";
@@ -24,7 +24,7 @@ function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
       Promise.resolve({
         me: { id: "m".repeat(52), short_id: "mmmmmmmmmmmm", name: "my-laptop", listen: "0.0.0.0:7000", discovery: true },
         peers: [], transfers: [], prompts: [], libraries: [], pairings: [], locations: [],
-        settings: { name: "", download_dir: "/home/me/Downloads", discovery: true, interfaces: [], theme: "system" },
+        settings: { name: "", download_dir: "/home/me/Downloads", discovery: true, interfaces: [], localsend: true, theme: "system" },
         ...snapshot,
       } as Snapshot),
     sendPaths: rec("sendPaths"), pickAndSend: rec("pickAndSend"), answer: rec("answer"), pause: rec("pause"), resume: rec("resume"),
@@ -86,6 +86,41 @@ describe("App", () => {
     expect(await screen.findByRole("dialog")).toBeTruthy();
     emit({ type: "prompt_resolved", transfer: "t2", outcome: "accepted" });
     expect(screen.queryByRole("dialog")).toBeNull();
+  });
+
+  it("marks a LocalSend sender as not a Ferry-verified device, and offers no pause for its transfer", async () => {
+    const via = { kind: "localsend" as const, fingerprint: "AB".repeat(32), verified: false, address: "10.0.0.9" };
+    const { api, emit } = fakeApi({ prompts: [prompt("t1", { peer_name: "Pixel 8", peer_short: "abababababab", via })] });
+    render(<App api={api} />);
+    const dialog = await screen.findByRole("dialog");
+    expect(dialog.textContent).toContain("LocalSend");
+    expect(dialog.textContent).toContain("claimed, not shown");
+    expect(dialog.textContent).toContain("not a paired or Ferry-verified device");
+    expect(dialog.textContent).not.toContain("Verified device");
+    emit({ type: "prompt_resolved", transfer: "t1", outcome: "accepted" });
+    emit({ type: "transfer", transfer: transfer("t1", { direction: "receive", peer_name: "Pixel 8", via }) });
+    const row = await screen.findByLabelText("Transfer from Pixel 8");
+    expect(row.textContent).toContain("LocalSend");
+    expect(row.textContent).toContain("Cancel");
+    expect(row.textContent).not.toContain("Pause");
+  });
+
+  it("lists LocalSend devices beside Ferry peers, and sends to one by its certificate fingerprint", async () => {
+    const { api, calls, emit } = fakeApi();
+    render(<App api={api} />);
+    await screen.findByText("my-laptop");
+    const fp = "CD".repeat(32);
+    const device = { alias: "Pixel 8", fingerprint: fp, short: "cdcdcdcdcdcd", verified: true, address: "10.0.0.9:53317", device_type: "mobile", device_model: "Pixel" };
+    emit({ type: "localsend_devices", devices: [device] });
+    const card = await screen.findByLabelText("LocalSend device Pixel 8");
+    expect(card.textContent).toContain("LocalSend");
+    expect(card.textContent).not.toContain("Pair");
+    fireEvent.click(within(card).getByText("Send files"));
+    expect(calls).toContainEqual(["pickAndSend", fp, false]);
+    emit({ type: "transfer", transfer: transfer("t9", { peer_name: "Pixel 8", via: { kind: "localsend", fingerprint: fp, verified: true, address: "10.0.0.9" } }) });
+    expect((await screen.findByLabelText("LocalSend device Pixel 8")).textContent).toContain("sending · 25%");
+    emit({ type: "localsend_devices", devices: [] });
+    expect(screen.queryByLabelText("LocalSend device Pixel 8")).toBeNull();
   });
 
   it("shows a peer's names with control and bidi characters escaped, not obeyed", async () => {

@@ -1,7 +1,8 @@
 import { useState } from "react";
 import type { Api } from "./api";
-import type { PeerSnapshot } from "./bindings";
+import type { LocalSendDevice, PeerSnapshot } from "./bindings";
 import { formatBytes, percent, transferWith, type State } from "./state";
+import { shown } from "./text";
 
 const osName: Record<string, string> = { linux: "Linux", macos: "macOS", windows: "Windows", android: "Android", ios: "iOS" };
 
@@ -47,6 +48,37 @@ function PeerCard({ peer, state, api, dropping, onError, onPair }: { peer: PeerS
   );
 }
 
+/** A LocalSend device: sending works like to a Ferry peer, but its identity is its own claim. */
+function LocalSendCard({ device, state, api, dropping, onError }: { device: LocalSendDevice; state: State; api: Api; dropping: boolean; onError: (e: unknown) => void }) {
+  const t = transferWith(state, device.fingerprint);
+  const status = !t
+    ? device.device_model ? `${device.device_model} · ${device.device_type}` : device.device_type
+    : t.state === "waiting"
+      ? "waiting for them to accept…"
+      : `sending · ${percent(t).toFixed(0)}% · ${formatBytes(t.speed_bps)}/s`;
+  return (
+    <li className={`peer localsend-device ${dropping ? "drop" : ""}`} data-peer={device.fingerprint} aria-label={`LocalSend device ${device.alias}`}>
+      <div className="peer-top">
+        <span className="avatar" aria-hidden>{(device.alias[0] ?? "?").toUpperCase()}</span>
+        <div className="peer-id">
+          <div className="peer-name">{shown(device.alias)}</div>
+          <div className="peer-meta">
+            <span className="badge">LocalSend</span>
+            <code className="fp" title={`Certificate SHA-256 ${device.fingerprint} (${device.verified ? "shown" : "claimed, not shown"}); not a Ferry-verified identity`}>{device.short}</code>
+          </div>
+        </div>
+      </div>
+      <div className="peer-status" aria-live="polite">{status}</div>
+      {t && t.state === "transferring" && <div className="bar"><div style={{ width: `${percent(t)}%` }} /></div>}
+      <div className="peer-actions">
+        <button onClick={() => api.pickAndSend(device.fingerprint, false).catch(onError)}>Send files</button>
+        <button className="secondary" onClick={() => api.pickAndSend(device.fingerprint, true).catch(onError)}>Send folder</button>
+      </div>
+      <div className="drop-hint" aria-hidden>Drop to send to {shown(device.alias)}</div>
+    </li>
+  );
+}
+
 function ConnectForm({ api, onError }: { api: Api; onError: (e: unknown) => void }) {
   const [address, setAddress] = useState("");
   const [busy, setBusy] = useState(false);
@@ -78,7 +110,7 @@ export function Peers({ state, api, dropTarget, onError, onPair }: { state: Stat
         <h2 id="nearby">Nearby</h2>
         <ConnectForm api={api} onError={onError} />
       </div>
-      {state.peers.length === 0 ? (
+      {state.peers.length === 0 && state.localsend.length === 0 ? (
         <div className="empty">
           <svg className="empty-icon" viewBox="0 0 48 48" aria-hidden>
             <circle cx="24" cy="30" r="4" fill="currentColor" />
@@ -91,6 +123,9 @@ export function Peers({ state, api, dropTarget, onError, onPair }: { state: Stat
         <ul className="peers">
           {state.peers.map((p) => (
             <PeerCard key={p.id} peer={p} state={state} api={api} dropping={dropTarget === p.id} onError={onError} onPair={onPair} />
+          ))}
+          {state.localsend.map((d) => (
+            <LocalSendCard key={d.fingerprint} device={d} state={state} api={api} dropping={dropTarget === d.fingerprint} onError={onError} />
           ))}
         </ul>
       )}

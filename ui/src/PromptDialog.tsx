@@ -18,9 +18,18 @@ export function PromptDialog({ prompt, more, onAnswer }: { prompt: Prompt; more:
     <div className="overlay">
       <div className="dialog prompt" role="dialog" aria-modal="true" aria-labelledby="prompt-title" onKeyDown={(e) => e.key === "Escape" && onAnswer(false, false)}>
         <h3 id="prompt-title">{who} wants to send you {prompt.files} file{prompt.files === 1 ? "" : "s"}</h3>
-        <p className="verified" title={`Fingerprint ${prompt.peer}`}>
-          Verified device <code className="fp">{prompt.peer_short}</code>
-        </p>
+        {prompt.via.kind === "localsend" ? (
+          // Not a Ferry identity: say what its fingerprint is worth.
+          <p className="localsend" title={`Certificate SHA-256 ${prompt.via.fingerprint}`}>
+            <span className="badge">LocalSend</span> {prompt.via.address} · certificate{" "}
+            <code className="fp">{prompt.peer_short}</code>{" "}
+            {prompt.via.verified ? "shown" : "claimed, not shown"} · not a paired or Ferry-verified device
+          </p>
+        ) : (
+          <p className="verified" title={`Fingerprint ${prompt.peer}`}>
+            Verified device <code className="fp">{prompt.peer_short}</code>
+          </p>
+        )}
         <div className="offer">
           <div className="size">{formatBytes(prompt.bytes)}</div>
           <div>

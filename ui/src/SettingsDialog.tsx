@@ -30,6 +30,10 @@ export function SettingsDialog({ settings, api, onClose, onSaved, onError }: { s
           <input type="checkbox" checked={s.discovery} onChange={(e) => setS({ ...s, discovery: e.target.checked })} />
           Find nearby devices automatically (mDNS)
         </label>
+        <label className="check">
+          <input type="checkbox" checked={s.localsend} onChange={(e) => setS({ ...s, localsend: e.target.checked })} />
+          Receive from LocalSend devices (phones and computers running LocalSend)
+        </label>
         <label htmlFor="set-if">Network interfaces for discovery</label>
         <input id="set-if" value={interfaces} placeholder="All interfaces" disabled={!s.discovery} onChange={(e) => setInterfaces(e.target.value)} spellCheck={false} />
         <label htmlFor="set-theme">Theme</label>

@@ -15,7 +15,8 @@ function stateLabel(t: TransferInfo): string {
     case "interrupted":
       return `Interrupted — ${shown(t.reason)}`;
     case "done":
-      return "Done · verified";
+      // LocalSend checks sizes (and SHA-256 where the sender gives it), not BLAKE3.
+      return t.via.kind === "localsend" ? "Done" : "Done · verified";
     case "failed":
       return `Failed — ${shown(t.reason)}`;
     case "rejected":
@@ -35,12 +36,14 @@ function TransferRow({ t, api, onError }: { t: TransferInfo; api: Api; onError: 
         <span className={`dir ${t.direction}`} aria-hidden>{t.direction === "send" ? "↑" : "↓"}</span>
         <div className="transfer-title">
           <div>
-            {t.direction === "send" ? "To" : "From"} <strong>{who}</strong> · {t.files_total} file{t.files_total === 1 ? "" : "s"} · {formatBytes(t.bytes_total)}
+            {t.direction === "send" ? "To" : "From"} <strong>{who}</strong>
+            {t.via.kind === "localsend" && <span className="badge">LocalSend</span>} · {t.files_total} file{t.files_total === 1 ? "" : "s"} · {formatBytes(t.bytes_total)}
           </div>
           <div className={`transfer-state ${t.state}`} data-state={t.state}>{stateLabel(t)}</div>
         </div>
         <div className="transfer-actions">
-          {running && <button className="secondary small" onClick={() => api.pause(t.id).catch(onError)}>Pause</button>}
+          {/* LocalSend has no pause and no resume. */}
+          {running && t.via.kind === "ferry" && <button className="secondary small" onClick={() => api.pause(t.id).catch(onError)}>Pause</button>}
           {(t.state === "paused" || (t.state === "interrupted" && t.direction === "send")) && (
             <button className="small" onClick={() => api.resume(t.id).catch(onError)}>Resume</button>
           )}

@@ -8,7 +8,11 @@ import * as __TAURI_EVENT from "@tauri-apps/api/event";
 /** Commands */
 export const commands = {
 	snapshot: () => typedError<Snapshot_Serialize, string>(__TAURI_INVOKE("snapshot")),
-	/**  Sends files and folders (paths from a drop or a picker) to a peer; returns the transfer id. */
+	/**
+	 *  Sends files and folders (paths from a drop or a picker) to a peer; returns the transfer id.
+	 *  `peer` is a Ferry peer's id, or a LocalSend device's certificate fingerprint (64 hex
+	 *  digits, which no Ferry id is).
+	 */
 	sendPaths: (peer: string, paths: string[]) => typedError<string, string>(__TAURI_INVOKE("send_paths", { peer, paths })),
 	/**  Opens the system file (or folder) picker and sends what was chosen. `None` if cancelled. */
 	pickAndSend: (peer: string, folders: boolean) => typedError<string | null, string>(__TAURI_INVOKE("pick_and_send", { peer, folders })),
@@ -33,7 +37,7 @@ export const commands = {
 	 *  Saves settings. A new name or folder applies at once; discovery changes restart the node
 	 *  (peers see it leave and come back).
 	 */
-	saveSettings: (settings: Settings) => typedError<Settings, string>(__TAURI_INVOKE("save_settings", { settings })),
+	saveSettings: (settings: Settings_Deserialize) => typedError<Settings_Serialize, string>(__TAURI_INVOKE("save_settings", { settings })),
 	/**  Opens another window on the same node (every window shows every prompt). */
 	openWindow: () => typedError<null, string>(__TAURI_INVOKE("open_window")),
 	createLibrary: (name: string) => typedError<LibraryInfo_Serialize, string>(__TAURI_INVOKE("create_library", { name })),
@@ -150,6 +154,8 @@ export type Event_Deserialize = { type: "node_started"; id: string; short_id: st
 { type: "index"; progress: IndexProgress_Deserialize } | 
 /**  Entries of a location changed (the watcher, or a finished job): listings are stale. */
 { type: "contents_changed"; library: string; location: string } | 
+/**  The LocalSend devices heard changed (one came, went or changed): the whole list. */
+{ type: "localsend_devices"; devices: LocalSendDevice_Deserialize[] } | 
 /**
  *  A pull of library rows from a member made progress (at most 4 per second), caught up,
  *  or failed.
@@ -178,6 +184,8 @@ export type Event_Serialize = { type: "node_started"; id: string; short_id: stri
 { type: "index"; progress: IndexProgress_Serialize } | 
 /**  Entries of a location changed (the watcher, or a finished job): listings are stale. */
 { type: "contents_changed"; library: string; location: string } | 
+/**  The LocalSend devices heard changed (one came, went or changed): the whole list. */
+{ type: "localsend_devices"; devices: LocalSendDevice_Serialize[] } | 
 /**
  *  A pull of library rows from a member made progress (at most 4 per second), caught up,
  *  or failed.
@@ -255,6 +263,43 @@ export type LibraryLocations_Deserialize = {
 export type LibraryLocations_Serialize = {
 	library: string,
 	locations: LocationInfo_Serialize[],
+};
+
+/**  A LocalSend device heard on the LAN, as front ends list it beside Ferry peers. */
+export type LocalSendDevice = LocalSendDevice_Serialize | LocalSendDevice_Deserialize;
+
+/**  A LocalSend device heard on the LAN, as front ends list it beside Ferry peers. */
+export type LocalSendDevice_Deserialize = {
+	/**  What the device calls itself (not proven). */
+	alias: string,
+	/**  Its certificate's SHA-256, upper-case hex: what a send to it names. */
+	fingerprint: string,
+	/**  The first digits of the fingerprint, to show. */
+	short: string,
+	/**  The certificate was shown on a connection (otherwise only claimed). */
+	verified: boolean,
+	/**  Where its HTTPS server listens (`ip:port`). */
+	address: string,
+	/**  `mobile`, `desktop`, `web`, `headless` or `server`. */
+	device_type: string,
+	device_model?: string | null,
+};
+
+/**  A LocalSend device heard on the LAN, as front ends list it beside Ferry peers. */
+export type LocalSendDevice_Serialize = {
+	/**  What the device calls itself (not proven). */
+	alias: string,
+	/**  Its certificate's SHA-256, upper-case hex: what a send to it names. */
+	fingerprint: string,
+	/**  The first digits of the fingerprint, to show. */
+	short: string,
+	/**  The certificate was shown on a connection (otherwise only claimed). */
+	verified: boolean,
+	/**  Where its HTTPS server listens (`ip:port`). */
+	address: string,
+	/**  `mobile`, `desktop`, `web`, `headless` or `server`. */
+	device_type: string,
+	device_model: string | null,
 };
 
 export type LocationInfo = LocationInfo_Serialize | LocationInfo_Deserialize;
@@ -482,6 +527,7 @@ export type Prompt = {
 	peer: string,
 	peer_short: string,
 	peer_name: string,
+	via: Via,
 	files: number,
 	bytes: number,
 	/**  Top-level names, folders with a trailing `/`. */
@@ -506,7 +552,9 @@ export type Renamed = {
 	reason: string,
 };
 
-export type Settings = {
+export type Settings = Settings_Serialize | Settings_Deserialize;
+
+export type Settings_Deserialize = {
 	/**  Display name; empty means the host name. */
 	name: string,
 	/**  Where accepted files go. */
@@ -514,6 +562,21 @@ export type Settings = {
 	discovery: boolean,
 	/**  mDNS interface allow-list; empty means all. */
 	interfaces: string[],
+	/**  Talk to LocalSend devices too (on unless turned off; settings from before it: on). */
+	localsend?: boolean,
+	theme: Theme,
+};
+
+export type Settings_Serialize = {
+	/**  Display name; empty means the host name. */
+	name: string,
+	/**  Where accepted files go. */
+	download_dir: string,
+	discovery: boolean,
+	/**  mDNS interface allow-list; empty means all. */
+	interfaces: string[],
+	/**  Talk to LocalSend devices too (on unless turned off; settings from before it: on). */
+	localsend: boolean,
 	theme: Theme,
 };
 
@@ -531,7 +594,8 @@ export type Snapshot_Deserialize = {
 	libraries: LibraryInfo_Deserialize[],
 	locations: LibraryLocations_Deserialize[],
 	pairings: PairingInfo_Deserialize[],
-	settings: Settings,
+	localsend_devices: LocalSendDevice_Deserialize[],
+	settings: Settings_Deserialize,
 };
 
 /**  Everything the UI shows, at once (later changes arrive as events). */
@@ -543,7 +607,8 @@ export type Snapshot_Serialize = {
 	libraries: LibraryInfo_Serialize[],
 	locations: LibraryLocations_Serialize[],
 	pairings: PairingInfo_Serialize[],
-	settings: Settings,
+	localsend_devices: LocalSendDevice_Serialize[],
+	settings: Settings_Serialize,
 };
 
 /**  Where the pull from one member stands, for progress bars and `ferry sync status`. */
@@ -584,6 +649,7 @@ export type TransferInfo_Deserialize = {
 	direction: Direction,
 	peer: string,
 	peer_name: string,
+	via: Via,
 	files_total: number,
 	files_done: number,
 	bytes_total: number,
@@ -615,6 +681,7 @@ export type TransferInfo_Serialize = {
 	direction: Direction,
 	peer: string,
 	peer_name: string,
+	via: Via,
 	files_total: number,
 	files_done: number,
 	bytes_total: number,
@@ -645,6 +712,17 @@ export type TransferState =
 { state: "waiting" } | { state: "transferring" } | { state: "paused"; by: Side } | 
 /**  The connection dropped or a node stopped; it resumes when both are back. */
 { state: "interrupted"; reason: string } | { state: "done" } | { state: "failed"; reason: string } | { state: "rejected"; reason: string } | { state: "cancelled"; by: Side };
+
+/**  Which protocol the other side speaks, and so what its identity is worth. */
+export type Via = 
+/**  A Ferry peer: `peer` is its Ed25519 identity, proven by the TLS handshake. */
+{ kind: "ferry" } | 
+/**
+ *  A LocalSend device (see `ferry-localsend`): `peer` holds the SHA-256 of its
+ *  certificate. `verified` when that certificate was shown on this connection; otherwise
+ *  it is only what the device claims. Never a paired or Ferry-verified identity.
+ */
+{ kind: "localsend"; fingerprint: string; verified: boolean; address: string };
 
 /* Tauri Specta runtime */
 async function typedError<T, E>(result: Promise<T>): Promise<{ status: "ok"; data: T } | { status: "error"; error: E }> {

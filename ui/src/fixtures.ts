@@ -5,13 +5,14 @@ export const peer = (id: string, name: string, state: PeerSnapshot["state"] = "c
   id, short_id: id.slice(0, 12), name, os: "linux", version: "0.1.0", addrs: ["10.0.0.2:7000"], state, rtt_ms: 0.4, discovered: true,
 });
 
-export const prompt = (transfer: string): Prompt => ({
-  transfer, peer: "p".repeat(52), peer_short: "pppppppppppp", peer_name: "alpha", files: 3, bytes: 2_500_000, first_names: ["photos/"],
+export const prompt = (transfer: string, over: Partial<Prompt> = {}): Prompt => ({
+  transfer, peer: "p".repeat(52), peer_short: "pppppppppppp", peer_name: "alpha", via: { kind: "ferry" }, files: 3, bytes: 2_500_000, first_names: ["photos/"],
   first_files: ["photos/a.jpg", "photos/b.jpg", "photos/c.jpg"], folders: 1, expires_in_ms: 60_000,
+  ...over,
 });
 
 export const transfer = (id: string, over: Partial<TransferInfo> = {}): TransferInfo => ({
-  id, direction: "send", peer: "b".repeat(52), peer_name: "beta", state: "transferring", files_total: 2, files_done: 0,
+  id, direction: "send", peer: "b".repeat(52), peer_name: "beta", via: { kind: "ferry" }, state: "transferring", files_total: 2, files_done: 0,
   bytes_total: 1000, bytes_done: 250, bytes_resumed: 0, speed_bps: 1e6, eta_secs: 3, current: null, dest: null, renamed: [], renamed_count: 0, failed: [], failed_count: 0,
   ...over,
 } as TransferInfo);

@@ -1,7 +1,7 @@
 // The UI's state: one snapshot at start, then every change from the node's event stream.
 // Pure functions only, so the rules are unit-tested without a backend.
 
-import type { Event, IndexProgress, LibraryInfo, LocationInfo, Me, PairingInfo, PeerSnapshot, Prompt, Settings, Snapshot, SyncProgress, TransferInfo } from "./bindings";
+import type { Event, IndexProgress, LibraryInfo, LocalSendDevice, LocationInfo, Me, PairingInfo, PeerSnapshot, Prompt, Settings, Snapshot, SyncProgress, TransferInfo } from "./bindings";
 
 export type State = {
   me: Me | null;
@@ -22,15 +22,18 @@ export type State = {
   changed: Record<string, number>;
   /** The latest sync pull report, by `library/member`. */
   sync: Record<string, SyncProgress>;
+  /** LocalSend devices heard on the LAN (not Ferry peers: no verified identity). */
+  localsend: LocalSendDevice[];
 };
 
-export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [], locations: {}, progress: {}, changed: {}, sync: {} };
+export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [], locations: {}, progress: {}, changed: {}, sync: {}, localsend: [] };
 
 export function fromSnapshot(s: Snapshot): State {
   return {
     me: s.me, peers: sortPeers(s.peers), transfers: s.transfers, prompts: s.prompts, settings: s.settings, answering: [],
     libraries: sortLibraries(s.libraries ?? []), pairings: s.pairings ?? [],
     locations: Object.fromEntries((s.locations ?? []).map((l) => [l.library, sortLocations(l.locations)])), progress: {}, changed: {}, sync: {},
+    localsend: s.localsend_devices ?? [],
   };
 }
 
@@ -139,6 +142,8 @@ export function reduce(state: State, e: Event): State {
       return { ...state, progress: { ...state.progress, [e.progress.location]: e.progress } };
     case "contents_changed":
       return { ...state, changed: { ...state.changed, [e.location]: (state.changed[e.location] ?? 0) + 1 } };
+    case "localsend_devices":
+      return { ...state, localsend: e.devices };
     case "sync":
       return { ...state, sync: { ...state.sync, [`${e.progress.library}/${e.progress.member}`]: e.progress } };
   }
@@ -170,8 +175,10 @@ export function active(t: TransferInfo): boolean {
 }
 
 /** The live transfer with a peer, if any (what its card shows). */
+/** The active send to `peer`: a Ferry peer's id, or a LocalSend device's certificate fingerprint. */
 export function transferWith(state: State, peer: string): TransferInfo | undefined {
-  return state.transfers.find((t) => t.peer === peer && t.direction === "send" && active(t));
+  const to = (t: TransferInfo) => t.peer === peer || (t.via.kind === "localsend" && t.via.fingerprint === peer);
+  return state.transfers.find((t) => to(t) && t.direction === "send" && active(t));
 }
 
 export function formatBytes(value: number | null | undefined): string {

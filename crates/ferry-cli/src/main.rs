@@ -48,6 +48,13 @@ struct Global {
     /// Turn LAN discovery (mDNS) off; reach peers with --connect.
     #[arg(long, global = true, env = "FERRY_NO_DISCOVERY", value_parser = clap::builder::FalseyValueParser::new())]
     no_discovery: bool,
+    /// Do not talk to LocalSend devices (by default `node`, `receive`, `send` and `peers` do:
+    /// they listen on TCP 53317 and, with discovery on, announce on 224.0.0.167).
+    #[arg(long, global = true, env = "FERRY_NO_LOCALSEND", value_parser = clap::builder::FalseyValueParser::new())]
+    no_localsend: bool,
+    /// A PIN LocalSend senders must give.
+    #[arg(long, global = true, env = "FERRY_LOCALSEND_PIN", value_name = "PIN")]
+    localsend_pin: Option<String>,
     /// Keep a connection to this peer: host:port or FINGERPRINT@host:port (repeatable).
     #[arg(long, global = true, value_name = "ADDR")]
     connect: Vec<String>,
@@ -333,6 +340,17 @@ async fn run(cli: Cli, out: &Out) -> Result<i32> {
         Command::Node | Command::Receive { .. } | Command::Send { .. }
     );
     let mut cfg = node_config(&g, long_running)?;
+    // LocalSend listens on a fixed port: only the commands that meet devices start it.
+    let meets_devices = matches!(
+        cli.command,
+        Command::Node | Command::Receive { .. } | Command::Send { .. } | Command::Peers { .. }
+    );
+    if meets_devices && !g.no_localsend {
+        cfg.localsend = Some(ferry_core::LocalSendConfig {
+            pin: g.localsend_pin.clone(),
+            ..Default::default()
+        });
+    }
     // Only a node that keeps running indexes and watches (like the app); one-shot commands
     // leave that to it.
     cfg.index = matches!(cli.command, Command::Node | Command::Receive { .. });
@@ -351,6 +369,7 @@ async fn run(cli: Cli, out: &Out) -> Result<i32> {
         Command::Peers { wait } => {
             tokio::time::sleep(wait).await;
             out.peers(&node.peers());
+            out.localsend_devices(&node.spacedrop().localsend_devices());
             Ok(0)
         }
         Command::Ping {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use ferry_core::library::wire::MemberState;
 use ferry_core::library::PairingRole;
-use ferry_core::spacedrop::{FailedFile, Prompt, Renamed};
+use ferry_core::spacedrop::{FailedFile, Prompt, Renamed, Via};
 use ferry_core::{
     Event, LibraryInfo, PairingInfo, PairingState, PeerId, PeerSnapshot, TransferInfo,
     TransferState,
@@ -136,6 +136,18 @@ impl Out {
                     .map(|e| format!(" ({e})"))
                     .unwrap_or_default()
             ),
+            Event::LocalSendDevices { devices } => say!(
+                "LocalSend devices: {}",
+                if devices.is_empty() {
+                    "none".to_string()
+                } else {
+                    devices
+                        .iter()
+                        .map(|d| format!("{} ({}, {})", d.alias, d.short, d.address))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
             Event::Sync { progress: p } => say!(
                 "sync [{}] from {}: {} {}/{} changes{}",
                 &p.library[..8.min(p.library.len())],
@@ -188,6 +200,15 @@ impl Out {
             if p.files == 1 { "" } else { "s" },
             bytes(p.bytes)
         );
+        if let Via::LocalSend {
+            verified, address, ..
+        } = &p.via
+        {
+            say!(
+                "  a LocalSend device at {address}, certificate {}: not a paired or Ferry-verified device",
+                if *verified { "shown" } else { "claimed, not shown" }
+            );
+        }
         if p.folders > 0 && !p.first_files.is_empty() {
             let more = if p.files > p.first_files.len() {
                 ", …"
@@ -247,9 +268,13 @@ impl Out {
                 &t.id[..8]
             ),
             TransferState::Done => format!(
-                "{arrow}: done — {} files, {}, every file verified (BLAKE3)",
+                "{arrow}: done — {} files, {}, {}",
                 t.files_done,
-                bytes(t.bytes_total)
+                bytes(t.bytes_total),
+                match t.via {
+                    Via::Ferry => "every file verified (BLAKE3)",
+                    Via::LocalSend { .. } => "over LocalSend (sizes checked, SHA-256 where sent)",
+                }
             ),
             TransferState::Failed { reason } => format!("{arrow}: failed — {reason}"),
             TransferState::Rejected { reason } => format!("{arrow}: rejected — {reason}"),
@@ -406,6 +431,34 @@ impl Out {
                 p.os,
                 plain(&p.state),
                 rtt
+            );
+        }
+    }
+
+    /// LocalSend devices heard (after the Ferry peers; nothing when there are none).
+    pub fn localsend_devices(&self, devices: &[ferry_core::spacedrop::LocalSendDevice]) {
+        if self.json {
+            self.line(json!({"type": "localsend_devices", "devices": devices}));
+            return;
+        }
+        if devices.is_empty() {
+            return;
+        }
+        say!(
+            "\n{:<20} {:<14} {:<10} {:<9} ADDRESS   (LocalSend: not Ferry-verified identities)",
+            "LOCALSEND DEVICE",
+            "CERTIFICATE",
+            "TYPE",
+            "SHOWN"
+        );
+        for d in devices {
+            say!(
+                "{:<20} {:<14} {:<10} {:<9} {}",
+                d.alias,
+                d.short,
+                d.device_type,
+                if d.verified { "yes" } else { "claimed" },
+                d.address
             );
         }
     }

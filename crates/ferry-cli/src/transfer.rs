@@ -45,15 +45,62 @@ pub async fn send(
         }
     }
     let target: Target = peer.parse()?;
-    let peer = node.resolve(&target, wait).await?;
     let mut events = node.subscribe();
-    let id = node.spacedrop().send(peer, paths).await?;
-    out.note(&format!(
-        "Offering to {} — p pause, r resume, c cancel (then Enter) [{}]",
-        node.p2p().peer(&peer).map(|p| p.name).unwrap_or_default(),
-        &id.hex()[..8]
-    ));
+    let id = match resolve(node, &target, wait).await? {
+        To::Ferry(peer) => {
+            let id = node.spacedrop().send(peer, paths).await?;
+            out.note(&format!(
+                "Offering to {} — p pause, r resume, c cancel (then Enter) [{}]",
+                node.p2p().peer(&peer).map(|p| p.name).unwrap_or_default(),
+                &id.hex()[..8]
+            ));
+            id
+        }
+        To::LocalSend(device) => {
+            let id = node
+                .spacedrop()
+                .send_localsend(&device.fingerprint, paths)
+                .await?;
+            out.note(&format!(
+                "Offering to {} (LocalSend, {}) — c cancel (then Enter) [{}]",
+                device.alias,
+                device.address,
+                &id.hex()[..8]
+            ));
+            id
+        }
+    };
     follow(node, out, &id, &mut events).await
+}
+
+/// Whom a send goes to: a Ferry peer, or a LocalSend device.
+enum To {
+    Ferry(ferry_core::PeerId),
+    LocalSend(ferry_core::spacedrop::LocalSendDevice),
+}
+
+/// A Ferry peer by address, name or fingerprint; failing that, a LocalSend device by alias,
+/// certificate fingerprint or address. Both are looked for until `wait` is over.
+async fn resolve(node: &Node, target: &Target, wait: Duration) -> Result<To> {
+    let Target::Query(q) = target else {
+        return Ok(To::Ferry(node.resolve(target, wait).await?));
+    };
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        match ferry_core::target::pick(q, &node.peers()) {
+            Ok(p) => return Ok(To::Ferry(p)),
+            Err(ferry_core::TargetError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+        if let Ok(d) = node.spacedrop().find_localsend(q) {
+            return Ok(To::LocalSend(d));
+        }
+        if std::time::Instant::now() >= deadline {
+            // The Ferry error says what was looked for and how to reach a peer by address.
+            return Ok(To::Ferry(node.resolve(target, Duration::ZERO).await?));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 pub async fn resume(node: &Node, out: &Out, id: &str) -> Result<i32> {

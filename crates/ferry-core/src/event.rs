@@ -76,6 +76,11 @@ pub enum Event {
         library: String,
         location: String,
     },
+    /// The LocalSend devices heard changed (one came, went or changed): the whole list.
+    #[serde(rename = "localsend_devices")]
+    LocalSendDevices {
+        devices: Vec<crate::spacedrop::LocalSendDevice>,
+    },
     /// A pull of library rows from a member made progress (at most 4 per second), caught up,
     /// or failed.
     Sync {

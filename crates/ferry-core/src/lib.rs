@@ -36,6 +36,7 @@ pub use ferry_p2p::{LostReason, PeerId, PeerSnapshot, PeerState};
 pub use library::{Libraries, LibraryError, LibraryInfo, MemberInfo, PairingInfo, PairingState};
 pub use node::{Node, NodeConfig, NodeError};
 pub use spacedrop::{
-    AcceptPolicy, Decision, Spacedrop, SpacedropConfig, TransferInfo, TransferState,
+    AcceptPolicy, Decision, LocalSendConfig, Spacedrop, SpacedropConfig, TransferInfo,
+    TransferState, Via,
 };
 pub use target::{Target, TargetError};

@@ -11,7 +11,7 @@ use tokio::sync::broadcast;
 use crate::event::Event;
 use crate::library::Libraries;
 use crate::spacedrop::store::Store;
-use crate::spacedrop::{Spacedrop, SpacedropConfig};
+use crate::spacedrop::{LocalSendConfig, Spacedrop, SpacedropConfig};
 use crate::target::{self, Target, TargetError};
 
 #[derive(Debug, Clone)]
@@ -32,6 +32,9 @@ pub struct NodeConfig {
     pub pair_timeout: Duration,
     /// Index and watch the libraries' locations (off for one-shot commands).
     pub index: bool,
+    /// Talk to LocalSend devices too (off unless set: it listens on LocalSend's fixed port).
+    /// Its multicast follows `discovery` and `interfaces`.
+    pub localsend: Option<LocalSendConfig>,
 }
 
 impl NodeConfig {
@@ -47,6 +50,7 @@ impl NodeConfig {
             resume_transfers: true,
             pair_timeout: Duration::from_secs(120),
             index: true,
+            localsend: None,
         }
     }
 
@@ -147,6 +151,13 @@ impl Node {
             p2p.add_manual_peer(*addr, *pin);
         }
         spacedrop.attach(p2p.clone(), cfg.resume_transfers);
+        if let Some(ls) = localsend_config(&cfg) {
+            // Another LocalSend app may hold the port: Ferry's own protocols still run.
+            let alias = p2p.info().name;
+            if let Err(e) = spacedrop.start_localsend(&cfg.data_dir, &alias, ls).await {
+                tracing::warn!(error = %e, "LocalSend is off");
+            }
+        }
         libraries.attach(p2p.clone());
         if cfg.index {
             libraries.contents().start(libraries.ids());
@@ -251,6 +262,29 @@ impl Node {
         self.p2p.shutdown().await;
         let _ = self.events.send(Event::NodeStopped);
     }
+}
+
+/// LocalSend's settings with the node's discovery switch and interface allow-list applied
+/// (names become the IPv4 addresses LocalSend's multicast joins on).
+fn localsend_config(cfg: &NodeConfig) -> Option<LocalSendConfig> {
+    let mut ls = cfg.localsend.clone()?;
+    ls.discovery &= cfg.discovery;
+    if ls.discovery && ls.interfaces.is_empty() && !cfg.interfaces.is_empty() {
+        ls.interfaces = if_addrs::get_if_addrs()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|i| cfg.interfaces.contains(&i.name))
+            .filter_map(|i| match i.ip() {
+                std::net::IpAddr::V4(v4) => Some(v4),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
+        if ls.interfaces.is_empty() {
+            tracing::warn!(interfaces = ?cfg.interfaces, "LocalSend: no IPv4 address on the allowed interfaces; discovery off");
+            ls.discovery = false;
+        }
+    }
+    Some(ls)
 }
 
 fn lock_data_dir(dir: &Path) -> Result<std::fs::File, NodeError> {

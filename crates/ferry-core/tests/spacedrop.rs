@@ -506,6 +506,7 @@ async fn a_reception_whose_files_were_all_placed_is_done_after_a_restart() {
             renamed: vec![],
         },
         created,
+        via: ferry_core::spacedrop::Via::Ferry,
     };
     let (all, half) = (row(2), row(1));
     {

@@ -96,6 +96,13 @@ pub(super) fn accepts_unasked(policy: &AcceptPolicy, peer: &PeerId) -> bool {
     }
 }
 
+/// Whether a LocalSend device's offer is accepted without asking: only under "accept from
+/// everyone". An `--accept-from` list names Ferry identities, which a LocalSend device never
+/// has (its fingerprint may be a mere claim), so it never matches one.
+pub(super) fn accepts_localsend_unasked(policy: &AcceptPolicy) -> bool {
+    matches!(policy, AcceptPolicy::Everyone)
+}
+
 /// Whether another prompt may open, with `open` prompts showing and `peer` having one or not.
 pub(super) fn prompt_room(open: usize, peer_has_one: bool) -> bool {
     open < MAX_PROMPTS && !peer_has_one
@@ -830,5 +837,16 @@ mod tests {
             at_start(Direction::Send, "done", (3, 3, 0), true),
             AtStart::Leave
         );
+    }
+
+    #[test]
+    fn a_localsend_device_is_accepted_unasked_only_from_everyone() {
+        let someone = ferry_p2p::Identity::generate().unwrap().peer_id();
+        assert!(accepts_localsend_unasked(&AcceptPolicy::Everyone));
+        assert!(!accepts_localsend_unasked(&AcceptPolicy::Ask));
+        // Even a list that holds the very id its fingerprint maps to.
+        assert!(!accepts_localsend_unasked(&AcceptPolicy::From(vec![
+            someone
+        ])));
     }
 }

@@ -29,14 +29,16 @@ mod commands;
 mod data;
 mod decide;
 mod disk;
+mod localsend;
 mod offer;
 mod receive;
 mod send;
 mod state;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use ferry_block::place::Renamed;
@@ -47,12 +49,15 @@ use tokio::sync::broadcast;
 use crate::event::Event;
 use commands::Cmd;
 use decide::AtStart;
+pub use localsend::{
+    peer_of as localsend_peer, short_of as localsend_short, LocalSendConfig, LocalSendError,
+};
 use state::SpacedropState;
 pub use store::info_from_summary;
 use store::Store;
 pub use types::{
-    AcceptPolicy, Decision, Direction, FailedFile, Prompt, PromptOutcome, Side, SpacedropConfig,
-    TransferInfo, TransferState,
+    AcceptPolicy, Decision, Direction, FailedFile, LocalSendDevice, Prompt, PromptOutcome, Side,
+    SpacedropConfig, TransferInfo, TransferState, Via,
 };
 use wire::TransferId;
 
@@ -68,12 +73,18 @@ pub enum SpacedropError {
     Collect(#[from] ferry_block::manifest::CollectError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    #[error(transparent)]
+    LocalSend(#[from] LocalSendError),
+    #[error("transfer {0} is with a LocalSend device, which cannot {1}")]
+    NotOverLocalSend(String, &'static str),
 }
 
 /// Handle to the node's Spacedrop service.
 #[derive(Clone)]
 pub struct Spacedrop {
     shared: Arc<SpacedropState>,
+    /// LocalSend devices as peers, when the node runs LocalSend.
+    localsend: Arc<OnceLock<localsend::LocalSend>>,
 }
 
 impl Spacedrop {
@@ -85,7 +96,52 @@ impl Spacedrop {
         let shared = SpacedropState::new(store, cfg, events, offer::OFFER_SLOTS);
         Spacedrop {
             shared: Arc::new(shared),
+            localsend: Arc::default(),
         }
+    }
+
+    /// Starts LocalSend (server, and multicast discovery if asked) beside the Ferry protocols.
+    pub(crate) async fn start_localsend(
+        &self,
+        data_dir: &Path,
+        alias: &str,
+        cfg: LocalSendConfig,
+    ) -> Result<(), LocalSendError> {
+        let ls = localsend::LocalSend::start(self.shared.clone(), data_dir, alias, cfg).await?;
+        let _ = self.localsend.set(ls);
+        Ok(())
+    }
+
+    /// The LocalSend devices heard (none when LocalSend is off).
+    pub fn localsend_devices(&self) -> Vec<LocalSendDevice> {
+        self.localsend
+            .get()
+            .map(|l| l.devices())
+            .unwrap_or_default()
+    }
+
+    /// Where the LocalSend server listens, when it runs.
+    pub fn localsend_addr(&self) -> Option<SocketAddr> {
+        self.localsend.get().map(|l| l.local_addr())
+    }
+
+    /// The LocalSend device `needle` names (alias, fingerprint or a prefix of it, address), if
+    /// heard.
+    pub fn find_localsend(&self, needle: &str) -> Result<LocalSendDevice, SpacedropError> {
+        let ls = self.localsend.get().ok_or(LocalSendError::Off)?;
+        Ok(localsend::device_info(&ls.find(needle)?))
+    }
+
+    /// Sends `paths` to the LocalSend device `needle` names (see [`Self::find_localsend`]).
+    /// Returns at once; progress arrives as events.
+    pub async fn send_localsend(
+        &self,
+        needle: &str,
+        paths: Vec<PathBuf>,
+    ) -> Result<TransferId, SpacedropError> {
+        let ls = self.localsend.get().ok_or(LocalSendError::Off)?;
+        let device = ls.find(needle)?;
+        ls.send(self.shared.clone(), &device, paths).await
     }
 
     /// The stream protocols to register with the peer-to-peer layer.
@@ -104,6 +160,14 @@ impl Spacedrop {
         let _ = self.shared.p2p.set(p2p);
         let store = &self.shared.store;
         for t in store.summaries().unwrap_or_default() {
+            if t.via.is_localsend() {
+                // LocalSend cannot resume: what a stop cut short stays failed.
+                if !decide::stored_state(&t.state, String::new()).is_final() {
+                    let why = "interrupted: LocalSend transfers cannot resume";
+                    let _ = store.set_state(&t.id, "failed", Some(why));
+                }
+                continue;
+            }
             let files = (t.files, t.files_done, t.failed_count);
             match decide::at_start(t.direction, &t.state, files, resume) {
                 AtStart::Complete => {
@@ -169,6 +233,7 @@ impl Spacedrop {
             sources: collected.sources,
             layout: Default::default(),
             created: unix_now(),
+            via: types::Via::Ferry,
         };
         self.shared.store.put(&row)?;
         let id = row.id;
@@ -214,10 +279,31 @@ impl Spacedrop {
     }
 
     pub fn pause(&self, id: &TransferId) -> Result<(), SpacedropError> {
+        self.refuse_localsend(id, "pause")?;
         self.command(id, Cmd::Pause)
     }
 
+    /// LocalSend has no pause and no resume.
+    fn refuse_localsend(&self, id: &TransferId, what: &'static str) -> Result<(), SpacedropError> {
+        let live = lock(&self.shared.live)
+            .get(id)
+            .map(|l| l.info.via.is_localsend());
+        let localsend = match live {
+            Some(l) => l,
+            None => self
+                .shared
+                .store
+                .get(id)?
+                .is_some_and(|r| r.via.is_localsend()),
+        };
+        match localsend {
+            true => Err(SpacedropError::NotOverLocalSend(id.hex(), what)),
+            false => Ok(()),
+        }
+    }
+
     pub fn resume(&self, id: &TransferId) -> Result<(), SpacedropError> {
+        self.refuse_localsend(id, "resume")?;
         if self.command(id, Cmd::Resume).is_ok() {
             return Ok(());
         }

@@ -10,19 +10,18 @@ use std::time::Duration;
 use ferry_p2p::router::{BoxFuture, Incoming, Protocol};
 use ferry_p2p::{Code, PeerId, StreamError};
 use ferry_util::{lock, unix_now};
-use tokio::sync::{oneshot, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::commands::Cmd;
 use super::decide::{self, Admission, Stored};
 use super::disk;
 use super::receive::{self, tell};
-use super::state::SpacedropState;
+use super::state::{Asked, SpacedropState};
 use super::store::TransferRow;
-use super::types::{Decision, Direction, Prompt, PromptOutcome};
+use super::types::{Decision, Direction, Prompt, Via};
 use super::wire::{
     Answer, FrameReader, Offer, Refusal, TransferId, CONTROL_ID, MAX_CONTROL, MAX_OFFER, VERSION,
 };
-use crate::event::Event;
 
 /// How long the sender has to send its offer.
 const OFFER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -172,6 +171,7 @@ async fn accept_new(
         sources: vec![],
         layout,
         created: unix_now(),
+        via: Via::Ferry,
     };
     if let Err(e) = shared.store.put(&row) {
         return reject(
@@ -307,6 +307,7 @@ async fn ask(
         peer: s.peer,
         peer_short: s.peer.short(),
         peer_name: peer.map(|p| p.name).unwrap_or_default(),
+        via: Via::Ferry,
         files: offer.manifest.file_count(),
         bytes: offer.manifest.total_bytes(),
         first_names: offer.manifest.first_names(5),
@@ -314,55 +315,21 @@ async fn ask(
         folders: offer.manifest.folder_count(),
         expires_in_ms: timeout.as_millis() as u64,
     };
-    let (tx, rx) = oneshot::channel();
-    let admitted = {
-        let mut prompts = lock(&shared.prompts);
-        let peer_has_one = prompts.values().any(|(_, p, _)| p.peer == s.peer);
-        let room = decide::prompt_room(prompts.len(), peer_has_one);
-        if room {
-            prompts.insert(
-                offer.transfer,
-                (std::time::Instant::now(), prompt.clone(), tx),
-            );
-        }
-        room
-    };
-    if !admitted {
-        reject(s, Refusal::Busy).await?;
-        return Ok(None);
-    }
-    shared.emit(Event::SpacedropPrompt { prompt });
     let mut probe = [0u8; 1];
-    let outcome = tokio::select! {
-        d = tokio::time::timeout(timeout, rx) => match d {
-            Ok(Ok(d)) => Ok(d),
-            _ => Err(PromptOutcome::TimedOut),
-        },
-        // Anything from the sender now (data, FIN, reset) means it gave up waiting.
-        _ = s.recv.read(&mut probe) => Err(PromptOutcome::Withdrawn),
+    // Anything from the sender now (data, FIN, reset) means it gave up waiting.
+    let withdrawn = async {
+        let _ = s.recv.read(&mut probe).await;
     };
-    lock(&shared.prompts).remove(&offer.transfer);
-    let resolved = |outcome| Event::PromptResolved {
-        transfer: offer.transfer.hex(),
-        outcome,
-    };
-    match outcome {
-        Ok(d) => {
-            shared.emit(resolved(if matches!(d, Decision::Accept { .. }) {
-                PromptOutcome::Accepted
-            } else {
-                PromptOutcome::Rejected
-            }));
-            Ok(Some(d))
+    match shared.ask(prompt, timeout, withdrawn).await {
+        Asked::Answered(d) => Ok(Some(d)),
+        Asked::Busy => {
+            reject(s, Refusal::Busy).await?;
+            Ok(None)
         }
-        Err(PromptOutcome::TimedOut) => {
-            shared.emit(resolved(PromptOutcome::TimedOut));
+        Asked::TimedOut => {
             reject(s, Refusal::TimedOut).await?;
             Ok(None)
         }
-        Err(o) => {
-            shared.emit(resolved(o));
-            Ok(None)
-        }
+        Asked::Withdrawn => Ok(None),
     }
 }

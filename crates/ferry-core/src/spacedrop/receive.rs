@@ -213,6 +213,7 @@ fn reception(row: &TransferRow, dest: &Path, expected: &decide::Expected) -> Tra
         direction: Direction::Receive,
         peer: row.peer,
         peer_name: row.peer_name.clone(),
+        via: row.via.clone(),
         state: TransferState::Transferring,
         files_total: row.manifest.file_count(),
         files_done: expected.already,

@@ -46,6 +46,7 @@ async fn run(shared: Arc<SpacedropState>, row: TransferRow, mut resume: bool) {
         direction: Direction::Send,
         peer: row.peer,
         peer_name: row.peer_name.clone(),
+        via: row.via.clone(),
         state: TransferState::Waiting,
         files_total: row.manifest.file_count(),
         files_done: 0,

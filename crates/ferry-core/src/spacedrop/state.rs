@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::commands::{self, Cmd, Commands};
 use super::decide;
 use super::store::Store;
-use super::types::{Decision, Prompt, SpacedropConfig, TransferInfo, TransferState};
+use super::types::{Decision, Prompt, PromptOutcome, SpacedropConfig, TransferInfo, TransferState};
 use super::wire::TransferId;
 use crate::event::Event;
 
@@ -34,6 +34,15 @@ pub(super) struct Live {
 
 /// A prompt waiting for its first answer: when it opened, what it asks, where the answer goes.
 pub(super) type OpenPrompt = (Instant, Prompt, oneshot::Sender<Decision>);
+
+/// How a prompt was settled (see [`SpacedropState::ask`]).
+pub(super) enum Asked {
+    Answered(Decision),
+    /// No room for another prompt (or one of this peer's is open already): never shown.
+    Busy,
+    TimedOut,
+    Withdrawn,
+}
 
 /// Progress events per transfer are at most this frequent (≤ 10/s for UIs).
 pub(super) const EVENT_INTERVAL: Duration = Duration::from_millis(250);
@@ -86,6 +95,44 @@ impl SpacedropState {
             claims: Mutex::default(),
             data_jobs: Mutex::default(),
         }
+    }
+
+    /// Opens `prompt` for every front end and waits for the first answer, the timeout, or
+    /// `withdrawn` (the sender gave up). Every front end hears how it was settled.
+    pub(super) async fn ask(
+        &self,
+        prompt: Prompt,
+        timeout: Duration,
+        withdrawn: impl std::future::Future<Output = ()>,
+    ) -> Asked {
+        let id = parse_id(&prompt.transfer);
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut prompts = lock(&self.prompts);
+            let peer_has_one = prompts.values().any(|(_, p, _)| p.peer == prompt.peer);
+            if !decide::prompt_room(prompts.len(), peer_has_one) {
+                return Asked::Busy;
+            }
+            prompts.insert(id, (Instant::now(), prompt.clone(), tx));
+        }
+        let transfer = prompt.transfer.clone();
+        self.emit(Event::SpacedropPrompt { prompt });
+        let asked = tokio::select! {
+            d = tokio::time::timeout(timeout, rx) => match d {
+                Ok(Ok(d)) => Asked::Answered(d),
+                _ => Asked::TimedOut,
+            },
+            _ = withdrawn => Asked::Withdrawn,
+        };
+        lock(&self.prompts).remove(&id);
+        let outcome = match &asked {
+            Asked::Answered(Decision::Accept { .. }) => PromptOutcome::Accepted,
+            Asked::Answered(Decision::Reject) => PromptOutcome::Rejected,
+            Asked::TimedOut | Asked::Busy => PromptOutcome::TimedOut,
+            Asked::Withdrawn => PromptOutcome::Withdrawn,
+        };
+        self.emit(Event::PromptResolved { transfer, outcome });
+        asked
     }
 
     pub(super) fn p2p(&self) -> Option<&P2p> {

@@ -21,7 +21,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::preview;
-use super::types::{FailedFile, TransferInfo, TransferState};
+use super::types::{FailedFile, TransferInfo, TransferState, Via};
 use super::wire::TransferId;
 
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +56,7 @@ pub struct TransferRow {
     pub sources: Vec<PathBuf>,
     pub layout: SavedLayout,
     pub created: i64,
+    pub via: Via,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +109,9 @@ struct Counts {
     renamed_count: usize,
     /// The first renamed entries (see [`crate::spacedrop::preview`]).
     renamed: Vec<Renamed>,
+    /// Kept here, not in a column of its own: rows from before it are Ferry's.
+    #[serde(default)]
+    via: Via,
 }
 
 impl Counts {
@@ -117,6 +121,7 @@ impl Counts {
             bytes: t.manifest.total_bytes(),
             renamed_count: t.layout.renamed.len(),
             renamed: super::preview::of(&t.layout.renamed).to_vec(),
+            via: t.via.clone(),
         }
     }
 }
@@ -128,6 +133,7 @@ pub struct Summary {
     pub direction: Direction,
     pub peer: PeerId,
     pub peer_name: String,
+    pub via: Via,
     pub state: String,
     pub reason: Option<String>,
     pub dest: Option<PathBuf>,
@@ -321,6 +327,7 @@ impl Store {
                 direction: serde_json::from_str(&direction).map_err(corrupt)?,
                 peer: peer.parse().map_err(corrupt)?,
                 peer_name,
+                via: counts.via,
                 state,
                 reason,
                 dest: dest.map(PathBuf::from),
@@ -447,7 +454,7 @@ fn backfill(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-const SELECT: &str = "SELECT id, direction, peer, peer_name, peer_addr, state, reason, dest, manifest, sources, layout, created FROM transfers";
+const SELECT: &str = "SELECT id, direction, peer, peer_name, peer_addr, state, reason, dest, manifest, sources, layout, created, summary FROM transfers";
 
 type Raw = (
     String,
@@ -462,6 +469,7 @@ type Raw = (
     String,
     String,
     i64,
+    Option<String>,
 );
 
 fn raw(r: &rusqlite::Row<'_>) -> rusqlite::Result<Raw> {
@@ -482,7 +490,12 @@ fn parse(r: Raw) -> Result<TransferRow, StoreError> {
         sources,
         layout,
         created,
+        summary,
     ) = r;
+    let via = match summary {
+        Some(c) => serde_json::from_str::<Counts>(&c).map_err(corrupt)?.via,
+        None => Via::Ferry,
+    };
     Ok(TransferRow {
         id: TransferId::parse(&id).ok_or_else(|| corrupt(format!("transfer id {id}")))?,
         direction: serde_json::from_str(&direction).map_err(corrupt)?,
@@ -496,6 +509,7 @@ fn parse(r: Raw) -> Result<TransferRow, StoreError> {
         sources: serde_json::from_str(&sources).map_err(corrupt)?,
         layout: serde_json::from_str(&layout).map_err(corrupt)?,
         created,
+        via,
     })
 }
 
@@ -519,6 +533,7 @@ pub fn info_from_summary(row: Summary) -> TransferInfo {
         direction: row.direction,
         peer: row.peer,
         peer_name: row.peer_name,
+        via: row.via,
         state,
         files_total: row.files,
         files_done,
@@ -575,6 +590,7 @@ mod tests {
             manifest: Manifest { entries },
             sources: vec![],
             created: 5,
+            via: Via::Ferry,
         }
     }
 
@@ -718,6 +734,7 @@ mod tests {
                 renamed: vec![],
             },
             created: 5,
+            via: Via::Ferry,
         };
         {
             let s = Store::open(&path).unwrap();

@@ -50,6 +50,50 @@ impl Default for SpacedropConfig {
     }
 }
 
+/// Which protocol the other side speaks, and so what its identity is worth.
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Via {
+    /// A Ferry peer: `peer` is its Ed25519 identity, proven by the TLS handshake.
+    #[default]
+    Ferry,
+    /// A LocalSend device (see `ferry-localsend`): `peer` holds the SHA-256 of its
+    /// certificate. `verified` when that certificate was shown on this connection; otherwise
+    /// it is only what the device claims. Never a paired or Ferry-verified identity.
+    #[serde(rename = "localsend")]
+    LocalSend {
+        fingerprint: String,
+        verified: bool,
+        address: String,
+    },
+}
+
+impl Via {
+    pub fn is_localsend(&self) -> bool {
+        matches!(self, Via::LocalSend { .. })
+    }
+}
+
+/// A LocalSend device heard on the LAN, as front ends list it beside Ferry peers.
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LocalSendDevice {
+    /// What the device calls itself (not proven).
+    pub alias: String,
+    /// Its certificate's SHA-256, upper-case hex: what a send to it names.
+    pub fingerprint: String,
+    /// The first digits of the fingerprint, to show.
+    pub short: String,
+    /// The certificate was shown on a connection (otherwise only claimed).
+    pub verified: bool,
+    /// Where its HTTPS server listens (`ip:port`).
+    pub address: String,
+    /// `mobile`, `desktop`, `web`, `headless` or `server`.
+    pub device_type: String,
+    pub device_model: Option<String>,
+}
+
 /// An offer waiting for an answer.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, Serialize)]
@@ -59,6 +103,7 @@ pub struct Prompt {
     pub peer: PeerId,
     pub peer_short: String,
     pub peer_name: String,
+    pub via: Via,
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub files: usize,
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
@@ -165,6 +210,7 @@ pub struct TransferInfo {
     #[cfg_attr(feature = "specta", specta(type = String))]
     pub peer: PeerId,
     pub peer_name: String,
+    pub via: Via,
     #[serde(flatten)]
     pub state: TransferState,
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
