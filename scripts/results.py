@@ -146,9 +146,10 @@ error: test failed, to rerun pass `--test load`
 def main():
     if sys.argv[1:] == ["--self-test"]:
         unittest.main(argv=[sys.argv[0]], verbosity=1)
-    cargo_out, ui_out, fuzz_out, e2e_out = sys.argv[1:5]
-    counts = [cargo(read(cargo_out)), vitest(read(ui_out)), last(FUZZ, read(fuzz_out)),
-              last(E2E, read(e2e_out))]
+    # Then one output per end-to-end script (e2e.py, e2e_localsend.py).
+    cargo_out, ui_out, fuzz_out, *e2e_outs = sys.argv[1:]
+    counts = [cargo(read(cargo_out)), vitest(read(ui_out)), last(FUZZ, read(fuzz_out))]
+    counts += [last(E2E, read(out)) for out in e2e_outs]
     print(sum(p for p, _ in counts), sum(f for _, f in counts))
 
 

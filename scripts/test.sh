@@ -45,12 +45,17 @@ cargo build --locked -p ferry-desktop -p ferry-cli &&
   xvfb-run -a -s "-screen 0 1280x800x24 -nolisten tcp" \
     python3 tests/desktop/e2e.py "$PWD/target/debug/ferry-desktop" "$PWD/target/debug/ferry" 2>&1 | tee target/e2e-output.txt
 e2e=${PIPESTATUS[0]}
+echo "== desktop app with a LocalSend device (localsendd), in network namespaces"
+xvfb-run -a -s "-screen 0 1280x800x24 -nolisten tcp" \
+  python3 tests/desktop/e2e_localsend.py "$PWD/target/debug/ferry-desktop" 2>&1 | tee target/e2e-localsend-output.txt
+[ "${PIPESTATUS[0]}" -eq 0 ] || e2e=1
 set -e
 
 # The summary: counts from each runner's own result lines only, never from what tests print
 # (scripts/results.py says how).
 read -r total_passed total_failed < <(python3 scripts/results.py target/test-output.txt \
-  target/ui-test-output.txt target/fuzz-output.txt target/e2e-output.txt)
+  target/ui-test-output.txt target/fuzz-output.txt target/e2e-output.txt \
+  target/e2e-localsend-output.txt)
 if [ "$status" -ne 0 ] || [ "$e2e" -ne 0 ] || [ "$fuzz" -ne 0 ]; then
   [ "$total_failed" -gt 0 ] || total_failed=1
 fi
