@@ -105,8 +105,21 @@ pub async fn send_paths(
     let paths: Vec<PathBuf> = paths.into_iter().map(PathBuf::from).collect();
     let sent = match peer.parse::<PeerId>() {
         Ok(id) => node.spacedrop().send(id, paths).await,
-        Err(_) => node.spacedrop().send_localsend(&peer, paths).await,
+        Err(_) => node.spacedrop().send_localsend(&peer, paths, None).await,
     };
+    Ok(sent.map_err(err)?.hex())
+}
+
+/// Sends again what a LocalSend send offered, with the PIN its receiver asked for; returns
+/// the new transfer's id.
+#[tauri::command]
+#[specta::specta]
+pub async fn resend_with_pin(state: State<'_, AppState>, id: String, pin: String) -> Res<String> {
+    let node = node(&state).await;
+    let sent = node
+        .spacedrop()
+        .resend_localsend(&transfer_id(&id)?, Some(pin))
+        .await;
     Ok(sent.map_err(err)?.hex())
 }
 
@@ -296,6 +309,7 @@ pub async fn save_settings(
     if settings.discovery != old.discovery
         || settings.interfaces != old.interfaces
         || settings.localsend != old.localsend
+        || settings.localsend_pin != old.localsend_pin
     {
         let cfg = settings.node_config(&state.data_dir)?;
         let mut slot = state.node.write().await;

@@ -41,6 +41,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
         .commands(collect_commands![
             commands::snapshot,
             commands::send_paths,
+            commands::resend_with_pin,
             commands::pick_and_send,
             commands::answer_prompt,
             commands::pause_transfer,

@@ -27,6 +27,9 @@ pub struct Settings {
     /// Talk to LocalSend devices too (on unless turned off; settings from before it: on).
     #[serde(default = "on")]
     pub localsend: bool,
+    /// A PIN LocalSend senders must give (empty: none).
+    #[serde(default)]
+    pub localsend_pin: String,
     pub theme: Theme,
 }
 
@@ -50,6 +53,7 @@ impl Settings {
             discovery: true,
             interfaces: vec![],
             localsend: true,
+            localsend_pin: String::new(),
             theme: Theme::System,
         };
         match std::fs::read(Settings::path(data_dir)) {
@@ -87,7 +91,10 @@ impl Settings {
         }
         // LocalSend's multicast follows the discovery switch and interfaces (in the node).
         if self.localsend && env("FERRY_NO_LOCALSEND").is_none() {
-            cfg.localsend = Some(ferry_core::LocalSendConfig::default());
+            cfg.localsend = Some(ferry_core::LocalSendConfig {
+                pin: Some(self.localsend_pin.trim().to_string()).filter(|p| !p.is_empty()),
+                ..Default::default()
+            });
         }
         if let Some(l) = env("FERRY_LISTEN") {
             cfg.listen = l

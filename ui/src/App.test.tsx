@@ -2,7 +2,7 @@ import { act, cleanup, fireEvent, render, screen, waitFor, within } from "@testi
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { App } from "./App";
 import type { Api } from "./api";
-import type { Event, Snapshot } from "./bindings";
+import type { Event, Snapshot, TransferInfo } from "./bindings";
 import { folder, library, location, pairing, peer, prompt, transfer } from "./fixtures";
 
 /** A fake backend: records calls, and lets a test push node events. */
@@ -24,10 +24,10 @@ function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
       Promise.resolve({
         me: { id: "m".repeat(52), short_id: "mmmmmmmmmmmm", name: "my-laptop", listen: "0.0.0.0:7000", discovery: true },
         peers: [], transfers: [], prompts: [], libraries: [], pairings: [], locations: [],
-        settings: { name: "", download_dir: "/home/me/Downloads", discovery: true, interfaces: [], localsend: true, theme: "system" },
+        settings: { name: "", download_dir: "/home/me/Downloads", discovery: true, interfaces: [], localsend: true, localsend_pin: "", theme: "system" },
         ...snapshot,
       } as Snapshot),
-    sendPaths: rec("sendPaths"), pickAndSend: rec("pickAndSend"), answer: rec("answer"), pause: rec("pause"), resume: rec("resume"),
+    sendPaths: rec("sendPaths"), pickAndSend: rec("pickAndSend"), resendWithPin: rec("resendWithPin"), answer: rec("answer"), pause: rec("pause"), resume: rec("resume"),
     cancel: rec("cancel"), connect: rec("connect"), showInFolder: rec("showInFolder"), pickFolder: rec("pickFolder"),
     saveSettings: rec("saveSettings"), openWindow: rec("openWindow"),
     createLibrary: rec("createLibrary"), renameLibrary: rec("renameLibrary"), deleteLibrary: rec("deleteLibrary"),
@@ -121,6 +121,17 @@ describe("App", () => {
     expect((await screen.findByLabelText("LocalSend device Pixel 8")).textContent).toContain("sending · 25%");
     emit({ type: "localsend_devices", devices: [] });
     expect(screen.queryByLabelText("LocalSend device Pixel 8")).toBeNull();
+  });
+
+  it("asks for a LocalSend receiver's PIN and sends again with it", async () => {
+    const via = { kind: "localsend" as const, fingerprint: "EF".repeat(32), verified: true, address: "10.0.0.9" };
+    const refused = transfer("t5", { peer_name: "Locked phone", via, state: "rejected", reason: "the receiver requires a PIN" } as Partial<TransferInfo>);
+    const { api, calls } = fakeApi({ transfers: [refused] });
+    render(<App api={api} />);
+    const row = await screen.findByLabelText("Transfer to Locked phone");
+    fireEvent.change(within(row).getByLabelText("PIN"), { target: { value: "2468" } });
+    fireEvent.click(within(row).getByText("Send again"));
+    expect(calls).toContainEqual(["resendWithPin", "t5", "2468"]);
   });
 
   it("shows a peer's names with control and bidi characters escaped, not obeyed", async () => {

@@ -34,6 +34,8 @@ export function SettingsDialog({ settings, api, onClose, onSaved, onError }: { s
           <input type="checkbox" checked={s.localsend} onChange={(e) => setS({ ...s, localsend: e.target.checked })} />
           Receive from LocalSend devices (phones and computers running LocalSend)
         </label>
+        <label htmlFor="set-ls-pin">PIN LocalSend senders must give</label>
+        <input id="set-ls-pin" value={s.localsend_pin} placeholder="No PIN" disabled={!s.localsend} onChange={(e) => setS({ ...s, localsend_pin: e.target.value })} autoComplete="off" spellCheck={false} />
         <label htmlFor="set-if">Network interfaces for discovery</label>
         <input id="set-if" value={interfaces} placeholder="All interfaces" disabled={!s.discovery} onChange={(e) => setInterfaces(e.target.value)} spellCheck={false} />
         <label htmlFor="set-theme">Theme</label>

@@ -26,6 +26,18 @@ function stateLabel(t: TransferInfo): string {
   }
 }
 
+/** A LocalSend receiver that wants a PIN: ask for it, then send the same files again. */
+function PinRetry({ t, api, onError }: { t: TransferInfo; api: Api; onError: (e: unknown) => void }) {
+  const [pin, setPin] = useState("");
+  return (
+    <form className="pin-retry" onSubmit={(e) => { e.preventDefault(); if (pin) api.resendWithPin(t.id, pin).catch(onError); }}>
+      <label htmlFor={`pin-${t.id}`}>PIN</label>
+      <input id={`pin-${t.id}`} value={pin} onChange={(e) => setPin(e.target.value)} autoComplete="off" spellCheck={false} />
+      <button type="submit" className="small" disabled={!pin}>Send again</button>
+    </form>
+  );
+}
+
 function TransferRow({ t, api, onError }: { t: TransferInfo; api: Api; onError: (e: unknown) => void }) {
   const pct = percent(t);
   const running = t.state === "transferring";
@@ -53,6 +65,9 @@ function TransferRow({ t, api, onError }: { t: TransferInfo; api: Api; onError: 
           )}
         </div>
       </div>
+      {t.via.kind === "localsend" && t.direction === "send" && t.state === "rejected" && /PIN/.test(t.reason) && (
+        <PinRetry t={t} api={api} onError={onError} />
+      )}
       {!finished(t) && t.state !== "waiting" && (
         <>
           <div className="bar" role="progressbar" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>

@@ -20,6 +20,8 @@ export const api = {
   snapshot: () => ok(commands.snapshot()),
   sendPaths: (peer: string, paths: string[]) => ok(commands.sendPaths(peer, paths)),
   pickAndSend: (peer: string, folders: boolean) => ok(commands.pickAndSend(peer, folders)),
+  /** A LocalSend send again, with the PIN its receiver asked for. */
+  resendWithPin: (id: string, pin: string) => ok(commands.resendWithPin(id, pin)),
   answer: (transfer: string, accept: boolean, chooseFolder: boolean) => ok(commands.answerPrompt(transfer, accept, chooseFolder)),
   pause: (id: string) => ok(commands.pauseTransfer(id)),
   resume: (id: string) => ok(commands.resumeTransfer(id)),

@@ -14,6 +14,11 @@ export const commands = {
 	 *  digits, which no Ferry id is).
 	 */
 	sendPaths: (peer: string, paths: string[]) => typedError<string, string>(__TAURI_INVOKE("send_paths", { peer, paths })),
+	/**
+	 *  Sends again what a LocalSend send offered, with the PIN its receiver asked for; returns
+	 *  the new transfer's id.
+	 */
+	resendWithPin: (id: string, pin: string) => typedError<string, string>(__TAURI_INVOKE("resend_with_pin", { id, pin })),
 	/**  Opens the system file (or folder) picker and sends what was chosen. `None` if cancelled. */
 	pickAndSend: (peer: string, folders: boolean) => typedError<string | null, string>(__TAURI_INVOKE("pick_and_send", { peer, folders })),
 	/**
@@ -564,6 +569,8 @@ export type Settings_Deserialize = {
 	interfaces: string[],
 	/**  Talk to LocalSend devices too (on unless turned off; settings from before it: on). */
 	localsend?: boolean,
+	/**  A PIN LocalSend senders must give (empty: none). */
+	localsend_pin?: string,
 	theme: Theme,
 };
 
@@ -577,6 +584,8 @@ export type Settings_Serialize = {
 	interfaces: string[],
 	/**  Talk to LocalSend devices too (on unless turned off; settings from before it: on). */
 	localsend: boolean,
+	/**  A PIN LocalSend senders must give (empty: none). */
+	localsend_pin: string,
 	theme: Theme,
 };
 

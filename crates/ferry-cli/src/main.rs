@@ -95,6 +95,9 @@ enum Command {
         /// How long to look for a peer given by name or fingerprint.
         #[arg(long, default_value = "5s", value_parser = parse_duration)]
         wait: Duration,
+        /// The PIN a LocalSend receiver requires.
+        #[arg(long)]
+        pin: Option<String>,
     },
     /// List transfers (active, paused, failed with reason, done), or resume / cancel one.
     Transfers {
@@ -358,7 +361,12 @@ async fn run(cli: Cli, out: &Out) -> Result<i32> {
     let code = match cli.command {
         Command::Node => run_node(&node, out, None).await.map(|()| 0),
         Command::Receive { once } => run_node(&node, out, Some(once)).await.map(|()| 0),
-        Command::Send { peer, paths, wait } => transfer::send(&node, out, &peer, paths, wait).await,
+        Command::Send {
+            peer,
+            paths,
+            wait,
+            pin,
+        } => transfer::send(&node, out, &peer, paths, wait, pin).await,
         Command::Transfers {
             action: Some(TransfersAction::Resume { id }),
         } => transfer::resume(&node, out, &id).await,

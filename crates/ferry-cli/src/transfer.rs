@@ -33,6 +33,7 @@ pub async fn send(
     peer: &str,
     paths: Vec<PathBuf>,
     wait: Duration,
+    pin: Option<String>,
 ) -> Result<i32> {
     // The sources first: a missing one is said at once, not after the peer was looked for.
     let paths = paths
@@ -59,7 +60,7 @@ pub async fn send(
         To::LocalSend(device) => {
             let id = node
                 .spacedrop()
-                .send_localsend(&device.fingerprint, paths)
+                .send_localsend(&device.fingerprint, paths, pin)
                 .await?;
             out.note(&format!(
                 "Offering to {} (LocalSend, {}) — c cancel (then Enter) [{}]",

@@ -216,7 +216,7 @@ fn the_node_sends_to_a_localsend_device() {
         });
         let id = n
             .spacedrop()
-            .send_localsend(&laptop.fingerprint, vec![src.path().join("photos")])
+            .send_localsend(&laptop.fingerprint, vec![src.path().join("photos")], None)
             .await
             .unwrap();
         let done = end(&mut events, &id.hex()).await;
@@ -235,6 +235,56 @@ fn the_node_sends_to_a_localsend_device() {
         }
         // Nothing of this resumes after a restart: LocalSend cannot.
         assert!(n.spacedrop().resume(&id).is_err());
+        n.shutdown().await;
+        drop(lsd);
+    });
+    drop(lan);
+}
+
+#[test]
+fn a_pin_protected_device_is_sent_to_again_with_its_pin() {
+    let Some((lan, bin)) = lan(2) else { return };
+    let lsd = Lsd::start(
+        &lan,
+        LSD,
+        &bin,
+        "lsd-locked",
+        &["--pin", "2468", "--unattended"],
+    );
+    let ns = lan.ns(FERRY).to_string();
+    in_netns(&ns, move || async move {
+        let (data, dest, src) = (tempdir(), tempdir(), tempdir());
+        let n = node(data.path(), dest.path()).await;
+        let mut events = n.subscribe();
+        let locked = device(&n, "lsd-locked").await;
+        let file = src.path().join("note.txt");
+        std::fs::write(&file, b"for your eyes only").unwrap();
+        let sd = n.spacedrop();
+        let first = sd
+            .send_localsend(&locked.fingerprint, vec![file.clone()], None)
+            .await
+            .unwrap();
+        let r = end(&mut events, &first.hex()).await;
+        assert!(
+            matches!(&r.state, TransferState::Rejected { reason } if reason.contains("PIN")),
+            "{r:?}"
+        );
+        let wrong = sd
+            .resend_localsend(&first, Some("0000".into()))
+            .await
+            .unwrap();
+        let r = end(&mut events, &wrong.hex()).await;
+        assert!(matches!(r.state, TransferState::Rejected { .. }), "{r:?}");
+        let right = sd
+            .resend_localsend(&first, Some("2468".into()))
+            .await
+            .unwrap();
+        let r = end(&mut events, &right.hex()).await;
+        assert_eq!(r.state, TransferState::Done, "{r:?}");
+        assert_eq!(
+            std::fs::read(lsd.downloads.join("note.txt")).unwrap(),
+            b"for your eyes only"
+        );
         n.shutdown().await;
         drop(lsd);
     });

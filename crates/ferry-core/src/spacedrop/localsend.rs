@@ -187,18 +187,14 @@ impl LocalSend {
     }
 
     /// Sends `paths` to `device`; returns at once, progress arrives as transfer events.
+    /// `pin`: the receiver's, when it asks for one (it is sent, never stored).
     pub(crate) async fn send(
         &self,
         shared: Arc<SpacedropState>,
         device: &Device,
-        paths: Vec<PathBuf>,
+        collected: ferry_block::manifest::Collected,
+        pin: Option<String>,
     ) -> Result<TransferId, super::SpacedropError> {
-        let collected = tokio::task::spawn_blocking(move || ferry_block::manifest::collect(&paths))
-            .await
-            .map_err(|e| ferry_block::manifest::CollectError::Io {
-                path: PathBuf::new(),
-                source: std::io::Error::other(e),
-            })??;
         let files = local_files(&collected.manifest, &collected.sources);
         let target = Target::from(device);
         let row = TransferRow {
@@ -222,7 +218,18 @@ impl LocalSend {
         };
         shared.store.put(&row)?;
         let id = row.id;
-        tokio::spawn(drive_send(shared, self.client.clone(), target, row, files));
+        let opts = SendOptions {
+            pin,
+            ..Default::default()
+        };
+        tokio::spawn(drive_send(
+            shared,
+            self.client.clone(),
+            target,
+            row,
+            files,
+            opts,
+        ));
         Ok(id)
     }
 }
@@ -331,6 +338,7 @@ async fn drive_send(
     target: Target,
     row: TransferRow,
     files: Vec<(u32, LocalFile)>,
+    opts: SendOptions,
 ) {
     let id = row.id;
     let mut cmds = shared.register(info(&row, TransferState::Waiting));
@@ -339,7 +347,7 @@ async fn drive_send(
     let send = client.send(
         &target,
         files.into_iter().map(|(_, f)| f).collect(),
-        SendOptions::default(),
+        opts,
         progress.clone(),
         cancel_rx,
     );

@@ -79,6 +79,20 @@ pub enum SpacedropError {
     NotOverLocalSend(String, &'static str),
 }
 
+/// The files and folders under `paths`, walked off the runtime; what cannot be sent is logged.
+async fn collect(paths: Vec<PathBuf>) -> Result<ferry_block::manifest::Collected, SpacedropError> {
+    let collected = tokio::task::spawn_blocking(move || ferry_block::manifest::collect(&paths))
+        .await
+        .map_err(|e| ferry_block::manifest::CollectError::Io {
+            path: PathBuf::new(),
+            source: std::io::Error::other(e),
+        })??;
+    for (path, why) in &collected.skipped {
+        tracing::warn!(path = %path.display(), %why, "not sent");
+    }
+    Ok(collected)
+}
+
 /// Handle to the node's Spacedrop service.
 #[derive(Clone)]
 pub struct Spacedrop {
@@ -132,16 +146,44 @@ impl Spacedrop {
         Ok(localsend::device_info(&ls.find(needle)?))
     }
 
-    /// Sends `paths` to the LocalSend device `needle` names (see [`Self::find_localsend`]).
-    /// Returns at once; progress arrives as events.
+    /// Sends `paths` to the LocalSend device `needle` names (see [`Self::find_localsend`]),
+    /// with the PIN it requires, if any. Returns at once; progress arrives as events.
     pub async fn send_localsend(
         &self,
         needle: &str,
         paths: Vec<PathBuf>,
+        pin: Option<String>,
     ) -> Result<TransferId, SpacedropError> {
         let ls = self.localsend.get().ok_or(LocalSendError::Off)?;
         let device = ls.find(needle)?;
-        ls.send(self.shared.clone(), &device, paths).await
+        let collected = collect(paths).await?;
+        ls.send(self.shared.clone(), &device, collected, pin).await
+    }
+
+    /// Sends again what LocalSend send `id` offered, to the same device, with `pin` (for a
+    /// receiver that asked for one). A new transfer; LocalSend has no resume.
+    pub async fn resend_localsend(
+        &self,
+        id: &TransferId,
+        pin: Option<String>,
+    ) -> Result<TransferId, SpacedropError> {
+        let ls = self.localsend.get().ok_or(LocalSendError::Off)?;
+        let row = self
+            .shared
+            .store
+            .get(id)?
+            .ok_or_else(|| SpacedropError::UnknownTransfer(id.hex()))?;
+        let (Direction::Send, Via::LocalSend { fingerprint, .. }) = (row.direction, &row.via)
+        else {
+            return Err(SpacedropError::UnknownTransfer(id.hex()));
+        };
+        let device = ls.find(fingerprint)?;
+        let collected = ferry_block::manifest::Collected {
+            manifest: row.manifest,
+            sources: row.sources,
+            skipped: vec![],
+        };
+        ls.send(self.shared.clone(), &device, collected, pin).await
     }
 
     /// The stream protocols to register with the peer-to-peer layer.
@@ -206,15 +248,7 @@ impl Spacedrop {
         peer: PeerId,
         paths: Vec<PathBuf>,
     ) -> Result<TransferId, SpacedropError> {
-        let collected = tokio::task::spawn_blocking(move || ferry_block::manifest::collect(&paths))
-            .await
-            .map_err(|e| ferry_block::manifest::CollectError::Io {
-                path: PathBuf::new(),
-                source: std::io::Error::other(e),
-            })??;
-        for (path, why) in &collected.skipped {
-            tracing::warn!(path = %path.display(), %why, "not sent");
-        }
+        let collected = collect(paths).await?;
         let p2p = self.shared.p2p.get();
         let snapshot = p2p.and_then(|p| p.peer(&peer));
         let row = store::TransferRow {
