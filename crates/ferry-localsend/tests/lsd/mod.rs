@@ -86,6 +86,11 @@ impl Drop for Lsd {
 }
 
 impl Lsd {
+    /// The daemon's process id (`ip netns exec` runs it in place).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn start(lan: &Lan, host: usize, bin: &Path, alias: &str, extra: &[&str]) -> Lsd {
         let dir = tempfile::tempdir().unwrap();
         let socket = dir.path().join("ctl.sock");
