@@ -290,30 +290,6 @@ fn local_files(m: &Manifest, sources: &[PathBuf]) -> Vec<(u32, LocalFile)> {
         .collect()
 }
 
-fn info(row: &TransferRow, state: TransferState) -> TransferInfo {
-    TransferInfo {
-        id: row.id.hex(),
-        direction: row.direction,
-        peer: row.peer,
-        peer_name: row.peer_name.clone(),
-        via: row.via.clone(),
-        state,
-        files_total: row.manifest.file_count(),
-        files_done: 0,
-        bytes_total: row.manifest.total_bytes(),
-        bytes_done: 0,
-        bytes_resumed: 0,
-        speed_bps: 0.0,
-        eta_secs: None,
-        current: None,
-        dest: row.dest.as_ref().map(|d| d.display().to_string()),
-        renamed: super::preview::of(&row.layout.renamed),
-        renamed_count: row.layout.renamed.len(),
-        failed: Arc::from([]),
-        failed_count: 0,
-    }
-}
-
 /// How a LocalSend send ended, as a transfer state (a plain function: unit-tested).
 fn send_end(r: &Result<(), ClientError>, cancelled_here: bool) -> TransferState {
     match r {
@@ -341,7 +317,7 @@ async fn drive_send(
     opts: SendOptions,
 ) {
     let id = row.id;
-    let mut cmds = shared.register(info(&row, TransferState::Waiting));
+    let mut cmds = shared.register(TransferInfo::starting(&row, TransferState::Waiting));
     let progress = Arc::new(SendProgress::default());
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let send = client.send(
@@ -395,7 +371,9 @@ async fn serve(
     mut events: mpsc::Receiver<ServerEvent>,
 ) {
     let accepted: Accepted = Arc::default();
-    let mut live: HashMap<String, TransferId> = HashMap::new();
+    // Sessions running, by session id: the transfer, and its manifest for the files' names
+    // (kept here: a store read per file would decode the whole manifest each time).
+    let mut live: HashMap<String, (TransferId, Manifest)> = HashMap::new();
     while let Some(e) = events.recv().await {
         match e {
             ServerEvent::Offer(o) => {
@@ -430,16 +408,17 @@ async fn serve(
                 if let Err(e) = shared.store.put(&row) {
                     tracing::error!(error = %e, "could not record a LocalSend transfer");
                 }
-                let cmds = shared.register(info(&row, TransferState::Transferring));
+                let cmds =
+                    shared.register(TransferInfo::starting(&row, TransferState::Transferring));
                 tokio::spawn(follow_commands(server.clone(), session.clone(), id, cmds));
-                live.insert(session, id);
+                live.insert(session, (id, row.manifest));
             }
             ServerEvent::Progress {
                 session,
                 bytes_done,
                 files_done,
             } => {
-                if let Some(id) = live.get(&session) {
+                if let Some((id, _)) = live.get(&session) {
                     shared.update(id, |i| {
                         i.bytes_done = bytes_done;
                         i.files_done = files_done;
@@ -452,8 +431,8 @@ async fn serve(
                 path,
                 size,
             } => {
-                if let Some(id) = live.get(&session) {
-                    record(&shared, id, entry, size, &FileStatus::Done(path));
+                if let Some((id, m)) = live.get(&session) {
+                    record(&shared, id, m, entry, size, &FileStatus::Done(path));
                 }
             }
             ServerEvent::FileFailed {
@@ -461,20 +440,21 @@ async fn serve(
                 entry,
                 reason,
             } => {
-                if let Some(id) = live.get(&session) {
-                    record(&shared, id, entry, 0, &FileStatus::Failed(reason.clone()));
-                    let path = shared
-                        .store
-                        .get(id)
-                        .ok()
-                        .flatten()
-                        .map(|r| r.manifest.display_path(entry))
-                        .unwrap_or_default();
+                if let Some((id, m)) = live.get(&session) {
+                    record(
+                        &shared,
+                        id,
+                        m,
+                        entry,
+                        0,
+                        &FileStatus::Failed(reason.clone()),
+                    );
+                    let path = m.display_path(entry);
                     shared.update(id, |i| i.add_failed(FailedFile { path, reason }));
                 }
             }
             ServerEvent::Ended { session, end } => {
-                if let Some(id) = live.remove(&session) {
+                if let Some((id, _)) = live.remove(&session) {
                     shared.finish(&id, received_end(end));
                 }
             }
@@ -490,15 +470,18 @@ async fn serve(
     }
 }
 
-fn record(shared: &SpacedropState, id: &TransferId, entry: u32, size: u64, s: &FileStatus) {
-    let name = shared
+fn record(
+    shared: &SpacedropState,
+    id: &TransferId,
+    m: &Manifest,
+    entry: u32,
+    size: u64,
+    s: &FileStatus,
+) {
+    if let Err(e) = shared
         .store
-        .get(id)
-        .ok()
-        .flatten()
-        .map(|r| r.manifest.display_path(entry))
-        .unwrap_or_default();
-    if let Err(e) = shared.store.set_file(id, entry, size, &name, s) {
+        .set_file(id, entry, size, &m.display_path(entry), s)
+    {
         tracing::error!(error = %e, "could not record a LocalSend file");
     }
 }

@@ -17,10 +17,9 @@ use tokio::sync::{mpsc, oneshot, watch};
 use super::commands::{control_for, Cancel, Cmd};
 use super::decide::{self, apply_pause, FromSender};
 use super::disk::{record_file, remove_temps};
-use super::preview;
 use super::state::{DataJob, SpacedropState};
 use super::store::{FileStatus, TransferRow};
-use super::types::{Direction, FailedFile, Side, TransferInfo, TransferState};
+use super::types::{FailedFile, Side, TransferInfo, TransferState};
 use super::wire::{Answer, Control, FrameReader, Starts, MAX_ANSWER, MAX_CONTROL, MAX_REASON};
 
 /// How long the sender has to open the data stream after the answer.
@@ -209,25 +208,11 @@ pub(super) async fn run(
 /// What front ends see of a reception as it starts.
 fn reception(row: &TransferRow, dest: &Path, expected: &decide::Expected) -> TransferInfo {
     TransferInfo {
-        id: row.id.hex(),
-        direction: Direction::Receive,
-        peer: row.peer,
-        peer_name: row.peer_name.clone(),
-        via: row.via.clone(),
-        state: TransferState::Transferring,
-        files_total: row.manifest.file_count(),
         files_done: expected.already,
-        bytes_total: row.manifest.total_bytes(),
         bytes_done: expected.resumed,
         bytes_resumed: expected.resumed,
-        speed_bps: 0.0,
-        eta_secs: None,
-        current: None,
         dest: Some(dest.display().to_string()),
-        renamed: preview::of(&row.layout.renamed),
-        renamed_count: row.layout.renamed.len(),
-        failed: Arc::from([]),
-        failed_count: 0,
+        ..TransferInfo::starting(row, TransferState::Transferring)
     }
 }
 

@@ -17,7 +17,7 @@ use super::commands::{control_for, Cancel, Cmd, Commands};
 use super::decide::{self, apply_pause, Attempt, FromReceiver};
 use super::state::{SpacedropState, EVENT_INTERVAL};
 use super::store::{FileStatus, TransferRow};
-use super::types::{Direction, FailedFile, Side, TransferInfo, TransferState};
+use super::types::{FailedFile, Side, TransferInfo, TransferState};
 use super::wire::{
     Answer, Control, DataStart, FrameReader, Offer, TransferId, CONTROL_ID, DATA_ID, MAX_ANSWER,
     MAX_CONTROL, MAX_OFFER, VERSION,
@@ -41,28 +41,7 @@ async fn run(shared: Arc<SpacedropState>, row: TransferRow, mut resume: bool) {
     if lock(&shared.live).contains_key(&id) {
         return;
     }
-    let info = TransferInfo {
-        id: id.hex(),
-        direction: Direction::Send,
-        peer: row.peer,
-        peer_name: row.peer_name.clone(),
-        via: row.via.clone(),
-        state: TransferState::Waiting,
-        files_total: row.manifest.file_count(),
-        files_done: 0,
-        bytes_total: row.manifest.total_bytes(),
-        bytes_done: 0,
-        bytes_resumed: 0,
-        speed_bps: 0.0,
-        eta_secs: None,
-        current: None,
-        dest: None,
-        renamed: Arc::from([]),
-        renamed_count: 0,
-        failed: Arc::from([]),
-        failed_count: 0,
-    };
-    let mut cmds = shared.register(info);
+    let mut cmds = shared.register(TransferInfo::starting(&row, TransferState::Waiting));
     // Entries the receiver reported failed (since the last resume, which settles them again).
     let mut failed = HashSet::new();
     let mut backoff = FIRST_BACKOFF;

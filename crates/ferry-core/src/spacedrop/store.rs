@@ -513,6 +513,34 @@ fn parse(r: Raw) -> Result<TransferRow, StoreError> {
     })
 }
 
+impl TransferInfo {
+    /// What front ends see of a stored transfer as it starts (live) in `state`: nothing moved
+    /// yet, nothing failed.
+    pub fn starting(row: &TransferRow, state: TransferState) -> TransferInfo {
+        TransferInfo {
+            id: row.id.hex(),
+            direction: row.direction,
+            peer: row.peer,
+            peer_name: row.peer_name.clone(),
+            via: row.via.clone(),
+            state,
+            files_total: row.manifest.file_count(),
+            files_done: 0,
+            bytes_total: row.manifest.total_bytes(),
+            bytes_done: 0,
+            bytes_resumed: 0,
+            speed_bps: 0.0,
+            eta_secs: None,
+            current: None,
+            dest: row.dest.as_ref().map(|d| d.display().to_string()),
+            renamed: preview::of(&row.layout.renamed),
+            renamed_count: row.layout.renamed.len(),
+            failed: preview::of(&[]),
+            failed_count: 0,
+        }
+    }
+}
+
 /// A stored transfer as front ends show it (also readable while another process runs the node).
 pub fn info_from_summary(row: Summary) -> TransferInfo {
     let reason = row.reason.unwrap_or_default();
