@@ -235,7 +235,15 @@ fn the_node_sends_to_a_localsend_device() {
         }
         // Nothing of this resumes after a restart: LocalSend cannot.
         assert!(n.spacedrop().resume(&id).is_err());
+        // A stopped node lets go of LocalSend's port (the app restarts its node on a settings
+        // change, and the new one must be able to listen).
         n.shutdown().await;
+        drop(n);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while let Err(e) = std::net::TcpListener::bind("0.0.0.0:53317") {
+            assert!(Instant::now() < deadline, "port 53317 still held: {e}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         drop(lsd);
     });
     drop(lan);

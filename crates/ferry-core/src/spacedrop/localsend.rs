@@ -12,11 +12,11 @@
 //! - Placement, naming and durability are Spacedrop's own (`ferry_block::place`), applied by
 //!   the LocalSend server as files arrive; see `crates/ferry-localsend/PROTOCOL.md`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use ferry_block::manifest::{EntryKind, Manifest};
@@ -80,7 +80,8 @@ pub enum LocalSendError {
 
 /// The running LocalSend side of a node.
 pub(crate) struct LocalSend {
-    server: Arc<Server>,
+    /// The one strong handle: the server stops when this is dropped.
+    _server: Arc<Server>,
     client: Client,
     devices: Arc<Devices>,
     _discovery: Option<Discovery>,
@@ -161,10 +162,11 @@ impl LocalSend {
             None
         };
         tokio::spawn(announce_devices(shared.clone(), devices.clone()));
-        tokio::spawn(serve(shared, server.clone(), events));
+        // The tasks hold the server weakly: dropping this (the node stops) stops it.
+        tokio::spawn(serve(shared, Arc::downgrade(&server), events));
         tracing::info!(addr = %server.local_addr(), "LocalSend: listening");
         Ok(LocalSend {
-            server,
+            _server: server,
             client,
             devices,
             _discovery: discovery,
@@ -173,10 +175,6 @@ impl LocalSend {
 
     pub(crate) fn devices(&self) -> Vec<LocalSendDevice> {
         self.devices.list().iter().map(device_info).collect()
-    }
-
-    pub(crate) fn local_addr(&self) -> SocketAddr {
-        self.server.local_addr()
     }
 
     /// A device by alias, fingerprint (a prefix will do) or address.
@@ -290,19 +288,39 @@ fn local_files(m: &Manifest, sources: &[PathBuf]) -> Vec<(u32, LocalFile)> {
         .collect()
 }
 
+/// How a transfer was stopped from this side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    /// The user cancelled it.
+    Cancel,
+    /// The node stopped: LocalSend cannot resume, so it failed.
+    Interrupt,
+}
+
+const INTERRUPTED: &str = "interrupted: this node stopped, and LocalSend transfers cannot resume";
+
 /// How a LocalSend send ended, as a transfer state (a plain function: unit-tested).
-fn send_end(r: &Result<(), ClientError>, cancelled_here: bool) -> TransferState {
-    match r {
-        Ok(()) => TransferState::Done,
-        Err(_) if cancelled_here => TransferState::Cancelled { by: Side::Local },
-        Err(ClientError::Cancelled) => TransferState::Cancelled { by: Side::Local },
-        Err(ClientError::PeerCancelled(_)) => TransferState::Cancelled { by: Side::Peer },
-        Err(e @ (ClientError::Rejected | ClientError::Busy | ClientError::PinRequired)) => {
+fn send_end(r: &Result<(), ClientError>, stopped: Option<Stop>) -> TransferState {
+    match (r, stopped) {
+        (Ok(()), _) => TransferState::Done,
+        (Err(_), Some(Stop::Cancel)) => TransferState::Cancelled { by: Side::Local },
+        (Err(_), Some(Stop::Interrupt)) => TransferState::Failed {
+            reason: INTERRUPTED.into(),
+        },
+        (Err(e), None) => by_error(e),
+    }
+}
+
+fn by_error(e: &ClientError) -> TransferState {
+    match e {
+        ClientError::Cancelled => TransferState::Cancelled { by: Side::Local },
+        ClientError::PeerCancelled(_) => TransferState::Cancelled { by: Side::Peer },
+        ClientError::Rejected | ClientError::Busy | ClientError::PinRequired => {
             TransferState::Rejected {
                 reason: e.to_string(),
             }
         }
-        Err(e) => TransferState::Failed {
+        e => TransferState::Failed {
             reason: e.to_string(),
         },
     }
@@ -329,13 +347,17 @@ async fn drive_send(
     );
     tokio::pin!(send);
     let mut tick = tokio::time::interval(Duration::from_millis(250));
-    let mut cancelled_here = false;
+    let mut stopped = None;
     let result = loop {
         tokio::select! {
             r = &mut send => break r.map(|_| ()),
             cmd = cmds.next() => match cmd {
-                Some(Cmd::Cancel) | Some(Cmd::Interrupt) | None => {
-                    cancelled_here = true;
+                Some(Cmd::Interrupt) => {
+                    stopped = Some(Stop::Interrupt);
+                    cancel_tx.send_replace(true);
+                }
+                Some(Cmd::Cancel) | None => {
+                    stopped = Some(Stop::Cancel);
                     cancel_tx.send_replace(true);
                 }
                 Some(Cmd::Pause) | Some(Cmd::Resume) => {
@@ -361,15 +383,17 @@ async fn drive_send(
     if let Err(e) = &result {
         tracing::info!(transfer = %id.hex(), error = %e, "LocalSend send ended");
     }
-    shared.finish(&id, send_end(&result, cancelled_here));
+    shared.finish(&id, send_end(&result, stopped));
 }
 
 /// What the server reports, turned into prompts and transfers.
 async fn serve(
     shared: Arc<SpacedropState>,
-    server: Arc<Server>,
+    server: Weak<Server>,
     mut events: mpsc::Receiver<ServerEvent>,
 ) {
+    // Sessions this node stopped because it was stopping (they end failed, not cancelled).
+    let interrupted: Arc<Mutex<HashSet<String>>> = Arc::default();
     let accepted: Accepted = Arc::default();
     // Sessions running, by session id: the transfer, and its manifest for the files' names
     // (kept here: a store read per file would decode the whole manifest each time).
@@ -410,7 +434,8 @@ async fn serve(
                 }
                 let cmds =
                     shared.register(TransferInfo::starting(&row, TransferState::Transferring));
-                tokio::spawn(follow_commands(server.clone(), session.clone(), id, cmds));
+                let (server, stops) = (server.clone(), interrupted.clone());
+                tokio::spawn(follow_commands(server, stops, session.clone(), id, cmds));
                 live.insert(session, (id, row.manifest));
             }
             ServerEvent::Progress {
@@ -455,7 +480,8 @@ async fn serve(
             }
             ServerEvent::Ended { session, end } => {
                 if let Some((id, _)) = live.remove(&session) {
-                    shared.finish(&id, received_end(end));
+                    let stopping = lock(&interrupted).remove(&session);
+                    shared.finish(&id, received_end(end, stopping));
                 }
             }
             ServerEvent::Refused {
@@ -486,10 +512,14 @@ fn record(
     }
 }
 
-/// How a LocalSend reception ended, as a transfer state.
-fn received_end(end: SessionEnd) -> TransferState {
+/// How a LocalSend reception ended, as a transfer state; `interrupted`: this node ended it
+/// because it was stopping.
+fn received_end(end: SessionEnd, interrupted: bool) -> TransferState {
     match end {
         SessionEnd::Done => TransferState::Done,
+        _ if interrupted => TransferState::Failed {
+            reason: INTERRUPTED.into(),
+        },
         SessionEnd::Failed(reason) => TransferState::Failed { reason },
         SessionEnd::Cancelled { by_peer: true } => TransferState::Cancelled { by: Side::Peer },
         SessionEnd::Cancelled { by_peer: false } => TransferState::Cancelled { by: Side::Local },
@@ -498,15 +528,22 @@ fn received_end(end: SessionEnd) -> TransferState {
 
 /// A reception's commands: a cancel ends the session; LocalSend cannot pause.
 async fn follow_commands(
-    server: Arc<Server>,
+    server: Weak<Server>,
+    interrupted: Arc<Mutex<HashSet<String>>>,
     session: String,
     id: TransferId,
     mut cmds: super::commands::Commands,
 ) {
     loop {
-        match cmds.next().await {
+        let cmd = cmds.next().await;
+        match cmd {
             Some(Cmd::Cancel) | Some(Cmd::Interrupt) => {
-                server.cancel(&session);
+                if matches!(cmd, Some(Cmd::Interrupt)) {
+                    lock(&interrupted).insert(session.clone());
+                }
+                if let Some(server) = server.upgrade() {
+                    server.cancel(&session);
+                }
                 return;
             }
             Some(Cmd::Pause) | Some(Cmd::Resume) => {
@@ -600,34 +637,48 @@ mod tests {
 
     #[test]
     fn how_a_send_ends() {
-        assert_eq!(send_end(&Ok(()), false), TransferState::Done);
+        assert_eq!(send_end(&Ok(()), None), TransferState::Done);
         assert_eq!(
-            send_end(&Err(ClientError::Rejected), false),
+            send_end(&Err(ClientError::Rejected), None),
             TransferState::Rejected {
                 reason: "the receiver declined".into()
             }
         );
         assert_eq!(
-            send_end(&Err(ClientError::PeerCancelled(403)), false),
+            send_end(&Err(ClientError::PeerCancelled(403)), None),
             TransferState::Cancelled { by: Side::Peer }
         );
-        // Whatever the error, a cancel here was a cancel.
+        // Whatever the error, a cancel here was a cancel, and a stop of this node a failure
+        // (LocalSend cannot resume).
         assert_eq!(
-            send_end(&Err(ClientError::Timeout("x")), true),
+            send_end(&Err(ClientError::Timeout("x")), Some(Stop::Cancel)),
             TransferState::Cancelled { by: Side::Local }
         );
+        assert_eq!(
+            send_end(&Err(ClientError::Cancelled), Some(Stop::Interrupt)),
+            TransferState::Failed {
+                reason: INTERRUPTED.into()
+            }
+        );
         assert!(matches!(
-            send_end(&Err(ClientError::Timeout("x")), false),
+            send_end(&Err(ClientError::Timeout("x")), None),
             TransferState::Failed { .. }
         ));
     }
 
     #[test]
     fn how_a_reception_ends() {
-        assert_eq!(received_end(SessionEnd::Done), TransferState::Done);
+        assert_eq!(received_end(SessionEnd::Done, false), TransferState::Done);
+        assert_eq!(received_end(SessionEnd::Done, true), TransferState::Done);
         assert_eq!(
-            received_end(SessionEnd::Cancelled { by_peer: true }),
+            received_end(SessionEnd::Cancelled { by_peer: true }, false),
             TransferState::Cancelled { by: Side::Peer }
+        );
+        assert_eq!(
+            received_end(SessionEnd::Cancelled { by_peer: false }, true),
+            TransferState::Failed {
+                reason: INTERRUPTED.into()
+            }
         );
     }
 }

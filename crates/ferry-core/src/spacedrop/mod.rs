@@ -36,9 +36,8 @@ mod send;
 mod state;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 pub use ferry_block::place::Renamed;
@@ -97,8 +96,9 @@ async fn collect(paths: Vec<PathBuf>) -> Result<ferry_block::manifest::Collected
 #[derive(Clone)]
 pub struct Spacedrop {
     shared: Arc<SpacedropState>,
-    /// LocalSend devices as peers, when the node runs LocalSend.
-    localsend: Arc<OnceLock<localsend::LocalSend>>,
+    /// LocalSend devices as peers, while the node runs LocalSend (taken at shutdown, which
+    /// stops its server).
+    localsend: Arc<Mutex<Option<Arc<localsend::LocalSend>>>>,
 }
 
 impl Spacedrop {
@@ -122,27 +122,23 @@ impl Spacedrop {
         cfg: LocalSendConfig,
     ) -> Result<(), LocalSendError> {
         let ls = localsend::LocalSend::start(self.shared.clone(), data_dir, alias, cfg).await?;
-        let _ = self.localsend.set(ls);
+        *lock(&self.localsend) = Some(Arc::new(ls));
         Ok(())
+    }
+
+    fn localsend(&self) -> Result<Arc<localsend::LocalSend>, LocalSendError> {
+        lock(&self.localsend).clone().ok_or(LocalSendError::Off)
     }
 
     /// The LocalSend devices heard (none when LocalSend is off).
     pub fn localsend_devices(&self) -> Vec<LocalSendDevice> {
-        self.localsend
-            .get()
-            .map(|l| l.devices())
-            .unwrap_or_default()
-    }
-
-    /// Where the LocalSend server listens, when it runs.
-    pub fn localsend_addr(&self) -> Option<SocketAddr> {
-        self.localsend.get().map(|l| l.local_addr())
+        self.localsend().map(|l| l.devices()).unwrap_or_default()
     }
 
     /// The LocalSend device `needle` names (alias, fingerprint or a prefix of it, address), if
     /// heard.
     pub fn find_localsend(&self, needle: &str) -> Result<LocalSendDevice, SpacedropError> {
-        let ls = self.localsend.get().ok_or(LocalSendError::Off)?;
+        let ls = self.localsend()?;
         Ok(localsend::device_info(&ls.find(needle)?))
     }
 
@@ -154,7 +150,7 @@ impl Spacedrop {
         paths: Vec<PathBuf>,
         pin: Option<String>,
     ) -> Result<TransferId, SpacedropError> {
-        let ls = self.localsend.get().ok_or(LocalSendError::Off)?;
+        let ls = self.localsend()?;
         let device = ls.find(needle)?;
         let collected = collect(paths).await?;
         ls.send(self.shared.clone(), &device, collected, pin).await
@@ -167,7 +163,7 @@ impl Spacedrop {
         id: &TransferId,
         pin: Option<String>,
     ) -> Result<TransferId, SpacedropError> {
-        let ls = self.localsend.get().ok_or(LocalSendError::Off)?;
+        let ls = self.localsend()?;
         let row = self
             .shared
             .store
@@ -267,7 +263,7 @@ impl Spacedrop {
             sources: collected.sources,
             layout: Default::default(),
             created: unix_now(),
-            via: types::Via::Ferry,
+            via: Via::Ferry,
         };
         self.shared.store.put(&row)?;
         let id = row.id;
@@ -386,6 +382,7 @@ impl Spacedrop {
 
     /// Stops every live transfer as interrupted (resumable) and waits for them to wind down.
     pub async fn shutdown(&self) {
+        let localsend = lock(&self.localsend).take();
         let cmds: Vec<_> = lock(&self.shared.live)
             .values()
             .map(|l| l.cmds.clone())
@@ -397,6 +394,8 @@ impl Spacedrop {
         while !lock(&self.shared.live).is_empty() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        // Only now: an interrupted LocalSend reception ends through its server.
+        drop(localsend);
     }
 
     /// Live transfers, then the stored ones (newest first).
