@@ -161,7 +161,7 @@ impl LocalSend {
         } else {
             None
         };
-        tokio::spawn(announce_devices(shared.clone(), devices.clone()));
+        tokio::spawn(announce_devices(shared.clone(), Arc::downgrade(&devices)));
         // The tasks hold the server weakly: dropping this (the node stops) stops it.
         tokio::spawn(serve(shared, Arc::downgrade(&server), events));
         tracing::info!(addr = %server.local_addr(), "LocalSend: listening");
@@ -247,11 +247,17 @@ pub(super) fn device_info(d: &Device) -> LocalSendDevice {
 
 /// Tells front ends the device list whenever it changes: at once when a device is heard,
 /// within [`EXPIRY_CHECK`] when one goes quiet (the list forgets it silently).
-async fn announce_devices(shared: Arc<SpacedropState>, devices: Arc<Devices>) {
-    let mut changed = devices.changed();
+/// Ends when LocalSend stops (the list is gone).
+async fn announce_devices(shared: Arc<SpacedropState>, devices: Weak<Devices>) {
+    let Some(mut changed) = devices.upgrade().map(|d| d.changed()) else {
+        return;
+    };
     let mut last: Vec<LocalSendDevice> = vec![];
     loop {
-        let now: Vec<LocalSendDevice> = devices.list().iter().map(device_info).collect();
+        let Some(list) = devices.upgrade().map(|d| d.list()) else {
+            return;
+        };
+        let now: Vec<LocalSendDevice> = list.iter().map(device_info).collect();
         if now != last {
             shared.emit(Event::LocalSendDevices {
                 devices: now.clone(),
