@@ -220,17 +220,13 @@ impl DeviceInfo {
 pub fn displayable(s: &str) -> String {
     s.chars()
         .map(|c| {
-            if c.is_control() || is_format(c) {
+            if ferry_util::text::is_hidden(c) {
                 '\u{fffd}'
             } else {
                 c
             }
         })
         .collect()
-}
-
-fn is_format(c: char) -> bool {
-    matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{206f}' | '\u{feff}' | '\u{fff9}'..='\u{fffb}')
 }
 
 /// One file of a prepare-upload. `fileType`, `preview` and unknown fields are skipped unread

@@ -27,7 +27,8 @@ pub mod identity;
 pub mod node;
 pub mod ping;
 pub mod router;
-pub mod text;
+/// The characters never shown as they are (one list, in `ferry-util`, for every crate).
+pub use ferry_util::text;
 pub mod tls;
 pub mod wire;
 

@@ -1,5 +1,6 @@
 //! The helpers every Ferry crate uses, in one place: locking a mutex that a panicked thread
-//! may have poisoned, and the wall clock as stored (Unix seconds or milliseconds).
+//! may have poisoned, the wall clock as stored (Unix seconds or milliseconds), and [`text`],
+//! the one list of characters never shown as they are.
 
 // Nothing from the network or the disk may panic a node: errors are typed and returned. The
 // compiler keeps that rule (tests may unwrap).
@@ -7,6 +8,8 @@
     not(test),
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
+
+pub mod text;
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

@@ -4,7 +4,7 @@
 //! name as another (`invoice\u{202e}fdp.exe` reads as "invoiceexe.pdf").
 //!
 //! [`HIDDEN`] is the one list: device names lose these characters when they arrive
-//! ([`crate::hello`]), library and member names holding one are refused, and the CLI and the app
+//! (`ferry_p2p::hello`), LocalSend aliases too, library and member names holding one are refused, and the CLI and the app
 //! show them escaped (`\u{202e}`). The app's copy, in `ui/src/text.ts`, is checked against this
 //! list by a test here.
 
@@ -97,7 +97,7 @@ mod tests {
         let line = format!("const HIDDEN = /{}/g;", js_class());
         assert!(
             ts.lines().any(|l| l.trim() == line),
-            "ui/src/text.ts must define, matching ferry_p2p::text::HIDDEN:\n{line}"
+            "ui/src/text.ts must define, matching ferry_util::text::HIDDEN:\n{line}"
         );
     }
 }
