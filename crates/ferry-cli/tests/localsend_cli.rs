@@ -171,15 +171,7 @@ fn ferry_lists_receives_from_and_sends_to_a_localsend_device() {
         (0..300_000u32).map(|i| (i * 7) as u8).collect::<Vec<_>>(),
     )
     .unwrap();
-    let accept = std::thread::spawn(move || {
-        let s = ctl.wait("incoming offer", 30, |s| !s["incoming"].is_null());
-        let sid = s["incoming"]["sessionId"].as_str().unwrap().to_string();
-        ctl.call(
-            "confirm_receive",
-            json!({"sessionId": sid, "confirmed": true}),
-        )
-        .unwrap();
-    });
+    let accept = std::thread::spawn(move || ctl.answer_next(true));
     let o = output(
         ferry(
             &lan,

@@ -205,13 +205,7 @@ fn the_node_sends_to_a_localsend_device() {
         let files = make_folder(&src.path().join("photos"), 25);
         let mut ctl = lsd.ctl();
         let accept = tokio::task::spawn_blocking(move || {
-            let s = ctl.wait("incoming offer", 30, |s| !s["incoming"].is_null());
-            let sid = s["incoming"]["sessionId"].as_str().unwrap().to_string();
-            ctl.call(
-                "confirm_receive",
-                json!({"sessionId": sid, "confirmed": true}),
-            )
-            .unwrap();
+            ctl.answer_next(true);
             ctl
         });
         let id = n

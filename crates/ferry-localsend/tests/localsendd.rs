@@ -102,17 +102,6 @@ impl Node {
     }
 }
 
-/// Accepts localsendd's next incoming offer (our control connection makes it ask).
-fn lsd_accept(ctl: &mut Ctl) {
-    let s = ctl.wait("incoming offer", 30, |s| !s["incoming"].is_null());
-    let sid = s["incoming"]["sessionId"].as_str().unwrap().to_string();
-    ctl.call(
-        "confirm_receive",
-        json!({"sessionId": sid, "confirmed": true}),
-    )
-    .unwrap();
-}
-
 fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> tokio::task::JoinHandle<T> {
@@ -205,7 +194,7 @@ fn ferry_to_localsendd_large_file_and_folder_bit_exact() {
             let mut ctl = lsd.ctl();
             let since = now();
             let accept = blocking(move || {
-                lsd_accept(&mut ctl);
+                ctl.answer_next(true);
                 ctl
             });
             let (_c, cancel) = watch::channel(false);
@@ -351,20 +340,14 @@ fn reject_and_pin_both_ways() {
         ));
         let mut ctl = lsd.ctl();
         let reject = blocking(move || {
-            let s = ctl.wait("incoming", 30, |s| !s["incoming"].is_null());
-            let sid = s["incoming"]["sessionId"].as_str().unwrap().to_string();
-            ctl.call(
-                "confirm_receive",
-                json!({"sessionId": sid, "confirmed": false}),
-            )
-            .unwrap();
+            ctl.answer_next(false);
             ctl
         });
         let r = send(Some("2468")).await;
         assert!(matches!(r, Err(ClientError::Rejected)), "{r:?}");
         let mut ctl = reject.await.unwrap();
         let accept = blocking(move || {
-            lsd_accept(&mut ctl);
+            ctl.answer_next(true);
             ctl
         });
         send(Some("2468")).await.unwrap();
@@ -487,7 +470,7 @@ fn cancel_from_either_side() {
             let since = now();
             let mut c = lsd.ctl();
             let watcher = blocking(move || {
-                lsd_accept(&mut c);
+                c.answer_next(true);
                 c.wait("transfer", 30, |s| {
                     s["active"]["bytesDone"]
                         .as_u64()

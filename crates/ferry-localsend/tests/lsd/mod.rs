@@ -229,6 +229,17 @@ impl Ctl {
             .clone()
     }
 
+    /// Answers localsendd's next incoming offer (a control connection makes it ask).
+    pub fn answer_next(&mut self, accept: bool) {
+        let s = self.wait("incoming offer", 30, |s| !s["incoming"].is_null());
+        let sid = s["incoming"]["sessionId"].as_str().unwrap().to_string();
+        self.call(
+            "confirm_receive",
+            json!({"sessionId": sid, "confirmed": accept}),
+        )
+        .unwrap();
+    }
+
     pub fn fingerprint(&mut self) -> String {
         self.state()["self"]["fingerprint"]
             .as_str()
