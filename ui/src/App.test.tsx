@@ -123,6 +123,26 @@ describe("App", () => {
     expect(screen.queryByLabelText("LocalSend device Pixel 8")).toBeNull();
   });
 
+  it("keeps what events said while the snapshot was on its way", async () => {
+    const { api, emit } = fakeApi();
+    const answer = api.snapshot();
+    let release: () => void = () => {};
+    const held = new Promise<void>((r) => { release = r; });
+    let asked = false;
+    (api as { snapshot: unknown }).snapshot = () => {
+      asked = true;
+      return held.then(() => answer);
+    };
+    render(<App api={api} />);
+    await waitFor(() => expect(asked).toBe(true));
+    // The snapshot was taken before this device was heard, and is answered after.
+    const device = { alias: "Pixel 8", fingerprint: "CD".repeat(32), short: "cdcdcdcdcdcd", verified: true, address: "10.0.0.9:53317", device_type: "mobile", device_model: null };
+    emit({ type: "localsend_devices", devices: [device] });
+    release();
+    await screen.findByText("my-laptop");
+    expect(screen.getByLabelText("LocalSend device Pixel 8")).toBeTruthy();
+  });
+
   it("asks for a LocalSend receiver's PIN and sends again with it", async () => {
     const via = { kind: "localsend" as const, fingerprint: "EF".repeat(32), verified: true, address: "10.0.0.9" };
     const refused = transfer("t5", { peer_name: "Locked phone", via, state: "rejected", reason: "the receiver requires a PIN" } as Partial<TransferInfo>);

@@ -1,4 +1,4 @@
-import { useCallback, useEffect, useReducer, useState } from "react";
+import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 import type { Api } from "./api";
 import type { Event, Settings, Snapshot } from "./bindings";
 import { Libraries } from "./Libraries";
@@ -11,7 +11,8 @@ import { Transfers } from "./Transfers";
 import { dismissPairing, empty, fromSnapshot, markAnswering, reduce, type State } from "./state";
 
 type Action =
-  | { kind: "snapshot"; s: Snapshot }
+  /** `since`: the events that arrived while the snapshot was on its way, newer than it may be. */
+  | { kind: "snapshot"; s: Snapshot; since: Event[] }
   | { kind: "event"; e: Event }
   | { kind: "answering"; id: string }
   | { kind: "settings"; s: Settings }
@@ -20,7 +21,7 @@ type Action =
 function reducer(state: State, a: Action): State {
   switch (a.kind) {
     case "snapshot":
-      return fromSnapshot(a.s);
+      return a.since.reduce(reduce, fromSnapshot(a.s));
     case "event":
       return reduce(state, a.e);
     case "answering":
@@ -64,23 +65,35 @@ export function App({ api }: { api: Api }) {
 
   const report = useCallback((e: unknown) => setError(e instanceof Error ? e.message : String(e)), []);
 
-  // The snapshot first, then the event stream keeps it current (no polling).
+  // The snapshot first, then the event stream keeps it current (no polling). Events that
+  // arrive while a snapshot is on its way are applied again on top of it: the snapshot may
+  // have been taken before them (a device list sent only on change would stay lost).
+  const since = useRef<Event[] | null>(null);
+  const loadSnapshot = useCallback(() => {
+    since.current = [];
+    return api.snapshot().then((s) => {
+      dispatch({ kind: "snapshot", s, since: since.current ?? [] });
+      since.current = null;
+    });
+  }, [api]);
   useEffect(() => {
     let stop = () => {};
     let live = true;
     api
-      .onEvent((e) => dispatch({ kind: "event", e }))
+      .onEvent((e) => {
+        since.current?.push(e);
+        dispatch({ kind: "event", e });
+      })
       .then((unlisten) => {
         stop = unlisten;
-        return api.snapshot();
+        return live ? loadSnapshot() : undefined;
       })
-      .then((s) => live && dispatch({ kind: "snapshot", s }))
       .catch(report);
     return () => {
       live = false;
       stop();
     };
-  }, [api, report]);
+  }, [api, report, loadSnapshot]);
 
   useEffect(() => applyTheme(state.settings?.theme), [state.settings?.theme]);
 
@@ -179,7 +192,7 @@ export function App({ api }: { api: Api }) {
           onSaved={(s) => {
             dispatch({ kind: "settings", s });
             setShowSettings(false);
-            api.snapshot().then((snap) => dispatch({ kind: "snapshot", s: snap })).catch(report);
+            loadSnapshot().catch(report);
           }}
           onError={report}
         />
