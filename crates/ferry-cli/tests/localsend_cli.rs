@@ -10,7 +10,7 @@
 mod lsd;
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use lsd::*;
@@ -35,9 +35,13 @@ fn ferry(lan: &Lan, data: &Path, args: &[&str]) -> Command {
     c
 }
 
-/// Runs `cmd`, killing it after `secs`.
+/// Runs `cmd` to its end (see [`finish`]).
 fn output(mut cmd: Command, secs: u64) -> Output {
-    let mut child = cmd.spawn().unwrap();
+    finish(cmd.spawn().unwrap(), secs)
+}
+
+/// Waits for `child` to end; after `secs`, kills it and fails with what it printed.
+fn finish(mut child: Child, secs: u64) -> Output {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while child.try_wait().unwrap().is_none() {
         if Instant::now() > deadline {
@@ -129,24 +133,8 @@ fn ferry_lists_receives_from_and_sends_to_a_localsend_device() {
         assert!(Instant::now() < deadline, "localsendd could not send: {r}");
         std::thread::sleep(Duration::from_millis(300));
     }
-    let mut receiver = receiver;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(s) = receiver.try_wait().unwrap() {
-            break s;
-        }
-        if Instant::now() > deadline {
-            receiver.kill().unwrap();
-            let o = receiver.wait_with_output().unwrap();
-            panic!(
-                "ferry receive --once never ended:\n{}\n{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let o = receiver.wait_with_output().unwrap();
+    let o = finish(receiver, 60);
+    let status = o.status;
     assert!(status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let done = lines(&o)
         .into_iter()
