@@ -1,7 +1,8 @@
 //! The `ferry://` URI scheme: thumbnails and original files of this node's libraries, by id
 //! (`ferry://localhost/thumb/LIB/CONTENT`, `ferry://localhost/file/LIB/ENTRY`; on Windows the
-//! webview spells it `http://ferry.localhost/…`). The engine decides every answer
-//! (`LibraryContents::serve`: ids only, Range, 404/416); this maps it to the webview's HTTP
+//! webview spells it `http://ferry.localhost/…`), this node's or another member's alike. The
+//! engine decides every answer (`Libraries::serve_media`: ids only, where the bytes are,
+//! Range, 404/416/503); this maps it to the webview's HTTP
 //! types, off the UI thread, and adds CORS for the app's own pages so `fetch` works too.
 
 use tauri::http::{header, Method, Request, Response, StatusCode};
@@ -48,15 +49,12 @@ pub fn handle<R: Runtime>(
             plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only")
         } else if let Some(state) = app.try_state::<AppState>() {
             let node = state.node.read().await.clone();
-            // Reading a file (up to the engine's 64 MiB cap) must not stall the async runtime.
-            let served = tauri::async_runtime::spawn_blocking(move || {
-                node.libraries().contents().serve(&path, range.as_deref())
-            })
-            .await;
-            match served {
-                Ok(r) => convert(r, method == Method::HEAD),
-                Err(e) => plain(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-            }
+            let head = method == Method::HEAD;
+            let r = node
+                .libraries()
+                .serve_media(&path, range.as_deref(), head)
+                .await;
+            convert(r, head)
         } else {
             plain(StatusCode::SERVICE_UNAVAILABLE, "the node is starting")
         };

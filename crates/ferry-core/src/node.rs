@@ -35,6 +35,8 @@ pub struct NodeConfig {
     /// Talk to LocalSend devices too (off unless set: it listens on LocalSend's fixed port).
     /// Its multicast follows `discovery` and `interfaces`.
     pub localsend: Option<LocalSendConfig>,
+    /// Copy members' thumbnails here in the background (a node that indexes).
+    pub previews: crate::library::media::PreviewConfig,
 }
 
 impl NodeConfig {
@@ -51,6 +53,7 @@ impl NodeConfig {
             pair_timeout: Duration::from_secs(120),
             index: true,
             localsend: None,
+            previews: Default::default(),
         }
     }
 
@@ -161,6 +164,7 @@ impl Node {
         libraries.attach(p2p.clone());
         if cfg.index {
             libraries.contents().start(libraries.ids());
+            libraries.start_previews(cfg.previews);
         }
         Ok(Node {
             p2p,

@@ -9,6 +9,7 @@
 //! - [`serve`]: answers for the app's `ferry://` scheme (files and thumbnails, with Range).
 //! - [`replica`]: what library sync reads and writes: changes after a sequence number, and
 //!   other members' rows applied as read-only replicas.
+//! - [`remote`]: where a member's bytes are, and which of its thumbnails this node lacks.
 //! - [`program`]: whether opening a file would run it (the app asks first).
 
 // Nothing from the network or the disk may panic a node: errors are typed and returned. The
@@ -23,6 +24,7 @@ pub mod changes;
 pub mod db;
 pub mod identify;
 pub mod program;
+pub mod remote;
 pub mod replica;
 pub mod scan;
 pub mod serve;

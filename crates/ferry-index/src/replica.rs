@@ -679,10 +679,7 @@ impl Contents {
     }
 }
 
-fn id16<const N: usize>(b: Vec<u8>) -> Result<[u8; N], IndexError> {
-    b.try_into()
-        .map_err(|_| IndexError::Corrupt(format!("id is not {N} bytes")))
-}
+use crate::db::id16_of as id16;
 
 fn location_record(row: &rusqlite::Row<'_>) -> Result<LocationRecord, IndexError> {
     Ok(LocationRecord {

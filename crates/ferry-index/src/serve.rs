@@ -136,6 +136,18 @@ pub fn serve_file(
     range: Option<&str>,
     caching: Caching,
 ) -> Response {
+    serve_file_as(path, content_type, range, caching, None, false)
+}
+
+/// [`serve_file`] with an `ETag` (a content id, quoted here) and, for `HEAD`, no body read.
+pub fn serve_file_as(
+    path: &Path,
+    content_type: &str,
+    range: Option<&str>,
+    caching: Caching,
+    etag: Option<&str>,
+    head: bool,
+) -> Response {
     let mut file = match File::open(path) {
         Ok(file) => file,
         Err(e) => return open_error(path, &e),
@@ -145,58 +157,98 @@ pub fn serve_file(
         Ok(_) => return not_found("not a file"),
         Err(e) => return open_error(path, &e),
     };
-
-    let wanted = match range.map(|r| parse_range(r, len)) {
-        None | Some(Requested::Whole) => None,
-        Some(Requested::Range { first, last }) => Some((first, last)),
-        Some(Requested::Unsatisfiable) => {
-            tracing::debug!(path = %path.display(), range, len, "unsatisfiable range");
-            let mut response = text(416, "range not satisfiable");
-            response.headers.push(("Accept-Ranges", "bytes".into()));
-            response
-                .headers
-                .push(("Content-Range", format!("bytes */{len}")));
-            return response;
+    let wanted = match plan(range, len) {
+        Ok(w) => w,
+        Err(refusal) => return refusal,
+    };
+    let (first, count) = wanted.map_or((0, len), |(first, last)| (first, last - first + 1));
+    let body = if head {
+        Vec::new()
+    } else {
+        match read_at(&mut file, first, count) {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot read file to serve");
+                return text(500, "cannot read the file");
+            }
         }
     };
+    answer(
+        content_type,
+        body,
+        count,
+        wanted.map(|w| (w, len)),
+        caching,
+        etag,
+    )
+}
 
-    let (status, first, count) = match wanted {
-        Some((first, last)) => (206, first, last - first + 1),
-        None if len > MAX_BODY => {
+/// What to send of a representation `len` bytes long for a `Range` header value: `None` for
+/// the whole of it, inclusive bounds for a part, or the refusal (416 for a bad range, 413 for
+/// a whole body over [`MAX_BODY`]).
+pub fn plan(range: Option<&str>, len: u64) -> Result<Option<(u64, u64)>, Response> {
+    match range.map(|r| parse_range(r, len)) {
+        None | Some(Requested::Whole) if len > MAX_BODY => {
             let mut response = text(
                 413,
                 &format!("file is larger than {MAX_BODY} bytes: ask for it with a Range header"),
             );
             response.headers.push(("Accept-Ranges", "bytes".into()));
-            return response;
+            Err(response)
         }
-        None => (200, 0, len),
-    };
-
-    let body = match read_at(&mut file, first, count) {
-        Ok(body) => body,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read file to serve");
-            return text(500, "cannot read the file");
+        None | Some(Requested::Whole) => Ok(None),
+        Some(Requested::Range { first, last }) => Ok(Some((first, last))),
+        Some(Requested::Unsatisfiable) => {
+            tracing::debug!(range, len, "unsatisfiable range");
+            Err(unsatisfiable(len))
         }
-    };
+    }
+}
 
+/// 416 for a representation `len` bytes long.
+pub fn unsatisfiable(len: u64) -> Response {
+    let mut response = text(416, "range not satisfiable");
+    response.headers.push(("Accept-Ranges", "bytes".into()));
+    response
+        .headers
+        .push(("Content-Range", format!("bytes */{len}")));
+    response
+}
+
+/// A 200 (whole) or 206 (`part`: its inclusive bounds and the whole length) answer of
+/// `count` bytes; `body` is empty for `HEAD`, else those bytes.
+pub fn answer(
+    content_type: &str,
+    body: Vec<u8>,
+    count: u64,
+    part: Option<((u64, u64), u64)>,
+    caching: Caching,
+    etag: Option<&str>,
+) -> Response {
     let mut headers = vec![
         ("Content-Type", content_type.to_owned()),
-        ("Content-Length", body.len().to_string()),
+        ("Content-Length", count.to_string()),
         ("Accept-Ranges", "bytes".to_owned()),
         ("Cache-Control", caching.header().to_owned()),
         ("X-Content-Type-Options", "nosniff".to_owned()),
         ("Content-Security-Policy", "sandbox".to_owned()),
     ];
-    if let Some((first, last)) = wanted {
+    if let Some(tag) = etag {
+        headers.push(("ETag", format!("\"{tag}\"")));
+    }
+    if let Some(((first, last), len)) = part {
         headers.push(("Content-Range", format!("bytes {first}-{last}/{len}")));
     }
     Response {
-        status,
+        status: if part.is_some() { 206 } else { 200 },
         headers,
         body,
     }
+}
+
+/// 503 with the reason a page can show (`<device> is offline`).
+pub fn unavailable(why: &str) -> Response {
+    text(503, why)
 }
 
 /// Answers a request for the thumbnail of content `cas_hex`: immutable, so cached forever.
@@ -205,7 +257,14 @@ pub fn serve_thumbnail(store: &ThumbStore, cas_hex: &str, range: Option<&str>) -
         return bad_request("invalid content id");
     }
     match store.find(cas_hex) {
-        Some((path, format)) => serve_file(&path, format.mime(), range, Caching::Immutable),
+        Some((path, format)) => serve_file_as(
+            &path,
+            format.mime(),
+            range,
+            Caching::Immutable,
+            Some(cas_hex),
+            false,
+        ),
         None => not_found("no thumbnail"),
     }
 }

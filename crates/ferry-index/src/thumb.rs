@@ -39,7 +39,7 @@ pub const MAX_DECODE_BYTES: u64 = 512 * 1024 * 1024;
 
 /// Extensions [`thumbnail`] is worth trying on. The decision to *try* is by name (cheap, no
 /// I/O, used by the indexer to pick candidates); the decoding itself trusts only the bytes.
-const EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "gif"];
+pub(crate) const EXTENSIONS: [&str; 5] = ["jpg", "jpeg", "png", "webp", "gif"];
 
 /// Whether a file's extension is one we make thumbnails for (case-insensitive).
 pub fn is_thumbnailable(path: &Path) -> bool {
@@ -189,6 +189,49 @@ fn thumbnail_inner(path: &Path) -> Result<Thumb, ThumbError> {
     let mut small = shrink(image);
     small.apply_orientation(orientation);
     encode(&small)
+}
+
+/// Largest thumbnail accepted from a member. Ours stay far below it: 256 px as lossless WebP
+/// is at most about 260 KB.
+pub const MAX_RECEIVED_BYTES: usize = 1024 * 1024;
+
+/// Checks a thumbnail a member sent before it is stored or served: JPEG or WebP by its bytes,
+/// at most [`MAX_RECEIVED_BYTES`], and it decodes, within [`THUMB_MAX`] pixels a side and a
+/// few MB of decoder memory, so a member cannot plant a decompression bomb or a file that is
+/// not a picture in the store.
+pub fn check_received(bytes: &[u8]) -> Result<ThumbFormat, ThumbError> {
+    if bytes.len() > MAX_RECEIVED_BYTES {
+        return Err(ThumbError::TooLarge(format!(
+            "{} bytes (limit {MAX_RECEIVED_BYTES})",
+            bytes.len()
+        )));
+    }
+    let (format, image_format) = if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        (ThumbFormat::Jpeg, ImageFormat::Jpeg)
+    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
+        (ThumbFormat::Webp, ImageFormat::WebP)
+    } else {
+        return Err(ThumbError::Unsupported(
+            "not a JPEG or WebP thumbnail".into(),
+        ));
+    };
+    let decoded = panic::catch_unwind(AssertUnwindSafe(|| {
+        let mut reader = ImageReader::with_format(io::Cursor::new(bytes), image_format);
+        let mut limits = image::Limits::default();
+        limits.max_image_width = Some(THUMB_MAX);
+        limits.max_image_height = Some(THUMB_MAX);
+        limits.max_alloc = Some(u64::from(THUMB_MAX) * u64::from(THUMB_MAX) * 4 * 4);
+        reader.limits(limits);
+        reader.decode().map_err(from_image)
+    }));
+    match decoded {
+        Ok(Ok(image)) if image.width() > 0 && image.height() > 0 => Ok(format),
+        Ok(Ok(_)) => Err(ThumbError::Decode("empty picture".into())),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ThumbError::Decode(
+            "the decoder failed on this thumbnail".into(),
+        )),
+    }
 }
 
 fn limits() -> image::Limits {
@@ -1096,5 +1139,43 @@ mod tests {
         let stored = store.put(&id, &thumb.bytes).unwrap();
         assert_eq!(store.find(&id), Some((stored.clone(), ThumbFormat::Jpeg)));
         assert_eq!(fs::read(stored).unwrap(), thumb.bytes);
+    }
+
+    #[test]
+    fn received_thumbnails_are_checked() {
+        let dir = tempfile::TempDir::new().unwrap();
+        let big = dir.path().join("big.png");
+        image::RgbImage::from_pixel(600, 300, image::Rgb([200, 10, 10]))
+            .save(&big)
+            .unwrap();
+        let t = thumbnail(&big).unwrap();
+        assert_eq!(check_received(&t.bytes).unwrap(), ThumbFormat::Jpeg);
+
+        // A picture larger than a thumbnail (a bomb in miniature): refused.
+        let mut png = Vec::new();
+        image::RgbImage::new(THUMB_MAX + 1, 8)
+            .write_to(&mut io::Cursor::new(&mut png), ImageFormat::Png)
+            .unwrap();
+        assert!(
+            check_received(&png).is_err(),
+            "PNG is not a thumbnail format"
+        );
+        let mut jpeg = Vec::new();
+        image::RgbImage::new(THUMB_MAX + 1, 8)
+            .write_to(&mut io::Cursor::new(&mut jpeg), ImageFormat::Jpeg)
+            .unwrap();
+        assert!(matches!(
+            check_received(&jpeg),
+            Err(ThumbError::TooLarge(_))
+        ));
+        // Not a picture, one that only starts like a JPEG, and one over the byte limit.
+        assert!(check_received(b"<html>hello</html>").is_err());
+        assert!(check_received(&[0xFF, 0xD8, 0xFF, 0, 1, 2, 3]).is_err());
+        let mut huge = t.bytes.clone();
+        huge.resize(MAX_RECEIVED_BYTES + 1, 0);
+        assert!(matches!(
+            check_received(&huge),
+            Err(ThumbError::TooLarge(_))
+        ));
     }
 }

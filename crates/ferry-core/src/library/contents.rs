@@ -643,7 +643,7 @@ impl LibraryContents {
 /// symlink: the index never follows one, so neither does serving (a file swapped for a link
 /// to `~/.ssh/id_ed25519` is not served). A swap between this check and the open is not
 /// caught; the watcher reindexes it within a second.
-fn swapped_for_symlink(path: &Path, rel: &str) -> bool {
+pub(crate) fn swapped_for_symlink(path: &Path, rel: &str) -> bool {
     let depth = rel.split('/').count();
     path.ancestors()
         .take(depth)

@@ -6,6 +6,8 @@
 //! - `pair`: pairing (protocol 5): a short code both users compare, then the join.
 //! - `tunnel`: the membership proof (protocol 6) in front of every library protocol.
 //! - `members`: the member-list exchange that runs inside the tunnel.
+//! - [`media`]: other members' thumbnails and files, for `ferry://` and downloads (spec:
+//!   `media/PROTOCOL.md`).
 //! - [`sync`]: library sync inside the tunnel: every member's locations and entries on every
 //!   member (spec: `sync/PROTOCOL.md`).
 //!
@@ -18,6 +20,7 @@ pub mod db;
 pub mod wire;
 
 pub mod contents;
+pub mod media;
 mod members;
 mod pair;
 pub mod sync;
@@ -168,6 +171,7 @@ pub(crate) struct Shared {
     /// Held while a pairing checks for and creates a library, so two never create one twice.
     creating: Mutex<()>,
     sync: sync::Sync,
+    media: media::Media,
 }
 
 /// Handle to the node's libraries.
@@ -202,6 +206,7 @@ impl Libraries {
                 told: Mutex::default(),
                 creating: Mutex::default(),
                 sync: sync::Sync::default(),
+                media: media::Media::default(),
             }),
         };
         let weak = Arc::downgrade(&libs.shared);
@@ -318,6 +323,23 @@ impl Libraries {
                 }
             }
         });
+    }
+
+    /// Starts copying members' thumbnails here in the background (a long-running node).
+    pub(crate) fn start_previews(&self, cfg: media::PreviewConfig) {
+        *lock(&self.shared.media.previews) = cfg;
+        media::preview::start(&self.shared);
+        self.shared.media.wake.notify_one();
+    }
+
+    /// Copies the members' thumbnails this node lacks now, up to `budget` bytes (what the
+    /// background loop does; for tests and benchmarks). Returns the bytes stored.
+    pub async fn sync_previews(
+        &self,
+        id: &LibraryId,
+        budget: u64,
+    ) -> Result<u64, media::MediaError> {
+        media::preview::round(&self.shared, *id, budget).await
     }
 
     /// Libraries this node is a member of.

@@ -18,6 +18,8 @@ pub const VERSION: u16 = 1;
 pub const INNER_MEMBERS: u16 = 1;
 /// Library sync: every member's locations and entries (see `library/sync`).
 pub const INNER_SYNC: u16 = 2;
+/// Remote media: thumbnails and file bytes of other members (see `library/media`).
+pub const INNER_MEDIA: u16 = 3;
 
 /// Largest pairing/tunnel handshake message (requests, nonces, proofs, decisions).
 pub const MAX_SMALL: usize = 512;

@@ -54,14 +54,19 @@ pub fn shared_library(members: &[(&Path, &str)]) -> LibraryId {
 }
 
 pub async fn start(data: &Path, name: &str) -> Node {
-    Node::start(NodeConfig {
+    start_with(data, name, true).await
+}
+
+/// [`start`], with preview-media sync on or off.
+pub async fn start_with(data: &Path, name: &str, previews: bool) -> Node {
+    let mut cfg = NodeConfig {
         name: Some(name.into()),
         listen: "127.0.0.1:0".parse().unwrap(),
         discovery: false,
         ..NodeConfig::new(data)
-    })
-    .await
-    .unwrap()
+    };
+    cfg.previews.sync = previews;
+    Node::start(cfg).await.unwrap()
 }
 
 pub async fn link(a: &Node, b: &Node) {

@@ -1,0 +1,183 @@
+//! Preview-media sync: the thumbnails of other members' pictures are copied here in the
+//! background, so a member's grid still shows them when it is offline. Woken by whatever may
+//! bring new pictures (a sync batch, a member connecting); a round asks each connected member
+//! for the thumbnails this node lacks, in batches of [`MAX_THUMBS`], owners first.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferry_index::cas::Cas;
+use ferry_p2p::PeerId;
+use ferry_util::lock;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use super::wire::MAX_THUMBS;
+use super::{blocking, fetch, MediaError};
+use crate::event::Event;
+use crate::library::wire::LibraryId;
+use crate::library::Shared;
+
+/// Settle time after a wake-up, so a burst of sync batches makes one round.
+const SETTLE: Duration = Duration::from_millis(300);
+/// Batches in flight at once (each one stream to a member).
+const PARALLEL: usize = 4;
+
+/// Whether members' thumbnails are copied here, and how much of the disk they may take.
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewConfig {
+    pub sync: bool,
+    /// The thumbnail store's size (this node's own thumbnails included) past which no more
+    /// are copied, in bytes.
+    #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
+    pub cap: u64,
+}
+
+impl Default for PreviewConfig {
+    fn default() -> Self {
+        PreviewConfig {
+            sync: true,
+            cap: 2 << 30,
+        }
+    }
+}
+
+/// The size of the thumbnail store on disk (two levels: shard folders, files).
+fn store_size(root: &std::path::Path) -> u64 {
+    let Ok(shards) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    shards
+        .flatten()
+        .filter_map(|s| std::fs::read_dir(s.path()).ok())
+        .flat_map(|files| files.flatten())
+        .filter_map(|f| f.metadata().ok())
+        .filter(|m| m.is_file())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// Starts the background loop (a node that indexes; one-shot commands do not).
+pub(crate) fn start(shared: &Arc<Shared>) {
+    let mut events = shared.events.subscribe();
+    let weak = Arc::downgrade(shared);
+    let wake = shared.media.wake.clone();
+    // Whatever may bring pictures wakes the loop.
+    tokio::spawn(async move {
+        loop {
+            match events.recv().await {
+                Ok(Event::ContentsChanged { .. } | Event::Location { .. } | Event::Sync { .. })
+                | Err(broadcast::error::RecvError::Lagged(_)) => wake.notify_one(),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Closed) => break,
+            }
+        }
+    });
+    let wake = shared.media.wake.clone();
+    tokio::spawn(async move {
+        let mut used: Option<u64> = None;
+        loop {
+            wake.notified().await;
+            tokio::time::sleep(SETTLE).await;
+            let Some(shared) = weak.upgrade() else { return };
+            let cfg = *lock(&shared.media.previews);
+            if !cfg.sync {
+                continue;
+            }
+            let root = shared.contents.thumbs().root().to_path_buf();
+            let size = match used {
+                Some(n) => n,
+                None => tokio::task::spawn_blocking(move || store_size(&root))
+                    .await
+                    .unwrap_or(0),
+            };
+            let mut budget = cfg.cap.saturating_sub(size);
+            for lib in shared.ids() {
+                if budget == 0 {
+                    tracing::info!(cap = cfg.cap, "thumbnail store full: preview sync paused");
+                    break;
+                }
+                match round(&shared, lib, budget).await {
+                    Ok(stored) => budget = budget.saturating_sub(stored),
+                    Err(e) => tracing::info!(%lib, error = %e, "preview sync round failed"),
+                }
+            }
+            used = Some(cfg.cap.saturating_sub(budget).max(size));
+        }
+    });
+}
+
+/// Copies the thumbnails `lib`'s members have and this node lacks, up to `budget` bytes.
+/// Returns the bytes stored.
+pub(crate) async fn round(
+    shared: &Arc<Shared>,
+    lib: LibraryId,
+    budget: u64,
+) -> Result<u64, MediaError> {
+    if shared.usable(&lib).is_err() {
+        return Ok(0);
+    }
+    let c = shared
+        .contents
+        .of(&lib)
+        .map_err(|e| MediaError::Local(e.to_string()))?;
+    let online = shared.online_members(&lib);
+    if online.is_empty() {
+        return Ok(0);
+    }
+    let mut skip: Vec<Cas> = Vec::new();
+    let mut stored = 0u64;
+    while stored < budget {
+        let (c2, skip2) = (c.clone(), skip.clone());
+        let wanted = blocking(move || c2.previews_wanted(&skip2, MAX_THUMBS * PARALLEL)).await?;
+        if wanted.is_empty() {
+            break;
+        }
+        // Owners first; a member that is away is stood in for by any connected one (it may
+        // hold the thumbnail from its own preview sync).
+        let mut per_peer: HashMap<PeerId, Vec<Cas>> = HashMap::new();
+        for (cas, owner) in wanted {
+            skip.push(cas);
+            if shared.media.is_missing(&cas) {
+                continue;
+            }
+            let owner = PeerId(owner);
+            let peer = if online.contains(&owner) {
+                owner
+            } else {
+                online[0]
+            };
+            per_peer.entry(peer).or_default().push(cas);
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (peer, list) in per_peer {
+            for chunk in list.chunks(MAX_THUMBS) {
+                let (shared, chunk) = (shared.clone(), chunk.to_vec());
+                tasks
+                    .spawn(async move { (peer, fetch::thumbs(&shared, &peer, &lib, chunk).await) });
+            }
+        }
+        let mut got = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let Ok((peer, result)) = done else { continue };
+            match result {
+                Ok(list) => {
+                    for (cas, bytes) in list {
+                        match bytes {
+                            Some(b) => got.push((cas, b)),
+                            None => shared.media.set_missing(cas),
+                        }
+                    }
+                }
+                Err(e) => tracing::info!(peer = %peer.short(), error = %e, "preview batch failed"),
+            }
+        }
+        stored += got.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+        if !got.is_empty() {
+            shared.store_thumbs(&lib, got).await?;
+        }
+    }
+    Ok(stored)
+}

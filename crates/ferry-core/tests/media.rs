@@ -1,0 +1,458 @@
+//! Remote media between real nodes on loopback, with real SQLite files, real pictures and real
+//! folders: a member's thumbnails and byte ranges through `ferry://`, what is answered when its
+//! owner is offline, a copy served by another member, preview-media sync, downloads (verified,
+//! resumed, refused when damaged), and bad input from a member.
+
+#[path = "support/members.rs"]
+mod members;
+
+use std::path::Path;
+use std::time::Duration;
+
+use ferry_core::library::wire::LibraryId;
+use ferry_core::Node;
+use ferry_index::serve::{Response, RANGE_CHUNK};
+use ferry_index::EntryInfo;
+use members::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn write(p: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, bytes).unwrap();
+}
+
+/// A real picture, different for each `seed`.
+fn picture(p: &Path, seed: u8) {
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    image::RgbImage::from_fn(640, 400, |x, y| {
+        image::Rgb([
+            (x as u8).wrapping_add(seed),
+            (y as u8) ^ seed,
+            seed.wrapping_mul(7),
+        ])
+    })
+    .save(p)
+    .unwrap();
+}
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i * 31 + i / 997) as u8 ^ seed).collect()
+}
+
+async fn add(node: &Node, lib: &LibraryId, root: &Path) -> ferry_index::LocationId {
+    let info = node.libraries().contents().add_location(lib, root).unwrap();
+    let loc = ferry_index::db::parse_id(&info.id).unwrap();
+    indexed(node, lib, &loc, root).await;
+    loc
+}
+
+/// Waits until the owner has thumbnailed every picture of `loc` (thumbnails come after ids).
+async fn thumbnailed(node: &Node, lib: &LibraryId, loc: &ferry_index::LocationId, n: usize) {
+    until("the owner's thumbnails", WAIT, || {
+        all(node, lib, loc).iter().filter(|e| e.thumb).count() == n
+    })
+    .await;
+}
+
+/// Every entry of a location, as `node` lists it.
+fn all(node: &Node, lib: &LibraryId, loc: &ferry_index::LocationId) -> Vec<EntryInfo> {
+    let c = node.libraries().contents();
+    let mut out = Vec::new();
+    let mut dirs = vec![String::new()];
+    while let Some(d) = dirs.pop() {
+        for e in c.list(lib, loc, &d).unwrap() {
+            if e.kind == ferry_index::EntryKind::Dir {
+                dirs.push(e.path.clone());
+            }
+            out.push(e);
+        }
+    }
+    out
+}
+
+fn named(entries: &[EntryInfo], path: &str) -> EntryInfo {
+    entries.iter().find(|e| e.path == path).unwrap().clone()
+}
+
+async fn get(node: &Node, path: &str, range: Option<&str>) -> Response {
+    node.libraries().serve_media(path, range, false).await
+}
+
+fn text(r: &Response) -> String {
+    String::from_utf8_lossy(&r.body).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_thumbnails_and_byte_ranges_and_its_absence() {
+    let t = tempfile::tempdir().unwrap();
+    let (da, db) = (t.path().join("a"), t.path().join("b"));
+    let lib = shared_library(&[(&da, "alpha"), (&db, "beta")]);
+    let fa = t.path().join("alpha-files");
+    picture(&fa.join("pics/one.jpg"), 1);
+    picture(&fa.join("pics/two.png"), 2);
+    picture(&fa.join("pics/three.jpg"), 3);
+    let video = data(3 * 1024 * 1024 + 17, 5);
+    write(&fa.join("clip.mp4"), &video);
+    let a = start(&da, "alpha").await;
+    // B copies nothing in the background: every thumbnail it shows, it fetched on demand.
+    let b = start_with(&db, "beta", false).await;
+    let la = add(&a, &lib, &fa).await;
+    thumbnailed(&a, &lib, &la, 3).await;
+    link(&a, &b).await;
+    until("A's location on B", WAIT, || {
+        converged(&a, &[&b], &lib, &la)
+    })
+    .await;
+
+    let seen = all(&b, &lib, &la);
+    let one = named(&seen, "pics/one.jpg");
+    assert!(one.thumb, "a member's picture offers its thumbnail");
+    let cas = one.cas.clone().unwrap();
+
+    // A thumbnail, fetched from A, is A's own thumbnail byte for byte.
+    let r = get(&b, &format!("/thumb/{lib}/{cas}"), None).await;
+    assert_eq!(r.status, 200, "{r:?} {}", text(&r));
+    assert_eq!(r.header("Content-Type"), Some("image/jpeg"));
+    assert_eq!(r.header("ETag"), Some(format!("\"{cas}\"").as_str()));
+    let (path, _) = a.libraries().contents().thumbs().find(&cas).unwrap();
+    assert_eq!(r.body, std::fs::read(path).unwrap());
+
+    // Byte ranges of a remote file: exact bytes, HTTP's answers for each kind of range.
+    let clip = named(&seen, "clip.mp4");
+    let url = format!("/file/{lib}/{}", clip.id);
+    let r = get(&b, &url, Some("bytes=1000-1999")).await;
+    assert_eq!(r.status, 206, "{}", text(&r));
+    assert_eq!(
+        r.header("Content-Range"),
+        Some(format!("bytes 1000-1999/{}", video.len()).as_str())
+    );
+    assert_eq!(r.header("Content-Type"), Some("video/mp4"));
+    assert_eq!(r.body, video[1000..2000]);
+    let r = get(&b, &url, Some("bytes=-100")).await;
+    assert_eq!(r.body, video[video.len() - 100..]);
+    let r = get(&b, &url, None).await;
+    assert_eq!((r.status, r.body == video), (200, true));
+    let r = get(&b, &url, Some(&format!("bytes={}-", video.len()))).await;
+    assert_eq!(r.status, 416);
+    assert_eq!(
+        r.header("Content-Range"),
+        Some(format!("bytes */{}", video.len()).as_str())
+    );
+    let r = b
+        .libraries()
+        .serve_media(&url, Some("bytes=0-"), true)
+        .await;
+    assert_eq!((r.status, r.body.len()), (206, 0), "HEAD reads nothing");
+    assert_eq!(
+        r.header("Content-Length"),
+        Some(RANGE_CHUNK.min(video.len() as u64).to_string().as_str())
+    );
+    // Ids only, and unknown ones say nothing more than "no".
+    assert_eq!(
+        get(&b, &format!("/file/{lib}/{}", "0".repeat(32)), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        get(&b, &format!("/file/{lib}/../../etc/passwd"), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        get(&b, &format!("/thumb/{lib}/{}", "ab".repeat(32)), None)
+            .await
+            .status,
+        404
+    );
+    assert_eq!(
+        get(&b, &format!("/file/{lib}/nothex"), None).await.status,
+        400
+    );
+
+    // A goes away: the fetched thumbnail is still served, the others and originals say why.
+    a.shutdown().await;
+    drop(a);
+    until("A offline on B", WAIT, || {
+        b.libraries()
+            .contents()
+            .location(&lib, &la)
+            .unwrap()
+            .owner_online
+            == Some(false)
+    })
+    .await;
+    let r = get(&b, &format!("/thumb/{lib}/{cas}"), None).await;
+    assert_eq!(r.status, 200, "kept from the first fetch");
+    let r = get(&b, &url, Some("bytes=0-9")).await;
+    assert_eq!((r.status, text(&r).as_str()), (503, "alpha is offline"));
+    let two = named(&seen, "pics/two.png").cas.unwrap();
+    assert_eq!(
+        get(&b, &format!("/thumb/{lib}/{two}"), None).await.status,
+        503
+    );
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn previews_sync_and_a_copy_on_another_member_stands_in_for_its_owner() {
+    let t = tempfile::tempdir().unwrap();
+    let (da, db, dc) = (t.path().join("a"), t.path().join("b"), t.path().join("c"));
+    let lib = shared_library(&[(&da, "alpha"), (&db, "beta"), (&dc, "gamma")]);
+    let (fa, fc) = (t.path().join("alpha-files"), t.path().join("gamma-files"));
+    for i in 0..6 {
+        picture(&fa.join(format!("p{i}.jpg")), i);
+    }
+    let song = data(700_000, 9);
+    write(&fa.join("song.ogg"), &song);
+    write(&fc.join("copy of song.ogg"), &song);
+    let a = start(&da, "alpha").await;
+    let b = start(&db, "beta").await;
+    let c = start_with(&dc, "gamma", false).await;
+    let la = add(&a, &lib, &fa).await;
+    add(&c, &lib, &fc).await;
+    thumbnailed(&a, &lib, &la, 6).await;
+    link(&a, &b).await;
+    link(&b, &c).await;
+    link(&a, &c).await;
+    until("A's location on B and C", WAIT, || {
+        converged(&a, &[&b, &c], &lib, &la)
+    })
+    .await;
+
+    // B copies every thumbnail of A's in the background, checked, into its own store.
+    let pics: Vec<String> = all(&a, &lib, &la)
+        .into_iter()
+        .filter(|e| e.name.ends_with(".jpg"))
+        .map(|e| e.cas.unwrap())
+        .collect();
+    until("B's preview sync", WAIT, || {
+        pics.iter()
+            .all(|p| b.libraries().contents().thumbs().has(p))
+    })
+    .await;
+    assert!(
+        pics.iter()
+            .all(|p| !c.libraries().contents().thumbs().has(p)),
+        "C's is off"
+    );
+    let listed = all(&b, &lib, &la);
+    assert!(listed
+        .iter()
+        .filter(|e| e.name.ends_with(".jpg"))
+        .all(|e| e.thumb));
+
+    // A goes away. B still shows every thumbnail; C (which never synced them) gets them from B.
+    let seen = all(&c, &lib, &la);
+    a.shutdown().await;
+    drop(a);
+    until("A offline on C", WAIT, || {
+        c.libraries()
+            .contents()
+            .location(&lib, &la)
+            .unwrap()
+            .owner_online
+            == Some(false)
+    })
+    .await;
+    for p in &pics {
+        assert_eq!(
+            get(&b, &format!("/thumb/{lib}/{p}"), None).await.status,
+            200
+        );
+        let r = get(&c, &format!("/thumb/{lib}/{p}"), None).await;
+        assert_eq!(r.status, 200, "from B's synced store: {}", text(&r));
+    }
+    // A's song, asked of B while A is away: C holds the same content and serves it.
+    let s = named(&seen, "song.ogg");
+    let r = get(&b, &format!("/file/{lib}/{}", s.id), Some("bytes=10-99")).await;
+    assert_eq!(r.status, 206, "{}", text(&r));
+    assert_eq!(r.body, song[10..100]);
+    b.shutdown().await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn downloads_verify_resume_and_never_place_damaged_bytes() {
+    let t = tempfile::tempdir().unwrap();
+    let (da, db) = (t.path().join("a"), t.path().join("b"));
+    let lib = shared_library(&[(&da, "alpha"), (&db, "beta")]);
+    let fa = t.path().join("alpha-files");
+    let big = data(40 * 1024 * 1024 + 3, 1); // over 32 MiB: its content id is sampled
+    write(&fa.join("album/big.bin"), &big);
+    write(&fa.join("album/sub/small.txt"), b"hello from alpha");
+    write(&fa.join("album/sub/empty"), b"");
+    let a = start(&da, "alpha").await;
+    let b = start_with(&db, "beta", false).await;
+    let la = add(&a, &lib, &fa).await;
+    link(&a, &b).await;
+    until("A's location on B", WAIT, || {
+        converged(&a, &[&b], &lib, &la)
+    })
+    .await;
+    let seen = all(&b, &lib, &la);
+    let album = named(&seen, "album");
+
+    // A folder, whole and verified.
+    let dest = t.path().join("downloads");
+    let report = b
+        .libraries()
+        .download(&lib, &album.id, &dest, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(report.path, dest.join("album"));
+    assert_eq!((report.files, report.bytes), (3, big.len() as u64 + 16));
+    assert_eq!(std::fs::read(dest.join("album/big.bin")).unwrap(), big);
+    assert_eq!(
+        std::fs::read(dest.join("album/sub/small.txt")).unwrap(),
+        b"hello from alpha"
+    );
+    assert_eq!(std::fs::read(dest.join("album/sub/empty")).unwrap(), b"");
+    // Again: the same bytes are there already, nothing is duplicated.
+    b.libraries()
+        .download(&lib, &album.id, &dest, |_| {})
+        .await
+        .unwrap();
+    assert!(!dest.join("album/big (1).bin").exists());
+
+    // Interrupted (a part file holds the first 10 MB): it resumes from there.
+    let big_entry = named(&seen, "album/big.bin");
+    let dest2 = t.path().join("resumed");
+    let part = dest2.join(format!(".big.bin.{}.ferry-part", &big_entry.id[..12]));
+    write(&part, &big[..10_000_000]);
+    let mut seen_progress = 0;
+    let r = b
+        .libraries()
+        .download(&lib, &big_entry.id, &dest2, |p| seen_progress = p.bytes)
+        .await
+        .unwrap();
+    assert_eq!(r.resumed, 10_000_000);
+    assert_eq!(seen_progress, big.len() as u64);
+    assert_eq!(std::fs::read(dest2.join("big.bin")).unwrap(), big);
+    assert!(!part.exists());
+
+    // A part file with damaged bytes: verification fails, nothing is placed, the part goes.
+    let dest3 = t.path().join("damaged");
+    let part = dest3.join(format!(".big.bin.{}.ferry-part", &big_entry.id[..12]));
+    let mut bad = big[..5_000_000].to_vec();
+    bad[4_000_000] ^= 0xFF;
+    write(&part, &bad);
+    let e = b
+        .libraries()
+        .download(&lib, &big_entry.id, &dest3, |_| {})
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("did not verify"), "{e}");
+    assert!(!dest3.join("big.bin").exists() && !part.exists());
+    // The same for a small file whose content id is its full hash.
+    let small = named(&seen, "album/sub/small.txt");
+    let part = dest3.join(format!(".small.txt.{}.ferry-part", &small.id[..12]));
+    write(&part, b"HELLO");
+    let e = b
+        .libraries()
+        .download(&lib, &small.id, &dest3, |_| {})
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("did not verify"), "{e}");
+    assert!(!dest3.join("small.txt").exists());
+
+    // The owner offline: a clear error.
+    a.shutdown().await;
+    drop(a);
+    until("A offline on B", WAIT, || {
+        b.libraries()
+            .contents()
+            .location(&lib, &la)
+            .unwrap()
+            .owner_online
+            == Some(false)
+    })
+    .await;
+    let e = b
+        .libraries()
+        .download(&lib, &small.id, &t.path().join("x"), |_| {})
+        .await
+        .unwrap_err();
+    assert_eq!(e.to_string(), "alpha is offline");
+    b.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_thumbnails_and_floods_from_a_member_are_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let (da, db) = (t.path().join("a"), t.path().join("b"));
+    let lib = shared_library(&[(&da, "alpha"), (&db, "beta")]);
+    let fa = t.path().join("alpha-files");
+    picture(&fa.join("x.jpg"), 1);
+    picture(&fa.join("y.jpg"), 2);
+    let blob = data(1 << 20, 3);
+    write(&fa.join("blob.bin"), &blob);
+    let a = start(&da, "alpha").await;
+    let b = start_with(&db, "beta", false).await;
+    let la = add(&a, &lib, &fa).await;
+    thumbnailed(&a, &lib, &la, 2).await;
+    link(&a, &b).await;
+    until("A's location on B", WAIT, || {
+        converged(&a, &[&b], &lib, &la)
+    })
+    .await;
+    let seen = all(&b, &lib, &la);
+
+    // A's store holds something that is not a thumbnail for x (a page), and a picture far
+    // larger than a thumbnail for y (what a bomb would look like): B stores and serves neither.
+    let store = a.libraries().contents().thumbs();
+    let x = named(&seen, "x.jpg").cas.unwrap();
+    let y = named(&seen, "y.jpg").cas.unwrap();
+    std::fs::write(
+        store.find(&x).unwrap().0,
+        b"\xFF\xD8\xFF<script>alert(1)</script>",
+    )
+    .unwrap();
+    let mut huge = Vec::new();
+    image::RgbImage::new(4000, 4000)
+        .write_to(
+            &mut std::io::Cursor::new(&mut huge),
+            image::ImageFormat::Jpeg,
+        )
+        .unwrap();
+    std::fs::write(store.find(&y).unwrap().0, &huge).unwrap();
+    for cas in [&x, &y] {
+        let r = get(&b, &format!("/thumb/{lib}/{cas}"), None).await;
+        assert_eq!(r.status, 404, "{}", text(&r));
+        assert!(!b.libraries().contents().thumbs().has(cas));
+    }
+
+    // 2,000 requests at once: each is answered (queued behind the member's slots), none lost,
+    // and A serves normally afterwards.
+    let url = format!("/file/{lib}/{}", named(&seen, "blob.bin").id);
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..2000u64 {
+        let (b2, url) = (b.libraries().clone(), url.clone());
+        tasks.spawn(async move {
+            let at = (i * 499) % (1 << 20);
+            let r = b2
+                .serve_media(&url, Some(&format!("bytes={at}-{}", at + 99)), false)
+                .await;
+            (at, r)
+        });
+    }
+    let mut ok = 0;
+    while let Some(done) = tasks.join_next().await {
+        let (at, r) = done.unwrap();
+        if r.status == 206 {
+            let at = at as usize;
+            assert_eq!(r.body, blob[at..(at + 100).min(blob.len())]);
+            ok += 1;
+        } else {
+            assert_eq!(r.status, 503, "{}", text(&r));
+        }
+    }
+    println!("2,000 concurrent range requests: {ok} served");
+    assert!(ok > 0);
+    let r = get(&b, &url, Some("bytes=0-9")).await;
+    assert_eq!((r.status, &r.body[..]), (206, &blob[..10]));
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -1,0 +1,263 @@
+//! What remote media needs from a library's rows: where an entry's bytes are (which node,
+//! whether its location is online there), which other members hold the same content, and which
+//! of the other members' pictures still lack a thumbnail here (preview-media sync).
+//!
+//! Every answer is one indexed query: `ferry://` asks once per request, never per chunk.
+
+use std::path::PathBuf;
+
+use rusqlite::{params, OptionalExtension};
+
+use crate::cas::Cas;
+use crate::db::{bytes_path, id16_of, info_of, Contents, EntryId, EntryInfo, IndexError};
+use crate::replica::Author;
+use crate::thumb::EXTENSIONS;
+use crate::LocationId;
+
+/// One entry and where its bytes are.
+#[derive(Debug, Clone)]
+pub struct Located {
+    pub info: EntryInfo,
+    pub location: LocationId,
+    /// The node whose disk holds it.
+    pub owner: Author,
+    /// Its location's last known state (the owner's record, synced).
+    pub location_online: bool,
+    /// The absolute path, when it is on this node's disk.
+    pub local_path: Option<PathBuf>,
+}
+
+/// `e.name LIKE '%.jpg' OR …`: the pictures [`crate::thumb::is_thumbnailable`] accepts (`LIKE`
+/// ignores ASCII case, as that check does).
+fn picture_names() -> String {
+    let any: Vec<String> = EXTENSIONS
+        .iter()
+        .map(|x| format!("e.name LIKE '%.{x}'"))
+        .collect();
+    format!("({})", any.join(" OR "))
+}
+
+impl Contents {
+    /// Any entry of the library, this node's or a replica.
+    pub fn locate(&self, id: &EntryId) -> Result<Located, IndexError> {
+        let r = self.reader();
+        let mut st = r.prepare_cached(
+            "SELECT e.id, e.rel, e.kind, e.size, e.mtime, e.cas, e.error, o.thumb, e.location,
+                    l.path, l.node, l.online
+             FROM entries e JOIN locations l ON l.id = e.location
+             LEFT JOIN objects o ON o.cas = e.cas WHERE e.id = ?1",
+        )?;
+        let mut q = st.query(params![id])?;
+        let row = q
+            .next()?
+            .ok_or_else(|| IndexError::NotFound("entry".into()))?;
+        let location: LocationId = id16_of(row.get(8)?)?;
+        let owner: Author = id16_of(row.get(10)?)?;
+        let local_path = (owner == self.node()).then(|| {
+            bytes_path(&row.get::<_, Vec<u8>>(9).unwrap_or_default())
+                .join(bytes_path(&row.get::<_, Vec<u8>>(1).unwrap_or_default()))
+        });
+        Ok(Located {
+            info: info_of(&location, row)?,
+            location,
+            owner,
+            location_online: row.get(11)?,
+            local_path,
+        })
+    }
+
+    /// Files of other nodes with content `cas` in locations their owners report online, one per
+    /// owner (a second source for bytes whose owner is away).
+    pub fn holders(&self, cas: &Cas) -> Result<Vec<(EntryId, Author)>, IndexError> {
+        let r = self.reader();
+        let mut st = r.prepare_cached(
+            "SELECT min(e.id), l.node FROM entries e JOIN locations l ON l.id = e.location
+             WHERE e.cas = ?1 AND e.kind = 0 AND l.online = 1 AND l.node != ?2
+             GROUP BY l.node",
+        )?;
+        let rows = st.query_map(params![cas, self.node()], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, node) = row?;
+            out.push((id16_of(id)?, id16_of(node)?));
+        }
+        Ok(out)
+    }
+
+    /// Whether any entry of the library (this node's or a replica) has content `cas`: what
+    /// decides that its thumbnail may be served to or fetched for this library.
+    pub fn holds_content(&self, cas: &Cas) -> Result<bool, IndexError> {
+        Ok(self
+            .reader()
+            .prepare_cached("SELECT 1 FROM entries WHERE cas = ?1 LIMIT 1")?
+            .query_row(params![cas], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Other members' pictures with a content id whose thumbnail this node has not stored yet
+    /// (at most `limit`, skipping `skip`), each with the node that owns a copy.
+    pub fn previews_wanted(
+        &self,
+        skip: &[Cas],
+        limit: usize,
+    ) -> Result<Vec<(Cas, Author)>, IndexError> {
+        let r = self.reader();
+        let sql = format!(
+            "SELECT e.cas, min(l.node) FROM entries e JOIN locations l ON l.id = e.location
+             LEFT JOIN objects o ON o.cas = e.cas
+             WHERE l.node != ?1 AND e.kind = 0 AND e.cas IS NOT NULL
+               AND (o.thumb IS NULL OR o.thumb != 1) AND {}
+             GROUP BY e.cas LIMIT ?2",
+            picture_names()
+        );
+        let mut st = r.prepare_cached(&sql)?;
+        let want = i64::try_from(limit.saturating_add(skip.len())).unwrap_or(i64::MAX);
+        let rows = st.query_map(params![self.node(), want], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (cas, node) = row?;
+            let cas: Cas = id16_of(cas)?;
+            if !skip.contains(&cas) && out.len() < limit {
+                out.push((cas, id16_of(node)?));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Records that the thumbnails of `cas` are stored here (fetched from a member), so
+    /// listings show them and preview sync does not ask again.
+    pub fn mark_previews(&self, cas: &[(Cas, u64)]) -> Result<(), IndexError> {
+        let mut w = self.writer();
+        let tx = w.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO objects (cas, size, first_seen, thumb) VALUES (?1, ?2, ?3, 1)
+                 ON CONFLICT (cas) DO UPDATE SET thumb = 1, thumb_error = NULL",
+            )?;
+            let now = crate::db::now_ms();
+            for (c, size) in cas {
+                st.execute(params![c, i64::try_from(*size).unwrap_or(i64::MAX), now])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replica::{Batch, Change, EntryRecord, LocationRecord};
+    use tempfile::TempDir;
+
+    const ME: [u8; 32] = [1; 32];
+    const THEM: [u8; 32] = [2; 32];
+
+    fn open(dir: &TempDir) -> Contents {
+        let path = dir.path().join("lib.db");
+        rusqlite::Connection::open(&path).unwrap();
+        Contents::open(&path, ME).unwrap()
+    }
+
+    fn entry(id: u8, name: &str, cas: Option<[u8; 32]>, seq: i64) -> Change {
+        Change::Entry(EntryRecord {
+            id: [id; 16],
+            location: [9; 16],
+            rel: name.as_bytes().to_vec(),
+            kind: 0,
+            size: 10,
+            mtime: 1,
+            cas,
+            error: None,
+            seq,
+        })
+    }
+
+    /// A replica of THEM's location [9; 16] with `changes` after its record.
+    fn replica(c: &Contents, online: bool, changes: Vec<Change>) {
+        let mut all = vec![Change::Location(LocationRecord {
+            id: [9; 16],
+            name: "photos".into(),
+            path: b"/theirs".to_vec(),
+            added: 1,
+            state: "done".into(),
+            online,
+            last_scan: None,
+            error: None,
+            seq: 1,
+        })];
+        all.extend(changes);
+        let to = all.iter().map(Change::seq).max().unwrap();
+        c.apply_batch(&Batch {
+            author: THEM,
+            index: 1,
+            from: 0,
+            to,
+            context: vec![],
+            changes: all,
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn locate_finds_replicas_and_says_whose() {
+        let dir = TempDir::new().unwrap();
+        let c = open(&dir);
+        replica(&c, true, vec![entry(1, "a.jpg", Some([5; 32]), 2)]);
+        let l = c.locate(&[1; 16]).unwrap();
+        assert_eq!(l.owner, THEM);
+        assert!(l.local_path.is_none() && l.location_online);
+        assert_eq!(l.info.name, "a.jpg");
+        assert!(matches!(c.locate(&[7; 16]), Err(IndexError::NotFound(_))));
+    }
+
+    #[test]
+    fn holders_are_online_copies_of_other_nodes() {
+        let dir = TempDir::new().unwrap();
+        let c = open(&dir);
+        replica(&c, true, vec![entry(1, "a.bin", Some([5; 32]), 2)]);
+        assert_eq!(c.holders(&[5; 32]).unwrap(), vec![([1; 16], THEM)]);
+        assert!(c.holders(&[6; 32]).unwrap().is_empty());
+        assert!(c.holds_content(&[5; 32]).unwrap());
+        assert!(!c.holds_content(&[6; 32]).unwrap());
+
+        let dir = TempDir::new().unwrap();
+        let c = open(&dir);
+        replica(&c, false, vec![entry(1, "a.bin", Some([5; 32]), 2)]);
+        assert!(c.holders(&[5; 32]).unwrap().is_empty(), "location offline");
+    }
+
+    #[test]
+    fn previews_wanted_are_pictures_without_a_stored_thumbnail() {
+        let dir = TempDir::new().unwrap();
+        let c = open(&dir);
+        replica(
+            &c,
+            true,
+            vec![
+                entry(1, "a.JPG", Some([5; 32]), 2),
+                entry(2, "b.txt", Some([6; 32]), 3),
+                entry(3, "c.png", None, 4),
+                entry(4, "d.webp", Some([7; 32]), 5),
+            ],
+        );
+        let mut wanted = c.previews_wanted(&[], 10).unwrap();
+        wanted.sort();
+        assert_eq!(wanted, vec![([5; 32], THEM), ([7; 32], THEM)]);
+        assert_eq!(
+            c.previews_wanted(&[[5; 32]], 10).unwrap(),
+            vec![([7; 32], THEM)]
+        );
+        assert_eq!(c.previews_wanted(&[], 1).unwrap().len(), 1);
+        c.mark_previews(&[([5; 32], 100)]).unwrap();
+        assert_eq!(c.previews_wanted(&[], 10).unwrap(), vec![([7; 32], THEM)]);
+        let page = c.page(&[9; 16], "", 0, 10).unwrap();
+        let a = page.entries.iter().find(|e| e.name == "a.JPG").unwrap();
+        assert!(a.thumb);
+    }
+}
