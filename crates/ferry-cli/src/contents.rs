@@ -248,7 +248,24 @@ pub fn ls(libs: &Libraries, out: &Out, lib: &str, path: Option<&str>) -> Result<
     let Some(path) = path else {
         return list(libs, out, lib);
     };
+    let (l, entry) = resolve(libs, &lib_id, lib, path)?;
     let c = libs.contents().of(&lib_id)?;
+    match entry {
+        Some(e) if e.kind != EntryKind::Dir => print_entries(out, &[e]),
+        Some(e) => print_entries(out, &c.list(&parse_loc(&l.id)?, &e.path)?),
+        None => print_entries(out, &c.list(&parse_loc(&l.id)?, "")?),
+    }
+}
+
+/// LOCATION[/PATH] of a library: its location, and the entry PATH names (`None` for the
+/// location itself). A folder's own entry is returned for it, so `ls` lists its contents.
+fn resolve(
+    libs: &Libraries,
+    lib_id: &LibraryId,
+    lib: &str,
+    path: &str,
+) -> Result<(LocationInfo, Option<EntryInfo>)> {
+    let c = libs.contents().of(lib_id)?;
     // The longest location name (or id prefix) that starts the path.
     let path = path.trim_matches('/');
     let mut found = None;
@@ -272,22 +289,57 @@ pub fn ls(libs: &Libraries, out: &Out, lib: &str, path: Option<&str>) -> Result<
     let Some((l, rest)) = found else {
         bail!("no location matches \"{path}\" (see ferry ls {lib})");
     };
-    let entries = c.list(&parse_loc(&l.id)?, &rest)?;
-    if entries.is_empty() && !rest.is_empty() {
-        // An empty folder lists as empty; a path that is not a folder is an error.
-        let parent = rest.rsplit_once('/').map_or("", |(p, _)| p);
-        let name = rest.rsplit('/').next().unwrap_or(&rest);
-        let hit = c
-            .list(&parse_loc(&l.id)?, parent)?
-            .into_iter()
-            .find(|e| e.name == name);
-        match hit {
-            Some(e) if e.kind != EntryKind::Dir => return print_entries(out, &[e]),
-            Some(_) => {}
-            None => bail!("{} has no \"{rest}\"", l.name),
-        }
+    if rest.is_empty() {
+        return Ok((l, None));
     }
-    print_entries(out, &entries)
+    let parent = rest.rsplit_once('/').map_or("", |(p, _)| p);
+    let name = rest.rsplit('/').next().unwrap_or(&rest);
+    let hit = c
+        .list(&parse_loc(&l.id)?, parent)?
+        .into_iter()
+        .find(|e| e.name == name);
+    match hit {
+        Some(e) => Ok((l, Some(e))),
+        None => bail!("{} has no \"{rest}\"", l.name),
+    }
+}
+
+/// `ferry get LIB LOCATION/PATH [DEST]`: a member's file or folder, here, verified, with
+/// progress; running it again resumes. Waits up to `wait` for a device that holds it.
+pub async fn get(
+    node: &ferry_core::Node,
+    out: &Out,
+    lib: &str,
+    path: &str,
+    dest: &Path,
+    wait: std::time::Duration,
+) -> Result<i32> {
+    let libs = node.libraries();
+    let lib_id = libs.find(lib)?;
+    let (l, entry) = resolve(libs, &lib_id, lib, path)?;
+    let Some(entry) = entry else {
+        bail!(
+            "name a file or folder inside the location (ferry ls {lib} {})",
+            l.name
+        );
+    };
+    let loc = parse_loc(&l.id)?;
+    let started = Instant::now();
+    // The owner's connection comes up in the background (members are dialled where they were
+    // last seen); another member with the same content also serves it, so only wait a little.
+    while !l.local
+        && libs.contents().location(&lib_id, &loc)?.owner_online != Some(true)
+        && started.elapsed() < wait
+    {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let dest = std::path::absolute(dest)?;
+    let t = Instant::now();
+    let report = libs
+        .download(&lib_id, &entry.id, &dest, |p| out.get_progress(p))
+        .await?;
+    out.get_done(&report, t.elapsed());
+    Ok(0)
 }
 
 fn print_entries(out: &Out, entries: &[EntryInfo]) -> Result<()> {

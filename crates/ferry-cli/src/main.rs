@@ -159,6 +159,16 @@ enum Command {
         library: String,
         path: Option<String>,
     },
+    /// Fetch a member's file or folder (LOCATION/PATH, as `ls` names it) into DEST (default:
+    /// the current folder), verified; run it again to resume.
+    Get {
+        library: String,
+        path: String,
+        dest: Option<PathBuf>,
+        /// How long to wait for the device that holds it to connect.
+        #[arg(long, default_value = "10s", value_parser = parse_duration)]
+        wait: Duration,
+    },
     /// Remove a member (name or fingerprint prefix) from a library; every member refuses it
     /// once it hears. Members online now are told at once.
     Unpair {
@@ -409,6 +419,15 @@ async fn run(cli: Cli, out: &Out) -> Result<i32> {
         } => library::delete(&node, out, &library, wait)
             .await
             .map(|()| 0),
+        Command::Get {
+            library,
+            path,
+            dest,
+            wait,
+        } => {
+            let dest = dest.unwrap_or_else(|| PathBuf::from("."));
+            contents::get(&node, out, &library, &path, &dest, wait).await
+        }
         Command::Library { .. }
         | Command::Members { .. }
         | Command::Location { .. }

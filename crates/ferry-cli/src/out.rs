@@ -305,6 +305,56 @@ impl Out {
         }
     }
 
+    /// A download's progress (`ferry get`).
+    pub fn get_progress(&self, p: &ferry_core::library::media::get::GetProgress) {
+        if self.json {
+            self.line(json!({"type": "get", "progress": p}));
+            return;
+        }
+        let pct = if p.total_bytes > 0 {
+            p.bytes as f64 * 100.0 / p.total_bytes as f64
+        } else {
+            100.0
+        };
+        let body = format!(
+            "← {pct:5.1}%  {} / {}  {}/{} files  {}",
+            bytes(p.bytes),
+            bytes(p.total_bytes),
+            p.files,
+            p.total_files,
+            p.current
+        );
+        if self.tty {
+            print!("\r\x1b[2K{}", clean(&body));
+            let _ = std::io::stdout().flush();
+        } else {
+            say!("{body}");
+        }
+    }
+
+    pub fn get_done(&self, r: &ferry_core::library::media::get::GetReport, took: Duration) {
+        if self.json {
+            self.line(json!({"type": "got", "report": r, "secs": took.as_secs_f64()}));
+            return;
+        }
+        let redraw = if self.tty { "\r\x1b[2K" } else { "" };
+        println!(
+            "{redraw}{}",
+            clean(&format!(
+                "done — {} files, {}, every file verified (BLAKE3){} in {:.1}s\n  saved as {}",
+                r.files,
+                bytes(r.bytes),
+                if r.resumed > 0 {
+                    format!(", {} resumed", bytes(r.resumed))
+                } else {
+                    String::new()
+                },
+                took.as_secs_f64(),
+                r.path.display()
+            ))
+        );
+    }
+
     pub fn transfers(&self, list: &[TransferInfo]) {
         if self.json {
             self.line(json!({"type": "transfers", "transfers": list}));

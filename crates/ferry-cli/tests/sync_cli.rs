@@ -1,6 +1,7 @@
 //! Library sync between real `ferry` processes paired on the command line: `ferry ls` on one
 //! member lists the other's location and a file made there, and a member killed in the middle
-//! of its initial sync resumes with nothing missing and nothing twice.
+//! of its initial sync resumes with nothing missing and nothing twice. `ferry get` fetches a
+//! member's folder, verified, and resumes after a kill.
 
 #[path = "support/proc.rs"]
 mod proc;
@@ -205,4 +206,93 @@ fn a_member_killed_mid_sync_resumes_with_no_row_missing_or_twice() {
     }
     alpha.quit();
     beta.quit();
+}
+
+#[test]
+fn ferry_get_fetches_a_members_folder_verified_and_resumes_after_a_kill() {
+    let t = tempfile::tempdir().unwrap();
+    let mut beta = paired(t.path());
+    let photos = t.path().join("Photos");
+    std::fs::create_dir_all(photos.join("trip/raw")).unwrap();
+    // Large enough that a kill lands mid-file; sparse, so making it costs no disk.
+    let big = std::fs::File::create(photos.join("trip/raw/video.mov")).unwrap();
+    big.set_len(400 << 20).unwrap();
+    std::fs::write(photos.join("trip/a.txt"), b"first").unwrap();
+    std::fs::write(photos.join("trip/raw/b.txt"), vec![7u8; 70_000]).unwrap();
+    let add = [
+        "location",
+        "add",
+        photos.to_str().unwrap(),
+        "--library",
+        "Family",
+    ];
+    assert_eq!(run(t.path(), "alpha", &add).0, 0);
+    let addr = format!("{}@127.0.0.1:{}", beta.id(), beta.port());
+    let mut alpha = NodeProc::spawn(with(base(t.path(), "alpha"), &["--connect", &addr]));
+    poll("alpha's folder listed on beta", || {
+        ls(t.path(), "beta", &["Photos/trip/raw"], "entry")
+            .into_iter()
+            .find(|e| e["entry"]["name"] == "video.mov" && e["entry"]["cas"].is_string())
+    });
+    beta.quit();
+
+    // `ferry get` on beta, a one-shot process that reaches alpha by address; killed once it
+    // has fetched part of the video.
+    let alpha_addr = format!("{}@127.0.0.1:{}", alpha.id(), alpha.port());
+    let dest = t.path().join("Downloads");
+    let args = ["get", "Family", "Photos/trip", dest.to_str().unwrap()];
+    let get = || with(base(t.path(), "beta"), &["--connect", &alpha_addr]);
+    let mut first = NodeProc::spawn_args(get(), &args);
+    first.expect("get", WAIT, |v| {
+        v["progress"]["bytes"].as_u64().unwrap_or(0) > (20 << 20)
+    });
+    first.kill9();
+    let parts: Vec<_> = std::fs::read_dir(dest.join("trip/raw"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        parts
+            .iter()
+            .any(|n| n.starts_with(".video.mov.") && n.ends_with(".ferry-part")),
+        "a part file, no final file yet: {parts:?}"
+    );
+    assert!(!dest.join("trip/raw/video.mov").exists());
+
+    // Again: it resumes, verifies and places everything.
+    let (code, lines) = proc::json_output(get().arg("--json").args(args).output().unwrap());
+    assert_eq!(code, 0, "{lines:?}");
+    let done = lines.iter().find(|l| l["type"] == "got").expect("a report");
+    assert_eq!(done["report"]["files"], 3);
+    assert!(
+        done["report"]["resumed"].as_u64().unwrap() > (20 << 20),
+        "{done}"
+    );
+    let video = std::fs::metadata(dest.join("trip/raw/video.mov")).unwrap();
+    assert_eq!(video.len(), 400 << 20);
+    assert_eq!(std::fs::read(dest.join("trip/a.txt")).unwrap(), b"first");
+    assert_eq!(
+        std::fs::read(dest.join("trip/raw/b.txt")).unwrap(),
+        vec![7u8; 70_000]
+    );
+    let leftovers: Vec<_> = walk(&dest)
+        .into_iter()
+        .filter(|p| p.to_string_lossy().ends_with(".ferry-part"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    alpha.quit();
+}
+
+fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }
