@@ -544,6 +544,37 @@ pub async fn entry_details(
     })
 }
 
+/// Where *Save to this device* put a member's file or folder.
+#[derive(Debug, Clone, Serialize, specta::Type)]
+pub struct Saved {
+    pub path: String,
+    #[specta(type = specta_typescript::Number)]
+    pub files: u64,
+    #[specta(type = specta_typescript::Number)]
+    pub bytes: u64,
+}
+
+/// *Save to this device*: copies an entry (a file, or a folder and everything in it) of any
+/// member into the download folder, verified end to end; saving it again resumes. By id: the
+/// page never names a path.
+#[tauri::command]
+#[specta::specta]
+pub async fn save_entry(state: State<'_, AppState>, library: String, entry: String) -> Res<Saved> {
+    let lib = library_id(&library)?;
+    let node = node(&state).await;
+    let dest = node.spacedrop().config().dest;
+    let r = node
+        .libraries()
+        .download(&lib, &entry, &dest, |_| {})
+        .await
+        .map_err(err)?;
+    Ok(Saved {
+        path: r.path.display().to_string(),
+        files: r.files,
+        bytes: r.bytes,
+    })
+}
+
 /// What `open_entry` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
 #[serde(rename_all = "snake_case")]

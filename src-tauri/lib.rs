@@ -66,6 +66,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::list_entries,
             commands::entry_details,
             commands::open_entry,
+            commands::save_entry,
         ])
         .events(collect_events![bridge::NodeEvent])
 }

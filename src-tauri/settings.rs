@@ -30,7 +30,17 @@ pub struct Settings {
     /// A PIN LocalSend senders must give (empty: none).
     #[serde(default)]
     pub localsend_pin: String,
+    /// Copy the members' thumbnails here, so their pictures show while they are offline.
+    #[serde(default = "on")]
+    pub preview_sync: bool,
+    /// How large the thumbnail store may grow by copying them, in MiB.
+    #[serde(default = "preview_cap_mib")]
+    pub preview_cap_mib: u32,
     pub theme: Theme,
+}
+
+fn preview_cap_mib() -> u32 {
+    2048
 }
 
 fn on() -> bool {
@@ -54,6 +64,8 @@ impl Settings {
             interfaces: vec![],
             localsend: true,
             localsend_pin: String::new(),
+            preview_sync: true,
+            preview_cap_mib: preview_cap_mib(),
             theme: Theme::System,
         };
         match std::fs::read(Settings::path(data_dir)) {
@@ -82,6 +94,10 @@ impl Settings {
         cfg.discovery = self.discovery;
         cfg.interfaces = self.interfaces.clone();
         cfg.spacedrop.dest = PathBuf::from(&self.download_dir);
+        cfg.previews = ferry_core::library::media::PreviewConfig {
+            sync: self.preview_sync,
+            cap: u64::from(self.preview_cap_mib) << 20,
+        };
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         if let Some(n) = env("FERRY_NAME") {
             cfg.name = Some(n);

@@ -6,7 +6,8 @@ Discovery is off on both sides (host network namespace): the CLI connects to the
 Steps: the app shows the CLI node; the CLI sends a folder; the test accepts in the app's prompt;
 the files arrive verified; pause and resume from the app; the app sends a file back; pairing; the
 library browser (a location of pictures and 10,000 notes: real thumbnails over ferry://, a Range
-request, the virtualised grid, a live change); 200 % zoom.
+request, the virtualised grid, a live change); a member's location synced into the app; its
+thumbnails and files through ferry:// (Range, Save to this device), offline and back; 200 % zoom.
 Screenshots of the window are saved in tests/desktop/shots/ (always for the main views, and when
 a step fails). Prints `N passed, N failed` last.
 
@@ -444,6 +445,88 @@ def main():
         assert not alerts, alerts
         driver.save_screenshot(str(SHOTS / "13-synced-location.png"))
 
+    def remote_media():
+        # The CLI node's pictures and files through ferry://: thumbnails fetched from it (and
+        # copied in the background, a never-opened folder's too), a Range request answered with
+        # its exact bytes, the original in the details, *Save to this device*; then the CLI node
+        # stops: thumbnails still show, the details say it is offline; it comes back: the
+        # original loads again.
+        shared = tmp / "cli-shared"
+        (shared / "pics" / "more").mkdir(parents=True)
+        for i, spec in enumerate(["plasma:orange-navy", "gradient:#2f6bf2-#14b8c4", "plasma:green-yellow"]):
+            subprocess.run(["convert", "-size", "1200x800", spec, str(shared / "pics" / f"pic-{i}.jpg")], check=True)
+        subprocess.run(["convert", "-size", "800x600", "plasma:fractal", str(shared / "pics" / "more" / "hidden.jpg")],
+                       check=True)
+        (shared / "pics" / "clip.bin").write_bytes(os.urandom(2_000_000))
+        find("[data-location]", 10, text="cli-shared").find_element(By.CSS_SELECTOR, ".location-pick").click()
+        ActionChains(driver).double_click(find('[role=grid] button[aria-label="pics"]', 30)).perform()
+        deadline = time.time() + 60
+        while True:
+            sizes = driver.execute_script(
+                "return [...document.querySelectorAll('[role=grid] img')].map(i => [i.complete, i.naturalWidth, i.src])")
+            if len(sizes) == 3 and all(c and w > 0 for c, w, _ in sizes):
+                break
+            assert time.time() < deadline, f"remote thumbnails: {sizes}"
+            time.sleep(0.3)
+        assert all(src.startswith("ferry://localhost/thumb/") for _, _, src in sizes), sizes
+        lib = find("[data-browsing]", 5).get_attribute("data-browsing")
+        clip = find('[role=grid] button[aria-label="clip.bin"]', 10).get_attribute("data-entry")
+        got = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "fetch(`ferry://localhost/file/${arguments[0]}/${arguments[1]}`, {headers: {Range: 'bytes=1000-1999'}})"
+            ".then(async (r) => done([r.status, r.headers.get('Content-Range'), [...new Uint8Array(await r.arrayBuffer())]]),"
+            " (e) => done(String(e)));", lib, clip)
+        want = list((shared / "pics" / "clip.bin").read_bytes()[1000:2000])
+        assert got == [206, "bytes 1000-1999/2000000", want], got[:2]
+        find('[role=grid] button[aria-label="pic-0.jpg"]').click()
+        deadline = time.time() + 15
+        while not driver.execute_script("const i = document.querySelector('.details img.preview');"
+                                        "return !!i && i.complete && i.naturalWidth === 1200"):
+            assert time.time() < deadline, "the member's original did not load in the details pane"
+            time.sleep(0.2)
+        click_button("Save to this device", within=".details")
+        find(".details .saved-note", 20, text="Saved to")
+        saved = tmp / "app-down" / "pic-0.jpg"
+        assert saved.read_bytes() == (shared / "pics" / "pic-0.jpg").read_bytes()
+        driver.save_screenshot(str(SHOTS / "14-remote-media.png"))
+        # Preview sync: every picture's thumbnail is in the app's store, the unopened one's too.
+        listed = subprocess.run([ferry, "--data-dir", str(tmp / "app-data"), "--json", "ls", lib, "cli-shared/pics/more"],
+                                check=True, capture_output=True, text=True).stdout
+        hidden = next(json.loads(l)["entry"]["cas"] for l in listed.splitlines() if '"hidden.jpg"' in l)
+        store = tmp / "app-data" / "thumbnails"
+        deadline = time.time() + 30
+        while not list(store.glob(f"*/{hidden}.*")):
+            assert time.time() < deadline, "the unopened folder's thumbnail was not copied"
+            time.sleep(0.3)
+        # The CLI node goes away.
+        cli.stop()
+        group = find('[aria-label="Device cli-node"]', 5)
+        deadline = time.time() + 20
+        while "offline" not in group.get_attribute("textContent"):
+            assert time.time() < deadline, group.get_attribute("textContent")
+            time.sleep(0.2)
+        find('[role=grid] button[aria-label="pic-1.jpg"]').click()
+        find(".details .offline-note", 10, text="cli-node is offline")
+        driver.execute_script("document.querySelector('[role=grid]').scrollTop = 0")
+        sizes = driver.execute_script(
+            "return [...document.querySelectorAll('[role=grid] img')].map(i => [i.complete, i.naturalWidth])")
+        assert len(sizes) == 3 and all(c and w > 0 for c, w in sizes), sizes
+        driver.save_screenshot(str(SHOTS / "15-remote-offline.png"))
+        # It comes back: the original loads again.
+        again = Cli(ferry, str(tmp / "cli-data"), f"127.0.0.1:{APP_PORT}", str(tmp / "cli-down"))
+        procs.append(again.proc)
+        deadline = time.time() + 30
+        while "online" not in find('[aria-label="Device cli-node"]', 5).get_attribute("textContent"):
+            assert time.time() < deadline, "the CLI node did not come back"
+            time.sleep(0.2)
+        find('[role=grid] button[aria-label="pic-2.jpg"]').click()
+        deadline = time.time() + 15
+        while not driver.execute_script("const i = document.querySelector('.details img.preview');"
+                                        "return !!i && i.complete && i.naturalWidth === 1200"):
+            assert time.time() < deadline, "the original did not load once its device was back"
+            time.sleep(0.2)
+        # It stays up (stopped with the others at the end): the next step sends to it.
+
     def overflow_at_200(shot):
         """What a user with 200 % zoom sees: how far the page is wider than the window."""
         driver.execute_script("document.documentElement.style.zoom = '2'")
@@ -469,6 +552,7 @@ def main():
     step("pair the CLI node into a library, then remove it", pair_cli)
     step("browse the library: real thumbnails, Range, 10,000 entries, live", browse_library)
     step("a member's location syncs into the app: device group, folders, a new file", sync_with_cli)
+    step("a member's thumbnails and files through ferry://, and while it is offline", remote_media)
     step("readable at 200 % zoom", zoom_200)
 
     try:

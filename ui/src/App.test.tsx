@@ -24,7 +24,7 @@ function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
       Promise.resolve({
         me: { id: "m".repeat(52), short_id: "mmmmmmmmmmmm", name: "my-laptop", listen: "0.0.0.0:7000", discovery: true },
         peers: [], transfers: [], prompts: [], libraries: [], pairings: [], locations: [],
-        settings: { name: "", download_dir: "/home/me/Downloads", discovery: true, interfaces: [], localsend: true, localsend_pin: "", theme: "system" },
+        settings: { name: "", download_dir: "/home/me/Downloads", discovery: true, interfaces: [], localsend: true, localsend_pin: "", preview_sync: true, preview_cap_mib: 2048, theme: "system" },
         ...snapshot,
       } as Snapshot),
     sendPaths: rec("sendPaths"), pickAndSend: rec("pickAndSend"), resendWithPin: rec("resendWithPin"), answer: rec("answer"), pause: rec("pause"), resume: rec("resume"),

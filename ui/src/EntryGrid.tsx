@@ -107,6 +107,9 @@ function FileIcon({ name }: { name: string }) {
 const Tile = memo(function Tile({ e, index, thumb, selected }: { e: EntryInfo; index: number; thumb: string | null; selected: boolean }) {
   // Tiles come and go as the grid scrolls, so they never take focus: the grid keeps it, and
   // with it the arrow keys.
+  // A member's thumbnail can be unavailable (its device offline, none made): show the icon.
+  const [failed, setFailed] = useState<string | null>(null);
+  const src = thumb && thumb !== failed ? thumb : null;
   return (
     <button
       className={`tile${selected ? " selected" : ""}${e.error ? " has-error" : ""}`}
@@ -119,7 +122,7 @@ const Tile = memo(function Tile({ e, index, thumb, selected }: { e: EntryInfo; i
       tabIndex={-1}
     >
       <span className="tile-thumb">
-        {thumb ? <img src={thumb} alt="" loading="lazy" decoding="async" draggable={false} /> : e.kind === "dir" ? <FolderIcon /> : <FileIcon name={e.name} />}
+        {src ? <img src={src} alt="" loading="lazy" decoding="async" draggable={false} onError={() => setFailed(src)} /> : e.kind === "dir" ? <FolderIcon /> : <FileIcon name={e.name} />}
       </span>
       <span className="tile-name">{shown(e.name)}</span>
     </button>

@@ -98,11 +98,13 @@ function RunProgramDialog({ entry, onRun, onReveal, onClose }: {
   );
 }
 
-function Details({ api, library, loc, entry, onClose, onOpen, onOpenFolder, onError }: {
+function Details({ api, library, loc, ownerOnline, entry, onClose, onOpen, onOpenFolder, onError }: {
   api: Api;
   library: string;
-  /** The entry's location: another member's is shown from the synced rows only. */
+  /** The entry's location: another member's is shown from the synced rows, its bytes fetched. */
   loc: LocationInfo;
+  /** The device that holds the location is connected. */
+  ownerOnline: boolean;
   entry: EntryInfo;
   onClose: () => void;
   onOpen: (e: EntryInfo) => void;
@@ -123,8 +125,25 @@ function Details({ api, library, loc, entry, onClose, onOpen, onOpenFolder, onEr
       live = false;
     };
   }, [api, library, entry.id, entry.path, loc.local, loc.owner_name, loc.path, onError]);
+  const [saving, setSaving] = useState<"saving" | string | null>(null);
+  const [broken, setBroken] = useState(false);
+  useEffect(() => {
+    setSaving(null);
+    setBroken(false);
+  }, [entry.id]);
+  const save = () => {
+    setSaving("saving");
+    api.saveEntry(library, entry.id)
+      .then((s) => setSaving(`Saved to ${s.path}`))
+      .catch((e) => {
+        setSaving(null);
+        onError(e);
+      });
+  };
   const file = entry.kind === "file";
-  const preview = file && loc.local ? previewKind(entry.name) : null;
+  const device = loc.owner_name ?? "Its device";
+  // Another member's original is fetched from it (or from a member holding a copy).
+  const preview = file && (loc.local || ownerOnline) && !broken ? previewKind(entry.name) : null;
   const src = api.contentUrl("file", library, entry.id);
   return (
     <aside className="details" aria-label="Details">
@@ -132,9 +151,12 @@ function Details({ api, library, loc, entry, onClose, onOpen, onOpenFolder, onEr
         <h3 title={shown(entry.name)}>{shown(entry.name)}</h3>
         <button className="ghost small" onClick={onClose} aria-label="Close details">✕</button>
       </div>
-      {preview === "image" && <img className="preview" src={src} alt={shown(entry.name)} />}
-      {preview === "video" && <video className="preview" src={src} controls preload="metadata" />}
-      {preview === "audio" && <audio className="preview" src={src} controls preload="metadata" />}
+      {preview === "image" && <img className="preview" src={src} alt={shown(entry.name)} onError={() => setBroken(true)} />}
+      {preview === "video" && <video className="preview" src={src} controls preload="metadata" onError={() => setBroken(true)} />}
+      {preview === "audio" && <audio className="preview" src={src} controls preload="metadata" onError={() => setBroken(true)} />}
+      {file && !loc.local && previewKind(entry.name) && (!ownerOnline || broken) && (
+        <p className="offline-note" role="status">{ownerOnline ? `${shown(device)} could not send the original.` : `${shown(device)} is offline: the original shows when it is back.`}</p>
+      )}
       <dl>
         <dt>Kind</dt>
         <dd>{entry.kind === "dir" ? "Folder" : entry.kind === "symlink" ? "Symbolic link (not followed)" : entry.kind === "file" ? "File" : "Other"}</dd>
@@ -168,7 +190,11 @@ function Details({ api, library, loc, entry, onClose, onOpen, onOpenFolder, onEr
           loc.local && <button className="small" onClick={() => onOpen(entry)}>Open</button>
         )}
         {loc.local && <button className="secondary small" onClick={() => api.openEntry(library, entry.id, true).catch(onError)}>Show in folder</button>}
+        {!loc.local && (entry.kind === "file" || entry.kind === "dir") && (
+          <button className="small" disabled={saving === "saving"} onClick={save}>{saving === "saving" ? "Saving…" : "Save to this device"}</button>
+        )}
       </div>
+      {saving && saving !== "saving" && <p className="muted small-text saved-note" role="status">{shown(saving)}</p>}
     </aside>
   );
 }
@@ -332,7 +358,7 @@ export function LibraryView({ state, api, library, onBack, onError }: {
           )}
         </div>
         {selected && loc && (
-          <Details api={api} library={library} loc={loc} entry={selected} onClose={() => setSelected(null)} onOpen={open} onOpenFolder={(e) => go(e.path)} onError={onError} />
+          <Details api={api} library={library} loc={loc} ownerOnline={loc.local || online(state, loc.owner)} entry={selected} onClose={() => setSelected(null)} onOpen={open} onOpenFolder={(e) => go(e.path)} onError={onError} />
         )}
         {program && (
           <RunProgramDialog entry={program} onRun={() => answerProgram(program, false)} onReveal={() => answerProgram(program, true)} onClose={() => setProgram(null)} />

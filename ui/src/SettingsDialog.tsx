@@ -36,6 +36,12 @@ export function SettingsDialog({ settings, api, onClose, onSaved, onError }: { s
         </label>
         <label htmlFor="set-ls-pin">PIN LocalSend senders must give</label>
         <input id="set-ls-pin" value={s.localsend_pin} placeholder="No PIN" disabled={!s.localsend} onChange={(e) => setS({ ...s, localsend_pin: e.target.value })} autoComplete="off" spellCheck={false} />
+        <label className="check">
+          <input id="set-previews" type="checkbox" checked={s.preview_sync} onChange={(e) => setS({ ...s, preview_sync: e.target.checked })} />
+          Keep copies of other members' thumbnails, so their pictures show while they are offline
+        </label>
+        <label htmlFor="set-preview-cap">Space for thumbnails (MiB)</label>
+        <input id="set-preview-cap" type="number" min={16} step={16} value={s.preview_cap_mib} disabled={!s.preview_sync} onChange={(e) => setS({ ...s, preview_cap_mib: Math.max(16, Math.floor(Number(e.target.value) || 0)) })} />
         <label htmlFor="set-if">Network interfaces for discovery</label>
         <input id="set-if" value={interfaces} placeholder="All interfaces" disabled={!s.discovery} onChange={(e) => setInterfaces(e.target.value)} spellCheck={false} />
         <label htmlFor="set-theme">Theme</label>

@@ -47,6 +47,8 @@ export const api = {
     ok(commands.listEntries(library, location, dir, offset, limit)),
   entryDetails: (library: string, entry: string) => ok(commands.entryDetails(library, entry)),
   /** Opens (or reveals) an entry; a program is opened only with `runProgram` ("is_program" otherwise). */
+  /** Copies a member's file or folder into the download folder, verified. */
+  saveEntry: (library: string, entry: string) => ok(commands.saveEntry(library, entry)),
   openEntry: (library: string, entry: string, reveal: boolean, runProgram = false) =>
     ok(commands.openEntry(library, entry, reveal, runProgram)),
   /** A `ferry://` URL: a thumbnail by content id, or an original file by entry id. */

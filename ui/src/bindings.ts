@@ -72,6 +72,12 @@ export const commands = {
 	 *  script, an installer: it may have come from a peer) is opened only with `run_program`.
 	 */
 	openEntry: (library: string, entry: string, reveal: boolean, runProgram: boolean) => typedError<Opened, string>(__TAURI_INVOKE("open_entry", { library, entry, reveal, runProgram })),
+	/**
+	 *  *Save to this device*: copies an entry (a file, or a folder and everything in it) of any
+	 *  member into the download folder, verified end to end; saving it again resumes. By id: the
+	 *  page never names a path.
+	 */
+	saveEntry: (library: string, entry: string) => typedError<Saved, string>(__TAURI_INVOKE("save_entry", { library, entry })),
 };
 
 /** Events */
@@ -557,6 +563,13 @@ export type Renamed = {
 	reason: string,
 };
 
+/**  Where *Save to this device* put a member's file or folder. */
+export type Saved = {
+	path: string,
+	files: number,
+	bytes: number,
+};
+
 export type Settings = Settings_Serialize | Settings_Deserialize;
 
 export type Settings_Deserialize = {
@@ -571,6 +584,10 @@ export type Settings_Deserialize = {
 	localsend?: boolean,
 	/**  A PIN LocalSend senders must give (empty: none). */
 	localsend_pin?: string,
+	/**  Copy the members' thumbnails here, so their pictures show while they are offline. */
+	preview_sync?: boolean,
+	/**  How large the thumbnail store may grow by copying them, in MiB. */
+	preview_cap_mib?: number,
 	theme: Theme,
 };
 
@@ -586,6 +603,10 @@ export type Settings_Serialize = {
 	localsend: boolean,
 	/**  A PIN LocalSend senders must give (empty: none). */
 	localsend_pin: string,
+	/**  Copy the members' thumbnails here, so their pictures show while they are offline. */
+	preview_sync: boolean,
+	/**  How large the thumbnail store may grow by copying them, in MiB. */
+	preview_cap_mib: number,
 	theme: Theme,
 };
 
