@@ -425,6 +425,47 @@ impl ThumbStore {
         Ok(path)
     }
 
+    /// [`Self::put`] for many thumbnails (members' thumbnails arrive by the hundred): the same
+    /// guarantee (each is old, new or absent after a crash, never torn) with one flush of the
+    /// filesystem for all their contents and one for all their names, where `put` flushes
+    /// each file and its folder (0.5 ms a thumbnail here, three quarters of preview sync's
+    /// time). Stops at the first error; those stored before it stay.
+    pub fn put_many(&self, items: &[(String, Vec<u8>)]) -> io::Result<()> {
+        let mut staged = Vec::with_capacity(items.len());
+        let result = (|| {
+            for (cas_hex, bytes) in items {
+                let format = ThumbFormat::of(bytes);
+                let path = self.path_for(cas_hex, format).ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        format!("invalid content id {cas_hex:?}"),
+                    )
+                })?;
+                let dir = path.parent().unwrap_or(&self.root).to_path_buf();
+                fs::create_dir_all(&dir)?;
+                let (temp_path, mut temp) = create_temp(&dir, cas_hex)?;
+                staged.push((temp_path.clone(), path, cas_hex, format));
+                temp.write_all(bytes)?;
+            }
+            sync_all(&self.root, staged.iter().map(|(t, ..)| t.as_path()))?;
+            for (temp_path, path, cas_hex, format) in &staged {
+                fs::rename(temp_path, path)?;
+                for other in ThumbFormat::ALL.into_iter().filter(|f| f != format) {
+                    if let Some(p) = self.path_for(cas_hex, other) {
+                        let _ = fs::remove_file(p);
+                    }
+                }
+            }
+            sync_all(&self.root, staged.iter().map(|(_, p, ..)| p.as_path()))
+        })();
+        if result.is_err() {
+            for (temp_path, ..) in &staged {
+                let _ = fs::remove_file(temp_path);
+            }
+        }
+        result
+    }
+
     /// Removes temporary files left by `put`s interrupted by a crash. Call at startup, before
     /// any `put`; returns how many were removed.
     pub fn remove_temp_files(&self) -> io::Result<usize> {
@@ -487,6 +528,28 @@ fn create_temp(dir: &Path, cas_hex: &str) -> io::Result<(PathBuf, File)> {
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Makes `files` (and their names) durable: one `syncfs` of the store's filesystem on Linux, a
+/// flush of each file and its folder elsewhere.
+fn sync_all<'a>(root: &Path, files: impl Iterator<Item = &'a Path>) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let d = File::open(root)?;
+        // SAFETY: syncfs on a descriptor we own and keep open for the call.
+        if unsafe { libc::syncfs(d.as_raw_fd()) } == 0 {
+            return Ok(());
+        }
+    }
+    let _ = root;
+    for f in files {
+        File::open(f)?.sync_all()?;
+        if let Some(dir) = f.parent() {
+            sync_dir(dir);
+        }
+    }
+    Ok(())
 }
 
 /// Makes a rename in `dir` durable. Best effort: the thumbnail is already complete, and losing
@@ -1177,5 +1240,28 @@ mod tests {
             check_received(&huge),
             Err(ThumbError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn put_many_stores_each_whole_and_replaces_the_other_format() {
+        let dir = TempDir::new().unwrap();
+        let store = ThumbStore::new(dir.path());
+        let a = "ab".repeat(32);
+        store.put(&a, b"RIFF....WEBPold").unwrap();
+        let jpeg = vec![0xFF, 0xD8, 0xFF, 1, 2, 3];
+        let items = vec![
+            (a.clone(), jpeg.clone()),
+            ("cd".repeat(32), b"RIFF....WEBPx".to_vec()),
+        ];
+        store.put_many(&items).unwrap();
+        let (path, format) = store.find(&a).unwrap();
+        assert_eq!((format, fs::read(path).unwrap()), (ThumbFormat::Jpeg, jpeg));
+        assert!(store
+            .path_for(&a, ThumbFormat::Webp)
+            .is_some_and(|p| !p.exists()));
+        assert!(store.has(&"cd".repeat(32)));
+        // A bad id stops the batch and leaves no temporary file behind.
+        assert!(store.put_many(&[("../x".into(), vec![1])]).is_err());
+        assert_eq!(store.remove_temp_files().unwrap(), 0);
     }
 }

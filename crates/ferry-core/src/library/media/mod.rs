@@ -178,11 +178,12 @@ impl Shared {
             .map_err(|e| MediaError::Local(e.to_string()))?;
         let store = self.contents.thumbs().clone();
         blocking(move || {
-            let mut stored = Vec::with_capacity(got.len());
-            for (id, bytes) in got {
-                store.put(&cas::to_hex(&id), &bytes)?;
-                stored.push((id, bytes.len() as u64));
-            }
+            let stored: Vec<(Cas, u64)> = got.iter().map(|(id, b)| (*id, b.len() as u64)).collect();
+            let items: Vec<(String, Vec<u8>)> = got
+                .into_iter()
+                .map(|(id, b)| (cas::to_hex(&id), b))
+                .collect();
+            store.put_many(&items)?;
             c.mark_previews(&stored)?;
             Ok::<_, ferry_index::IndexError>(())
         })
