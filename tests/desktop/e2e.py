@@ -488,7 +488,7 @@ def main():
         find(".details .saved-note", 20, text="Saved to")
         saved = tmp / "app-down" / "pic-0.jpg"
         assert saved.read_bytes() == (shared / "pics" / "pic-0.jpg").read_bytes()
-        driver.save_screenshot(str(SHOTS / "14-remote-media.png"))
+        driver.save_screenshot(str(SHOTS / "17-remote-media.png"))
         # Preview sync: every picture's thumbnail is in the app's store, the unopened one's too.
         listed = subprocess.run([ferry, "--data-dir", str(tmp / "app-data"), "--json", "ls", lib, "cli-shared/pics/more"],
                                 check=True, capture_output=True, text=True).stdout
@@ -511,7 +511,7 @@ def main():
         sizes = driver.execute_script(
             "return [...document.querySelectorAll('[role=grid] img')].map(i => [i.complete, i.naturalWidth])")
         assert len(sizes) == 3 and all(c and w > 0 for c, w in sizes), sizes
-        driver.save_screenshot(str(SHOTS / "15-remote-offline.png"))
+        driver.save_screenshot(str(SHOTS / "18-remote-offline.png"))
         # It comes back: the original loads again.
         again = Cli(ferry, str(tmp / "cli-data"), f"127.0.0.1:{APP_PORT}", str(tmp / "cli-down"))
         procs.append(again.proc)

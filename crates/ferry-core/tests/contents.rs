@@ -103,10 +103,13 @@ async fn a_location_is_indexed_thumbnailed_watched_and_served() {
     assert_eq!(thumbs, 2, "one thumbnail per content, shared by duplicates");
 
     // ferry:// answers: thumbnails by content id, files by entry id, with Range.
-    let thumb = c.serve(
-        &format!("/thumb/{}/{}", lib.id, a.cas.as_ref().unwrap()),
-        None,
-    );
+    let thumb = libs
+        .serve_media(
+            &format!("/thumb/{}/{}", lib.id, a.cas.as_ref().unwrap()),
+            None,
+            false,
+        )
+        .await;
     assert_eq!(
         (thumb.status, header(&thumb, "Content-Type")),
         (200, "image/jpeg")
@@ -114,11 +117,23 @@ async fn a_location_is_indexed_thumbnailed_watched_and_served() {
     let img = image::load_from_memory(&thumb.body).unwrap();
     assert_eq!((img.width(), img.height()), (256, 192));
     let notes = top.iter().find(|e| e.name == "notes.txt").unwrap();
-    let r = c.serve(&format!("/file/{}/{}", lib.id, notes.id), Some("bytes=4-7"));
+    let r = libs
+        .serve_media(
+            &format!("/file/{}/{}", lib.id, notes.id),
+            Some("bytes=4-7"),
+            false,
+        )
+        .await;
     assert_eq!((r.status, r.body.as_slice()), (206, &b"4567"[..]));
     assert_eq!(header(&r, "Content-Range"), "bytes 4-7/16");
     assert!(header(&r, "Content-Type").starts_with("text/plain"));
-    let r = c.serve(&format!("/file/{}/{}", lib.id, notes.id), Some("bytes=99-"));
+    let r = libs
+        .serve_media(
+            &format!("/file/{}/{}", lib.id, notes.id),
+            Some("bytes=99-"),
+            false,
+        )
+        .await;
     assert_eq!((r.status, header(&r, "Content-Range")), (416, "bytes */16"));
     let other = libs.create("Other").unwrap();
     for (path, status) in [
@@ -132,7 +147,11 @@ async fn a_location_is_indexed_thumbnailed_watched_and_served() {
         (format!("/file/{}/{}", other.id, notes.id), 404),
         ("/etc/passwd".to_string(), 404),
     ] {
-        assert_eq!(c.serve(&path, None).status, status, "{path}");
+        assert_eq!(
+            libs.serve_media(&path, None, false).await.status,
+            status,
+            "{path}"
+        );
     }
 
     // The watcher: a new photo shows within about a second, with its thumbnail soon after.
@@ -172,7 +191,9 @@ async fn a_location_is_indexed_thumbnailed_watched_and_served() {
     std::fs::write(&secret, "top secret").unwrap();
     std::fs::remove_file(folder.join("trip/a.png")).unwrap();
     std::os::unix::fs::symlink(&secret, folder.join("trip/a.png")).unwrap();
-    let r = c.serve(&format!("/file/{}/{}", lib.id, a.id), None);
+    let r = libs
+        .serve_media(&format!("/file/{}/{}", lib.id, a.id), None, false)
+        .await;
     assert_eq!(r.status, 404, "{r:?}");
     assert!(!String::from_utf8_lossy(&r.body).contains("top secret"));
 

@@ -1,5 +1,5 @@
 //! A library's contents on this node: its locations, the jobs that index them, the live
-//! watcher, and what the app's `ferry://` scheme serves. The indexing itself is
+//! watcher. (What `ferry://` serves is decided in `media`.) The indexing itself is
 //! `ferry-index`; this runs it and reports it as events.
 //!
 //! Jobs run on two threads, so a long thumbnail pass never delays the watcher's updates: the
@@ -17,7 +17,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use ferry_util::lock;
 use std::time::{Duration, Instant};
 
-use ferry_index::serve::{self, Caching, Response};
 use ferry_index::thumb::ThumbStore;
 use ferry_index::watch::Debounce;
 use ferry_index::{Contents, EntryInfo, LocationId, LocationInfo, Page, WatchEvent, Watcher};
@@ -254,56 +253,6 @@ impl LibraryContents {
         let id = ferry_index::db::parse_id(entry)
             .ok_or_else(|| LibraryError::NotFound(format!("entry {entry}")))?;
         Ok(self.of(lib)?.entry(&id)?)
-    }
-
-    /// Answers a `ferry://` request. Paths (never a file path from the page; only ids, looked
-    /// up in the library):
-    /// - `/thumb/<library>/<content id>`: the thumbnail of content the library holds;
-    /// - `/file/<library>/<entry id>`: the original file of an entry on this node.
-    pub fn serve(&self, path: &str, range: Option<&str>) -> Response {
-        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let (what, lib, id) = match parts.as_slice() {
-            [what, lib, id] => (*what, *lib, *id),
-            _ => return serve::not_found("no such resource"),
-        };
-        let Some(lib) = LibraryId::parse(lib) else {
-            return serve::bad_request("bad library id");
-        };
-        let Ok(c) = self.of(&lib) else {
-            return serve::not_found("no such library");
-        };
-        match what {
-            "thumb" => {
-                let Some(cas) = ferry_index::cas::from_hex(id) else {
-                    return serve::bad_request("bad content id");
-                };
-                match c.has_object(&cas) {
-                    Ok(true) => serve::serve_thumbnail(&self.inner.thumbs, id, range),
-                    _ => serve::not_found("no such content in this library"),
-                }
-            }
-            "file" => {
-                let Some(entry) = ferry_index::db::parse_id(id) else {
-                    return serve::bad_request("bad entry id");
-                };
-                match c.entry(&entry) {
-                    Ok((info, path)) if info.kind == ferry_index::EntryKind::File => {
-                        if swapped_for_symlink(&path, &info.path) {
-                            return serve::not_found("this file changed; rescan the location");
-                        }
-                        serve::serve_file(
-                            &path,
-                            serve::content_type(&path),
-                            range,
-                            Caching::Revalidate,
-                        )
-                    }
-                    Ok(_) => serve::not_found("not a file"),
-                    Err(_) => serve::not_found("no such file in this library"),
-                }
-            }
-            _ => serve::not_found("no such resource"),
-        }
     }
 
     /// Starts the job lanes, the watcher and the offline poll, and queues a rescan of every
