@@ -456,3 +456,109 @@ async fn bad_thumbnails_and_floods_from_a_member_are_refused() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// Opens `n` media streams from `from` to `to` asking for a large range, reads only their
+/// headers, and keeps them open without reading: each holds one of `to`'s slots for `from`.
+async fn stalled(
+    from: &Node,
+    to: &Node,
+    lib: &LibraryId,
+    entry: &str,
+    n: usize,
+) -> Vec<(quinn::SendStream, quinn::RecvStream)> {
+    use ferry_core::library::media::wire::{Reply, Request, INNER_MEDIA, MAX_REPLY, MAX_REQUEST};
+    let entry = ferry_index::db::parse_id(entry).unwrap();
+    let mut held = Vec::new();
+    for _ in 0..n {
+        let (mut send, mut recv) = from
+            .libraries()
+            .open_tunnel(&to.id(), lib, INNER_MEDIA)
+            .await
+            .unwrap();
+        let req = Request::File {
+            entry,
+            first: 0,
+            len: 64 << 20,
+        };
+        ferry_p2p::wire::write_frame(&mut send, &req, MAX_REQUEST)
+            .await
+            .unwrap();
+        let reply: Option<Reply> = ferry_p2p::wire::read_frame(&mut recv, MAX_REPLY)
+            .await
+            .unwrap();
+        assert!(matches!(reply, Some(Reply::Bytes { .. })), "{reply:?}");
+        held.push((send, recv));
+    }
+    held
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_requests_cancelled_streams_an_owner_gone_and_a_removed_member() {
+    let t = tempfile::tempdir().unwrap();
+    let (da, db) = (t.path().join("a"), t.path().join("b"));
+    let lib = shared_library(&[(&da, "alpha"), (&db, "beta")]);
+    let fa = t.path().join("alpha-files");
+    let film = data(48 << 20, 4);
+    write(&fa.join("film.mkv"), &film);
+    let a = start(&da, "alpha").await;
+    let b = start_with(&db, "beta", false).await;
+    let la = add(&a, &lib, &fa).await;
+    link(&a, &b).await;
+    until("A's location on B", WAIT, || {
+        converged(&a, &[&b], &lib, &la)
+    })
+    .await;
+    let entry = named(&all(&b, &lib, &la), "film.mkv").id;
+    let url = format!("/file/{lib}/{entry}");
+
+    // Sixteen readers that stopped reading hold every one of B's slots on A: a request waits.
+    let held = stalled(&b, &a, &lib, &entry, 16).await;
+    let libs = b.libraries().clone();
+    let u = url.clone();
+    let mut waiting =
+        tokio::spawn(async move { libs.serve_media(&u, Some("bytes=0-9"), false).await });
+    assert!(
+        tokio::time::timeout(Duration::from_secs(2), &mut waiting)
+            .await
+            .is_err(),
+        "a 17th request waits for a slot"
+    );
+    // Dropping the stalled streams (what an abandoned request does) frees their slots at once.
+    drop(held);
+    // (Without that, the slots would free only when the stalled writes time out, after 30 s.)
+    let r = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((r.status, &r.body[..]), (206, &film[..10]));
+
+    // A request waiting on A when A goes away ends with an error, not a hang.
+    let held = stalled(&b, &a, &lib, &entry, 16).await;
+    let libs = b.libraries().clone();
+    let u = url.clone();
+    let waiting = tokio::spawn(async move { libs.serve_media(&u, Some("bytes=0-9"), false).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    a.shutdown().await;
+    drop(a);
+    let r = tokio::time::timeout(WAIT, waiting)
+        .await
+        .expect("an answer, not a hang")
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", text(&r));
+    assert!(text(&r).starts_with("alpha did not answer"), "{}", text(&r));
+    drop(held);
+
+    // A removed member gets nothing more: A, back, refuses B's requests in the tunnel.
+    let a = start(&da, "alpha").await;
+    a.libraries().remove_member(&lib, &b.id()).unwrap();
+    link(&a, &b).await;
+    let r = get(&b, &url, Some("bytes=0-9")).await;
+    assert!(r.status == 503 || r.status == 404, "{r:?}");
+    assert!(
+        r.body.len() < 100 && r.body != film[..10],
+        "no bytes: {}",
+        text(&r)
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
