@@ -562,3 +562,79 @@ async fn waiting_requests_cancelled_streams_an_owner_gone_and_a_removed_member()
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// The thumbnail store's files and their total size.
+fn store_of(node: &Node) -> (usize, u64) {
+    let u = node.libraries().contents().thumbs().usage().unwrap();
+    (u.len(), u.iter().map(|(_, n, _)| n).sum())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_thumbnail_store_stays_under_its_cap_and_keeps_its_own() {
+    let t = tempfile::tempdir().unwrap();
+    let (da, db) = (t.path().join("a"), t.path().join("b"));
+    let lib = shared_library(&[(&da, "alpha"), (&db, "beta")]);
+    let (fa, fb) = (t.path().join("alpha-files"), t.path().join("beta-files"));
+    for i in 0..12 {
+        picture(&fa.join(format!("a{i}.jpg")), 20 + i);
+    }
+    picture(&fb.join("mine.jpg"), 99);
+    let a = start(&da, "alpha").await;
+    let la = add(&a, &lib, &fa).await;
+    thumbnailed(&a, &lib, &la, 12).await;
+    let sizes: Vec<u64> = a
+        .libraries()
+        .contents()
+        .thumbs()
+        .usage()
+        .unwrap()
+        .iter()
+        .map(|u| u.1)
+        .collect();
+    // Room for about a third of A's thumbnails.
+    let cap = sizes.iter().sum::<u64>() / 3;
+    let b = start_capped(&db, "beta", true, cap).await;
+    let lb = add(&b, &lib, &fb).await;
+    thumbnailed(&b, &lib, &lb, 1).await;
+    link(&a, &b).await;
+    until("A's location on B", WAIT, || {
+        converged(&a, &[&b], &lib, &la)
+    })
+    .await;
+    // Preview sync copies until the cap, then stops.
+    until("preview sync up to the cap", WAIT, || store_of(&b).0 > 2).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (n, used) = store_of(&b);
+    assert!(
+        used <= cap && n < 13,
+        "{n} thumbnails, {used} bytes, cap {cap}"
+    );
+
+    // A grid asks for every one of A's thumbnails: each is served (fetched on demand), the
+    // store evicts the least recently used to stay under the cap, and B's own stays.
+    let seen = all(&b, &lib, &la);
+    for e in &seen {
+        let r = get(
+            &b,
+            &format!("/thumb/{lib}/{}", e.cas.as_ref().unwrap()),
+            None,
+        )
+        .await;
+        assert_eq!(r.status, 200, "{}", text(&r));
+        assert!(store_of(&b).1 <= cap + r.body.len() as u64);
+    }
+    assert!(store_of(&b).1 <= cap, "{:?} against {cap}", store_of(&b));
+    let mine = all(&b, &lib, &lb)[0].cas.clone().unwrap();
+    assert!(
+        b.libraries().contents().thumbs().has(&mine),
+        "its own thumbnail is never evicted"
+    );
+    // The last one asked for is still there: the oldest uses went first.
+    assert!(b
+        .libraries()
+        .contents()
+        .thumbs()
+        .has(seen.last().unwrap().cas.as_ref().unwrap()));
+    a.shutdown().await;
+    b.shutdown().await;
+}

@@ -109,7 +109,7 @@ impl Contents {
             "SELECT e.cas, min(l.node) FROM entries e JOIN locations l ON l.id = e.location
              LEFT JOIN objects o ON o.cas = e.cas
              WHERE l.node != ?1 AND e.kind = 0 AND e.cas IS NOT NULL
-               AND (o.thumb IS NULL OR o.thumb != 1) AND {}
+               AND (o.thumb IS NULL OR o.thumb NOT IN (1, 4)) AND {}
              GROUP BY e.cas LIMIT ?2",
             picture_names()
         );
@@ -127,6 +127,36 @@ impl Contents {
             }
         }
         Ok(out)
+    }
+
+    /// Whether this node has a file of content `cas` itself (so it makes that thumbnail, and
+    /// never evicts it).
+    pub fn is_own_content(&self, cas: &Cas) -> Result<bool, IndexError> {
+        Ok(self
+            .reader()
+            .prepare_cached(
+                "SELECT 1 FROM entries e JOIN locations l ON l.id = e.location
+                 WHERE e.cas = ?1 AND l.node = ?2 LIMIT 1",
+            )?
+            .query_row(params![cas, self.node()], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// Records that members' thumbnails of `cas` were evicted from the store to keep it under
+    /// its cap: preview sync does not copy them again (a grid still fetches one on demand).
+    pub fn mark_evicted(&self, cas: &[Cas]) -> Result<(), IndexError> {
+        let mut w = self.writer();
+        let tx = w.transaction()?;
+        {
+            let mut st =
+                tx.prepare_cached("UPDATE objects SET thumb = 4 WHERE cas = ?1 AND thumb = 1")?;
+            for c in cas {
+                st.execute(params![c])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 
     /// Records that the thumbnails of `cas` are stored here (fetched from a member), so
@@ -256,6 +286,10 @@ mod tests {
         assert_eq!(c.previews_wanted(&[], 1).unwrap().len(), 1);
         c.mark_previews(&[([5; 32], 100)]).unwrap();
         assert_eq!(c.previews_wanted(&[], 10).unwrap(), vec![([7; 32], THEM)]);
+        // Evicted: not wanted again by preview sync; a grid still offers it.
+        c.mark_evicted(&[[5; 32]]).unwrap();
+        assert_eq!(c.previews_wanted(&[], 10).unwrap(), vec![([7; 32], THEM)]);
+        assert!(!c.is_own_content(&[5; 32]).unwrap());
         let page = c.page(&[9; 16], "", 0, 10).unwrap();
         let a = page.entries.iter().find(|e| e.name == "a.JPG").unwrap();
         assert!(a.thumb);

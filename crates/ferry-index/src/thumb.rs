@@ -466,6 +466,82 @@ impl ThumbStore {
         result
     }
 
+    /// Marks `cas_hex`'s thumbnail as used now (its modification time), for [`Self::evict`]:
+    /// at most once an hour per thumbnail, so serving a grid writes next to nothing.
+    pub fn touch(&self, cas_hex: &str) {
+        let Some((path, _)) = self.find(cas_hex) else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        let stale = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map_or(true, |t| {
+                now.duration_since(t).unwrap_or_default().as_secs() > 3600
+            });
+        if stale {
+            let _ = File::options()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.set_modified(now));
+        }
+    }
+
+    /// The store's thumbnails: content id, size, last use (see [`Self::touch`]).
+    pub fn usage(&self) -> io::Result<Vec<(String, u64, std::time::SystemTime)>> {
+        let mut out = Vec::new();
+        let shards = match fs::read_dir(&self.root) {
+            Ok(s) => s,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for shard in shards.flatten() {
+            let Ok(files) = fs::read_dir(shard.path()) else {
+                continue;
+            };
+            for f in files.flatten() {
+                let name = f.file_name().to_string_lossy().into_owned();
+                let Some((hex, _)) = name.split_once('.').filter(|_| !name.starts_with('.')) else {
+                    continue;
+                };
+                if let Ok(m) = f.metadata() {
+                    let used = m.modified().unwrap_or(std::time::UNIX_EPOCH);
+                    out.push((hex.to_owned(), m.len(), used));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Brings the store under `cap` bytes (down to 90 % of it, so it is not at the edge at
+    /// once again) by deleting the least recently used thumbnails that `keep` does not
+    /// protect. Returns what was deleted, and the store's size after.
+    pub fn evict(&self, cap: u64, keep: impl Fn(&str) -> bool) -> io::Result<(Vec<String>, u64)> {
+        let mut all = self.usage()?;
+        let mut total: u64 = all.iter().map(|(_, n, _)| n).sum();
+        let mut gone = Vec::new();
+        if total <= cap {
+            return Ok((gone, total));
+        }
+        all.sort_by_key(|(_, _, used)| *used);
+        let goal = cap / 10 * 9;
+        for (hex, len, _) in all {
+            if total <= goal {
+                break;
+            }
+            if keep(&hex) {
+                continue;
+            }
+            for f in ThumbFormat::ALL {
+                if let Some(p) = self.path_for(&hex, f) {
+                    let _ = fs::remove_file(p);
+                }
+            }
+            total = total.saturating_sub(len);
+            gone.push(hex);
+        }
+        Ok((gone, total))
+    }
+
     /// Removes temporary files left by `put`s interrupted by a crash. Call at startup, before
     /// any `put`; returns how many were removed.
     pub fn remove_temp_files(&self) -> io::Result<usize> {
@@ -1263,5 +1339,34 @@ mod tests {
         // A bad id stops the batch and leaves no temporary file behind.
         assert!(store.put_many(&[("../x".into(), vec![1])]).is_err());
         assert_eq!(store.remove_temp_files().unwrap(), 0);
+    }
+
+    #[test]
+    fn eviction_drops_the_least_recently_used_unprotected_thumbnails() {
+        let dir = TempDir::new().unwrap();
+        let store = ThumbStore::new(dir.path());
+        let ids: Vec<String> = (0..5u8).map(|i| format!("{i:02x}").repeat(32)).collect();
+        for (age, id) in ids.iter().enumerate() {
+            let p = store.put(id, &[0xFF, 0xD8, 0xFF].repeat(100)).unwrap();
+            // ids[0] is the oldest use, ids[4] the newest.
+            let t = std::time::SystemTime::now()
+                - std::time::Duration::from_secs(10_000 - age as u64 * 1000);
+            File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(t)
+                .unwrap();
+        }
+        assert_eq!(store.usage().unwrap().len(), 5);
+        // Under the cap: nothing goes.
+        assert!(store.evict(10_000, |_| false).unwrap().0.is_empty());
+        // 1,500 bytes against a cap of 1,000 (goal 900): two go, oldest use first; ids[1] is
+        // kept, and ids[2], used just now, is no longer among the oldest.
+        store.touch(&ids[2]);
+        let (gone, left) = store.evict(1000, |h| h == ids[1]).unwrap();
+        assert_eq!(gone, vec![ids[0].clone(), ids[3].clone()]);
+        assert_eq!(left, 900);
+        assert!(store.has(&ids[1]) && store.has(&ids[2]) && !store.has(&ids[3]));
     }
 }

@@ -59,6 +59,17 @@ pub async fn start(data: &Path, name: &str) -> Node {
 
 /// [`start`], with preview-media sync on or off.
 pub async fn start_with(data: &Path, name: &str, previews: bool) -> Node {
+    start_capped(
+        data,
+        name,
+        previews,
+        ferry_core::library::media::PreviewConfig::default().cap,
+    )
+    .await
+}
+
+/// [`start_with`], with a cap on the thumbnail store.
+pub async fn start_capped(data: &Path, name: &str, previews: bool, cap: u64) -> Node {
     let mut cfg = NodeConfig {
         name: Some(name.into()),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -66,6 +77,7 @@ pub async fn start_with(data: &Path, name: &str, previews: bool) -> Node {
         ..NodeConfig::new(data)
     };
     cfg.previews.sync = previews;
+    cfg.previews.cap = cap;
     Node::start(cfg).await.unwrap()
 }
 

@@ -62,6 +62,8 @@ pub(crate) struct Media {
     /// Wakes preview sync.
     pub(crate) wake: Arc<Notify>,
     pub(crate) previews: Mutex<PreviewConfig>,
+    /// The thumbnail store's size, once measured.
+    used: Mutex<Option<u64>>,
 }
 
 impl Media {
@@ -177,6 +179,7 @@ impl Shared {
             .of(lib)
             .map_err(|e| MediaError::Local(e.to_string()))?;
         let store = self.contents.thumbs().clone();
+        let added: u64 = got.iter().map(|(_, b)| b.len() as u64).sum();
         blocking(move || {
             let stored: Vec<(Cas, u64)> = got.iter().map(|(id, b)| (*id, b.len() as u64)).collect();
             let items: Vec<(String, Vec<u8>)> = got
@@ -187,7 +190,71 @@ impl Shared {
             c.mark_previews(&stored)?;
             Ok::<_, ferry_index::IndexError>(())
         })
+        .await?;
+        let over = {
+            let mut used = lock(&self.media.used);
+            let cap = lock(&self.media.previews).cap;
+            *used = used.map(|n| n + added);
+            used.is_none_or(|n| n > cap)
+        };
+        if over {
+            self.keep_under_cap().await?;
+        }
+        Ok(())
+    }
+
+    /// The thumbnail store's size (measured once, then kept up to date).
+    async fn store_used(&self) -> u64 {
+        if let Some(n) = *lock(&self.media.used) {
+            return n;
+        }
+        let store = self.contents.thumbs().clone();
+        let n = tokio::task::spawn_blocking(move || {
+            store
+                .usage()
+                .map(|v| v.iter().map(|(_, n, _)| n).sum())
+                .unwrap_or(0)
+        })
         .await
+        .unwrap_or(0);
+        *lock(&self.media.used) = Some(n);
+        n
+    }
+
+    /// Evicts the least recently used of the members' thumbnails while the store is over its
+    /// cap (this node's own never: it would only make them again), and records it in every
+    /// library so preview sync does not copy them back.
+    async fn keep_under_cap(&self) -> Result<(), MediaError> {
+        let cap = lock(&self.media.previews).cap;
+        let store = self.contents.thumbs().clone();
+        let libs: Vec<Arc<ferry_index::Contents>> = self
+            .ids()
+            .iter()
+            .filter_map(|id| self.contents.of(id).ok())
+            .collect();
+        let (gone, left) = blocking(move || {
+            let own = |hex: &str| {
+                cas::from_hex(hex)
+                    .is_some_and(|c| libs.iter().any(|l| l.is_own_content(&c).unwrap_or(true)))
+            };
+            let (gone, left) = store.evict(cap, own)?;
+            let ids: Vec<Cas> = gone.iter().filter_map(|h| cas::from_hex(h)).collect();
+            for l in &libs {
+                l.mark_evicted(&ids)?;
+            }
+            Ok::<_, ferry_index::IndexError>((gone, left))
+        })
+        .await?;
+        if !gone.is_empty() {
+            tracing::info!(
+                evicted = gone.len(),
+                left,
+                cap,
+                "thumbnail store over its cap"
+            );
+        }
+        *lock(&self.media.used) = Some(left);
+        Ok(())
     }
 }
 
@@ -268,6 +335,7 @@ impl Libraries {
         }
         let range = range.map(str::to_owned);
         tokio::task::spawn_blocking(move || {
+            store.touch(&hex);
             let r = http::serve_thumbnail(&store, &hex, range.as_deref());
             if head {
                 without_body(r)

@@ -44,21 +44,6 @@ impl Default for PreviewConfig {
     }
 }
 
-/// The size of the thumbnail store on disk (two levels: shard folders, files).
-fn store_size(root: &std::path::Path) -> u64 {
-    let Ok(shards) = std::fs::read_dir(root) else {
-        return 0;
-    };
-    shards
-        .flatten()
-        .filter_map(|s| std::fs::read_dir(s.path()).ok())
-        .flat_map(|files| files.flatten())
-        .filter_map(|f| f.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.len())
-        .sum()
-}
-
 /// Starts the background loop (a node that indexes; one-shot commands do not).
 pub(crate) fn start(shared: &Arc<Shared>) {
     let mut events = shared.events.subscribe();
@@ -77,7 +62,6 @@ pub(crate) fn start(shared: &Arc<Shared>) {
     });
     let wake = shared.media.wake.clone();
     tokio::spawn(async move {
-        let mut used: Option<u64> = None;
         loop {
             wake.notified().await;
             tokio::time::sleep(SETTLE).await;
@@ -86,25 +70,17 @@ pub(crate) fn start(shared: &Arc<Shared>) {
             if !cfg.sync {
                 continue;
             }
-            let root = shared.contents.thumbs().root().to_path_buf();
-            let size = match used {
-                Some(n) => n,
-                None => tokio::task::spawn_blocking(move || store_size(&root))
-                    .await
-                    .unwrap_or(0),
-            };
-            let mut budget = cfg.cap.saturating_sub(size);
             for lib in shared.ids() {
+                // Copies stop at the cap (past it the store only evicts for what grids fetch).
+                let budget = cfg.cap.saturating_sub(shared.store_used().await);
                 if budget == 0 {
                     tracing::info!(cap = cfg.cap, "thumbnail store full: preview sync paused");
                     break;
                 }
-                match round(&shared, lib, budget).await {
-                    Ok(stored) => budget = budget.saturating_sub(stored),
-                    Err(e) => tracing::info!(%lib, error = %e, "preview sync round failed"),
+                if let Err(e) = round(&shared, lib, budget).await {
+                    tracing::info!(%lib, error = %e, "preview sync round failed");
                 }
             }
-            used = Some(cfg.cap.saturating_sub(budget).max(size));
         }
     });
 }
