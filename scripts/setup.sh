@@ -17,8 +17,11 @@ case "${1:-}" in
   *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
 esac
 
+# GStreamer's base and good plugins are what the web view plays audio and video with (WebKitGTK
+# only recommends them).
 packages=(build-essential pkg-config curl wget file
-  libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev)
+  libwebkit2gtk-4.1-dev libxdo-dev libssl-dev libayatana-appindicator3-dev librsvg2-dev
+  gstreamer1.0-plugins-base gstreamer1.0-plugins-good)
 $test_tools && packages+=(iproute2 iputils-ping xvfb xauth webkit2gtk-driver imagemagick python3-pip python3-venv openssl)
 
 missing=()

@@ -575,6 +575,14 @@ pub async fn save_entry(state: State<'_, AppState>, library: String, entry: Stri
     })
 }
 
+/// Where `<video>` and `<audio>` read an entry's bytes from, if not from `ferry://`:
+/// `http://127.0.0.1:PORT/TOKEN` on Linux (see `media_http`); `None` elsewhere.
+#[tauri::command]
+#[specta::specta]
+pub async fn media_base(state: State<'_, AppState>) -> Res<Option<String>> {
+    Ok(state.media_base.clone())
+}
+
 /// What `open_entry` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, specta::Type)]
 #[serde(rename_all = "snake_case")]

@@ -3,6 +3,8 @@
 //! - [`settings`]: saved settings and environment overrides.
 //! - [`commands`]: the typed command surface the UI calls (bindings in `ui/src/bindings.ts`).
 //! - [`scheme`]: the `ferry://` URI scheme (thumbnails and files of the libraries, by id).
+//! - [`media_http`]: the same answers over loopback HTTP for `<video>` and `<audio>` on Linux,
+//!   whose web view cannot play media from a custom scheme.
 //! - [`bridge`]: forwards the node's event stream to every window, and raises system
 //!   notifications when no window has focus.
 //!
@@ -18,6 +20,7 @@
 
 pub mod bridge;
 pub mod commands;
+pub mod media_http;
 pub mod scheme;
 pub mod settings;
 
@@ -33,6 +36,9 @@ pub struct AppState {
     pub node: tokio::sync::RwLock<Arc<Node>>,
     pub settings: std::sync::Mutex<settings::Settings>,
     pub data_dir: PathBuf,
+    /// Where media elements read from (`http://127.0.0.1:PORT/TOKEN`), where the web view
+    /// cannot play media from `ferry://` (Linux).
+    pub media_base: Option<String>,
 }
 
 /// The typed command and event surface; also what generates the TypeScript bindings.
@@ -67,6 +73,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::entry_details,
             commands::open_entry,
             commands::save_entry,
+            commands::media_base,
         ])
         .events(collect_events![bridge::NodeEvent])
 }
@@ -92,10 +99,24 @@ pub fn run() {
             let node = tauri::async_runtime::block_on(Node::start(cfg))?;
             let node = Arc::new(node);
             bridge::forward(app.handle().clone(), &node);
+            let media_base = if cfg!(target_os = "linux") {
+                let started =
+                    tauri::async_runtime::block_on(media_http::start(app.handle().clone()));
+                match started {
+                    Ok(m) => Some(m.base),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "no loopback media server: video and audio will not play");
+                        None
+                    }
+                }
+            } else {
+                None
+            };
             app.manage(AppState {
                 node: tokio::sync::RwLock::new(node),
                 settings: std::sync::Mutex::new(settings),
                 data_dir,
+                media_base,
             });
             Ok(())
         })

@@ -88,6 +88,19 @@ def send(binary, data_dir, to, paths):
          "--json", "send", to, *paths], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
 
+def tone(path, secs):
+    """A real WAV file: a 440 Hz tone, 16-bit mono at 22,050 Hz."""
+    import math
+    import struct
+    import wave
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(22050)
+        w.writeframes(b"".join(struct.pack("<h", int(8000 * math.sin(i * 2 * math.pi * 440 / 22050)))
+                               for i in range(22050 * secs)))
+
+
 def tree(root):
     out = {}
     for p in sorted(Path(root).rglob("*")):
@@ -458,6 +471,7 @@ def main():
         subprocess.run(["convert", "-size", "800x600", "plasma:fractal", str(shared / "pics" / "more" / "hidden.jpg")],
                        check=True)
         (shared / "pics" / "clip.bin").write_bytes(os.urandom(2_000_000))
+        tone(shared / "pics" / "tone.wav", 12)
         find("[data-location]", 10, text="cli-shared").find_element(By.CSS_SELECTOR, ".location-pick").click()
         ActionChains(driver).double_click(find('[role=grid] button[aria-label="pics"]', 30)).perform()
         deadline = time.time() + 60
@@ -489,6 +503,23 @@ def main():
         saved = tmp / "app-down" / "pic-0.jpg"
         assert saved.read_bytes() == (shared / "pics" / "pic-0.jpg").read_bytes()
         driver.save_screenshot(str(SHOTS / "17-remote-media.png"))
+        # A member's song plays from it, and seeks (the element asks for a range: over loopback
+        # HTTP, as WebKitGTK's media backend cannot read a custom scheme).
+        find('[role=grid] button[aria-label="tone.wav"]').click()
+        find(".details audio.preview", 10)
+        got = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "const a = document.querySelector('.details audio.preview');"
+            "setTimeout(() => done(['timeout', a.readyState, a.networkState, a.error && a.error.code]), 20000);"
+            "a.addEventListener('error', () => done(['error', a.error && a.error.code]), {once: true});"
+            "function seek() { const t0 = performance.now();"
+            "  a.addEventListener('seeked', () => done([a.currentTime, a.duration, performance.now() - t0]), {once: true});"
+            "  a.currentTime = 9; }"
+            "if (a.readyState >= 1) seek(); else a.addEventListener('loadedmetadata', seek, {once: true});")
+        assert isinstance(got[0], (int, float)) and abs(got[0] - 9) < 0.5 and abs(got[1] - 12) < 0.5, got
+        src = driver.execute_script("return document.querySelector('.details audio.preview').src")
+        assert re.match(r"http://127\.0\.0\.1:\d+/[0-9a-f]{32}/file/", src), src
+        print(f"  a remote song: seek to 0:09 of 0:12 done in {got[2]:.0f} ms")
         # Preview sync: every picture's thumbnail is in the app's store, the unopened one's too.
         listed = subprocess.run([ferry, "--data-dir", str(tmp / "app-data"), "--json", "ls", lib, "cli-shared/pics/more"],
                                 check=True, capture_output=True, text=True).stdout

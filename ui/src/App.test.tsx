@@ -40,6 +40,8 @@ function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
     },
     entryDetails: (_lib: string, id: string) => Promise.resolve({ entry: entries.find((e) => e.id === id), path: `/home/me/Photos/${id}` }),
     contentUrl: (kind: string, lib: string, id: string) => `ferry://localhost/${kind}/${lib}/${id}`,
+    mediaUrl: (lib: string, id: string) => Promise.resolve(`http://127.0.0.1:9/t/file/${lib}/${id}`),
+    saveEntry: rec("saveEntry"),
     onEvent: (f: (e: Event) => void) => { emit = f; return Promise.resolve(() => {}); },
     onDrop: () => Promise.reject(new Error("not in Tauri")),
   } as unknown as Api;

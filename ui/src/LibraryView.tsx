@@ -145,6 +145,15 @@ function Details({ api, library, loc, ownerOnline, entry, onClose, onOpen, onOpe
   // Another member's original is fetched from it (or from a member holding a copy).
   const preview = file && (loc.local || ownerOnline) && !broken ? previewKind(entry.name) : null;
   const src = api.contentUrl("file", library, entry.id);
+  const [mediaSrc, setMediaSrc] = useState<string | null>(null);
+  useEffect(() => {
+    let live = true;
+    setMediaSrc(null);
+    if (preview === "video" || preview === "audio") api.mediaUrl(library, entry.id).then((u) => live && setMediaSrc(u)).catch(onError);
+    return () => {
+      live = false;
+    };
+  }, [api, library, entry.id, preview, onError]);
   return (
     <aside className="details" aria-label="Details">
       <div className="details-head">
@@ -152,8 +161,8 @@ function Details({ api, library, loc, ownerOnline, entry, onClose, onOpen, onOpe
         <button className="ghost small" onClick={onClose} aria-label="Close details">✕</button>
       </div>
       {preview === "image" && <img className="preview" src={src} alt={shown(entry.name)} onError={() => setBroken(true)} />}
-      {preview === "video" && <video className="preview" src={src} controls preload="metadata" onError={() => setBroken(true)} />}
-      {preview === "audio" && <audio className="preview" src={src} controls preload="metadata" onError={() => setBroken(true)} />}
+      {preview === "video" && mediaSrc && <video className="preview" src={mediaSrc} controls preload="metadata" onError={() => setBroken(true)} />}
+      {preview === "audio" && mediaSrc && <audio className="preview" src={mediaSrc} controls preload="metadata" onError={() => setBroken(true)} />}
       {file && !loc.local && previewKind(entry.name) && (!ownerOnline || broken) && (
         <p className="offline-note" role="status">{ownerOnline ? `${shown(device)} could not send the original.` : `${shown(device)} is offline: the original shows when it is back.`}</p>
       )}

@@ -16,6 +16,8 @@ async function ok<T>(p: Promise<R<T>>): Promise<T> {
 // `http://ferry.localhost/…` in WebView2 (Windows).
 const schemeBase = typeof navigator !== "undefined" && /Windows/.test(navigator.userAgent) ? "http://ferry.localhost" : "ferry://localhost";
 
+let mediaBase: Promise<string | null> | undefined;
+
 export const api = {
   snapshot: () => ok(commands.snapshot()),
   sendPaths: (peer: string, paths: string[]) => ok(commands.sendPaths(peer, paths)),
@@ -46,13 +48,20 @@ export const api = {
   listEntries: (library: string, location: string, dir: string, offset: number, limit: number) =>
     ok(commands.listEntries(library, location, dir, offset, limit)),
   entryDetails: (library: string, entry: string) => ok(commands.entryDetails(library, entry)),
-  /** Opens (or reveals) an entry; a program is opened only with `runProgram` ("is_program" otherwise). */
   /** Copies a member's file or folder into the download folder, verified. */
   saveEntry: (library: string, entry: string) => ok(commands.saveEntry(library, entry)),
+  /** Opens (or reveals) an entry; a program is opened only with `runProgram` ("is_program" otherwise). */
   openEntry: (library: string, entry: string, reveal: boolean, runProgram = false) =>
     ok(commands.openEntry(library, entry, reveal, runProgram)),
   /** A `ferry://` URL: a thumbnail by content id, or an original file by entry id. */
   contentUrl: (kind: "thumb" | "file", library: string, id: string) => `${schemeBase}/${kind}/${library}/${id}`,
+  /** The URL `<video>` and `<audio>` play an entry from: the loopback server where the web view
+   * cannot play media from a custom scheme (Linux), else `contentUrl`. */
+  mediaUrl: async (library: string, id: string) => {
+    mediaBase ??= ok(commands.mediaBase()).catch(() => null);
+    const base = await mediaBase;
+    return base ? `${base}/file/${library}/${id}` : api.contentUrl("file", library, id);
+  },
   onEvent: (f: (e: Event) => void) => events.nodeEvent.listen((e) => f(e.payload)),
   /** Files dropped on the window: their paths and where (in CSS pixels). */
   onDrop: (f: (d: { kind: "over" | "drop" | "leave"; paths: string[]; x: number; y: number }) => void) =>

@@ -78,6 +78,11 @@ export const commands = {
 	 *  page never names a path.
 	 */
 	saveEntry: (library: string, entry: string) => typedError<Saved, string>(__TAURI_INVOKE("save_entry", { library, entry })),
+	/**
+	 *  Where `<video>` and `<audio>` read an entry's bytes from, if not from `ferry://`:
+	 *  `http://127.0.0.1:PORT/TOKEN` on Linux (see `media_http`); `None` elsewhere.
+	 */
+	mediaBase: () => typedError<string | null, string>(__TAURI_INVOKE("media_base")),
 };
 
 /** Events */
