@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ferry_core::index::{EntryInfo, LocationId, LocationInfo, Page};
 use ferry_core::library::contents::parse_loc;
+use ferry_core::library::media::downloads::DownloadInfo;
 use ferry_core::library::wire::LibraryId;
 use ferry_core::library::LibraryContents;
 use ferry_core::spacedrop::wire::TransferId;
@@ -64,6 +65,8 @@ pub struct Snapshot {
     pub locations: Vec<LibraryLocations>,
     pub pairings: Vec<PairingInfo>,
     pub localsend_devices: Vec<ferry_core::spacedrop::LocalSendDevice>,
+    /// Downloads of members' files (*Save to this device*) since the node started.
+    pub downloads: Vec<DownloadInfo>,
     pub settings: Settings,
 }
 
@@ -87,6 +90,7 @@ pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
         locations: all_locations(&node),
         pairings: node.libraries().pairings(),
         localsend_devices: node.spacedrop().localsend_devices(),
+        downloads: node.libraries().downloads(),
         settings,
     })
 }
@@ -544,35 +548,51 @@ pub async fn entry_details(
     })
 }
 
-/// Where *Save to this device* put a member's file or folder.
-#[derive(Debug, Clone, Serialize, specta::Type)]
-pub struct Saved {
-    pub path: String,
-    #[specta(type = specta_typescript::Number)]
-    pub files: u64,
-    #[specta(type = specta_typescript::Number)]
-    pub bytes: u64,
-}
-
-/// *Save to this device*: copies an entry (a file, or a folder and everything in it) of any
-/// member into the download folder, verified end to end; saving it again resumes. By id: the
-/// page never names a path.
+/// *Save to this device*: starts copying an entry (a file, or a folder and everything in it)
+/// of any member into the download folder, verified end to end; the transfer list follows it
+/// through `download` events. By id: the page never names a path.
 #[tauri::command]
 #[specta::specta]
-pub async fn save_entry(state: State<'_, AppState>, library: String, entry: String) -> Res<Saved> {
+pub async fn save_entry(
+    state: State<'_, AppState>,
+    library: String,
+    entry: String,
+) -> Res<DownloadInfo> {
     let lib = library_id(&library)?;
     let node = node(&state).await;
     let dest = node.spacedrop().config().dest;
-    let r = node
-        .libraries()
-        .download(&lib, &entry, &dest, |_| {})
+    node.libraries().save(&lib, &entry, dest).await.map_err(err)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn pause_download(state: State<'_, AppState>, id: String) -> Res<()> {
+    node(&state)
         .await
-        .map_err(err)?;
-    Ok(Saved {
-        path: r.path.display().to_string(),
-        files: r.files,
-        bytes: r.bytes,
-    })
+        .libraries()
+        .pause_download(&id)
+        .map_err(err)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn resume_download(state: State<'_, AppState>, id: String) -> Res<()> {
+    node(&state)
+        .await
+        .libraries()
+        .resume_download(&id)
+        .map_err(err)
+}
+
+#[tauri::command]
+#[specta::specta]
+pub async fn cancel_download(state: State<'_, AppState>, id: String) -> Res<()> {
+    node(&state)
+        .await
+        .libraries()
+        .cancel_download(&id)
+        .await
+        .map_err(err)
 }
 
 /// Where `<video>` and `<audio>` read an entry's bytes from, if not from `ferry://`:

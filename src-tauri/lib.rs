@@ -73,6 +73,9 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::entry_details,
             commands::open_entry,
             commands::save_entry,
+            commands::pause_download,
+            commands::resume_download,
+            commands::cancel_download,
             commands::media_base,
         ])
         .events(collect_events![bridge::NodeEvent])

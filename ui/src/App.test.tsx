@@ -41,7 +41,7 @@ function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
     entryDetails: (_lib: string, id: string) => Promise.resolve({ entry: entries.find((e) => e.id === id), path: `/home/me/Photos/${id}` }),
     contentUrl: (kind: string, lib: string, id: string) => `ferry://localhost/${kind}/${lib}/${id}`,
     mediaUrl: (lib: string, id: string) => Promise.resolve(`http://127.0.0.1:9/t/file/${lib}/${id}`),
-    saveEntry: rec("saveEntry"),
+    saveEntry: rec("saveEntry"), pauseDownload: rec("pauseDownload"), resumeDownload: rec("resumeDownload"), cancelDownload: rec("cancelDownload"),
     onEvent: (f: (e: Event) => void) => { emit = f; return Promise.resolve(() => {}); },
     onDrop: () => Promise.reject(new Error("not in Tauri")),
   } as unknown as Api;
@@ -57,6 +57,30 @@ describe("App", () => {
     expect(await screen.findByText("my-laptop")).toBeTruthy();
     expect(screen.getByText(/No one nearby yet — is Ferry open on the other device\?/)).toBeTruthy();
     expect(screen.getByText(/Nothing sent or received yet/)).toBeTruthy();
+  });
+
+  it("lists a download of a member's file with its progress, pause, resume and cancel", async () => {
+    const { api, calls, emit } = fakeApi();
+    render(<App api={api} />);
+    await screen.findByText("my-laptop");
+    const d = {
+      id: "d1", library: "l1", entry: "e1", name: "film.mkv", from: "beta", dest: "/home/me/Downloads",
+      progress: { bytes: 25, total_bytes: 100, files: 0, total_files: 1, current: "film.mkv" },
+    };
+    emit({ type: "download", download: { ...d, state: "running" } });
+    const row = await screen.findByLabelText("Saving film.mkv from beta");
+    expect(row.textContent).toContain("Saving to this device");
+    expect(row.textContent).toContain("25.0%");
+    fireEvent.click(screen.getByText("Pause"));
+    expect(calls).toContainEqual(["pauseDownload", "d1"]);
+    emit({ type: "download", download: { ...d, state: "paused" } });
+    fireEvent.click(await screen.findByText("Resume"));
+    expect(calls).toContainEqual(["resumeDownload", "d1"]);
+    fireEvent.click(screen.getByText("Cancel"));
+    expect(calls).toContainEqual(["cancelDownload", "d1"]);
+    emit({ type: "download", download: { ...d, progress: { ...d.progress, bytes: 100, files: 1 }, state: "done", path: "/home/me/Downloads/film.mkv" } });
+    expect((await screen.findByLabelText("Saving film.mkv from beta")).textContent).toContain("Done · verified");
+    expect(screen.getAllByLabelText("Saving film.mkv from beta")).toHaveLength(1);
   });
 
   it("shows peers as they come and go, and sends to one", async () => {

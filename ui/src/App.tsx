@@ -152,7 +152,7 @@ export function App({ api }: { api: Api }) {
       ) : (
         <main>
           <Peers state={state} api={api} dropTarget={dropTarget} onError={report} onPair={setPairWith} />
-          <Transfers transfers={state.transfers} api={api} onError={report} />
+          <Transfers transfers={state.transfers} downloads={state.downloads} api={api} onError={report} />
           <Libraries state={state} api={api} onError={report} onBrowse={setBrowsing} />
         </main>
       )}

@@ -1,6 +1,6 @@
 import { useEffect, useRef, useState } from "react";
 import type { Api } from "./api";
-import type { EntryDetails, EntryInfo, LocationInfo } from "./bindings";
+import type { DownloadInfo, EntryDetails, EntryInfo, LocationInfo } from "./bindings";
 import { EntryGrid } from "./EntryGrid";
 import { crumbs, previewKind } from "./grid";
 import { byDevice, count, formatBytes, locationsSummary, online, running, syncedAgo, type State } from "./state";
@@ -98,9 +98,11 @@ function RunProgramDialog({ entry, onRun, onReveal, onClose }: {
   );
 }
 
-function Details({ api, library, loc, ownerOnline, entry, onClose, onOpen, onOpenFolder, onError }: {
+function Details({ api, library, downloads, loc, ownerOnline, entry, onClose, onOpen, onOpenFolder, onError }: {
   api: Api;
   library: string;
+  /** Downloads (*Save to this device*): the latest of this entry shows how it goes. */
+  downloads: DownloadInfo[];
   /** The entry's location: another member's is shown from the synced rows, its bytes fetched. */
   loc: LocationInfo;
   /** The device that holds the location is connected. */
@@ -125,20 +127,12 @@ function Details({ api, library, loc, ownerOnline, entry, onClose, onOpen, onOpe
       live = false;
     };
   }, [api, library, entry.id, entry.path, loc.local, loc.owner_name, loc.path, onError]);
-  const [saving, setSaving] = useState<"saving" | string | null>(null);
   const [broken, setBroken] = useState(false);
-  useEffect(() => {
-    setSaving(null);
-    setBroken(false);
-  }, [entry.id]);
+  useEffect(() => setBroken(false), [entry.id]);
+  const download = [...downloads].reverse().find((d) => d.library === library && d.entry === entry.id);
+  const saving = download?.state === "running" || download?.state === "paused";
   const save = () => {
-    setSaving("saving");
-    api.saveEntry(library, entry.id)
-      .then((s) => setSaving(`Saved to ${s.path}`))
-      .catch((e) => {
-        setSaving(null);
-        onError(e);
-      });
+    api.saveEntry(library, entry.id).catch(onError);
   };
   const file = entry.kind === "file";
   const device = loc.owner_name ?? "Its device";
@@ -200,10 +194,11 @@ function Details({ api, library, loc, ownerOnline, entry, onClose, onOpen, onOpe
         )}
         {loc.local && <button className="secondary small" onClick={() => api.openEntry(library, entry.id, true).catch(onError)}>Show in folder</button>}
         {!loc.local && (entry.kind === "file" || entry.kind === "dir") && (
-          <button className="small" disabled={saving === "saving"} onClick={save}>{saving === "saving" ? "Saving…" : "Save to this device"}</button>
+          <button className="small" disabled={saving} onClick={save}>{saving ? `Saving… ${download && download.progress.total_bytes > 0 ? Math.floor((100 * download.progress.bytes) / download.progress.total_bytes) : 0}%` : "Save to this device"}</button>
         )}
       </div>
-      {saving && saving !== "saving" && <p className="muted small-text saved-note" role="status">{shown(saving)}</p>}
+      {download?.state === "done" && <p className="muted small-text saved-note" role="status">Saved to {shown(download.path)}</p>}
+      {download?.state === "failed" && <p className="location-errors small-text" role="status">Not saved: {shown(download.reason)}</p>}
     </aside>
   );
 }
@@ -367,7 +362,7 @@ export function LibraryView({ state, api, library, onBack, onError }: {
           )}
         </div>
         {selected && loc && (
-          <Details api={api} library={library} loc={loc} ownerOnline={loc.local || online(state, loc.owner)} entry={selected} onClose={() => setSelected(null)} onOpen={open} onOpenFolder={(e) => go(e.path)} onError={onError} />
+          <Details api={api} library={library} downloads={state.downloads} loc={loc} ownerOnline={loc.local || online(state, loc.owner)} entry={selected} onClose={() => setSelected(null)} onOpen={open} onOpenFolder={(e) => go(e.path)} onError={onError} />
         )}
         {program && (
           <RunProgramDialog entry={program} onRun={() => answerProgram(program, false)} onReveal={() => answerProgram(program, true)} onClose={() => setProgram(null)} />

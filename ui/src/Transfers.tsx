@@ -1,6 +1,6 @@
 import { useState, type ReactNode } from "react";
 import type { Api } from "./api";
-import type { TransferInfo } from "./bindings";
+import type { DownloadInfo, TransferInfo } from "./bindings";
 import { finished, formatBytes, formatEta, percent } from "./state";
 import { shown } from "./text";
 
@@ -153,18 +153,63 @@ function FullList<T>({ first, count, fetch, item, onError }: {
   );
 }
 
-export function Transfers({ transfers, api, onError }: { transfers: TransferInfo[]; api: Api; onError: (e: unknown) => void }) {
+/** A member's file or folder being saved here (*Save to this device*). */
+function DownloadRow({ d, api, onError }: { d: DownloadInfo; api: Api; onError: (e: unknown) => void }) {
+  const p = d.progress;
+  const pct = p.total_bytes > 0 ? (100 * p.bytes) / p.total_bytes : d.state === "done" ? 100 : 0;
+  const label =
+    d.state === "running" ? "Saving to this device" :
+    d.state === "paused" ? "Paused by you" :
+    d.state === "done" ? "Done · verified" :
+    d.state === "failed" ? `Failed — ${shown(d.reason)}` : "Cancelled by you";
+  const live = d.state === "running" || d.state === "paused";
+  return (
+    <li className={`transfer download ${d.state}`} data-download={d.id} aria-label={`Saving ${shown(d.name)} from ${shown(d.from)}`}>
+      <div className="transfer-head">
+        <span className="dir receive" aria-hidden>↓</span>
+        <div className="transfer-title">
+          <div>
+            <strong>{shown(d.name)}</strong> from <strong>{shown(d.from)}</strong> · {p.total_files} file{p.total_files === 1 ? "" : "s"} · {formatBytes(p.total_bytes)}
+          </div>
+          <div className={`transfer-state ${d.state}`} data-state={d.state}>{label}</div>
+        </div>
+        <div className="transfer-actions">
+          {d.state === "running" && <button className="secondary small" onClick={() => api.pauseDownload(d.id).catch(onError)}>Pause</button>}
+          {(d.state === "paused" || d.state === "failed") && <button className="small" onClick={() => api.resumeDownload(d.id).catch(onError)}>Resume</button>}
+          {(live || d.state === "failed") && <button className="danger small" onClick={() => api.cancelDownload(d.id).catch(onError)}>Cancel</button>}
+          {d.state === "done" && <button className="secondary small" onClick={() => api.showInFolder(d.path).catch(onError)}>Show in folder</button>}
+        </div>
+      </div>
+      {live && (
+        <>
+          <div className="bar" role="progressbar" aria-valuenow={Math.round(pct)} aria-valuemin={0} aria-valuemax={100}>
+            <div style={{ width: `${pct}%` }} />
+          </div>
+          <div className="transfer-figures">
+            <span>{pct.toFixed(1)}%</span>
+            <span>{formatBytes(p.bytes)} of {formatBytes(p.total_bytes)}</span>
+            <span>{p.files}/{p.total_files} files</span>
+            {p.current && <span className="current" title={shown(p.current)}>{shown(p.current)}</span>}
+          </div>
+        </>
+      )}
+    </li>
+  );
+}
+
+export function Transfers({ transfers, downloads = [], api, onError }: { transfers: TransferInfo[]; downloads?: DownloadInfo[]; api: Api; onError: (e: unknown) => void }) {
   return (
     <section className="panel" aria-labelledby="transfers">
       <div className="panel-head">
         <h2 id="transfers">Transfers</h2>
       </div>
-      {transfers.length === 0 ? (
+      {transfers.length === 0 && downloads.length === 0 ? (
         <div className="empty small">
           <p className="muted">Nothing sent or received yet. Files you send or accept show up here with their progress.</p>
         </div>
       ) : (
         <ul className="transfers">
+          {[...downloads].reverse().map((d) => <DownloadRow key={d.id} d={d} api={api} onError={onError} />)}
           {transfers.map((t) => <TransferRow key={t.id} t={t} api={api} onError={onError} />)}
         </ul>
       )}

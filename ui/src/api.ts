@@ -48,8 +48,11 @@ export const api = {
   listEntries: (library: string, location: string, dir: string, offset: number, limit: number) =>
     ok(commands.listEntries(library, location, dir, offset, limit)),
   entryDetails: (library: string, entry: string) => ok(commands.entryDetails(library, entry)),
-  /** Copies a member's file or folder into the download folder, verified. */
+  /** Starts copying a member's file or folder into the download folder, verified. */
   saveEntry: (library: string, entry: string) => ok(commands.saveEntry(library, entry)),
+  pauseDownload: (id: string) => ok(commands.pauseDownload(id)),
+  resumeDownload: (id: string) => ok(commands.resumeDownload(id)),
+  cancelDownload: (id: string) => ok(commands.cancelDownload(id)),
   /** Opens (or reveals) an entry; a program is opened only with `runProgram` ("is_program" otherwise). */
   openEntry: (library: string, entry: string, reveal: boolean, runProgram = false) =>
     ok(commands.openEntry(library, entry, reveal, runProgram)),

@@ -73,11 +73,14 @@ export const commands = {
 	 */
 	openEntry: (library: string, entry: string, reveal: boolean, runProgram: boolean) => typedError<Opened, string>(__TAURI_INVOKE("open_entry", { library, entry, reveal, runProgram })),
 	/**
-	 *  *Save to this device*: copies an entry (a file, or a folder and everything in it) of any
-	 *  member into the download folder, verified end to end; saving it again resumes. By id: the
-	 *  page never names a path.
+	 *  *Save to this device*: starts copying an entry (a file, or a folder and everything in it)
+	 *  of any member into the download folder, verified end to end; the transfer list follows it
+	 *  through `download` events. By id: the page never names a path.
 	 */
-	saveEntry: (library: string, entry: string) => typedError<Saved, string>(__TAURI_INVOKE("save_entry", { library, entry })),
+	saveEntry: (library: string, entry: string) => typedError<DownloadInfo, string>(__TAURI_INVOKE("save_entry", { library, entry })),
+	pauseDownload: (id: string) => typedError<null, string>(__TAURI_INVOKE("pause_download", { id })),
+	resumeDownload: (id: string) => typedError<null, string>(__TAURI_INVOKE("resume_download", { id })),
+	cancelDownload: (id: string) => typedError<null, string>(__TAURI_INVOKE("cancel_download", { id })),
 	/**
 	 *  Where `<video>` and `<audio>` read an entry's bytes from, if not from `ferry://`:
 	 *  `http://127.0.0.1:PORT/TOKEN` on Linux (see `media_http`); `None` elsewhere.
@@ -93,6 +96,24 @@ export const events = {
 /* Types */
 /**  Which way a transfer goes, seen from this node. */
 export type Direction = "send" | "receive";
+
+export type DownloadInfo = {
+	id: string,
+	library: string,
+	entry: string,
+	/**  The file or folder's name. */
+	name: string,
+	/**  The device that holds it (its owner's name in the library). */
+	from: string,
+	/**  The folder it goes into. */
+	dest: string,
+	progress: GetProgress,
+} & DownloadState;
+
+/**  Where a download stands. */
+export type DownloadState = { state: "running" } | { state: "paused" } | 
+/**  Every file verified and placed; `path` is the file or folder made. */
+{ state: "done"; path: string } | { state: "failed"; reason: string } | { state: "cancelled" };
 
 /**  One entry and where it is on this device. */
 export type EntryDetails = EntryDetails_Serialize | EntryDetails_Deserialize;
@@ -176,7 +197,9 @@ export type Event_Deserialize = { type: "node_started"; id: string; short_id: st
  *  A pull of library rows from a member made progress (at most 4 per second), caught up,
  *  or failed.
  */
-{ type: "sync"; progress: SyncProgress_Deserialize } | { type: "node_stopped" };
+{ type: "sync"; progress: SyncProgress_Deserialize } | 
+/**  A download of a member's file or folder (*Save to this device*) changed. */
+{ type: "download"; download: DownloadInfo } | { type: "node_stopped" };
 
 export type Event_Serialize = { type: "node_started"; id: string; short_id: string; name: string; listen: string; discovery: boolean } | { type: "peer_found"; peer: PeerSnapshot_Serialize } | { type: "peer_changed"; peer: PeerSnapshot_Serialize } | { type: "peer_lost"; peer: PeerSnapshot_Serialize; reason: LostReason } | 
 /**  Someone wants to send us files: answer with accept/reject before `expires_in_ms`. */
@@ -206,11 +229,23 @@ export type Event_Serialize = { type: "node_started"; id: string; short_id: stri
  *  A pull of library rows from a member made progress (at most 4 per second), caught up,
  *  or failed.
  */
-{ type: "sync"; progress: SyncProgress_Serialize } | { type: "node_stopped" };
+{ type: "sync"; progress: SyncProgress_Serialize } | 
+/**  A download of a member's file or folder (*Save to this device*) changed. */
+{ type: "download"; download: DownloadInfo } | { type: "node_stopped" };
 
 export type FailedFile = {
 	path: string,
 	reason: string,
+};
+
+/**  Where a download stands. */
+export type GetProgress = {
+	bytes: number,
+	total_bytes: number,
+	files: number,
+	total_files: number,
+	/**  The file being fetched (its path in the location). */
+	current: string,
 };
 
 /**  Where an index job is, for progress bars. */
@@ -568,13 +603,6 @@ export type Renamed = {
 	reason: string,
 };
 
-/**  Where *Save to this device* put a member's file or folder. */
-export type Saved = {
-	path: string,
-	files: number,
-	bytes: number,
-};
-
 export type Settings = Settings_Serialize | Settings_Deserialize;
 
 export type Settings_Deserialize = {
@@ -630,6 +658,8 @@ export type Snapshot_Deserialize = {
 	locations: LibraryLocations_Deserialize[],
 	pairings: PairingInfo_Deserialize[],
 	localsend_devices: LocalSendDevice_Deserialize[],
+	/**  Downloads of members' files (*Save to this device*) since the node started. */
+	downloads: DownloadInfo[],
 	settings: Settings_Deserialize,
 };
 
@@ -643,6 +673,8 @@ export type Snapshot_Serialize = {
 	locations: LibraryLocations_Serialize[],
 	pairings: PairingInfo_Serialize[],
 	localsend_devices: LocalSendDevice_Serialize[],
+	/**  Downloads of members' files (*Save to this device*) since the node started. */
+	downloads: DownloadInfo[],
 	settings: Settings_Serialize,
 };
 

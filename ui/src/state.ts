@@ -1,7 +1,7 @@
 // The UI's state: one snapshot at start, then every change from the node's event stream.
 // Pure functions only, so the rules are unit-tested without a backend.
 
-import type { Event, IndexProgress, LibraryInfo, LocalSendDevice, LocationInfo, Me, PairingInfo, PeerSnapshot, Prompt, Settings, Snapshot, SyncProgress, TransferInfo } from "./bindings";
+import type { DownloadInfo, Event, IndexProgress, LibraryInfo, LocalSendDevice, LocationInfo, Me, PairingInfo, PeerSnapshot, Prompt, Settings, Snapshot, SyncProgress, TransferInfo } from "./bindings";
 
 export type State = {
   me: Me | null;
@@ -24,9 +24,11 @@ export type State = {
   sync: Record<string, SyncProgress>;
   /** LocalSend devices heard on the LAN (not Ferry peers: no verified identity). */
   localsend: LocalSendDevice[];
+  /** Downloads of members' files (*Save to this device*), oldest first. */
+  downloads: DownloadInfo[];
 };
 
-export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [], locations: {}, progress: {}, changed: {}, sync: {}, localsend: [] };
+export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [], locations: {}, progress: {}, changed: {}, sync: {}, localsend: [], downloads: [] };
 
 export function fromSnapshot(s: Snapshot): State {
   return {
@@ -34,6 +36,7 @@ export function fromSnapshot(s: Snapshot): State {
     libraries: sortLibraries(s.libraries ?? []), pairings: s.pairings ?? [],
     locations: Object.fromEntries((s.locations ?? []).map((l) => [l.library, sortLocations(l.locations)])), progress: {}, changed: {}, sync: {},
     localsend: s.localsend_devices ?? [],
+    downloads: s.downloads ?? [],
   };
 }
 
@@ -146,6 +149,10 @@ export function reduce(state: State, e: Event): State {
       return { ...state, localsend: e.devices };
     case "sync":
       return { ...state, sync: { ...state.sync, [`${e.progress.library}/${e.progress.member}`]: e.progress } };
+    case "download": {
+      const others = state.downloads.filter((d) => d.id !== e.download.id);
+      return { ...state, downloads: [...others, e.download].sort((a, b) => a.id.localeCompare(b.id)) };
+    }
   }
 }
 

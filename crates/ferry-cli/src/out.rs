@@ -176,7 +176,7 @@ impl Out {
                     )
                 }
             }
-            Event::ContentsChanged { .. } => {}
+            Event::ContentsChanged { .. } | Event::Download { .. } => {}
             Event::NodeStopped => say!("stopped"),
         }
     }

@@ -86,6 +86,10 @@ pub enum Event {
     Sync {
         progress: crate::library::sync::SyncProgress,
     },
+    /// A download of a member's file or folder (*Save to this device*) changed.
+    Download {
+        download: crate::library::media::downloads::DownloadInfo,
+    },
     NodeStopped,
 }
 

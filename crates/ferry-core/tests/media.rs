@@ -358,6 +358,47 @@ async fn downloads_verify_resume_and_never_place_damaged_bytes() {
     assert!(e.to_string().contains("did not verify"), "{e}");
     assert!(!dest3.join("small.txt").exists());
 
+    // As the app runs it: a download with state, paused and resumed, and one cancelled.
+    use ferry_core::library::media::downloads::DownloadState;
+    let state = |id: &str| {
+        b.libraries()
+            .downloads()
+            .into_iter()
+            .find(|d| d.id == id)
+            .unwrap()
+    };
+    let dest4 = t.path().join("app-downloads");
+    let d = b
+        .libraries()
+        .save(&lib, &album.id, dest4.clone())
+        .await
+        .unwrap();
+    assert_eq!((d.name.as_str(), d.from.as_str()), ("album", "alpha"));
+    b.libraries().pause_download(&d.id).unwrap();
+    assert_eq!(state(&d.id).state, DownloadState::Paused);
+    b.libraries().resume_download(&d.id).unwrap();
+    until("the resumed download done", WAIT, || {
+        matches!(state(&d.id).state, DownloadState::Done { .. })
+    })
+    .await;
+    assert_eq!(std::fs::read(dest4.join("album/big.bin")).unwrap(), big);
+    assert_eq!(state(&d.id).progress.bytes, big.len() as u64 + 16);
+    let dest5 = t.path().join("cancelled");
+    let d = b
+        .libraries()
+        .save(&lib, &big_entry.id, dest5.clone())
+        .await
+        .unwrap();
+    b.libraries().cancel_download(&d.id).await.unwrap();
+    assert_eq!(state(&d.id).state, DownloadState::Cancelled);
+    let left: Vec<_> = std::fs::read_dir(&dest5)
+        .map(|r| r.flatten().collect())
+        .unwrap_or_default();
+    assert!(
+        left.is_empty(),
+        "a cancelled download leaves nothing: {left:?}"
+    );
+
     // The owner offline: a clear error.
     a.shutdown().await;
     drop(a);

@@ -92,27 +92,7 @@ impl Libraries {
             .contents
             .of(lib)
             .map_err(|e| MediaError::Local(e.to_string()))?;
-        let id: EntryId = ferry_index::db::parse_id(entry)
-            .ok_or_else(|| MediaError::Local(format!("bad entry id {entry}")))?;
-        let c2 = c.clone();
-        let top = blocking(move || c2.locate(&id)).await?;
-        let root = dest.join(local_rel(&top.info.name));
-        // Every file under it, with its path below `root`.
-        let files: Vec<(EntryInfo, PathBuf)> = match top.info.kind {
-            EntryKind::File => vec![(top.info.clone(), root.clone())],
-            EntryKind::Dir => {
-                let (c2, loc, rel) = (c.clone(), top.location, top.info.path.clone());
-                let all = blocking(move || subtree(&c2, &loc, &rel)).await?;
-                let base = top.info.path.len() + 1;
-                all.into_iter()
-                    .map(|e| {
-                        let below = local_rel(e.path.get(base..).unwrap_or_default());
-                        (e, root.join(below))
-                    })
-                    .collect()
-            }
-            _ => return Err(MediaError::Refused(super::wire::Refusal::NotFound)),
-        };
+        let (top, root, files) = self.plan(lib, entry, dest).await?;
         tokio::fs::create_dir_all(if top.info.kind == EntryKind::Dir {
             &root
         } else {
@@ -166,6 +146,51 @@ impl Libraries {
         }
         progress(&p);
         Ok(report)
+    }
+
+    /// What downloading `entry` into `dest` writes: the entry, the file or folder it makes,
+    /// and every file under it with its target.
+    pub(crate) async fn plan(
+        &self,
+        lib: &LibraryId,
+        entry: &str,
+        dest: &Path,
+    ) -> Result<(Located, PathBuf, Vec<(EntryInfo, PathBuf)>), MediaError> {
+        let c = self
+            .shared
+            .contents
+            .of(lib)
+            .map_err(|e| MediaError::Local(e.to_string()))?;
+        let id: EntryId = ferry_index::db::parse_id(entry)
+            .ok_or_else(|| MediaError::Local(format!("bad entry id {entry}")))?;
+        let c2 = c.clone();
+        let top = blocking(move || c2.locate(&id)).await?;
+        let root = dest.join(local_rel(&top.info.name));
+        let files: Vec<(EntryInfo, PathBuf)> = match top.info.kind {
+            EntryKind::File => vec![(top.info.clone(), root.clone())],
+            EntryKind::Dir => {
+                let (c2, loc, rel) = (c.clone(), top.location, top.info.path.clone());
+                let all = blocking(move || subtree(&c2, &loc, &rel)).await?;
+                let base = top.info.path.len() + 1;
+                all.into_iter()
+                    .map(|e| {
+                        let below = local_rel(e.path.get(base..).unwrap_or_default());
+                        (e, root.join(below))
+                    })
+                    .collect()
+            }
+            _ => return Err(MediaError::Refused(super::wire::Refusal::NotFound)),
+        };
+        Ok((top, root, files))
+    }
+
+    /// Deletes the part files a download of `entry` into `dest` left (a cancelled one).
+    pub(crate) async fn discard_parts(&self, lib: &LibraryId, entry: &str, dest: &Path) {
+        if let Ok((_, _, files)) = self.plan(lib, entry, dest).await {
+            for (info, target) in files {
+                let _ = tokio::fs::remove_file(part_path(&target, &info.id)).await;
+            }
+        }
     }
 
     /// One file to `target`; returns where it went and how many bytes were resumed.

@@ -7,7 +7,9 @@
 //! - `fetch`: asking a member.
 //! - `preview`: copying members' thumbnails here in the background.
 //! - `get`: downloading a member's file or folder, verified, resumable.
+//! - `downloads`: those downloads as the app's transfer list shows them.
 
+pub mod downloads;
 mod fetch;
 pub mod get;
 pub(crate) mod preview;
@@ -64,6 +66,8 @@ pub(crate) struct Media {
     pub(crate) previews: Mutex<PreviewConfig>,
     /// The thumbnail store's size, once measured.
     used: Mutex<Option<u64>>,
+    /// Downloads started by `Libraries::save`, by id.
+    pub(crate) downloads: Mutex<HashMap<String, downloads::Running>>,
 }
 
 impl Media {

@@ -1,0 +1,224 @@
+//! Downloads as the app shows them: *Save to this device* starts one, and the transfer list
+//! follows it (progress, pause, resume, cancel) through `download` events. A download is
+//! [`Libraries::download`] run as a task: pausing stops the task and keeps its part files, so
+//! resuming continues where it stopped; cancelling also deletes them.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use ferry_util::lock;
+use serde::Serialize;
+
+use super::get::GetProgress;
+use super::MediaError;
+use crate::event::Event;
+use crate::library::wire::LibraryId;
+use crate::library::Libraries;
+
+/// Where a download stands.
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum DownloadState {
+    Running,
+    Paused,
+    /// Every file verified and placed; `path` is the file or folder made.
+    Done {
+        path: String,
+    },
+    Failed {
+        reason: String,
+    },
+    Cancelled,
+}
+
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DownloadInfo {
+    pub id: String,
+    pub library: String,
+    pub entry: String,
+    /// The file or folder's name.
+    pub name: String,
+    /// The device that holds it (its owner's name in the library).
+    pub from: String,
+    /// The folder it goes into.
+    pub dest: String,
+    pub progress: GetProgress,
+    #[serde(flatten)]
+    pub state: DownloadState,
+}
+
+/// A download and the task running it (while it runs).
+pub(crate) struct Running {
+    info: DownloadInfo,
+    dest: PathBuf,
+    task: Option<tokio::task::AbortHandle>,
+}
+
+impl Libraries {
+    /// Starts downloading `entry` of `lib` (a member's file or folder) into `dest`.
+    pub async fn save(
+        &self,
+        lib: &LibraryId,
+        entry: &str,
+        dest: PathBuf,
+    ) -> Result<DownloadInfo, MediaError> {
+        let (top, _, _) = self.plan(lib, entry, &dest).await?;
+        let id = ferry_index::db::hex(&crate::library::wire::random::<8>());
+        let info = DownloadInfo {
+            id: id.clone(),
+            library: lib.hex(),
+            entry: entry.to_owned(),
+            name: top.info.name.clone(),
+            from: self.shared.member_name(lib, &ferry_p2p::PeerId(top.owner)),
+            dest: dest.display().to_string(),
+            progress: GetProgress::default(),
+            state: DownloadState::Running,
+        };
+        lock(&self.shared.media.downloads).insert(
+            id.clone(),
+            Running {
+                info: info.clone(),
+                dest,
+                task: None,
+            },
+        );
+        self.run_download(&id);
+        Ok(info)
+    }
+
+    /// Every download of this run of the node, newest last.
+    pub fn downloads(&self) -> Vec<DownloadInfo> {
+        let mut v: Vec<DownloadInfo> = lock(&self.shared.media.downloads)
+            .values()
+            .map(|r| r.info.clone())
+            .collect();
+        v.sort_by(|a, b| a.id.cmp(&b.id));
+        v
+    }
+
+    /// Stops a running download; its part files stay for [`Self::resume_download`].
+    pub fn pause_download(&self, id: &str) -> Result<(), MediaError> {
+        self.stop_download(id, DownloadState::Paused)
+    }
+
+    /// Continues a paused or failed download from what its part files hold.
+    pub fn resume_download(&self, id: &str) -> Result<(), MediaError> {
+        {
+            let mut all = lock(&self.shared.media.downloads);
+            let r = all.get_mut(id).ok_or_else(|| unknown(id))?;
+            if !matches!(
+                r.info.state,
+                DownloadState::Paused | DownloadState::Failed { .. }
+            ) {
+                return Ok(());
+            }
+            r.info.state = DownloadState::Running;
+        }
+        self.run_download(id);
+        Ok(())
+    }
+
+    /// Stops a download and deletes what it had fetched of unfinished files.
+    pub async fn cancel_download(&self, id: &str) -> Result<(), MediaError> {
+        self.stop_download(id, DownloadState::Cancelled)?;
+        let (lib, entry, dest) = {
+            let all = lock(&self.shared.media.downloads);
+            let r = all.get(id).ok_or_else(|| unknown(id))?;
+            (r.info.library.clone(), r.info.entry.clone(), r.dest.clone())
+        };
+        if let Some(lib) = LibraryId::parse(&lib) {
+            self.discard_parts(&lib, &entry, &dest).await;
+        }
+        Ok(())
+    }
+
+    fn stop_download(&self, id: &str, to: DownloadState) -> Result<(), MediaError> {
+        let info = {
+            let mut all = lock(&self.shared.media.downloads);
+            let r = all.get_mut(id).ok_or_else(|| unknown(id))?;
+            let live = matches!(r.info.state, DownloadState::Running | DownloadState::Paused)
+                || (to == DownloadState::Cancelled
+                    && matches!(r.info.state, DownloadState::Failed { .. }));
+            if !live {
+                return Ok(());
+            }
+            if let Some(task) = r.task.take() {
+                task.abort();
+            }
+            r.info.state = to;
+            r.info.clone()
+        };
+        let _ = self.shared.events.send(Event::Download { download: info });
+        Ok(())
+    }
+
+    /// Spawns the task of download `id`, which reports as it goes and when it ends.
+    fn run_download(&self, id: &str) {
+        let me = self.clone();
+        let id = id.to_owned();
+        let Some((lib, entry, dest)) = lock(&self.shared.media.downloads)
+            .get(&id)
+            .map(|r| (r.info.library.clone(), r.info.entry.clone(), r.dest.clone()))
+        else {
+            return;
+        };
+        let Some(lib) = LibraryId::parse(&lib) else {
+            return;
+        };
+        let task_id = id.clone();
+        let task = tokio::spawn(async move {
+            let report = |me: &Libraries, p: Option<&GetProgress>, end: Option<DownloadState>| {
+                let info = {
+                    let mut all = lock(&me.shared.media.downloads);
+                    let Some(r) = all.get_mut(&task_id) else {
+                        return;
+                    };
+                    if let Some(p) = p {
+                        r.info.progress = p.clone();
+                    }
+                    if let Some(s) = end {
+                        r.info.state = s;
+                        r.task = None;
+                    }
+                    r.info.clone()
+                };
+                let _ = me.shared.events.send(Event::Download { download: info });
+            };
+            report(&me, None, None);
+            let started = Instant::now();
+            let result = me
+                .download(&lib, &entry, &dest, |p| report(&me, Some(p), None))
+                .await;
+            let end = match result {
+                Ok(r) => {
+                    tracing::info!(
+                        files = r.files,
+                        bytes = r.bytes,
+                        resumed = r.resumed,
+                        secs = started.elapsed().as_secs_f64(),
+                        "download done"
+                    );
+                    DownloadState::Done {
+                        path: r.path.display().to_string(),
+                    }
+                }
+                Err(e) => DownloadState::Failed {
+                    reason: e.to_string(),
+                },
+            };
+            report(&me, None, Some(end));
+        });
+        if let Some(r) = lock(&self.shared.media.downloads).get_mut(&id) {
+            if task.is_finished() {
+                return;
+            }
+            r.task = Some(task.abort_handle());
+        }
+    }
+}
+
+fn unknown(id: &str) -> MediaError {
+    MediaError::Local(format!("no download {id}"))
+}
