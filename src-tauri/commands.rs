@@ -504,6 +504,19 @@ pub async fn rescan_location(
     contents(&state, move |c| c.rescan(&lib, &loc)).await
 }
 
+/// Whether a member's location has its thumbnails copied to this device.
+#[tauri::command]
+#[specta::specta]
+pub async fn set_location_previews(
+    state: State<'_, AppState>,
+    library: String,
+    location: String,
+    on: bool,
+) -> Res<LocationInfo> {
+    let (lib, loc) = (library_id(&library)?, location_id(&location)?);
+    contents(&state, move |c| c.set_previews(&lib, &loc, on)).await
+}
+
 /// Largest page the UI may ask for (a screenful is a few hundred; a list page 500).
 const MAX_PAGE: u32 = 2000;
 

@@ -69,6 +69,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
             commands::add_location,
             commands::remove_location,
             commands::rescan_location,
+            commands::set_location_previews,
             commands::list_entries,
             commands::entry_details,
             commands::open_entry,

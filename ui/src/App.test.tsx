@@ -32,7 +32,7 @@ function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
     saveSettings: rec("saveSettings"), openWindow: rec("openWindow"),
     createLibrary: rec("createLibrary"), renameLibrary: rec("renameLibrary"), deleteLibrary: rec("deleteLibrary"),
     removeMember: rec("removeMember"), pair: rec("pair"), answerPairing: rec("answerPairing"),
-    addLocation: rec("addLocation"), removeLocation: rec("removeLocation"), rescanLocation: rec("rescanLocation"), openEntry: rec("openEntry"),
+    addLocation: rec("addLocation"), setLocationPreviews: rec("setLocationPreviews"), removeLocation: rec("removeLocation"), rescanLocation: rec("rescanLocation"), openEntry: rec("openEntry"),
     listEntries: (...args: unknown[]) => {
       calls.push(["listEntries", ...args]);
       const [, , , offset, limit] = args as [string, string, string, number, number];

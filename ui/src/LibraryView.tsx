@@ -54,6 +54,12 @@ function LocationItem({
       {loc.errors > 0 && <div className="location-errors">{count(loc.errors, "entry", "entries")} could not be read</div>}
       {!job && last?.phase === "failed" && <div className="location-errors">{last.message}</div>}
       {loc.error && <div className="location-errors">{loc.error}</div>}
+      {!loc.local && (
+        <label className="check small-text location-previews" title="Copies of its thumbnails keep its pictures visible while its device is offline">
+          <input type="checkbox" checked={loc.previews} onChange={(e) => api.setLocationPreviews(library, loc.id, e.target.checked).catch(onError)} />
+          Keep thumbnails on this device
+        </label>
+      )}
       <div className="location-actions">
         {confirm ? (
           <>

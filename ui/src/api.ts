@@ -45,6 +45,8 @@ export const api = {
   addLocation: (library: string, path: string) => ok(commands.addLocation(library, path)),
   removeLocation: (library: string, location: string) => ok(commands.removeLocation(library, location)),
   rescanLocation: (library: string, location: string) => ok(commands.rescanLocation(library, location)),
+  /** Whether a member's location has its thumbnails copied to this device. */
+  setLocationPreviews: (library: string, location: string, on: boolean) => ok(commands.setLocationPreviews(library, location, on)),
   listEntries: (library: string, location: string, dir: string, offset: number, limit: number) =>
     ok(commands.listEntries(library, location, dir, offset, limit)),
   entryDetails: (library: string, entry: string) => ok(commands.entryDetails(library, entry)),

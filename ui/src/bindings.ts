@@ -60,6 +60,8 @@ export const commands = {
 	/**  Removes a location from a library; the folder itself is untouched. */
 	removeLocation: (library: string, location: string) => typedError<null, string>(__TAURI_INVOKE("remove_location", { library, location })),
 	rescanLocation: (library: string, location: string) => typedError<null, string>(__TAURI_INVOKE("rescan_location", { library, location })),
+	/**  Whether a member's location has its thumbnails copied to this device. */
+	setLocationPreviews: (library: string, location: string, on: boolean) => typedError<LocationInfo_Serialize, string>(__TAURI_INVOKE("set_location_previews", { library, location, on })),
 	/**
 	 *  Entries `offset..offset + limit` of folder `dir` (`""` for the top) of a location, folders
 	 *  first, then by name; with the folder's total, for a virtualised grid.
@@ -385,6 +387,11 @@ export type LocationInfo_Deserialize = {
 	/**  Unix ms of the last completed scan. */
 	last_scan?: number | null,
 	error?: string | null,
+	/**
+	 *  A member's location: its thumbnails are copied here (preview sync; this node's choice,
+	 *  on unless turned off). Always true for this node's own.
+	 */
+	previews: boolean,
 };
 
 export type LocationInfo_Serialize = {
@@ -417,6 +424,11 @@ export type LocationInfo_Serialize = {
 	/**  Unix ms of the last completed scan. */
 	last_scan: number | null,
 	error: string | null,
+	/**
+	 *  A member's location: its thumbnails are copied here (preview sync; this node's choice,
+	 *  on unless turned off). Always true for this node's own.
+	 */
+	previews: boolean,
 };
 
 export type LostReason = 

@@ -34,7 +34,7 @@ export const pairing = (id: string, over: Partial<PairingInfo> = {}): PairingInf
 
 export const location = (id: string, name: string, over: Partial<LocationInfo> = {}): LocationInfo => ({
   id, name, path: `/home/me/${name}`, state: "done", online: true, files: 10_000, folders: 1, bytes: 41_000_000, identified: 10_000,
-  errors: 0, last_scan: 1_700_000_000_000, error: null,
+  errors: 0, last_scan: 1_700_000_000_000, error: null, previews: true,
   owner: "me", local: true, owner_name: "this laptop", owner_online: true, synced_at: null,
   ...over,
 });

@@ -679,3 +679,45 @@ async fn the_thumbnail_store_stays_under_its_cap_and_keeps_its_own() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preview_sync_skips_a_location_turned_off_here() {
+    let t = tempfile::tempdir().unwrap();
+    let (da, db) = (t.path().join("a"), t.path().join("b"));
+    let lib = shared_library(&[(&da, "alpha"), (&db, "beta")]);
+    let (f1, f2) = (t.path().join("kept"), t.path().join("skipped"));
+    picture(&f1.join("k.jpg"), 1);
+    picture(&f2.join("s.jpg"), 2);
+    let a = start(&da, "alpha").await;
+    let l1 = add(&a, &lib, &f1).await;
+    let l2 = add(&a, &lib, &f2).await;
+    thumbnailed(&a, &lib, &l1, 1).await;
+    thumbnailed(&a, &lib, &l2, 1).await;
+    // B learns the locations with previews off, turns one off, then copies.
+    let b = start_with(&db, "beta", false).await;
+    link(&a, &b).await;
+    until("A's locations on B", WAIT, || {
+        converged(&a, &[&b], &lib, &l1) && converged(&a, &[&b], &lib, &l2)
+    })
+    .await;
+    let info = b
+        .libraries()
+        .contents()
+        .set_previews(&lib, &l2, false)
+        .unwrap();
+    assert!(!info.previews);
+    b.libraries().sync_previews(&lib, u64::MAX).await.unwrap();
+    let kept = all(&b, &lib, &l1)[0].cas.clone().unwrap();
+    let skipped = all(&b, &lib, &l2)[0].cas.clone().unwrap();
+    let store = b.libraries().contents().thumbs();
+    assert!(store.has(&kept) && !store.has(&skipped));
+    // Still shown on demand.
+    assert_eq!(
+        get(&b, &format!("/thumb/{lib}/{skipped}"), None)
+            .await
+            .status,
+        200
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}

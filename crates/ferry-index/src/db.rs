@@ -148,6 +148,10 @@ CREATE TABLE sync_heads (
     r#"
 DROP INDEX entries_parent;
 "#,
+    // Members' locations whose thumbnails this node does not copy (its own choice, not synced).
+    r#"
+CREATE TABLE preview_off (location BLOB PRIMARY KEY);
+"#,
 ];
 
 /// What an entry is. Symlinks are recorded, never followed (so a link loop cannot trap us).
@@ -217,6 +221,9 @@ pub struct LocationInfo {
     #[cfg_attr(feature = "specta", specta(type = Option<specta_typescript::Number>))]
     pub last_scan: Option<i64>,
     pub error: Option<String>,
+    /// A member's location: its thumbnails are copied here (preview sync; this node's choice,
+    /// on unless turned off). Always true for this node's own.
+    pub previews: bool,
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
@@ -589,7 +596,8 @@ impl Contents {
         let r = self.reader();
         let row = r
             .query_row(
-                "SELECT l.name, l.path, l.state, l.online, l.last_scan, l.error, l.node, h.synced_at
+                "SELECT l.name, l.path, l.state, l.online, l.last_scan, l.error, l.node, h.synced_at,
+                        NOT EXISTS (SELECT 1 FROM preview_off p WHERE p.location = l.id)
                  FROM locations l LEFT JOIN sync_heads h ON h.author = l.node
                  WHERE l.id = ?1",
                 params![id],
@@ -603,6 +611,7 @@ impl Contents {
                         r.get::<_, Option<String>>(5)?,
                         r.get::<_, Vec<u8>>(6)?,
                         r.get::<_, Option<i64>>(7)?,
+                        r.get::<_, bool>(8)?,
                     ))
                 },
             )
@@ -644,6 +653,7 @@ impl Contents {
             errors: errors as u64,
             last_scan: row.4,
             error: row.5,
+            previews: local || row.8,
         })
     }
 

@@ -110,6 +110,7 @@ impl Contents {
              LEFT JOIN objects o ON o.cas = e.cas
              WHERE l.node != ?1 AND e.kind = 0 AND e.cas IS NOT NULL
                AND (o.thumb IS NULL OR o.thumb NOT IN (1, 4)) AND {}
+               AND NOT EXISTS (SELECT 1 FROM preview_off p WHERE p.location = e.location)
              GROUP BY e.cas LIMIT ?2",
             picture_names()
         );
@@ -127,6 +128,20 @@ impl Contents {
             }
         }
         Ok(out)
+    }
+
+    /// Whether members' location `loc` has its thumbnails copied here by preview sync.
+    pub fn set_previews(&self, loc: &LocationId, on: bool) -> Result<(), IndexError> {
+        let w = self.writer();
+        if on {
+            w.execute("DELETE FROM preview_off WHERE location = ?1", params![loc])?;
+        } else {
+            w.execute(
+                "INSERT OR IGNORE INTO preview_off (location) VALUES (?1)",
+                params![loc],
+            )?;
+        }
+        Ok(())
     }
 
     /// Whether this node has a file of content `cas` itself (so it makes that thumbnail, and
@@ -284,6 +299,12 @@ mod tests {
             vec![([7; 32], THEM)]
         );
         assert_eq!(c.previews_wanted(&[], 1).unwrap().len(), 1);
+        // A location whose thumbnails this node does not want copied.
+        assert!(c.location(&[9; 16]).unwrap().previews);
+        c.set_previews(&[9; 16], false).unwrap();
+        assert!(c.previews_wanted(&[], 10).unwrap().is_empty());
+        assert!(!c.location(&[9; 16]).unwrap().previews);
+        c.set_previews(&[9; 16], true).unwrap();
         c.mark_previews(&[([5; 32], 100)]).unwrap();
         assert_eq!(c.previews_wanted(&[], 10).unwrap(), vec![([7; 32], THEM)]);
         // Evicted: not wanted again by preview sync; a grid still offers it.

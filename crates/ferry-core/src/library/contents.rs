@@ -205,6 +205,20 @@ impl LibraryContents {
         Ok(self.decorated(lib, l))
     }
 
+    /// Whether a member's location has its thumbnails copied here (preview sync). This node's
+    /// own choice, not synced; the change wakes preview sync through the location event.
+    pub fn set_previews(
+        &self,
+        lib: &LibraryId,
+        loc: &LocationId,
+        on: bool,
+    ) -> Result<LocationInfo, LibraryError> {
+        let c = self.of(lib)?;
+        c.set_previews(loc, on)?;
+        self.emit_location(lib, &c, loc);
+        self.location(lib, loc)
+    }
+
     /// Queues a full rescan (and content ids, thumbnails) of one of this node's locations.
     pub fn rescan(&self, lib: &LibraryId, loc: &LocationId) -> Result<(), LibraryError> {
         if !self.of(lib)?.location(loc)?.local {
