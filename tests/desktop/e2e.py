@@ -191,6 +191,20 @@ def main():
     (src / "notes.txt").write_text("hello from the CLI\n")
     (src / "photo.bin").write_bytes(os.urandom(3_000_000))
 
+    def decoded_thumbnails(n, timeout=60):
+        """Waits until the grid shows `n` thumbnails from ferry://, each decoded by the webview;
+        returns [complete, naturalWidth, src] of each."""
+        deadline = time.time() + timeout
+        while True:
+            sizes = driver.execute_script(
+                "return [...document.querySelectorAll('[role=grid] img')].map(i => [i.complete, i.naturalWidth, i.src])")
+            if len(sizes) == n and all(c and w > 0 for c, w, _ in sizes):
+                break
+            assert time.time() < deadline, f"thumbnails: {sizes}"
+            time.sleep(0.3)
+        assert all(src.startswith("ferry://localhost/thumb/") for _, _, src in sizes), sizes
+        return sizes
+
     def sees_cli():
         find("[data-peer]", 20, text="cli-node")
         driver.save_screenshot(str(SHOTS / "1-peers.png"))
@@ -308,15 +322,7 @@ def main():
             assert time.time() < deadline, f"the grid lists {grid.get_attribute('data-total')} entries, not 10,008"
             time.sleep(0.2)
         # Real thumbnails, served by ferry://, decoded by the webview.
-        deadline = time.time() + 60
-        while True:
-            sizes = driver.execute_script(
-                "return [...document.querySelectorAll('[role=grid] img')].map(i => [i.complete, i.naturalWidth, i.src])")
-            if len(sizes) == 5 and all(c and w > 0 for c, w, _ in sizes):
-                break
-            assert time.time() < deadline, f"thumbnails: {sizes}"
-            time.sleep(0.3)
-        assert all(src.startswith("ferry://localhost/thumb/") for _, _, src in sizes), sizes
+        sizes = decoded_thumbnails(5)
         assert max(w for _, w, _ in sizes) <= 256, sizes
         tiles = len(driver.find_elements(By.CSS_SELECTOR, "[role=grid] [data-entry]"))
         assert tiles < 200, f"{tiles} tiles in the DOM for 10,008 entries"
@@ -474,15 +480,7 @@ def main():
         tone(shared / "pics" / "tone.wav", 12)
         find("[data-location]", 10, text="cli-shared").find_element(By.CSS_SELECTOR, ".location-pick").click()
         ActionChains(driver).double_click(find('[role=grid] button[aria-label="pics"]', 30)).perform()
-        deadline = time.time() + 60
-        while True:
-            sizes = driver.execute_script(
-                "return [...document.querySelectorAll('[role=grid] img')].map(i => [i.complete, i.naturalWidth, i.src])")
-            if len(sizes) == 3 and all(c and w > 0 for c, w, _ in sizes):
-                break
-            assert time.time() < deadline, f"remote thumbnails: {sizes}"
-            time.sleep(0.3)
-        assert all(src.startswith("ferry://localhost/thumb/") for _, _, src in sizes), sizes
+        decoded_thumbnails(3)
         lib = find("[data-browsing]", 5).get_attribute("data-browsing")
         clip = find('[role=grid] button[aria-label="clip.bin"]', 10).get_attribute("data-entry")
         got = driver.execute_async_script(

@@ -55,6 +55,24 @@ async fn thumbnailed(node: &Node, lib: &LibraryId, loc: &ferry_index::LocationId
     .await;
 }
 
+/// A ("alpha", owning `files`, with `pictures` of them thumbnailed) and B ("beta", copying no
+/// thumbnails in the background), linked, A's location synced to B.
+async fn owner_and_member(
+    da: &Path,
+    db: &Path,
+    lib: &LibraryId,
+    files: &Path,
+    pictures: usize,
+) -> (Node, Node, ferry_index::LocationId) {
+    let a = start(da, "alpha").await;
+    let b = start_with(db, "beta", false).await;
+    let la = add(&a, lib, files).await;
+    thumbnailed(&a, lib, &la, pictures).await;
+    link(&a, &b).await;
+    until("A's location on B", WAIT, || converged(&a, &[&b], lib, &la)).await;
+    (a, b, la)
+}
+
 /// Every entry of a location, as `node` lists it.
 fn all(node: &Node, lib: &LibraryId, loc: &ferry_index::LocationId) -> Vec<EntryInfo> {
     let c = node.libraries().contents();
@@ -94,16 +112,8 @@ async fn a_members_thumbnails_and_byte_ranges_and_its_absence() {
     picture(&fa.join("pics/three.jpg"), 3);
     let video = data(3 * 1024 * 1024 + 17, 5);
     write(&fa.join("clip.mp4"), &video);
-    let a = start(&da, "alpha").await;
     // B copies nothing in the background: every thumbnail it shows, it fetched on demand.
-    let b = start_with(&db, "beta", false).await;
-    let la = add(&a, &lib, &fa).await;
-    thumbnailed(&a, &lib, &la, 3).await;
-    link(&a, &b).await;
-    until("A's location on B", WAIT, || {
-        converged(&a, &[&b], &lib, &la)
-    })
-    .await;
+    let (a, b, la) = owner_and_member(&da, &db, &lib, &fa, 3).await;
 
     let seen = all(&b, &lib, &la);
     let one = named(&seen, "pics/one.jpg");
@@ -175,15 +185,7 @@ async fn a_members_thumbnails_and_byte_ranges_and_its_absence() {
     // A goes away: the fetched thumbnail is still served, the others and originals say why.
     a.shutdown().await;
     drop(a);
-    until("A offline on B", WAIT, || {
-        b.libraries()
-            .contents()
-            .location(&lib, &la)
-            .unwrap()
-            .owner_online
-            == Some(false)
-    })
-    .await;
+    owner_offline(&b, &lib, &la).await;
     let r = get(&b, &format!("/thumb/{lib}/{cas}"), None).await;
     assert_eq!(r.status, 200, "kept from the first fetch");
     let r = get(&b, &url, Some("bytes=0-9")).await;
@@ -248,15 +250,7 @@ async fn previews_sync_and_a_copy_on_another_member_stands_in_for_its_owner() {
     let seen = all(&c, &lib, &la);
     a.shutdown().await;
     drop(a);
-    until("A offline on C", WAIT, || {
-        c.libraries()
-            .contents()
-            .location(&lib, &la)
-            .unwrap()
-            .owner_online
-            == Some(false)
-    })
-    .await;
+    owner_offline(&c, &lib, &la).await;
     for p in &pics {
         assert_eq!(
             get(&b, &format!("/thumb/{lib}/{p}"), None).await.status,
@@ -284,14 +278,7 @@ async fn downloads_verify_resume_and_never_place_damaged_bytes() {
     write(&fa.join("album/big.bin"), &big);
     write(&fa.join("album/sub/small.txt"), b"hello from alpha");
     write(&fa.join("album/sub/empty"), b"");
-    let a = start(&da, "alpha").await;
-    let b = start_with(&db, "beta", false).await;
-    let la = add(&a, &lib, &fa).await;
-    link(&a, &b).await;
-    until("A's location on B", WAIT, || {
-        converged(&a, &[&b], &lib, &la)
-    })
-    .await;
+    let (a, b, la) = owner_and_member(&da, &db, &lib, &fa, 0).await;
     let seen = all(&b, &lib, &la);
     let album = named(&seen, "album");
 
@@ -402,15 +389,7 @@ async fn downloads_verify_resume_and_never_place_damaged_bytes() {
     // The owner offline: a clear error.
     a.shutdown().await;
     drop(a);
-    until("A offline on B", WAIT, || {
-        b.libraries()
-            .contents()
-            .location(&lib, &la)
-            .unwrap()
-            .owner_online
-            == Some(false)
-    })
-    .await;
+    owner_offline(&b, &lib, &la).await;
     let e = b
         .libraries()
         .download(&lib, &small.id, &t.path().join("x"), |_| {})
@@ -430,15 +409,7 @@ async fn bad_thumbnails_and_floods_from_a_member_are_refused() {
     picture(&fa.join("y.jpg"), 2);
     let blob = data(1 << 20, 3);
     write(&fa.join("blob.bin"), &blob);
-    let a = start(&da, "alpha").await;
-    let b = start_with(&db, "beta", false).await;
-    let la = add(&a, &lib, &fa).await;
-    thumbnailed(&a, &lib, &la, 2).await;
-    link(&a, &b).await;
-    until("A's location on B", WAIT, || {
-        converged(&a, &[&b], &lib, &la)
-    })
-    .await;
+    let (a, b, la) = owner_and_member(&da, &db, &lib, &fa, 2).await;
     let seen = all(&b, &lib, &la);
 
     // A's store holds something that is not a thumbnail for x (a page), and a picture far
@@ -541,14 +512,7 @@ async fn waiting_requests_cancelled_streams_an_owner_gone_and_a_removed_member()
     let fa = t.path().join("alpha-files");
     let film = data(48 << 20, 4);
     write(&fa.join("film.mkv"), &film);
-    let a = start(&da, "alpha").await;
-    let b = start_with(&db, "beta", false).await;
-    let la = add(&a, &lib, &fa).await;
-    link(&a, &b).await;
-    until("A's location on B", WAIT, || {
-        converged(&a, &[&b], &lib, &la)
-    })
-    .await;
+    let (a, b, la) = owner_and_member(&da, &db, &lib, &fa, 0).await;
     let entry = named(&all(&b, &lib, &la), "film.mkv").id;
     let url = format!("/file/{lib}/{entry}");
 

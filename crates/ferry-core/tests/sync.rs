@@ -155,15 +155,7 @@ async fn every_kind_of_change_reaches_the_other_member_both_ways() {
     // Offline: B shows A's location as of the last sync, A's device not online.
     let a_rows = listing(&a, &lib, &la);
     a.shutdown().await;
-    until("A offline on B", WAIT, || {
-        b.libraries()
-            .contents()
-            .location(&lib, &la)
-            .unwrap()
-            .owner_online
-            == Some(false)
-    })
-    .await;
+    owner_offline(&b, &lib, &la).await;
     assert_eq!(listing(&b, &lib, &la), a_rows);
     b.shutdown().await;
 }

@@ -393,6 +393,18 @@ impl ThumbStore {
         self.find(cas_hex).is_some()
     }
 
+    /// Where `bytes` go as the thumbnail of `cas_hex`, in the format sniffed from them.
+    fn target(&self, cas_hex: &str, bytes: &[u8]) -> io::Result<(PathBuf, ThumbFormat)> {
+        let format = ThumbFormat::of(bytes);
+        let path = self.path_for(cas_hex, format).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("invalid content id {cas_hex:?}"),
+            )
+        })?;
+        Ok((path, format))
+    }
+
     /// Stores `bytes` as the thumbnail of `cas_hex`, replacing any previous one, and returns
     /// its path. Written to a temporary file in the same directory, flushed to disk, then
     /// renamed over the final name (and the directory flushed), so after a crash the
@@ -401,13 +413,7 @@ impl ThumbStore {
     /// The format is sniffed from `bytes`; a thumbnail of the same id in the other format is
     /// removed afterwards.
     pub fn put(&self, cas_hex: &str, bytes: &[u8]) -> io::Result<PathBuf> {
-        let format = ThumbFormat::of(bytes);
-        let path = self.path_for(cas_hex, format).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("invalid content id {cas_hex:?}"),
-            )
-        })?;
+        let (path, format) = self.target(cas_hex, bytes)?;
         let dir = path.parent().unwrap_or(&self.root);
         fs::create_dir_all(dir)?;
 
@@ -434,13 +440,7 @@ impl ThumbStore {
         let mut staged = Vec::with_capacity(items.len());
         let result = (|| {
             for (cas_hex, bytes) in items {
-                let format = ThumbFormat::of(bytes);
-                let path = self.path_for(cas_hex, format).ok_or_else(|| {
-                    io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        format!("invalid content id {cas_hex:?}"),
-                    )
-                })?;
+                let (path, format) = self.target(cas_hex, bytes)?;
                 let dir = path.parent().unwrap_or(&self.root).to_path_buf();
                 fs::create_dir_all(&dir)?;
                 let (temp_path, mut temp) = create_temp(&dir, cas_hex)?;

@@ -150,6 +150,19 @@ pub async fn until(what: &str, within: Duration, mut f: impl FnMut() -> bool) ->
     t.elapsed()
 }
 
+/// Waits until `node` sees the owner of `loc` as offline.
+pub async fn owner_offline(node: &Node, lib: &LibraryId, loc: &LocationId) {
+    until("the owner offline", Duration::from_secs(30), || {
+        node.libraries()
+            .contents()
+            .location(lib, loc)
+            .unwrap()
+            .owner_online
+            == Some(false)
+    })
+    .await;
+}
+
 /// Whether every node holds `loc` exactly as `owner` does.
 pub fn converged(owner: &Node, others: &[&Node], lib: &LibraryId, loc: &LocationId) -> bool {
     let want = listing(owner, lib, loc);

@@ -27,6 +27,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// File bytes are read and sent this much at a time: what one request holds in memory.
 const CHUNK: usize = 256 * 1024;
 
+/// Serves one media request of member `peer` (the tunnel proved it): waits for one of its
+/// slots, reads the request, checks its bounds, answers.
 pub(crate) async fn serve(
     shared: &Arc<Shared>,
     lib: LibraryId,
