@@ -685,3 +685,108 @@ async fn preview_sync_skips_a_location_turned_off_here() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_location_whose_drive_moves_to_another_member_keeps_its_id_entries_and_links() {
+    let t = tempfile::tempdir().unwrap();
+    let (da, db, dc) = (t.path().join("a"), t.path().join("b"), t.path().join("c"));
+    let lib = shared_library(&[(&da, "alpha"), (&db, "beta"), (&dc, "gamma")]);
+    // The "drive": a folder on B.
+    let drive = t.path().join("usb-on-beta");
+    picture(&drive.join("dcim/p1.jpg"), 1);
+    let song = data(300_000, 7);
+    write(&drive.join("music/song.ogg"), &song);
+    let a = start_with(&da, "alpha", false).await;
+    let b = start(&db, "beta").await;
+    let c = start(&dc, "gamma").await;
+    let loc = add(&b, &lib, &drive).await;
+    thumbnailed(&b, &lib, &loc, 1).await;
+    assert!(
+        drive.join(".ferry-location").exists(),
+        "the location's marker is on the drive"
+    );
+    link(&a, &b).await;
+    link(&a, &c).await;
+    link(&b, &c).await;
+    until("B's location on A and C", WAIT, || {
+        converged(&b, &[&a, &c], &lib, &loc)
+    })
+    .await;
+    let before = all(&a, &lib, &loc);
+    assert!(
+        before.iter().all(|e| e.name != ".ferry-location"),
+        "the marker is never an entry"
+    );
+    let song_entry = named(&before, "music/song.ogg");
+
+    // Unplugged from B (B goes away, the folder with it), plugged into C.
+    b.shutdown().await;
+    drop(b);
+    let moved = t.path().join("usb-on-gamma");
+    std::fs::rename(&drive, &moved).unwrap();
+    owner_offline(&c, &lib, &loc).await;
+    let info = c.libraries().contents().add_location(&lib, &moved).unwrap();
+    assert_eq!(
+        ferry_index::db::parse_id(&info.id),
+        Some(loc),
+        "the same location"
+    );
+    assert!(info.local);
+    let c_id = c.id().fingerprint();
+    until("A sees the location on C, as C indexes it", WAIT, || {
+        a.libraries()
+            .contents()
+            .location(&lib, &loc)
+            .is_ok_and(|l| l.owner == c_id)
+            && converged(&c, &[&a], &lib, &loc)
+    })
+    .await;
+    // The same entries (ids, content ids) as before the move, and links to them still work,
+    // now served by C.
+    let after = all(&a, &lib, &loc);
+    let ids = |v: &[EntryInfo]| {
+        let mut v: Vec<(String, String, Option<String>)> = v
+            .iter()
+            .map(|e| (e.id.clone(), e.path.clone(), e.cas.clone()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(ids(&after), ids(&before));
+    let r = get(
+        &a,
+        &format!("/file/{lib}/{}", song_entry.id),
+        Some("bytes=100-199"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.body[..]),
+        (206, &song[100..200]),
+        "{}",
+        text(&r)
+    );
+    let pic = named(&after, "dcim/p1.jpg").cas.unwrap();
+    until("C has the picture's thumbnail", WAIT, || {
+        c.libraries().contents().thumbs().has(&pic)
+    })
+    .await;
+    assert_eq!(
+        get(&a, &format!("/thumb/{lib}/{pic}"), None).await.status,
+        200
+    );
+
+    // B comes back without the drive: it learns where its location went and lets it go.
+    let b = start(&db, "beta").await;
+    link(&b, &c).await;
+    until("B sees its old location as C's", WAIT, || {
+        b.libraries()
+            .contents()
+            .location(&lib, &loc)
+            .is_ok_and(|l| !l.local && l.owner == c_id)
+            && converged(&c, &[&b], &lib, &loc)
+    })
+    .await;
+    a.shutdown().await;
+    b.shutdown().await;
+    c.shutdown().await;
+}

@@ -55,9 +55,10 @@ impl Contents {
                         return Ok(report);
                     }
                 }
-                Ok(r) => {
+                Ok(r) if !crate::marker::is_marker(&path_bytes(r)) => {
                     rels.insert(path_bytes(r));
                 }
+                Ok(_) => {}
                 Err(_) => {}
             }
         }

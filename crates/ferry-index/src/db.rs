@@ -458,9 +458,9 @@ impl Contents {
         lock(&self.read)
     }
 
-    /// Adds `path` (an existing folder) as a location. Refused if it is inside another
-    /// location of this library or contains one: an entry must belong to one location only.
-    pub fn add_location(&self, path: &Path) -> Result<LocationInfo, IndexError> {
+    /// `path` canonicalised, if it can be one of this node's locations: an existing folder
+    /// neither inside nor around another of them (an entry belongs to one location only).
+    pub(crate) fn new_root(&self, path: &Path) -> Result<PathBuf, IndexError> {
         let canon = std::fs::canonicalize(path)
             .map_err(|e| IndexError::Refused(format!("{}: {e}", path.display())))?;
         if !canon.is_dir() {
@@ -469,8 +469,7 @@ impl Contents {
                 canon.display()
             )));
         }
-        for (id, other) in self.location_paths()? {
-            let _ = id;
+        for (_, other) in self.location_paths()? {
             if canon.starts_with(&other) || other.starts_with(&canon) {
                 return Err(IndexError::Refused(format!(
                     "{} overlaps the location {} (a location cannot be inside another)",
@@ -479,6 +478,13 @@ impl Contents {
                 )));
             }
         }
+        Ok(canon)
+    }
+
+    /// Adds `path` (an existing folder) as a location. Refused if it is inside another
+    /// location of this library or contains one: an entry must belong to one location only.
+    pub fn add_location(&self, path: &Path) -> Result<LocationInfo, IndexError> {
+        let canon = self.new_root(path)?;
         let id = random_id();
         let name = canon
             .file_name()

@@ -10,6 +10,8 @@
 //! - [`replica`]: what library sync reads and writes: changes after a sequence number, and
 //!   other members' rows applied as read-only replicas.
 //! - [`remote`]: where a member's bytes are, and which of its thumbnails this node lacks.
+//! - [`marker`]: the file at a location's root that says which location it is (it travels
+//!   with a drive).
 //! - [`program`]: whether opening a file would run it (the app asks first).
 
 // Nothing from the network or the disk may panic a node: errors are typed and returned. The
@@ -23,6 +25,7 @@ pub mod cas;
 pub mod changes;
 pub mod db;
 pub mod identify;
+pub mod marker;
 pub mod program;
 pub mod remote;
 pub mod replica;

@@ -15,12 +15,14 @@
 //! author. A batch that fails any check changes nothing.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 
 use crate::db::{
-    bytes_path, hex, now_ms, parent_of, Contents, EntryId, EntryKind, IndexError, LocationId,
+    bytes_path, hex, next_seq, now_ms, parent_of, path_bytes, root_identity, Contents, EntryId,
+    EntryKind, IndexError, LocationId, LocationInfo,
 };
 
 /// A member's node id (its Ed25519 public key).
@@ -142,7 +144,16 @@ pub struct Applied {
     pub locations: BTreeSet<LocationId>,
     /// Locations that were removed.
     pub removed: BTreeSet<LocationId>,
+    /// This node's own locations that another member now holds (their drive moved there).
+    pub lost: BTreeSet<LocationId>,
     pub changes: u64,
+}
+
+/// Whether a location record that claims a location for a new owner (its drive moved there)
+/// wins over the owner's record held here: the later claim (`added`, the time each owner took
+/// it) wins; a tie keeps the owner held.
+pub fn claim_wins(claim_added: i64, held_added: i64) -> bool {
+    claim_added > held_added
 }
 
 /// What this node holds of one author.
@@ -595,7 +606,9 @@ impl Contents {
             _ => None,
         });
         for l in b.context.iter().chain(records) {
-            upsert_location(&tx, &b.author, l)?;
+            if upsert_location(&tx, &b.author, l, &self.node())? {
+                out.lost.insert(l.id);
+            }
         }
         let mut owners = Owners::default();
         for c in &b.changes {
@@ -604,7 +617,7 @@ impl Contents {
                     out.locations.insert(l.id);
                 }
                 Change::Entry(e) => {
-                    upsert_entry(&tx, &mut owners, &b.author, e)?;
+                    upsert_entry(&tx, &mut owners, &b.author, &self.node(), e)?;
                     out.locations.insert(e.location);
                 }
                 Change::Removed { id, location, seq } => {
@@ -619,9 +632,10 @@ impl Contents {
                     }
                 }
                 Change::LocationRemoved { id, seq } => {
-                    match owner_in(&tx, id)? {
-                        Some(o) if o != b.author => return Err(ReplicaError::Foreign(hex(id))),
-                        _ => {}
+                    // Another owner's now (it moved): this author's removal is of its old claim.
+                    if owner_in(&tx, id)?.is_some_and(|o| o != b.author) {
+                        out.changes += 1;
+                        continue;
                     }
                     tx.execute("DELETE FROM locations WHERE id = ?1", params![id])?;
                     tx.execute("DELETE FROM removed WHERE location = ?1", params![id])?;
@@ -671,6 +685,80 @@ impl Contents {
         tx.execute("DELETE FROM sync_heads WHERE author = ?1", params![author])?;
         tx.commit()?;
         Ok(gone)
+    }
+
+    /// Makes this node the owner of a member's location `loc`, found at `path` on this node's
+    /// disk (its drive moved here): it keeps its id and its entries (ids, content ids, so links
+    /// and thumbnails stay), renumbered in this node's sequence so every member hears of the
+    /// move, and its record claims it later than the old owner's did ([`claim_wins`]). The
+    /// scan that follows brings the rows up to date with the disk.
+    pub fn take_over(&self, loc: &LocationId, path: &Path) -> Result<LocationInfo, IndexError> {
+        let canon = self.new_root(path)?;
+        let (dev, ino) = root_identity(&canon).unwrap_or((0, 0));
+        {
+            let mut w = self.writer();
+            let tx = w.transaction()?;
+            let held: Option<(Vec<u8>, i64)> = tx
+                .query_row(
+                    "SELECT node, added FROM locations WHERE id = ?1",
+                    params![loc],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((owner, added)) = held else {
+                return Err(IndexError::NotFound("location".into()));
+            };
+            if owner == self.node() {
+                return Err(IndexError::Refused(
+                    "already a location of this device".into(),
+                ));
+            }
+            let seq = next_seq(&tx)?;
+            tx.execute(
+                "UPDATE locations SET node = ?2, path = ?3, added = ?4, state = 'pending', online = 1,
+                    root_dev = ?5, root_ino = ?6, last_scan = NULL, error = NULL, seq = ?7
+                 WHERE id = ?1",
+                params![
+                    loc,
+                    self.node(),
+                    path_bytes(&canon),
+                    now_ms().max(added + 1),
+                    dev as i64,
+                    ino as i64,
+                    seq
+                ],
+            )?;
+            tx.execute("DELETE FROM removed WHERE location = ?1", params![loc])?;
+            let rows: Vec<(Vec<u8>, Option<Vec<u8>>, i64, Vec<u8>)> = {
+                let mut st = tx.prepare(
+                    "SELECT id, cas, size, rel FROM entries WHERE location = ?1 ORDER BY seq",
+                )?;
+                let rows = st.query_map(params![loc], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+                })?;
+                rows.collect::<Result<_, _>>()?
+            };
+            for (id, cas, size, rel) in rows {
+                tx.prepare_cached("UPDATE entries SET seq = ?2 WHERE id = ?1")?
+                    .execute(params![id, next_seq(&tx)?])?;
+                // Its objects, as identifying them here would have recorded them.
+                if let Some(cas) = cas {
+                    let wants = crate::thumb::is_thumbnailable(&bytes_path(&rel));
+                    tx.prepare_cached(
+                        "INSERT INTO objects (cas, size, first_seen, thumb) VALUES (?1, ?2, ?3, ?4)
+                         ON CONFLICT (cas) DO NOTHING",
+                    )?
+                    .execute(params![
+                        cas,
+                        size,
+                        now_ms(),
+                        if wants { 0 } else { 3 }
+                    ])?;
+                }
+            }
+            tx.commit()?;
+        }
+        self.location(loc)
     }
 
     /// The owner of a location (this node or another member).
@@ -742,25 +830,59 @@ fn forget_in(tx: &Transaction<'_>, author: &Author) -> Result<Vec<LocationId>, R
     Ok(ids)
 }
 
+/// Writes an author's location record. A location held here under another owner is taken
+/// over when the record claims it later ([`claim_wins`]: its drive moved to the author), and
+/// ignored otherwise; one of this node's own (`me`) only while it is offline here. Returns
+/// whether that took one of this node's own.
 fn upsert_location(
     tx: &Transaction<'_>,
     author: &Author,
     l: &LocationRecord,
-) -> Result<(), ReplicaError> {
+    me: &Author,
+) -> Result<bool, ReplicaError> {
+    let mut lost = false;
     match owner_in(tx, &l.id)? {
-        Some(o) if o != *author => return Err(ReplicaError::Foreign(hex(&l.id))),
+        Some(o) if o != *author => {
+            let (held, root, dev, ino): (i64, Vec<u8>, Option<i64>, Option<i64>) = tx.query_row(
+                "SELECT added, path, root_dev, root_ino FROM locations WHERE id = ?1",
+                params![l.id],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+            )?;
+            // One of ours whose folder is still here (the same folder, by device and inode,
+            // where recorded) did not move: the claim is of a copy. Asked of the disk, not of
+            // the `online` flag, which may not have caught up yet after a restart.
+            let here = o == *me
+                && std::fs::metadata(bytes_path(&root)).is_ok_and(|m| m.is_dir())
+                && match (dev, ino, crate::db::root_identity(&bytes_path(&root))) {
+                    (Some(d), Some(i), Some(now)) if (d, i) != (0, 0) => {
+                        now == (d as u64, i as u64)
+                    }
+                    _ => true,
+                };
+            if !claim_wins(l.added, held) || here {
+                return Ok(false);
+            }
+            // The entries stay (same ids, same content): the new owner's sequence renumbers
+            // and corrects them. Tombstones were the old owner's, in its numbering.
+            tx.execute(
+                "UPDATE locations SET node = ?2, seq = 0 WHERE id = ?1",
+                params![l.id, author],
+            )?;
+            tx.execute("DELETE FROM removed WHERE location = ?1", params![l.id])?;
+            lost = o == *me;
+        }
         _ => {}
     }
     // A record older than the location's tombstone here is of a location that is gone.
     let tomb: Option<i64> = tx
         .query_row(
-            "SELECT seq FROM removed_locations WHERE id = ?1",
-            params![l.id],
+            "SELECT seq FROM removed_locations WHERE id = ?1 AND node = ?2",
+            params![l.id, author],
             |r| r.get(0),
         )
         .optional()?;
     if tomb.is_some_and(|t| t >= l.seq) {
-        return Ok(());
+        return Ok(lost);
     }
     tx.prepare_cached(
         "INSERT INTO locations (id, node, path, name, added, state, online, last_scan, error, seq)
@@ -782,7 +904,7 @@ fn upsert_location(
         l.error,
         l.seq
     ])?;
-    Ok(())
+    Ok(lost)
 }
 
 /// The owners of the locations a batch's entries refer to, each looked up once per batch (a
@@ -810,11 +932,17 @@ fn upsert_entry(
     tx: &Transaction<'_>,
     owners: &mut Owners,
     author: &Author,
+    me: &Author,
     e: &EntryRecord,
 ) -> Result<(), ReplicaError> {
     match owners.of(tx, &e.location)? {
         Some(o) if o == *author => {}
-        Some(_) => return Err(ReplicaError::Foreign(hex(&e.location))),
+        // Only this node writes its own locations (a member that lost one to this node, its
+        // drive having moved here, stops sending it once it pulls the claim from us).
+        Some(o) if o == *me => return Err(ReplicaError::Foreign(hex(&e.location))),
+        // Another member's now (a drive that moved there, whose old owner has not heard):
+        // not this author's to write; the new owner's own rows say what is there.
+        Some(_) => return Ok(()),
         None => return Err(ReplicaError::NoLocation(hex(&e.location))),
     }
     // An entry id lives in one location; one in another member's location is a forgery.

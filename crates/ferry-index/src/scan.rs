@@ -183,6 +183,9 @@ pub(crate) fn walk(
                 }
             };
             let child_rel = join_rel(&dir_rel, &db::path_bytes(Path::new(&entry.file_name())));
+            if crate::marker::is_marker(&child_rel) {
+                continue;
+            }
             let m = match entry.metadata() {
                 Ok(m) => m,
                 // Gone between listing and stat: it is simply not there.

@@ -155,14 +155,40 @@ impl LibraryContents {
         lock(&self.inner.index).is_some()
     }
 
-    /// Adds a folder to a library; a running node watches and indexes it at once.
+    /// Adds a folder to a library; a running node watches and indexes it at once. A folder
+    /// whose marker names a location of another member that is away (a drive moved here) is
+    /// that location, taken over: same id, same entries. The marker is written (or rewritten,
+    /// for a copy of a location that is still in use) at the folder's root.
     pub fn add_location(&self, lib: &LibraryId, path: &Path) -> Result<LocationInfo, LibraryError> {
         let c = self.of(lib)?;
-        let info = c.add_location(path)?;
+        let moved = ferry_index::marker::read(path)
+            .filter(|(l, _)| *l == lib.0)
+            .and_then(|(_, loc)| self.location(lib, &loc).ok())
+            .filter(|l| !l.local && (!l.online || l.owner_online != Some(true)));
+        let taken = moved.is_some();
+        let info = match moved {
+            Some(l) => {
+                let loc = parse_loc(&l.id)?;
+                tracing::info!(location = %l.id, from = ?l.owner_name, "a member's location moved here");
+                c.take_over(&loc, path)?
+            }
+            None => c.add_location(path)?,
+        };
         let loc = parse_loc(&info.id)?;
+        if let Err(e) = ferry_index::marker::write(path, &lib.0, &loc) {
+            // A read-only folder: it works, but is a new location wherever it goes.
+            tracing::info!(path = %path.display(), error = %e, "no location marker written");
+        }
         self.emit_location(lib, &c, &loc);
         if self.running() {
             self.start_location(lib, &loc);
+            // Its content ids came with it: the scan identifies nothing new, so the thumbnails
+            // its old owner made (and this node has not copied) are made here now.
+            if taken {
+                if let Some(tx) = lock(&self.inner.thumb_lane).as_ref() {
+                    let _ = tx.send(Job::Thumbs(*lib, loc));
+                }
+            }
         }
         Ok(info)
     }
@@ -343,7 +369,7 @@ impl LibraryContents {
         self.queue_scan(lib, loc);
     }
 
-    fn stop_location(&self, loc: &LocationId) {
+    pub(crate) fn stop_location(&self, loc: &LocationId) {
         if let Some(c) = lock(&self.inner.cancels).get(loc) {
             c.store(true, Ordering::Relaxed);
         }

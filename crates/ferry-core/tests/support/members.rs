@@ -102,6 +102,10 @@ pub fn disk(root: &Path) -> Vec<(String, u8, u64)> {
         for e in std::fs::read_dir(root.join(&rel)).unwrap() {
             let e = e.unwrap();
             let r = rel.join(e.file_name());
+            // The location's marker at its root is never an entry.
+            if ferry_index::marker::is_marker(r.to_string_lossy().as_bytes()) {
+                continue;
+            }
             let m = std::fs::symlink_metadata(e.path()).unwrap();
             let kind = if m.is_dir() {
                 1

@@ -35,8 +35,9 @@ use wire::{Refusal, Source};
 
 /// Requests a node serves one member at once; more wait their turn.
 const SLOTS_PER_MEMBER: usize = 16;
-/// A thumbnail a member did not have is not asked for again for this long.
-const MISSING_FOR: Duration = Duration::from_secs(600);
+/// A thumbnail no member had is not asked for again for this long (a damaged picture never
+/// gets one; a new one is made within moments, so not long).
+const MISSING_FOR: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {

@@ -410,12 +410,16 @@ fn admit(
 struct Touched {
     locations: BTreeSet<LocationId>,
     removed: BTreeSet<LocationId>,
+    /// This node's locations now held by another member (their drive moved there).
+    lost: BTreeSet<LocationId>,
     last: Option<Instant>,
 }
 
 impl Touched {
     fn add(&mut self, a: Applied) {
         self.locations.extend(a.locations);
+        self.locations.extend(a.lost.iter().copied());
+        self.lost.extend(a.lost);
         for r in a.removed {
             self.locations.remove(&r);
             self.removed.insert(r);
@@ -431,6 +435,11 @@ impl Touched {
             return;
         }
         self.last = Some(Instant::now());
+        // No longer ours to watch and index: its new owner does.
+        for loc in std::mem::take(&mut self.lost) {
+            tracing::info!(location = %ferry_index::db::hex(&loc), "a location moved to another member");
+            shared.contents.stop_location(&loc);
+        }
         for loc in std::mem::take(&mut self.removed) {
             let _ = shared.events.send(Event::LocationRemoved {
                 library: lib.hex(),
