@@ -729,7 +729,9 @@ impl Contents {
                 ],
             )?;
             tx.execute("DELETE FROM removed WHERE location = ?1", params![loc])?;
-            let rows: Vec<(Vec<u8>, Option<Vec<u8>>, i64, Vec<u8>)> = {
+            // (id, content id, size, path) of each entry, in the old owner's order.
+            type Taken = (Vec<u8>, Option<Vec<u8>>, i64, Vec<u8>);
+            let rows: Vec<Taken> = {
                 let mut st = tx.prepare(
                     "SELECT id, cas, size, rel FROM entries WHERE location = ?1 ORDER BY seq",
                 )?;
