@@ -205,6 +205,8 @@ def main():
         assert all(src.startswith("ferry://localhost/thumb/") for _, _, src in sizes), sizes
         return sizes
 
+    saved_download = [False]
+
     def sees_cli():
         find("[data-peer]", 20, text="cli-node")
         driver.save_screenshot(str(SHOTS / "1-peers.png"))
@@ -498,6 +500,7 @@ def main():
             time.sleep(0.2)
         click_button("Save to this device", within=".details")
         find(".details .saved-note", 20, text="Saved to")
+        saved_download[0] = True
         saved = tmp / "app-down" / "pic-0.jpg"
         assert saved.read_bytes() == (shared / "pics" / "pic-0.jpg").read_bytes()
         driver.save_screenshot(str(SHOTS / "17-remote-media.png"))
@@ -569,6 +572,10 @@ def main():
     def zoom_200():
         if driver.find_elements(By.CSS_SELECTOR, "[data-browsing]"):
             click_button("← All")  # an earlier step failed inside the library view
+        if saved_download[0]:
+            # The picture saved from the member is listed in Transfers, verified.
+            find('li.download[aria-label="Saving pic-0.jpg from cli-node"]', 5, text="Done · verified")
+            driver.save_screenshot(str(SHOTS / "19-download-listed.png"))
         # Everything reachable, nothing cut off sideways.
         overflow = overflow_at_200("6-zoom-200.png")
         assert overflow <= 1, f"the page is {overflow}px wider than the window at 200 % zoom"
