@@ -8,6 +8,8 @@
 //! 3. A 256 MiB file read through `ferry://` the way a media element reads (`bytes=a-`, one
 //!    answer after another), remote (B reading A's) against local (A reading its own): MB/s.
 //! 4. Seeks in that file: request to answer, for a 64 KiB range and for an open-ended one.
+//! 5. That file downloaded (`ferry get`, *Save to this device*): fetched, written, flushed and
+//!    verified with BLAKE3, MB/s.
 //!
 //! `cargo run --release -p ferry-core --example media_bench -- [N]`
 
@@ -275,6 +277,21 @@ async fn main() -> Res<()> {
         "a seek in a remote file, request to answer: {:.1} ms median for 64 KiB, {:.1} ms for an open-ended range (target <= 50 ms)",
         median(small),
         median(open)
+    );
+
+    // 5. A download of it, verified.
+    let mut rates = vec![];
+    for k in 0..2 {
+        let dest = t.path().join(format!("got-{k}"));
+        let t0 = Instant::now();
+        b.libraries().download(&lib, &film.id, &dest, |_| {}).await?;
+        rates.push(BIG as f64 / 1e6 / t0.elapsed().as_secs_f64());
+    }
+    println!(
+        "a {} MiB file downloaded, written, flushed and verified (BLAKE3): {:.0} / {:.0} MB/s",
+        BIG >> 20,
+        rates[0],
+        rates[1]
     );
     a.shutdown().await;
     b.shutdown().await;
