@@ -284,7 +284,9 @@ async fn main() -> Res<()> {
     for k in 0..2 {
         let dest = t.path().join(format!("got-{k}"));
         let t0 = Instant::now();
-        b.libraries().download(&lib, &film.id, &dest, |_| {}).await?;
+        b.libraries()
+            .download(&lib, &film.id, &dest, |_| {})
+            .await?;
         rates.push(BIG as f64 / 1e6 / t0.elapsed().as_secs_f64());
     }
     println!(

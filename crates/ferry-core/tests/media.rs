@@ -568,6 +568,18 @@ async fn waiting_requests_cancelled_streams_an_owner_gone_and_a_removed_member()
     b.shutdown().await;
 }
 
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
 /// The thumbnail store's files and their total size.
 fn store_of(node: &Node) -> (usize, u64) {
     let u = node.libraries().contents().thumbs().usage().unwrap();
@@ -719,11 +731,35 @@ async fn a_location_whose_drive_moves_to_another_member_keeps_its_id_entries_and
     );
     let song_entry = named(&before, "music/song.ogg");
 
-    // Unplugged from B (B goes away, the folder with it), plugged into C.
-    b.shutdown().await;
-    drop(b);
+    // A copy of the folder (its marker too) added on C while B has it: a new location.
+    let copy = t.path().join("copy-on-gamma");
+    copy_dir(&drive, &copy);
+    let other = c.libraries().contents().add_location(&lib, &copy).unwrap();
+    assert_ne!(ferry_index::db::parse_id(&other.id), Some(loc));
+    let marked = ferry_index::marker::read(&copy).unwrap().1;
+    assert_eq!(
+        ferry_index::db::hex(&marked),
+        other.id,
+        "the copy's marker names its own location"
+    );
+    c.libraries()
+        .contents()
+        .remove_location(&lib, &marked)
+        .unwrap();
+
+    // Unplugged from B (B reports the location offline, then goes away), plugged into C.
     let moved = t.path().join("usb-on-gamma");
     std::fs::rename(&drive, &moved).unwrap();
+    until("the location offline on C", WAIT, || {
+        !c.libraries()
+            .contents()
+            .location(&lib, &loc)
+            .unwrap()
+            .online
+    })
+    .await;
+    b.shutdown().await;
+    drop(b);
     owner_offline(&c, &lib, &loc).await;
     let info = c.libraries().contents().add_location(&lib, &moved).unwrap();
     assert_eq!(

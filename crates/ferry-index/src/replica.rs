@@ -327,6 +327,19 @@ pub fn check_batch(b: &Batch, held: Option<Mark>, now: i64) -> Result<(), Replic
     for l in &b.context {
         check_location(l)?;
     }
+    // A location's `added` decides who owns it after a move (`claim_wins`): one from the
+    // future would win every claim for ever.
+    let records = b.changes.iter().filter_map(|c| match c {
+        Change::Location(l) => Some(l),
+        _ => None,
+    });
+    if b.context
+        .iter()
+        .chain(records)
+        .any(|l| l.added > now.saturating_add(MAX_CLOCK_AHEAD_MS))
+    {
+        return Err(invalid("a location added in the future"));
+    }
     Ok(())
 }
 
@@ -834,8 +847,7 @@ fn forget_in(tx: &Transaction<'_>, author: &Author) -> Result<Vec<LocationId>, R
 
 /// Writes an author's location record. A location held here under another owner is taken
 /// over when the record claims it later ([`claim_wins`]: its drive moved to the author), and
-/// ignored otherwise; one of this node's own (`me`) only while it is offline here. Returns
-/// whether that took one of this node's own.
+/// ignored otherwise. Returns whether that took one of this node's own (`me`).
 fn upsert_location(
     tx: &Transaction<'_>,
     author: &Author,
@@ -845,23 +857,14 @@ fn upsert_location(
     let mut lost = false;
     match owner_in(tx, &l.id)? {
         Some(o) if o != *author => {
-            let (held, root, dev, ino): (i64, Vec<u8>, Option<i64>, Option<i64>) = tx.query_row(
-                "SELECT added, path, root_dev, root_ino FROM locations WHERE id = ?1",
+            let held: i64 = tx.query_row(
+                "SELECT added FROM locations WHERE id = ?1",
                 params![l.id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                |r| r.get(0),
             )?;
-            // One of ours whose folder is still here (the same folder, by device and inode,
-            // where recorded) did not move: the claim is of a copy. Asked of the disk, not of
-            // the `online` flag, which may not have caught up yet after a restart.
-            let here = o == *me
-                && std::fs::metadata(bytes_path(&root)).is_ok_and(|m| m.is_dir())
-                && match (dev, ino, crate::db::root_identity(&bytes_path(&root))) {
-                    (Some(d), Some(i), Some(now)) if (d, i) != (0, 0) => {
-                        now == (d as u64, i as u64)
-                    }
-                    _ => true,
-                };
-            if !claim_wins(l.added, held) || here {
+            // The same rule on every member, the old owner included, so all converge on one
+            // owner whatever order the records arrive in.
+            if !claim_wins(l.added, held) {
                 return Ok(false);
             }
             // The entries stay (same ids, same content): the new owner's sequence renumbers

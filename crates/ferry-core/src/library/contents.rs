@@ -156,15 +156,16 @@ impl LibraryContents {
     }
 
     /// Adds a folder to a library; a running node watches and indexes it at once. A folder
-    /// whose marker names a location of another member that is away (a drive moved here) is
-    /// that location, taken over: same id, same entries. The marker is written (or rewritten,
+    /// whose marker names a location its owner reports offline (a drive moved here) is that
+    /// location, taken over: same id, same entries. The marker is written (or rewritten,
     /// for a copy of a location that is still in use) at the folder's root.
     pub fn add_location(&self, lib: &LibraryId, path: &Path) -> Result<LocationInfo, LibraryError> {
         let c = self.of(lib)?;
         let moved = ferry_index::marker::read(path)
             .filter(|(l, _)| *l == lib.0)
             .and_then(|(_, loc)| self.location(lib, &loc).ok())
-            .filter(|l| !l.local && (!l.online || l.owner_online != Some(true)));
+            // Its owner reported it gone (a drive unplugged there): otherwise it is a copy.
+            .filter(|l| !l.local && !l.online);
         let taken = moved.is_some();
         let info = match moved {
             Some(l) => {
