@@ -331,6 +331,8 @@ pub async fn save_settings(
         settings.name.clone()
     };
     node.set_name(&name);
+    node.libraries()
+        .set_previews(settings.node_config(&state.data_dir)?.previews);
     node.spacedrop().set_config(SpacedropConfig {
         dest: PathBuf::from(&settings.download_dir),
         ..node.spacedrop().config()

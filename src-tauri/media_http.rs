@@ -61,6 +61,8 @@ pub async fn start<R: Runtime>(app: AppHandle<R>) -> std::io::Result<MediaHttp> 
     tauri::async_runtime::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
+                // Out of descriptors, say: wait instead of spinning.
+                tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
             let (app, server) = (app.clone(), server.clone());

@@ -51,6 +51,14 @@ pub fn content_id(file: &mut File, len: u64) -> io::Result<Cas> {
     Ok(*h.finalize().as_bytes())
 }
 
+/// The BLAKE3 hash of everything `r` reads, and how many bytes that was (a whole file, to
+/// verify a download end to end; equal to the content id for files up to [`FULL_LIMIT`]).
+pub fn full_hash(r: &mut impl Read) -> io::Result<(u64, Cas)> {
+    let mut h = blake3::Hasher::new();
+    let len = io::copy(r, &mut h)?;
+    Ok((len, *h.finalize().as_bytes()))
+}
+
 pub fn to_hex(cas: &Cas) -> String {
     blake3::Hash::from_bytes(*cas).to_hex().to_string()
 }

@@ -98,6 +98,25 @@ fn hash_one(path: &std::path::Path) -> Outcome {
     }
 }
 
+/// Records content `cas` of a file of this node (at `rel`, `size` bytes) as an object, wanting
+/// a thumbnail if it is a picture. One that was not wanted (3), or was a member's thumbnail
+/// evicted here (4), is wanted now that this node has a picture of that content itself.
+pub(crate) fn record_object(
+    tx: &rusqlite::Transaction<'_>,
+    cas: &Cas,
+    size: u64,
+    rel: &[u8],
+    now: i64,
+) -> Result<(), IndexError> {
+    let wants = thumb::is_thumbnailable(&bytes_path(rel));
+    tx.prepare_cached(
+        "INSERT INTO objects (cas, size, first_seen, thumb) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (cas) DO UPDATE SET thumb = 0 WHERE thumb IN (3, 4) AND excluded.thumb = 0",
+    )?
+    .execute(params![cas, size as i64, now, if wants { 0 } else { 3 }])?;
+    Ok(())
+}
+
 impl Contents {
     /// Files of a location still without a content id.
     pub fn unidentified(&self, loc: &LocationId) -> Result<u64, IndexError> {
@@ -175,12 +194,7 @@ impl Contents {
                             "UPDATE entries SET cas = ?2, size = ?3, mtime = ?4, seq = ?5 WHERE id = ?1",
                         )?
                         .execute(params![p.id, id, *size as i64, mtime, next_seq(&tx)?])?;
-                        let wants = thumb::is_thumbnailable(&bytes_path(&p.rel));
-                        tx.prepare_cached(
-                            "INSERT INTO objects (cas, size, first_seen, thumb) VALUES (?1, ?2, ?3, ?4)
-                             ON CONFLICT (cas) DO UPDATE SET thumb = 0 WHERE thumb = 3 AND excluded.thumb = 0",
-                        )?
-                        .execute(params![id, *size as i64, now, if wants { 0 } else { 3 }])?;
+                        record_object(&tx, id, *size, &p.rel, now)?;
                     }
                     Outcome::Changed(size, mtime) => {
                         report.changed += 1;

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 
 use rusqlite::{params, OptionalExtension};
 
-use crate::cas::Cas;
+use crate::cas::{Cas, FULL_LIMIT};
 use crate::db::{bytes_path, id16_of, info_of, Contents, EntryId, EntryInfo, IndexError};
 use crate::replica::Author;
 use crate::thumb::EXTENSIONS;
@@ -66,16 +66,28 @@ impl Contents {
         })
     }
 
+    /// An entry and, when its bytes are not on this node, the other members holding the same
+    /// content ([`Self::holders`]): everything routing needs, in one read.
+    pub fn sources(&self, id: &EntryId) -> Result<(Located, Vec<(EntryId, Author)>), IndexError> {
+        let l = self.locate(id)?;
+        let holders = match (&l.info.cas, &l.local_path) {
+            (Some(h), None) => crate::cas::from_hex(h).map_or(Ok(vec![]), |h| self.holders(&h))?,
+            _ => vec![],
+        };
+        Ok((l, holders))
+    }
+
     /// Files of other nodes with content `cas` in locations their owners report online, one per
-    /// owner (a second source for bytes whose owner is away).
+    /// owner (a second source for bytes whose owner is away). Only for content ids that are a
+    /// full hash (files up to [`FULL_LIMIT`]): a sampled id does not prove two files equal.
     pub fn holders(&self, cas: &Cas) -> Result<Vec<(EntryId, Author)>, IndexError> {
         let r = self.reader();
         let mut st = r.prepare_cached(
             "SELECT min(e.id), l.node FROM entries e JOIN locations l ON l.id = e.location
-             WHERE e.cas = ?1 AND e.kind = 0 AND l.online = 1 AND l.node != ?2
+             WHERE e.cas = ?1 AND e.kind = 0 AND e.size <= ?3 AND l.online = 1 AND l.node != ?2
              GROUP BY l.node",
         )?;
-        let rows = st.query_map(params![cas, self.node()], |r| {
+        let rows = st.query_map(params![cas, self.node(), FULL_LIMIT as i64], |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
         })?;
         let mut out = Vec::new();
@@ -97,35 +109,34 @@ impl Contents {
             .is_some())
     }
 
-    /// Other members' pictures with a content id whose thumbnail this node has not stored yet
-    /// (at most `limit`, skipping `skip`), each with the node that owns a copy.
+    /// Other members' pictures with a content id whose thumbnail this node has not stored yet,
+    /// in content-id order after `after` (a page at a time, at most `limit`), each with the
+    /// node that owns a copy.
     pub fn previews_wanted(
         &self,
-        skip: &[Cas],
+        after: Option<&Cas>,
         limit: usize,
     ) -> Result<Vec<(Cas, Author)>, IndexError> {
         let r = self.reader();
         let sql = format!(
             "SELECT e.cas, min(l.node) FROM entries e JOIN locations l ON l.id = e.location
              LEFT JOIN objects o ON o.cas = e.cas
-             WHERE l.node != ?1 AND e.kind = 0 AND e.cas IS NOT NULL
+             WHERE l.node != ?1 AND e.kind = 0 AND e.cas > ?3
                AND (o.thumb IS NULL OR o.thumb NOT IN (1, 4)) AND {}
                AND NOT EXISTS (SELECT 1 FROM preview_off p WHERE p.location = e.location)
-             GROUP BY e.cas LIMIT ?2",
+             GROUP BY e.cas ORDER BY e.cas LIMIT ?2",
             picture_names()
         );
         let mut st = r.prepare_cached(&sql)?;
-        let want = i64::try_from(limit.saturating_add(skip.len())).unwrap_or(i64::MAX);
-        let rows = st.query_map(params![self.node(), want], |r| {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let after: &[u8] = after.map_or(&[], |c| c.as_slice());
+        let rows = st.query_map(params![self.node(), limit, after], |r| {
             Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, Vec<u8>>(1)?))
         })?;
         let mut out = Vec::new();
         for row in rows {
             let (cas, node) = row?;
-            let cas: Cas = id16_of(cas)?;
-            if !skip.contains(&cas) && out.len() < limit {
-                out.push((cas, id16_of(node)?));
-            }
+            out.push((id16_of(cas)?, id16_of(node)?));
         }
         Ok(out)
     }
@@ -176,17 +187,19 @@ impl Contents {
 
     /// Records that the thumbnails of `cas` are stored here (fetched from a member), so
     /// listings show them and preview sync does not ask again.
-    pub fn mark_previews(&self, cas: &[(Cas, u64)]) -> Result<(), IndexError> {
+    pub fn mark_previews(&self, cas: &[Cas]) -> Result<(), IndexError> {
         let mut w = self.writer();
         let tx = w.transaction()?;
         {
+            // An object's size is its content's (a file's), as for this node's own.
             let mut st = tx.prepare_cached(
-                "INSERT INTO objects (cas, size, first_seen, thumb) VALUES (?1, ?2, ?3, 1)
+                "INSERT INTO objects (cas, size, first_seen, thumb)
+                 VALUES (?1, COALESCE((SELECT size FROM entries WHERE cas = ?1 LIMIT 1), 0), ?2, 1)
                  ON CONFLICT (cas) DO UPDATE SET thumb = 1, thumb_error = NULL",
             )?;
             let now = crate::db::now_ms();
-            for (c, size) in cas {
-                st.execute(params![c, i64::try_from(*size).unwrap_or(i64::MAX), now])?;
+            for c in cas {
+                st.execute(params![c, now])?;
             }
         }
         tx.commit()?;
@@ -267,6 +280,15 @@ mod tests {
         let c = open(&dir);
         replica(&c, true, vec![entry(1, "a.bin", Some([5; 32]), 2)]);
         assert_eq!(c.holders(&[5; 32]).unwrap(), vec![([1; 16], THEM)]);
+        // A large file's sampled id proves nothing: no stand-in for it.
+        let mut big = entry(2, "big.bin", Some([8; 32]), 3);
+        if let Change::Entry(e) = &mut big {
+            e.size = FULL_LIMIT + 1;
+        }
+        let dir2 = TempDir::new().unwrap();
+        let c2 = open(&dir2);
+        replica(&c2, true, vec![big]);
+        assert!(c2.holders(&[8; 32]).unwrap().is_empty());
         assert!(c.holders(&[6; 32]).unwrap().is_empty());
         assert!(c.holds_content(&[5; 32]).unwrap());
         assert!(!c.holds_content(&[6; 32]).unwrap());
@@ -291,25 +313,25 @@ mod tests {
                 entry(4, "d.webp", Some([7; 32]), 5),
             ],
         );
-        let mut wanted = c.previews_wanted(&[], 10).unwrap();
+        let mut wanted = c.previews_wanted(None, 10).unwrap();
         wanted.sort();
         assert_eq!(wanted, vec![([5; 32], THEM), ([7; 32], THEM)]);
         assert_eq!(
-            c.previews_wanted(&[[5; 32]], 10).unwrap(),
+            c.previews_wanted(Some(&[5; 32]), 10).unwrap(),
             vec![([7; 32], THEM)]
         );
-        assert_eq!(c.previews_wanted(&[], 1).unwrap().len(), 1);
+        assert_eq!(c.previews_wanted(None, 1).unwrap().len(), 1);
         // A location whose thumbnails this node does not want copied.
         assert!(c.location(&[9; 16]).unwrap().previews);
         c.set_previews(&[9; 16], false).unwrap();
-        assert!(c.previews_wanted(&[], 10).unwrap().is_empty());
+        assert!(c.previews_wanted(None, 10).unwrap().is_empty());
         assert!(!c.location(&[9; 16]).unwrap().previews);
         c.set_previews(&[9; 16], true).unwrap();
-        c.mark_previews(&[([5; 32], 100)]).unwrap();
-        assert_eq!(c.previews_wanted(&[], 10).unwrap(), vec![([7; 32], THEM)]);
+        c.mark_previews(&[[5; 32]]).unwrap();
+        assert_eq!(c.previews_wanted(None, 10).unwrap(), vec![([7; 32], THEM)]);
         // Evicted: not wanted again by preview sync; a grid still offers it.
         c.mark_evicted(&[[5; 32]]).unwrap();
-        assert_eq!(c.previews_wanted(&[], 10).unwrap(), vec![([7; 32], THEM)]);
+        assert_eq!(c.previews_wanted(None, 10).unwrap(), vec![([7; 32], THEM)]);
         assert!(!c.is_own_content(&[5; 32]).unwrap());
         let page = c.page(&[9; 16], "", 0, 10).unwrap();
         let a = page.entries.iter().find(|e| e.name == "a.JPG").unwrap();

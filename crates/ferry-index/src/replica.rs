@@ -758,17 +758,8 @@ impl Contents {
                     .execute(params![id, next_seq(&tx)?])?;
                 // Its objects, as identifying them here would have recorded them.
                 if let Some(cas) = cas {
-                    let wants = crate::thumb::is_thumbnailable(&bytes_path(&rel));
-                    tx.prepare_cached(
-                        "INSERT INTO objects (cas, size, first_seen, thumb) VALUES (?1, ?2, ?3, ?4)
-                         ON CONFLICT (cas) DO NOTHING",
-                    )?
-                    .execute(params![
-                        cas,
-                        size,
-                        now_ms(),
-                        if wants { 0 } else { 3 }
-                    ])?;
+                    let cas: crate::cas::Cas = id16(cas)?;
+                    crate::identify::record_object(&tx, &cas, size as u64, &rel, now_ms())?;
                 }
             }
             tx.commit()?;

@@ -332,6 +332,12 @@ impl Libraries {
         self.shared.media.wake.notify_one();
     }
 
+    /// Changes preview sync's switch and cap on a running node.
+    pub fn set_previews(&self, cfg: media::PreviewConfig) {
+        *lock(&self.shared.media.previews) = cfg;
+        self.shared.media.wake.notify_one();
+    }
+
     /// Copies the members' thumbnails this node lacks now, up to `budget` bytes (what the
     /// background loop does; for tests and benchmarks). Returns the bytes stored.
     pub async fn sync_previews(

@@ -64,8 +64,26 @@ impl Libraries {
         entry: &str,
         dest: PathBuf,
     ) -> Result<DownloadInfo, MediaError> {
+        // The same entry into the same folder is the same download (one part file each).
+        let same = lock(&self.shared.media.downloads)
+            .values()
+            .find(|r| {
+                r.info.library == lib.hex()
+                    && r.info.entry == entry
+                    && r.dest == dest
+                    && matches!(r.info.state, DownloadState::Running | DownloadState::Paused)
+            })
+            .map(|r| r.info.clone());
+        if let Some(info) = same {
+            return Ok(info);
+        }
         let (top, _, _) = self.plan(lib, entry, &dest).await?;
-        let id = ferry_index::db::hex(&crate::library::wire::random::<8>());
+        // Ordered by when it started (the list shows them so), then unique.
+        let id = format!(
+            "{:012x}{}",
+            ferry_util::unix_now_ms(),
+            ferry_index::db::hex(&crate::library::wire::random::<4>())
+        );
         let info = DownloadInfo {
             id: id.clone(),
             library: lib.hex(),
@@ -154,42 +172,24 @@ impl Libraries {
         Ok(())
     }
 
-    /// Spawns the task of download `id`, which reports as it goes and when it ends.
+    /// Spawns the task of download `id`, which reports as it goes and when it ends. The task
+    /// is spawned with the list locked and its handle stored before the lock is released, so
+    /// a pause can never miss it.
     fn run_download(&self, id: &str) {
-        let me = self.clone();
-        let id = id.to_owned();
-        let Some((lib, entry, dest)) = lock(&self.shared.media.downloads)
-            .get(&id)
-            .map(|r| (r.info.library.clone(), r.info.entry.clone(), r.dest.clone()))
-        else {
+        let mut all = lock(&self.shared.media.downloads);
+        let Some(r) = all.get_mut(id) else { return };
+        let Some(lib) = LibraryId::parse(&r.info.library) else {
             return;
         };
-        let Some(lib) = LibraryId::parse(&lib) else {
-            return;
-        };
-        let task_id = id.clone();
+        let (entry, dest) = (r.info.entry.clone(), r.dest.clone());
+        let (me, task_id) = (self.clone(), id.to_owned());
         let task = tokio::spawn(async move {
-            let report = |me: &Libraries, p: Option<&GetProgress>, end: Option<DownloadState>| {
-                let info = {
-                    let mut all = lock(&me.shared.media.downloads);
-                    let Some(r) = all.get_mut(&task_id) else {
-                        return;
-                    };
-                    if let Some(p) = p {
-                        r.info.progress = p.clone();
-                    }
-                    if let Some(s) = end {
-                        r.info.state = s;
-                        r.task = None;
-                    }
-                    r.info.clone()
-                };
-                let _ = me.shared.events.send(Event::Download { download: info });
-            };
-            report(&me, None, None);
+            me.report_download(&task_id, None, None);
             let started = Instant::now();
             let result = me
-                .download(&lib, &entry, &dest, |p| report(&me, Some(p), None))
+                .download(&lib, &entry, &dest, |p| {
+                    me.report_download(&task_id, Some(p), None)
+                })
                 .await;
             let end = match result {
                 Ok(r) => {
@@ -208,14 +208,26 @@ impl Libraries {
                     reason: e.to_string(),
                 },
             };
-            report(&me, None, Some(end));
+            me.report_download(&task_id, None, Some(end));
         });
-        if let Some(r) = lock(&self.shared.media.downloads).get_mut(&id) {
-            if task.is_finished() {
-                return;
+        r.task = Some(task.abort_handle());
+    }
+
+    /// Records a download's progress or end, and tells the front ends.
+    fn report_download(&self, id: &str, p: Option<&GetProgress>, end: Option<DownloadState>) {
+        let info = {
+            let mut all = lock(&self.shared.media.downloads);
+            let Some(r) = all.get_mut(id) else { return };
+            if let Some(p) = p {
+                r.info.progress = p.clone();
             }
-            r.task = Some(task.abort_handle());
-        }
+            if let Some(s) = end {
+                r.info.state = s;
+                r.task = None;
+            }
+            r.info.clone()
+        };
+        let _ = self.shared.events.send(Event::Download { download: info });
     }
 }
 

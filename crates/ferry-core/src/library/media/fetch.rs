@@ -13,6 +13,10 @@ use crate::library::tunnel;
 use crate::library::wire::LibraryId;
 use crate::library::Shared;
 
+/// Thumbnail bytes one `Thumbs` reply may carry in all (honest ones are a few MB for 256): a
+/// member cannot make this node hold 256 MiB per batch.
+const MAX_BATCH_BYTES: usize = 16 * 1024 * 1024;
+
 /// Each reply frame, and each chunk of bytes, must arrive within this (a member that went
 /// away mid-stream is an error, not a hang).
 const READ_TIMEOUT: Duration = Duration::from_secs(20);
@@ -46,9 +50,18 @@ pub(crate) async fn thumbs(
 ) -> Result<Vec<(Cas, Option<Vec<u8>>)>, MediaError> {
     let (_send, mut recv) = ask(shared, peer, lib, &Request::Thumbs { cas: cas.clone() }).await?;
     let mut got = Vec::with_capacity(cas.len());
+    let mut total = 0usize;
     for id in cas {
         let bytes = match reply(&mut recv).await? {
-            Reply::Thumb { cas, bytes } if cas == id => Some(bytes),
+            Reply::Thumb { cas, bytes } if cas == id => {
+                total += bytes.len();
+                if total > MAX_BATCH_BYTES {
+                    return Err(MediaError::Bad(
+                        "more thumbnail bytes than a batch holds".into(),
+                    ));
+                }
+                Some(bytes)
+            }
             Reply::Missing { cas } if cas == id => None,
             other => {
                 return Err(MediaError::Bad(format!(

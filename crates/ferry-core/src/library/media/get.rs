@@ -20,7 +20,7 @@ use ferry_index::remote::Located;
 use ferry_index::{EntryInfo, EntryKind};
 use ferry_p2p::PeerId;
 use serde::Serialize;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::wire::Source;
 use super::{blocking, fetch, MediaError};
@@ -116,15 +116,7 @@ impl Libraries {
             p.current = info.path.clone();
             let c2 = c.clone();
             let eid = ferry_index::db::parse_id(&info.id).unwrap_or_default();
-            let (located, holders) = blocking(move || {
-                let l = c2.locate(&eid)?;
-                let h = match l.info.cas.as_deref().and_then(cas::from_hex) {
-                    Some(h) => c2.holders(&h)?,
-                    None => vec![],
-                };
-                Ok::<_, ferry_index::IndexError>((l, h))
-            })
-            .await?;
+            let (located, holders) = blocking(move || c2.sources(&eid)).await?;
             let base = p.bytes;
             let placed = self
                 .get_file(lib, &located, &holders, &target, &mut |done| {
@@ -222,21 +214,36 @@ impl Libraries {
             return Ok((self.finish_file(lib, l, None, &part, target).await?, 0));
         };
         let part = part_path(target, &l.info.id);
+        // Written by position, not appended: a write of a run that was paused and is still
+        // landing puts the same bytes at the same place.
         let mut file = tokio::fs::OpenOptions::new()
             .create(true)
-            .append(true)
+            .write(true)
+            .truncate(false)
             .open(&part)
             .await
             .map_err(fail)?;
-        let resumed = file.metadata().await.map_err(fail)?.len();
+        let size = l.info.size;
+        let mut resumed = file.metadata().await.map_err(fail)?.len();
+        if resumed > size {
+            // Not a part of this file: start over.
+            file.set_len(0).await.map_err(fail)?;
+            resumed = 0;
+        }
+        file.seek(std::io::SeekFrom::Start(resumed))
+            .await
+            .map_err(fail)?;
         let mut at = resumed;
-        let mut size = l.info.size;
         let mut buf = vec![0u8; 256 * 1024];
         progress(at);
         while at < size {
             let want = REQUEST.min(size - at);
             let mut r = fetch::range(shared, &peer, lib, entry, at, want).await?;
-            size = r.size;
+            // The member's file is not the one indexed (it changed since): the bytes would not
+            // verify; its new row comes with sync, and the download can run again then.
+            if r.size != size {
+                return Err(MediaError::Refused(super::wire::Refusal::Changed));
+            }
             let mut left = r.len;
             while left > 0 {
                 let n = r.read(&mut buf, left).await?;
@@ -265,14 +272,7 @@ impl Libraries {
         part: &Path,
         target: &Path,
     ) -> Result<PathBuf, MediaError> {
-        let hash_of = |p: PathBuf| {
-            blocking(move || {
-                let mut h = blake3::Hasher::new();
-                let mut f = std::fs::File::open(&p)?;
-                let len = std::io::copy(&mut f, &mut h)?;
-                Ok::<_, std::io::Error>((len, *h.finalize().as_bytes()))
-            })
-        };
+        let hash_of = |p: PathBuf| blocking(move || cas::full_hash(&mut std::fs::File::open(&p)?));
         let (len, got) = hash_of(part.to_path_buf()).await?;
         let cas = l.info.cas.as_deref().and_then(cas::from_hex);
         let expected = match (cas, from) {

@@ -82,13 +82,17 @@ impl Media {
     }
 
     fn is_missing(&self, cas: &Cas) -> bool {
-        let mut m = lock(&self.missing);
-        m.retain(|_, at| at.elapsed() < MISSING_FOR);
-        m.contains_key(cas)
+        lock(&self.missing)
+            .get(cas)
+            .is_some_and(|at| at.elapsed() < MISSING_FOR)
     }
 
     fn set_missing(&self, cas: Cas) {
-        lock(&self.missing).insert(cas, Instant::now());
+        let mut m = lock(&self.missing);
+        if m.len() >= 4096 {
+            m.retain(|_, at| at.elapsed() < MISSING_FOR);
+        }
+        m.insert(cas, Instant::now());
     }
 }
 
@@ -186,7 +190,7 @@ impl Shared {
         let store = self.contents.thumbs().clone();
         let added: u64 = got.iter().map(|(_, b)| b.len() as u64).sum();
         blocking(move || {
-            let stored: Vec<(Cas, u64)> = got.iter().map(|(id, b)| (*id, b.len() as u64)).collect();
+            let stored: Vec<Cas> = got.iter().map(|(id, _)| *id).collect();
             let items: Vec<(String, Vec<u8>)> = got
                 .into_iter()
                 .map(|(id, b)| (cas::to_hex(&id), b))
@@ -360,15 +364,7 @@ impl Libraries {
         range: Option<&str>,
         head: bool,
     ) -> Response {
-        let found = blocking(move || {
-            let l = c.locate(&entry)?;
-            let holders = match (&l.info.cas, l.local_path.is_some()) {
-                (Some(h), false) => cas::from_hex(h).map_or(Ok(vec![]), |h| c.holders(&h))?,
-                _ => vec![],
-            };
-            Ok::<_, ferry_index::IndexError>((l, holders))
-        })
-        .await;
+        let found = blocking(move || c.sources(&entry)).await;
         let Ok((l, holders)) = found else {
             return http::not_found("no such file in this library");
         };

@@ -103,11 +103,12 @@ pub(crate) async fn round(
     if online.is_empty() {
         return Ok(0);
     }
-    let mut skip: Vec<Cas> = Vec::new();
+    let mut after: Option<Cas> = None;
     let mut stored = 0u64;
     while stored < budget {
-        let (c2, skip2) = (c.clone(), skip.clone());
-        let wanted = blocking(move || c2.previews_wanted(&skip2, MAX_THUMBS * PARALLEL)).await?;
+        let c2 = c.clone();
+        let wanted =
+            blocking(move || c2.previews_wanted(after.as_ref(), MAX_THUMBS * PARALLEL)).await?;
         if wanted.is_empty() {
             break;
         }
@@ -115,7 +116,7 @@ pub(crate) async fn round(
         // hold the thumbnail from its own preview sync).
         let mut per_peer: HashMap<PeerId, Vec<Cas>> = HashMap::new();
         for (cas, owner) in wanted {
-            skip.push(cas);
+            after = Some(cas);
             if shared.media.is_missing(&cas) {
                 continue;
             }

@@ -188,12 +188,8 @@ async fn file_bytes(
 }
 
 async fn hash(mut file: std::fs::File) -> Option<[u8; 32]> {
-    tokio::task::spawn_blocking(move || {
-        let mut h = blake3::Hasher::new();
-        std::io::copy(&mut file, &mut h).ok()?;
-        Some(*h.finalize().as_bytes())
-    })
-    .await
-    .ok()
-    .flatten()
+    tokio::task::spawn_blocking(move || ferry_index::cas::full_hash(&mut file).ok().map(|(_, h)| h))
+        .await
+        .ok()
+        .flatten()
 }
