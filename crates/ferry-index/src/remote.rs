@@ -141,6 +141,22 @@ impl Contents {
         Ok(out)
     }
 
+    /// Whether a location of a node other than `asker` holds content `cas`: what a member may
+    /// be sent a thumbnail for. Its own rows do not count, or a member could add any content id
+    /// to its own location and learn from the answer whether this node has that picture in
+    /// any of its libraries (the thumbnail store is shared by all of them).
+    pub fn holds_content_for(&self, cas: &Cas, asker: &Author) -> Result<bool, IndexError> {
+        Ok(self
+            .reader()
+            .prepare_cached(
+                "SELECT 1 FROM entries e JOIN locations l ON l.id = e.location
+                 WHERE e.cas = ?1 AND l.node != ?2 LIMIT 1",
+            )?
+            .query_row(params![cas, asker], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
     /// Whether members' location `loc` has its thumbnails copied here by preview sync.
     pub fn set_previews(&self, loc: &LocationId, on: bool) -> Result<(), IndexError> {
         let w = self.writer();
@@ -291,6 +307,11 @@ mod tests {
         assert!(c2.holders(&[8; 32]).unwrap().is_empty());
         assert!(c.holders(&[6; 32]).unwrap().is_empty());
         assert!(c.holds_content(&[5; 32]).unwrap());
+        assert!(c.holds_content_for(&[5; 32], &ME).unwrap());
+        assert!(
+            !c.holds_content_for(&[5; 32], &THEM).unwrap(),
+            "its own rows do not count"
+        );
         assert!(!c.holds_content(&[6; 32]).unwrap());
 
         let dir = TempDir::new().unwrap();

@@ -99,6 +99,14 @@ pub(crate) struct Range {
     pub len: u64,
     pub recv: quinn::RecvStream,
     _send: quinn::SendStream,
+    /// Past this the range is abandoned, however it trickles: a member sending a byte every
+    /// few seconds cannot hold a request (or a download) for ever.
+    deadline: tokio::time::Instant,
+}
+
+/// How long a range may take: a minute, plus a second per MiB.
+fn range_deadline(len: u64) -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(60 + len / (1 << 20))
 }
 
 impl Range {
@@ -108,7 +116,8 @@ impl Range {
             return Ok(0);
         }
         let want = usize::try_from(left).unwrap_or(usize::MAX).min(buf.len());
-        match tokio::time::timeout(READ_TIMEOUT, self.recv.read(&mut buf[..want])).await {
+        let until = (tokio::time::Instant::now() + READ_TIMEOUT).min(self.deadline);
+        match tokio::time::timeout_at(until, self.recv.read(&mut buf[..want])).await {
             Err(_) => Err(StreamError::Timeout("media bytes").into()),
             Ok(Ok(None | Some(0))) => Err(StreamError::Truncated.into()),
             Ok(Ok(Some(n))) => Ok(n),
@@ -150,6 +159,7 @@ pub(crate) async fn range(
                 len: n,
                 recv,
                 _send: send,
+                deadline: range_deadline(n),
             })
         }
         other => Err(MediaError::Bad(format!(

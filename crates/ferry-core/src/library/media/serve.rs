@@ -56,7 +56,7 @@ pub(crate) async fn serve(
         .map_err(|_| StreamError::Local(Code::Internal, "library contents"))?;
     let out = &mut s.send;
     match req {
-        Request::Thumbs { cas } => thumbs(shared, &c, cas, out).await?,
+        Request::Thumbs { cas } => thumbs(shared, &c, &peer, cas, out).await?,
         Request::File { entry, first, len } => match open(&c, entry).await {
             Ok((file, size)) => file_bytes(file, size, first, len, out).await?,
             Err(why) => refuse(&peer, why, out).await?,
@@ -89,18 +89,19 @@ async fn refuse(
     send(out, &Reply::Refused(why)).await
 }
 
-/// Each asked-for thumbnail this node has, for content the library holds; `Missing` for the
-/// rest (a member never learns more than "not here").
+/// Each asked-for thumbnail this node has, for content the library holds in a location that
+/// is not the asker's own; `Missing` for the rest (a member never learns more than "not here").
 async fn thumbs(
     shared: &Shared,
     c: &Arc<Contents>,
+    peer: &PeerId,
     cas: Vec<Cas>,
     out: &mut quinn::SendStream,
 ) -> Result<(), StreamError> {
     for id in cas {
-        let (c, store) = (c.clone(), shared.contents.thumbs().clone());
+        let (c, store, asker) = (c.clone(), shared.contents.thumbs().clone(), peer.0);
         let bytes = tokio::task::spawn_blocking(move || {
-            if !c.holds_content(&id).unwrap_or(false) {
+            if !c.holds_content_for(&id, &asker).unwrap_or(false) {
                 return None;
             }
             let (path, _) = store.find(&ferry_index::cas::to_hex(&id))?;
