@@ -191,6 +191,14 @@ def main():
     (src / "notes.txt").write_text("hello from the CLI\n")
     (src / "photo.bin").write_bytes(os.urandom(3_000_000))
 
+    def details_picture(width, what, timeout=15):
+        """Waits until the details pane shows the original picture, `width` pixels wide."""
+        deadline = time.time() + timeout
+        while not driver.execute_script("const i = document.querySelector('.details img.preview');"
+                                        "return !!i && i.complete && i.naturalWidth === arguments[0]", width):
+            assert time.time() < deadline, what
+            time.sleep(0.2)
+
     def decoded_thumbnails(n, timeout=60):
         """Waits until the grid shows `n` thumbnails from ferry://, each decoded by the webview;
         returns [complete, naturalWidth, src] of each."""
@@ -335,11 +343,7 @@ def main():
                                 capture_output=True, text=True).stdout
         entry = next(json.loads(l) for l in listed.splitlines() if '"img-0.jpg"' in l and '"entry"' in l)
         assert cas and cas == entry["entry"]["cas"], (cas, entry)
-        deadline = time.time() + 10
-        while not driver.execute_script("const i = document.querySelector('.details img.preview');"
-                                        "return !!i && i.complete && i.naturalWidth === 1600"):
-            assert time.time() < deadline, "the original picture did not load in the details pane"
-            time.sleep(0.2)
+        details_picture(1600, "the original picture did not load in the details pane", 10)
         driver.save_screenshot(str(SHOTS / "9-library-browser.png"))
         # A Range request from the page: 206 with exactly those bytes (what a video seek does).
         got = driver.execute_async_script(
@@ -493,11 +497,7 @@ def main():
         want = list((shared / "pics" / "clip.bin").read_bytes()[1000:2000])
         assert got == [206, "bytes 1000-1999/2000000", want], got[:2]
         find('[role=grid] button[aria-label="pic-0.jpg"]').click()
-        deadline = time.time() + 15
-        while not driver.execute_script("const i = document.querySelector('.details img.preview');"
-                                        "return !!i && i.complete && i.naturalWidth === 1200"):
-            assert time.time() < deadline, "the member's original did not load in the details pane"
-            time.sleep(0.2)
+        details_picture(1200, "the member's original did not load in the details pane", 15)
         click_button("Save to this device", within=".details")
         find(".details .saved-note", 20, text="Saved to")
         saved_download[0] = True
@@ -552,11 +552,7 @@ def main():
             assert time.time() < deadline, "the CLI node did not come back"
             time.sleep(0.2)
         find('[role=grid] button[aria-label="pic-2.jpg"]').click()
-        deadline = time.time() + 15
-        while not driver.execute_script("const i = document.querySelector('.details img.preview');"
-                                        "return !!i && i.complete && i.naturalWidth === 1200"):
-            assert time.time() < deadline, "the original did not load once its device was back"
-            time.sleep(0.2)
+        details_picture(1200, "the original did not load once its device was back", 15)
         # It stays up (stopped with the others at the end): the next step sends to it.
 
     def overflow_at_200(shot):
