@@ -71,14 +71,6 @@ fn page(node: &Node, lib: &LibraryId, loc: &LocationId, dir: &str, at: u32) -> V
 async fn screen(node: &Node, lib: &LibraryId, loc: &LocationId, at: u32) -> (Duration, usize) {
     let t = Instant::now();
     let entries = page(node, lib, loc, "pics", at);
-    if std::env::var("DEBUG").is_ok() {
-        eprintln!(
-            "{} entries, {} with thumb, first {:?}",
-            entries.len(),
-            entries.iter().filter(|e| e.thumb).count(),
-            entries.first()
-        );
-    }
     let mut tasks = tokio::task::JoinSet::new();
     for e in entries.into_iter().filter(|e| e.thumb) {
         let (libs, url) = (
@@ -87,15 +79,8 @@ async fn screen(node: &Node, lib: &LibraryId, loc: &LocationId, at: u32) -> (Dur
         );
         tasks.spawn(async move {
             let r = libs.serve_media(&url, None, false).await;
-            if r.status != 200 {
-                eprintln!("{url}: {} {}", r.status, String::from_utf8_lossy(&r.body));
-            }
             tokio::task::spawn_blocking(move || {
-                let d = image::load_from_memory(&r.body);
-                if let Err(e) = &d {
-                    eprintln!("decode: {e}");
-                }
-                r.status == 200 && d.is_ok()
+                r.status == 200 && image::load_from_memory(&r.body).is_ok()
             })
             .await
             .unwrap_or(false)
