@@ -195,25 +195,17 @@ impl LocalSend {
     ) -> Result<TransferId, super::SpacedropError> {
         let files = local_files(&collected.manifest, &collected.sources);
         let target = Target::from(device);
-        let row = TransferRow {
-            id: TransferId::random(),
-            direction: Direction::Send,
-            peer: peer_of(&device.fingerprint),
-            peer_name: device.alias.clone(),
-            peer_addr: Some(device.addr.to_string()),
-            state: "waiting".into(),
-            reason: None,
-            dest: None,
-            manifest: collected.manifest,
-            sources: collected.sources,
-            layout: Default::default(),
-            created: unix_now(),
-            via: Via::LocalSend {
+        let row = TransferRow::outgoing(
+            peer_of(&device.fingerprint),
+            device.alias.clone(),
+            Some(device.addr.to_string()),
+            collected,
+            Via::LocalSend {
                 fingerprint: device.fingerprint.clone(),
                 verified: device.verified,
                 address: device.addr.to_string(),
             },
-        };
+        );
         shared.store.put(&row)?;
         let id = row.id;
         let opts = SendOptions {

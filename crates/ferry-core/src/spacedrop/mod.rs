@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 pub use ferry_block::place::Renamed;
 use ferry_p2p::{P2p, PeerId};
-use ferry_util::{lock, unix_now};
+use ferry_util::lock;
 use tokio::sync::broadcast;
 
 use crate::event::Event;
@@ -247,24 +247,16 @@ impl Spacedrop {
         let collected = collect(paths).await?;
         let p2p = self.shared.p2p.get();
         let snapshot = p2p.and_then(|p| p.peer(&peer));
-        let row = store::TransferRow {
-            id: TransferId::random(),
-            direction: Direction::Send,
+        let row = store::TransferRow::outgoing(
             peer,
-            peer_name: snapshot
+            snapshot
                 .as_ref()
                 .map(|p| p.name.clone())
                 .unwrap_or_default(),
-            peer_addr: snapshot.and_then(|p| p.addrs.first().map(|a| a.to_string())),
-            state: "waiting".into(),
-            reason: None,
-            dest: None,
-            manifest: collected.manifest,
-            sources: collected.sources,
-            layout: Default::default(),
-            created: unix_now(),
-            via: Via::Ferry,
-        };
+            snapshot.and_then(|p| p.addrs.first().map(|a| a.to_string())),
+            collected,
+            Via::Ferry,
+        );
         self.shared.store.put(&row)?;
         let id = row.id;
         send::spawn(self.shared.clone(), row, false);

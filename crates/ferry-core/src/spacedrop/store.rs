@@ -59,6 +59,33 @@ pub struct TransferRow {
     pub via: Via,
 }
 
+impl TransferRow {
+    /// A new outgoing transfer of `collected`, waiting for the receiver's answer.
+    pub fn outgoing(
+        peer: PeerId,
+        peer_name: String,
+        peer_addr: Option<String>,
+        collected: ferry_block::manifest::Collected,
+        via: Via,
+    ) -> TransferRow {
+        TransferRow {
+            id: TransferId::random(),
+            direction: Direction::Send,
+            peer,
+            peer_name,
+            peer_addr,
+            state: "waiting".into(),
+            reason: None,
+            dest: None,
+            manifest: collected.manifest,
+            sources: collected.sources,
+            layout: Default::default(),
+            created: ferry_util::unix_now(),
+            via,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileStatus {
     Done(PathBuf),
