@@ -516,7 +516,10 @@ pub async fn set_location_previews(
     on: bool,
 ) -> Res<LocationInfo> {
     let (lib, loc) = (library_id(&library)?, location_id(&location)?);
-    contents(&state, move |c| c.set_previews(&lib, &loc, on)).await
+    off_thread(&state, move |n| {
+        n.libraries().set_location_previews(&lib, &loc, on)
+    })
+    .await
 }
 
 /// Largest page the UI may ask for (a screenful is a few hundred; a list page 500).

@@ -678,8 +678,7 @@ async fn preview_sync_skips_a_location_turned_off_here() {
     .await;
     let info = b
         .libraries()
-        .contents()
-        .set_previews(&lib, &l2, false)
+        .set_location_previews(&lib, &l2, false)
         .unwrap();
     assert!(!info.previews);
     b.libraries().sync_previews(&lib, u64::MAX).await.unwrap();

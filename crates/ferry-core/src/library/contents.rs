@@ -233,8 +233,8 @@ impl LibraryContents {
     }
 
     /// Whether a member's location has its thumbnails copied here (preview sync). This node's
-    /// own choice, not synced; the change wakes preview sync through the location event.
-    pub fn set_previews(
+    /// own choice, not synced (`Libraries::set_location_previews` also wakes preview sync).
+    pub(crate) fn set_previews(
         &self,
         lib: &LibraryId,
         loc: &LocationId,

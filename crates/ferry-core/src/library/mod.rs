@@ -332,6 +332,21 @@ impl Libraries {
         self.shared.media.wake.notify_one();
     }
 
+    /// Whether a member's location has its thumbnails copied here (preview sync), and a round
+    /// of copying at once when turned on.
+    pub fn set_location_previews(
+        &self,
+        lib: &LibraryId,
+        loc: &ferry_index::LocationId,
+        on: bool,
+    ) -> Result<ferry_index::LocationInfo, LibraryError> {
+        let info = self.shared.contents.set_previews(lib, loc, on)?;
+        if on {
+            self.shared.media.wake.notify_one();
+        }
+        Ok(info)
+    }
+
     /// Changes preview sync's switch and cap on a running node.
     pub fn set_previews(&self, cfg: media::PreviewConfig) {
         *lock(&self.shared.media.previews) = cfg;

@@ -1,6 +1,6 @@
 //! Preview-media sync: the thumbnails of other members' pictures are copied here in the
-//! background, so a member's grid still shows them when it is offline. Woken by whatever may
-//! bring new pictures (a sync batch, a member connecting); a round asks each connected member
+//! background, so a member's grid still shows them when it is offline. Woken by what may
+//! bring new pictures (a pull from a member caught up); a round asks each connected member
 //! for the thumbnails this node lacks, in batches of [`MAX_THUMBS`], owners first.
 
 use std::collections::HashMap;
@@ -49,12 +49,15 @@ pub(crate) fn start(shared: &Arc<Shared>) {
     let mut events = shared.events.subscribe();
     let weak = Arc::downgrade(shared);
     let wake = shared.media.wake.clone();
-    // Whatever may bring pictures wakes the loop.
+    // What may bring members' pictures wakes the loop: a pull from a member caught up (new
+    // rows applied, or a member connected). Not every location or contents event: during a
+    // sync they come four times a second, each a round that reads the whole library.
+    // (Turning a location's copies back on wakes it directly: `Libraries::set_location_previews`.)
     tokio::spawn(async move {
         loop {
             match events.recv().await {
-                Ok(Event::ContentsChanged { .. } | Event::Location { .. } | Event::Sync { .. })
-                | Err(broadcast::error::RecvError::Lagged(_)) => wake.notify_one(),
+                Ok(Event::Sync { progress }) if progress.state == "caught_up" => wake.notify_one(),
+                Err(broadcast::error::RecvError::Lagged(_)) => wake.notify_one(),
                 Ok(_) => {}
                 Err(broadcast::error::RecvError::Closed) => break,
             }
