@@ -4,13 +4,13 @@
 use std::net::SocketAddr;
 
 use ferry_p2p::{LostReason, P2pEvent, PeerId, PeerSnapshot};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::library::{LibraryInfo, PairingInfo};
 use crate::spacedrop::{Prompt, PromptOutcome, TransferInfo};
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Event {
     NodeStarted {

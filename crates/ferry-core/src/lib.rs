@@ -7,6 +7,8 @@
 //! - [`spacedrop`]: sending files and folders to a nearby peer (protocols 3 and 4): its spec,
 //!   messages, flows, decisions and transfer store, in one folder.
 //! - [`library`]: libraries, pairing, the tunnel, the member exchange and library sync.
+//! - [`control`]: the one command surface every front end uses (in process, over the local
+//!   socket, and for members over the tunnel), each command tagged with its capability.
 //! - [`target`]: how a user names a peer (fingerprint, name, `host:port`, `id@host:port`).
 //!
 //! A protocol lives in one folder: its specification (`PROTOCOL.md`), its messages
@@ -21,6 +23,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod control;
 pub mod event;
 pub mod library;
 pub mod node;

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ferry_p2p::{DiscoveryConfig, Identity, NodeInfo, P2p, P2pConfig, PeerId, PeerSnapshot};
 use tokio::sync::broadcast;
@@ -12,7 +12,7 @@ use crate::event::Event;
 use crate::library::Libraries;
 use crate::spacedrop::store::Store;
 use crate::spacedrop::{LocalSendConfig, Spacedrop, SpacedropConfig};
-use crate::target::{self, Target, TargetError};
+use crate::target::{Target, TargetError};
 
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -37,6 +37,9 @@ pub struct NodeConfig {
     pub localsend: Option<LocalSendConfig>,
     /// Copy members' thumbnails here in the background (a node that indexes).
     pub previews: crate::library::media::PreviewConfig,
+    /// Let front ends on this machine attach through `ferry.sock` in the data dir (the app
+    /// and `ferry node` do; one-shot commands do not).
+    pub attachable: bool,
 }
 
 impl NodeConfig {
@@ -54,6 +57,7 @@ impl NodeConfig {
             index: true,
             localsend: None,
             previews: Default::default(),
+            attachable: false,
         }
     }
 
@@ -98,6 +102,8 @@ pub struct Node {
     libraries: Libraries,
     cfg: NodeConfig,
     events: broadcast::Sender<Event>,
+    /// Front ends attached over the local socket (while the node runs).
+    local: std::sync::Mutex<Option<crate::control::local::LocalServer>>,
     /// Held for the node's lifetime: the OS releases the lock when the process ends, even on a crash.
     _lock: std::fs::File,
 }
@@ -162,18 +168,32 @@ impl Node {
             }
         }
         libraries.attach(p2p.clone());
+        libraries.set_live(crate::control::Live {
+            p2p: p2p.clone(),
+            spacedrop: spacedrop.clone(),
+            discovery: cfg.discovery,
+        });
         if cfg.index {
             libraries.contents().start(libraries.ids());
             libraries.start_previews(cfg.previews);
         }
-        Ok(Node {
+        let node = Node {
             p2p,
             spacedrop,
             libraries,
             cfg,
             events,
+            local: std::sync::Mutex::new(None),
             _lock: lock,
-        })
+        };
+        if node.cfg.attachable {
+            match crate::control::local::start(node.engine(), node.events.clone(), &node.cfg.data_dir) {
+                Ok(server) => *ferry_util::lock(&node.local) = Some(server),
+                // A data dir whose path is too long for a socket, say: the node runs, alone.
+                Err(e) => tracing::warn!(error = %e, "front ends cannot attach to this node"),
+            }
+        }
+        Ok(node)
     }
 
     /// The event that describes this node; front ends print it first.
@@ -231,22 +251,37 @@ impl Node {
     /// Finds the peer a user means, dialing it if it was given by address. Names and prefixes
     /// are matched against nearby peers, waiting up to `wait` for discovery to find a match.
     pub async fn resolve(&self, target: &Target, wait: Duration) -> Result<PeerId, NodeError> {
-        match target {
-            Target::Addr { addr, pin } => Ok(self.p2p.connect(*addr, *pin).await?),
-            Target::Query(q) => {
-                let deadline = Instant::now() + wait;
-                let mut events = self.subscribe();
-                loop {
-                    match target::pick(q, &self.peers()) {
-                        Err(TargetError::NotFound(_)) if Instant::now() < deadline => {
-                            let left = deadline.saturating_duration_since(Instant::now());
-                            let _ = tokio::time::timeout(left, events.recv()).await;
-                        }
-                        r => return Ok(r?),
-                    }
-                }
-            }
-        }
+        crate::control::resolve(&self.p2p, target, wait).await
+    }
+
+    /// The command surface of this node, as the app and attached front ends use it.
+    pub fn engine(&self) -> crate::control::Engine {
+        crate::control::Engine::live(
+            self.libraries.clone(),
+            crate::control::Live {
+                p2p: self.p2p.clone(),
+                spacedrop: self.spacedrop.clone(),
+                discovery: self.cfg.discovery,
+            },
+            self.cfg.data_dir.clone(),
+        )
+    }
+
+    /// Runs one command as this machine's user (every capability).
+    pub async fn execute(
+        &self,
+        command: crate::control::Command,
+    ) -> Result<crate::control::Reply, crate::control::Refusal> {
+        self.engine()
+            .execute(crate::control::Caller::Local, command)
+            .await
+    }
+
+    /// Front ends attached over the local socket now.
+    pub fn attached(&self) -> usize {
+        ferry_util::lock(&self.local)
+            .as_ref()
+            .map_or(0, |s| s.sessions())
     }
 
     /// Round-trip times to a peer over its real connection.
@@ -261,6 +296,9 @@ impl Node {
 
     /// Says goodbye to every peer and stops.
     pub async fn shutdown(&self) {
+        // Attached front ends first: they hear the node stop, and the socket goes.
+        let _ = self.events.send(Event::NodeStopped);
+        ferry_util::lock(&self.local).take();
         self.libraries.contents().shutdown();
         self.spacedrop.shutdown().await;
         self.p2p.shutdown().await;

@@ -12,7 +12,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::db::{
     bytes_path, delete_entry, insert_entry, move_entry, parent_of, path_bytes, random_id,
@@ -21,7 +21,7 @@ use crate::db::{
 use crate::scan::{stat, walk};
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ChangeReport {
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub added: u64,

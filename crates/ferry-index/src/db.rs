@@ -36,7 +36,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cas::{self, Cas};
 
@@ -156,7 +156,7 @@ CREATE TABLE preview_off (location BLOB PRIMARY KEY);
 
 /// What an entry is. Symlinks are recorded, never followed (so a link loop cannot trap us).
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum EntryKind {
     File,
@@ -185,7 +185,7 @@ impl EntryKind {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LocationInfo {
     pub id: String,
     pub name: String,
@@ -227,7 +227,7 @@ pub struct LocationInfo {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EntryInfo {
     pub id: String,
     pub location: String,
@@ -248,7 +248,7 @@ pub struct EntryInfo {
 
 /// A window of a folder's listing.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Page {
     /// Entries in the whole folder.
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]

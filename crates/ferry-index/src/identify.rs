@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use std::time::Instant;
 
 use rusqlite::params;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cas::{self, Cas};
 use crate::db::{self, bytes_path, lock, next_seq, Contents, EntryId, IndexError, LocationId};
@@ -22,7 +22,7 @@ use crate::thumb::{self, ThumbStore};
 const IDENTIFY_BATCH: usize = 512;
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IdentifyReport {
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub identified: u64,
@@ -42,7 +42,7 @@ pub struct IdentifyReport {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ThumbReport {
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub made: u64,

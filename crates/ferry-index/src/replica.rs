@@ -157,7 +157,7 @@ pub fn claim_wins(claim_added: i64, held_added: i64) -> bool {
 }
 
 /// What this node holds of one author.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Holding {
     pub mark: Mark,
     /// The highest sequence number heard of (from any member).

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::db::{
     self, delete_entry, insert_entry, random_id, update_entry, Contents, EntryKind, IndexError,
@@ -25,7 +25,7 @@ pub(crate) const BATCH: usize = 4096;
 const MAX_REPORTED: usize = 100;
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ScanReport {
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub seen: u64,
@@ -44,7 +44,7 @@ pub struct ScanReport {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Problem {
     pub path: String,
     pub error: String,

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ferry_util::lock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, watch};
 
 use crate::discovery::{Discovery, DiscoveryConfig, DiscoveryEvent};
@@ -60,7 +60,7 @@ impl Default for P2pConfig {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PeerState {
     Discovered,
@@ -69,7 +69,7 @@ pub enum PeerState {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LostReason {
     /// The peer said goodbye (clean shutdown), over QUIC or mDNS.
@@ -82,7 +82,7 @@ pub enum LostReason {
 
 /// What the node knows of a peer at one moment.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerSnapshot {
     #[cfg_attr(feature = "specta", specta(type = String))]
     pub id: PeerId,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use ferry_index::thumb::ThumbStore;
 use ferry_index::watch::Debounce;
 use ferry_index::{Contents, EntryInfo, LocationId, LocationInfo, Page, WatchEvent, Watcher};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use super::wire::LibraryId;
@@ -29,7 +29,7 @@ use crate::Event;
 
 /// Where an index job is, for progress bars.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IndexProgress {
     pub library: String,
     pub location: String,

@@ -8,6 +8,11 @@
 //!   last change (Lamport clock + author: the larger wins on merge), when it was added, and
 //!   where and when we last saw it over a proven tunnel.
 //!
+//! - `grants` (version 2): what this node lets each member do on it beyond reading
+//!   (`manage`, `send`; see `control`). A local choice: never sent to anyone.
+//! - `remote_log` (version 2): every command a member ran here, allowed or refused, with who
+//!   and when (the newest [`REMOTE_LOG_KEEP`] rows).
+//!
 //! Later tables (locations, files, objects) join this file; every row that is shared carries a
 //! stamp like `members` does, so merges stay per row.
 
@@ -77,7 +82,41 @@ CREATE TABLE members (
     last_seen INTEGER,
     last_addr TEXT
 );
+"#, r#"
+CREATE TABLE grants (
+    node BLOB NOT NULL,
+    capability TEXT NOT NULL,
+    granted INTEGER NOT NULL,
+    PRIMARY KEY (node, capability)
+);
+CREATE TABLE remote_log (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    node BLOB NOT NULL,
+    command TEXT NOT NULL,
+    outcome TEXT NOT NULL
+);
 "#];
+
+/// Rows of `remote_log` kept: enough to see who did what this month, bounded for ever.
+pub const REMOTE_LOG_KEEP: i64 = 1000;
+
+/// One grant: `node` may use `capability` on this node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantRow {
+    pub node: PeerId,
+    pub capability: String,
+    pub granted: i64,
+}
+
+/// One command a member ran here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteLogRow {
+    pub at: i64,
+    pub node: PeerId,
+    pub command: String,
+    pub outcome: String,
+}
 
 fn corrupt<E: std::fmt::Display>(e: E) -> DbError {
     DbError::Corrupt(e.to_string())
@@ -352,6 +391,89 @@ impl LibraryDb {
             params![&node.0[..], now, addr],
         )?;
         Ok(())
+    }
+}
+
+/// Grants and the log of members' commands (see `control`).
+impl LibraryDb {
+    /// Lets `node` use `capability` here; true if it did not hold it yet.
+    pub fn grant(&self, node: &PeerId, capability: &str, now: i64) -> Result<bool, DbError> {
+        Ok(self.lock().execute(
+            "INSERT OR IGNORE INTO grants (node, capability, granted) VALUES (?1, ?2, ?3)",
+            params![&node.0[..], capability, now],
+        )? > 0)
+    }
+
+    /// Takes a grant back; true if `node` held it.
+    pub fn revoke(&self, node: &PeerId, capability: &str) -> Result<bool, DbError> {
+        Ok(self.lock().execute(
+            "DELETE FROM grants WHERE node = ?1 AND capability = ?2",
+            params![&node.0[..], capability],
+        )? > 0)
+    }
+
+    pub fn has_grant(&self, node: &PeerId, capability: &str) -> Result<bool, DbError> {
+        let n: i64 = self.lock().query_row(
+            "SELECT count(*) FROM grants WHERE node = ?1 AND capability = ?2",
+            params![&node.0[..], capability],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn grants(&self) -> Result<Vec<GrantRow>, DbError> {
+        let conn = self.lock();
+        let mut stmt = conn
+            .prepare_cached("SELECT node, capability, granted FROM grants ORDER BY granted, node")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?))
+        })?;
+        let mut out = vec![];
+        for row in rows {
+            let (node, capability, granted) = row?;
+            out.push(GrantRow {
+                node: peer(node)?,
+                capability,
+                granted,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Records a member's command and how it ended; keeps the newest [`REMOTE_LOG_KEEP`].
+    pub fn log_remote(&self, row: &RemoteLogRow) -> Result<(), DbError> {
+        let conn = self.lock();
+        conn.execute(
+            "INSERT INTO remote_log (at, node, command, outcome) VALUES (?1, ?2, ?3, ?4)",
+            params![row.at, &row.node.0[..], row.command, row.outcome],
+        )?;
+        conn.execute(
+            "DELETE FROM remote_log WHERE id <= (SELECT max(id) FROM remote_log) - ?1",
+            params![REMOTE_LOG_KEEP],
+        )?;
+        Ok(())
+    }
+
+    /// The newest `limit` commands members ran here, newest first.
+    pub fn remote_log(&self, limit: usize) -> Result<Vec<RemoteLogRow>, DbError> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT at, node, command, outcome FROM remote_log ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = stmt.query_map(params![i64::try_from(limit).unwrap_or(i64::MAX)], |r| {
+            Ok((r.get(0)?, r.get::<_, Vec<u8>>(1)?, r.get(2)?, r.get(3)?))
+        })?;
+        let mut out = vec![];
+        for row in rows {
+            let (at, node, command, outcome) = row?;
+            out.push(RemoteLogRow {
+                at,
+                node: peer(node)?,
+                command,
+                outcome,
+            });
+        }
+        Ok(out)
     }
 }
 

@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 use ferry_p2p::{Identity, P2p, P2pEvent, PeerId, PeerState};
 use ferry_util::{lock, unix_now};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{broadcast, oneshot};
 
 use crate::event::Event;
@@ -48,7 +48,7 @@ const MAX_PAIRINGS: usize = 2;
 const PAIR_COOLDOWN: Duration = Duration::from_secs(5);
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberInfo {
     #[cfg_attr(feature = "specta", specta(type = String))]
     pub node: PeerId,
@@ -66,7 +66,7 @@ pub struct MemberInfo {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LibraryInfo {
     pub id: String,
     pub name: String,
@@ -80,7 +80,7 @@ pub struct LibraryInfo {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PairingRole {
     /// This node asked the peer to join one of its libraries.
@@ -90,7 +90,7 @@ pub enum PairingRole {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum PairingState {
     Connecting,
@@ -108,7 +108,7 @@ pub enum PairingState {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PairingInfo {
     pub id: String,
     pub role: PairingRole,
@@ -172,6 +172,8 @@ pub(crate) struct Shared {
     creating: Mutex<()>,
     sync: sync::Sync,
     media: media::Media,
+    /// The running node's parts, for members' control sessions (set when it starts).
+    control: OnceLock<crate::control::Live>,
 }
 
 /// Handle to the node's libraries.
@@ -207,6 +209,7 @@ impl Libraries {
                 creating: Mutex::default(),
                 sync: sync::Sync::default(),
                 media: media::Media::default(),
+                control: OnceLock::new(),
             }),
         };
         let weak = Arc::downgrade(&libs.shared);
@@ -606,6 +609,34 @@ impl Libraries {
     /// running from it.
     pub fn sync_status(&self, id: &LibraryId) -> Result<Vec<sync::MemberSync>, LibraryError> {
         sync::status(&self.shared, id)
+    }
+
+    pub(crate) fn from_shared(shared: &Arc<Shared>) -> Libraries {
+        Libraries {
+            shared: shared.clone(),
+        }
+    }
+
+    /// This node's id.
+    pub fn me(&self) -> PeerId {
+        self.shared.me()
+    }
+
+    /// A library's database (grants and the log of members' commands live there).
+    pub(crate) fn db_of(&self, id: &LibraryId) -> Option<Arc<LibraryDb>> {
+        self.shared.db(id)
+    }
+
+    /// Lets members' control sessions reach the running node.
+    pub(crate) fn set_live(&self, live: crate::control::Live) {
+        let _ = self.shared.control.set(live);
+    }
+
+    /// The command engine members' sessions run on (`None` until the node runs).
+    pub(crate) fn engine(&self) -> Option<crate::control::Engine> {
+        let live = self.shared.control.get()?.clone();
+        let data_dir = self.shared.dir.parent()?.to_path_buf();
+        Some(crate::control::Engine::live(self.clone(), live, data_dir))
     }
 
     /// Opens a tunnel to a member for a library protocol (for the library protocols to come).

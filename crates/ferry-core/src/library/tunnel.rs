@@ -135,6 +135,7 @@ async fn accept(shared: &std::sync::Arc<Shared>, s: &mut Incoming) -> Result<(),
         wire::INNER_MEMBERS => members::serve(shared, open.library, peer, s).await,
         wire::INNER_SYNC => super::sync::serve(shared, open.library, peer, s).await,
         wire::INNER_MEDIA => super::media::serve::serve(shared, open.library, peer, s).await,
+        wire::INNER_CONTROL => crate::control::remote::serve(shared, open.library, peer, s).await,
         _ => Err(StreamError::Local(
             Code::UnknownProtocol,
             "unknown library protocol",

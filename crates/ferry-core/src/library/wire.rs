@@ -20,6 +20,8 @@ pub const INNER_MEMBERS: u16 = 1;
 pub const INNER_SYNC: u16 = 2;
 /// Remote media: thumbnails and file bytes of other members (see `library/media`).
 pub const INNER_MEDIA: u16 = 3;
+/// Members' control sessions: commands run on a member under its grants (`control/`).
+pub const INNER_CONTROL: u16 = 4;
 
 /// Largest pairing/tunnel handshake message (requests, nonces, proofs, decisions).
 pub const MAX_SMALL: usize = 512;

@@ -77,7 +77,7 @@ impl Via {
 
 /// A LocalSend device heard on the LAN, as front ends list it beside Ferry peers.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LocalSendDevice {
     /// What the device calls itself (not proven).
     pub alias: String,
@@ -96,7 +96,7 @@ pub struct LocalSendDevice {
 
 /// An offer waiting for an answer.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Prompt {
     pub transfer: String,
     #[cfg_attr(feature = "specta", specta(type = String))]
@@ -125,7 +125,7 @@ pub enum Decision {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PromptOutcome {
     Accepted,
@@ -136,7 +136,7 @@ pub enum PromptOutcome {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Side {
     Local,
@@ -144,7 +144,7 @@ pub enum Side {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum TransferState {
     /// Offered; waiting for the receiver's answer.
@@ -195,7 +195,7 @@ impl TransferState {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FailedFile {
     pub path: String,
     pub reason: String,
@@ -203,7 +203,7 @@ pub struct FailedFile {
 
 /// Everything a front end shows about one transfer.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TransferInfo {
     pub id: String,
     pub direction: Direction,

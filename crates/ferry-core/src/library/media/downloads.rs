@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use ferry_util::lock;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::get::GetProgress;
 use super::MediaError;
@@ -17,7 +17,7 @@ use crate::library::Libraries;
 
 /// Where a download stands.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum DownloadState {
     Running,
@@ -33,7 +33,7 @@ pub enum DownloadState {
 }
 
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DownloadInfo {
     pub id: String,
     pub library: String,

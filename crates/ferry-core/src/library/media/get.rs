@@ -19,7 +19,7 @@ use ferry_index::db::EntryId;
 use ferry_index::remote::Located;
 use ferry_index::{EntryInfo, EntryKind};
 use ferry_p2p::PeerId;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
 
 use super::wire::Source;
@@ -34,7 +34,7 @@ const EVERY: Duration = Duration::from_millis(250);
 
 /// Where a download stands.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct GetProgress {
     #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
     pub bytes: u64,
@@ -49,7 +49,7 @@ pub struct GetProgress {
 }
 
 /// What a finished download did.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GetReport {
     /// The file or folder it made (or completed).
     pub path: PathBuf,

@@ -21,7 +21,7 @@ use ferry_index::{Contents, LocationId};
 use ferry_p2p::router::Incoming;
 use ferry_p2p::wire::{expect_frame, read_frame, write_frame};
 use ferry_p2p::{Code, PeerId, StreamError};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 
 use super::tunnel::{self, TunnelError};
@@ -44,7 +44,7 @@ const EVENT_EVERY: Duration = Duration::from_millis(250);
 
 /// Where the pull from one member stands, for progress bars and `ferry sync status`.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SyncProgress {
     pub library: String,
     #[cfg_attr(feature = "specta", specta(type = String))]
@@ -61,7 +61,7 @@ pub struct SyncProgress {
 
 /// What this node holds of one member's rows, and how far behind it is.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MemberSync {
     #[cfg_attr(feature = "specta", specta(type = String))]
     pub member: PeerId,

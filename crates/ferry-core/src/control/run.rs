@@ -1,0 +1,688 @@
+//! What each command does. The finding of things by the names users give them (a transfer by
+//! id prefix, a member by name, `LOCATION/PATH`) lives here, once, for every front end.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ferry_index::{EntryInfo, EntryKind, LocationInfo};
+use ferry_p2p::{P2p, PeerId};
+
+use super::command::{Command, GrantInfo, NodeStatus, Reached, Refusal, RemoteAction, Reply};
+use super::{Caller, Engine, Live};
+use crate::library::contents::parse_loc;
+use crate::library::wire::LibraryId;
+use crate::spacedrop::wire::TransferId;
+use crate::target::{self, Target, TargetError};
+use crate::{Decision, MemberInfo, PairingState, TransferInfo};
+
+type R<T> = Result<T, Refusal>;
+
+fn failed(e: impl std::fmt::Display) -> Refusal {
+    Refusal::failed(e)
+}
+
+fn ms(ms: u64) -> Duration {
+    // A front end's wait is bounded: nothing holds a call for more than ten minutes.
+    Duration::from_millis(ms.min(600_000))
+}
+
+impl Engine {
+    fn need_live(&self) -> R<&Live> {
+        self.live.as_ref().ok_or(Refusal::NeedsNode)
+    }
+
+    fn lib(&self, q: &str) -> R<LibraryId> {
+        self.libraries.find(q).map_err(failed)
+    }
+
+    fn transfers(&self) -> R<Vec<TransferInfo>> {
+        if let Some(live) = &self.live {
+            return Ok(live.spacedrop.transfers());
+        }
+        let path = self.data_dir.join("ferry.db");
+        if !path.exists() {
+            return Ok(vec![]);
+        }
+        let store = crate::spacedrop::store::Store::open(&path).map_err(failed)?;
+        Ok(store
+            .summaries()
+            .map_err(failed)?
+            .into_iter()
+            .map(crate::spacedrop::info_from_summary)
+            .collect())
+    }
+
+    /// A transfer by its id or a unique prefix of it.
+    fn transfer(&self, id: &str) -> R<TransferInfo> {
+        let prefix = id.to_ascii_lowercase();
+        let hits: Vec<_> = self
+            .transfers()?
+            .into_iter()
+            .filter(|t| t.id.starts_with(&prefix))
+            .collect();
+        the_one(hits, || format!("no transfer {id}"), "transfers")
+    }
+
+    pub(super) fn status(&self) -> NodeStatus {
+        let me = self.libraries.me();
+        let (name, listen, discovery) = match &self.live {
+            Some(l) => (
+                l.p2p.info().name,
+                l.p2p
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+                l.discovery,
+            ),
+            None => (
+                gethostname::gethostname().to_string_lossy().into_owned(),
+                String::new(),
+                false,
+            ),
+        };
+        NodeStatus {
+            id: me.fingerprint(),
+            short_id: me.short(),
+            name,
+            listen,
+            discovery,
+            version: env!("CARGO_PKG_VERSION").into(),
+        }
+    }
+
+    /// `LOCATION[/PATH]` of a library: its location, and the entry PATH names (`None` for the
+    /// location itself). Locations match by name, id prefix or path, the longest first.
+    fn resolve_path(&self, lib: &LibraryId, path: &str) -> R<(LocationInfo, Option<EntryInfo>)> {
+        let c = self.libraries.contents();
+        let path = path.trim_matches('/');
+        let mut found: Option<(LocationInfo, String)> = None;
+        for l in c.locations(lib).map_err(failed)? {
+            for key in [
+                l.name.as_str(),
+                &l.id[..8.min(l.id.len())],
+                l.path.trim_start_matches('/'),
+            ] {
+                if !key.is_empty() && (path == key || path.starts_with(&format!("{key}/"))) {
+                    let rest = path[key.len()..].trim_start_matches('/').to_string();
+                    if found.as_ref().is_none_or(|(_, r)| rest.len() < r.len()) {
+                        found = Some((l.clone(), rest));
+                    }
+                }
+            }
+        }
+        let Some((l, rest)) = found else {
+            return Err(failed(format!("no location matches \"{path}\"")));
+        };
+        if rest.is_empty() {
+            return Ok((l, None));
+        }
+        let parent = rest.rsplit_once('/').map_or("", |(p, _)| p);
+        let name = rest.rsplit('/').next().unwrap_or(&rest);
+        let loc = parse_loc(&l.id).map_err(failed)?;
+        let hit = c
+            .list(lib, &loc, parent)
+            .map_err(failed)?
+            .into_iter()
+            .find(|e| e.name == name);
+        match hit {
+            Some(e) => Ok((l, Some(e))),
+            None => Err(failed(format!("{} has no \"{rest}\"", l.name))),
+        }
+    }
+
+    fn location(&self, lib: &LibraryId, q: &str) -> R<ferry_index::LocationId> {
+        let c = self.libraries.contents().of(lib).map_err(failed)?;
+        c.find_location(q)
+            .map_err(failed)
+            .or_else(|e| parse_loc(q).map_err(|_| e))
+    }
+
+    /// A member of a library by name or fingerprint prefix (not this node).
+    pub(super) fn member(&self, lib: &LibraryId, who: &str) -> R<MemberInfo> {
+        let info = self.libraries.get(lib).map_err(failed)?;
+        let q = who.to_lowercase();
+        let hits: Vec<_> = info
+            .members
+            .into_iter()
+            .filter(|m| !m.me)
+            .filter(|m| m.name.to_lowercase() == q || m.node.matches_prefix(&q))
+            .collect();
+        the_one(
+            hits,
+            || format!("no member {who} in \"{}\" (see: ferry members)", info.name),
+            "members",
+        )
+    }
+
+    /// Files a member asked this node to send: `LOCATION/PATH` inside one of this node's own
+    /// locations of the member's library, never anything else on its disk.
+    fn member_paths(&self, lib: &LibraryId, paths: &[String]) -> R<Vec<PathBuf>> {
+        paths
+            .iter()
+            .map(|p| {
+                let (l, entry) = self.resolve_path(lib, p)?;
+                if !l.local {
+                    return Err(failed(format!("{p} is not on this device")));
+                }
+                match entry {
+                    Some(e) => self
+                        .libraries
+                        .contents()
+                        .entry(lib, &e.id)
+                        .map(|(_, path)| path)
+                        .map_err(failed),
+                    None => Ok(PathBuf::from(&l.path)),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The one hit of a search by name or prefix.
+fn the_one<T>(mut hits: Vec<T>, none: impl FnOnce() -> String, what: &str) -> R<T> {
+    match hits.len() {
+        1 => Ok(hits.remove(0)),
+        0 => Err(failed(none())),
+        n => Err(failed(format!(
+            "that matches {n} {what}; give more of the id"
+        ))),
+    }
+}
+
+/// Finds the peer a user means, dialing it if it was given by address. Names and prefixes
+/// are matched against nearby peers, waiting up to `wait` for discovery to find a match.
+pub(crate) async fn resolve(
+    p2p: &P2p,
+    target: &Target,
+    wait: Duration,
+) -> Result<PeerId, crate::NodeError> {
+    match target {
+        Target::Addr { addr, pin } => Ok(p2p.connect(*addr, *pin).await?),
+        Target::Query(q) => {
+            let deadline = Instant::now() + wait;
+            let mut events = p2p.subscribe();
+            loop {
+                match target::pick(q, &p2p.peers()) {
+                    Err(TargetError::NotFound(_)) if Instant::now() < deadline => {
+                        let left = deadline.saturating_duration_since(Instant::now());
+                        let _ = tokio::time::timeout(left, events.recv()).await;
+                    }
+                    r => return Ok(r?),
+                }
+            }
+        }
+    }
+}
+
+/// Whom a send goes to: a Ferry peer, or a LocalSend device.
+enum To {
+    Ferry(PeerId),
+    LocalSend(crate::spacedrop::LocalSendDevice),
+}
+
+/// A Ferry peer by address, name or fingerprint; failing that, a LocalSend device by alias,
+/// certificate fingerprint or address. Both are looked for until `wait` is over.
+async fn resolve_send(live: &Live, target: &Target, wait: Duration) -> R<To> {
+    let Target::Query(q) = target else {
+        return Ok(To::Ferry(
+            resolve(&live.p2p, target, wait).await.map_err(failed)?,
+        ));
+    };
+    let deadline = Instant::now() + wait;
+    loop {
+        match target::pick(q, &live.p2p.peers()) {
+            Ok(p) => return Ok(To::Ferry(p)),
+            Err(TargetError::NotFound(_)) => {}
+            Err(e) => return Err(failed(e)),
+        }
+        if let Ok(d) = live.spacedrop.find_localsend(q) {
+            return Ok(To::LocalSend(d));
+        }
+        if Instant::now() >= deadline {
+            // The Ferry error says what was looked for and how to reach a peer by address.
+            return resolve(&live.p2p, target, Duration::ZERO)
+                .await
+                .map(To::Ferry)
+                .map_err(failed);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn reached(v: Vec<(MemberInfo, Result<(), String>)>) -> Vec<Reached> {
+    v.into_iter()
+        .map(|(member, r)| Reached {
+            member,
+            error: r.err(),
+        })
+        .collect()
+}
+
+fn tid(t: &TransferInfo) -> R<TransferId> {
+    TransferId::parse(&t.id).ok_or_else(|| failed("bad transfer id"))
+}
+
+pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply> {
+    let libs = &e.libraries;
+    Ok(match command {
+        Command::Status => Reply::Status { status: e.status() },
+        Command::Peers => {
+            let live = e.need_live()?;
+            Reply::Peers {
+                peers: live.p2p.peers(),
+                localsend: live.spacedrop.localsend_devices(),
+            }
+        }
+        Command::Ping {
+            peer,
+            count,
+            interval_ms,
+            wait_ms,
+        } => {
+            let live = e.need_live()?;
+            let target: Target = peer.parse().map_err(failed)?;
+            let id = resolve(&live.p2p, &target, ms(wait_ms))
+                .await
+                .map_err(failed)?;
+            let rtts = live
+                .p2p
+                .ping(&id, count.clamp(1, 100), ms(interval_ms))
+                .await
+                .map_err(failed)?;
+            Reply::Pinged {
+                peer: id.fingerprint(),
+                name: live.p2p.peer(&id).map(|p| p.name).unwrap_or_default(),
+                rtts_ms: rtts.iter().map(|d| d.as_secs_f64() * 1000.0).collect(),
+            }
+        }
+        Command::Send {
+            peer,
+            paths,
+            wait_ms,
+            pin,
+        } => {
+            let live = e.need_live()?;
+            let paths = match caller {
+                Caller::Member { library, .. } => e.member_paths(&library, &paths)?,
+                Caller::Local => {
+                    let paths: Vec<PathBuf> = paths.iter().map(PathBuf::from).collect();
+                    // A missing source is said at once, not after the peer was looked for.
+                    for p in &paths {
+                        if !p.is_absolute() || !p.exists() {
+                            return Err(failed(format!(
+                                "{}: no such file or folder",
+                                p.display()
+                            )));
+                        }
+                    }
+                    paths
+                }
+            };
+            let target: Target = peer.parse().map_err(failed)?;
+            let (id, to, localsend) = match resolve_send(live, &target, ms(wait_ms)).await? {
+                To::Ferry(peer) => {
+                    let id = live.spacedrop.send(peer, paths).await.map_err(failed)?;
+                    let name = live.p2p.peer(&peer).map(|p| p.name).unwrap_or_default();
+                    (id, name, false)
+                }
+                To::LocalSend(d) => {
+                    let id = live
+                        .spacedrop
+                        .send_localsend(&d.fingerprint, paths, pin)
+                        .await
+                        .map_err(failed)?;
+                    (id, d.alias, true)
+                }
+            };
+            let transfer = e.transfer(&id.hex())?;
+            Reply::Sent {
+                transfer,
+                to,
+                localsend,
+            }
+        }
+        Command::Transfers => Reply::Transfers {
+            transfers: e.transfers()?,
+        },
+        Command::Transfer { id } => {
+            let t = e.transfer(&id)?;
+            let id = tid(&t)?;
+            let (renamed, failed_files) = match &e.live {
+                Some(live) => (
+                    live.spacedrop
+                        .renamed_files(&id, 0, usize::MAX)
+                        .map_err(failed)?,
+                    live.spacedrop
+                        .failed_files(&id, 0, usize::MAX)
+                        .map_err(failed)?,
+                ),
+                None => {
+                    let store =
+                        crate::spacedrop::store::Store::open(&e.data_dir.join("ferry.db"))
+                            .map_err(failed)?;
+                    (
+                        crate::spacedrop::renamed_files(&store, &id, 0, usize::MAX)
+                            .map_err(failed)?,
+                        crate::spacedrop::failed_files(&store, &id, 0, usize::MAX)
+                            .map_err(failed)?,
+                    )
+                }
+            };
+            Reply::Transfer {
+                transfer: t,
+                renamed,
+                failed: failed_files,
+            }
+        }
+        Command::Pause { id } => {
+            let live = e.need_live()?;
+            let t = e.transfer(&id)?;
+            live.spacedrop.pause(&tid(&t)?).map_err(failed)?;
+            Reply::Transfers {
+                transfers: vec![e.transfer(&t.id)?],
+            }
+        }
+        Command::Resume { id } => {
+            let live = e.need_live()?;
+            let t = e.transfer(&id)?;
+            live.spacedrop.resume(&tid(&t)?).map_err(failed)?;
+            Reply::Transfers {
+                transfers: vec![e.transfer(&t.id)?],
+            }
+        }
+        Command::Cancel { id } => {
+            let live = e.need_live()?;
+            let t = e.transfer(&id)?;
+            live.spacedrop.cancel(&tid(&t)?).map_err(failed)?;
+            Reply::Transfers {
+                transfers: vec![e.transfer(&t.id)?],
+            }
+        }
+        Command::Answer { id, accept, dest } => {
+            let live = e.need_live()?;
+            let prompts = live.spacedrop.prompts();
+            let by_prefix = |p: &str| prompts.iter().find(|t| t.hex().starts_with(p)).copied();
+            let id = match id.as_deref() {
+                Some(p) => by_prefix(&p.to_ascii_lowercase())
+                    .ok_or_else(|| failed(format!("no open prompt {p}")))?,
+                None => match prompts.as_slice() {
+                    [one] => *one,
+                    [] => return Err(failed("no open prompt")),
+                    _ => {
+                        return Err(failed(
+                            "several prompts are open; say which: accept ID or reject ID",
+                        ))
+                    }
+                },
+            };
+            let decision = if accept {
+                Decision::Accept {
+                    dest: dest.map(PathBuf::from),
+                }
+            } else {
+                Decision::Reject
+            };
+            live.spacedrop.answer(&id, decision).map_err(failed)?;
+            Reply::Done
+        }
+        Command::Libraries => {
+            let mut all = libs.list();
+            if let Caller::Member { library, .. } = caller {
+                all.retain(|l| l.id == library.hex());
+            }
+            Reply::Libraries { libraries: all }
+        }
+        Command::CreateLibrary { name } => Reply::Library {
+            library: libs.create(&name).map_err(failed)?,
+        },
+        Command::RenameLibrary { library, name } => Reply::Library {
+            library: libs.rename(&e.lib(&library)?, &name).map_err(failed)?,
+        },
+        Command::DeleteLibrary { library, wait_ms } => {
+            let id = e.lib(&library)?;
+            let info = libs.get(&id).map_err(failed)?;
+            let reached = if info.removed {
+                vec![]
+            } else {
+                reached(libs.reach(&id, ms(wait_ms), None).await)
+            };
+            libs.delete(&id, ms(wait_ms)).await.map_err(failed)?;
+            Reply::Deleted {
+                name: info.name,
+                reached,
+            }
+        }
+        Command::Members { library } => Reply::Library {
+            library: libs.get(&e.lib(&library)?).map_err(failed)?,
+        },
+        Command::Pair {
+            peer,
+            library,
+            wait_ms,
+        } => {
+            let live = e.need_live()?;
+            let id = e.lib(&library)?;
+            let target: Target = peer.parse().map_err(failed)?;
+            let peer = resolve(&live.p2p, &target, ms(wait_ms))
+                .await
+                .map_err(failed)?;
+            let pairing = libs.pair(peer, &id).map_err(failed)?;
+            let pairing = libs
+                .pairings()
+                .into_iter()
+                .find(|p| p.id == pairing)
+                .ok_or_else(|| failed("the pairing ended at once"))?;
+            Reply::Pairing { pairing }
+        }
+        Command::AnswerPairing { id, accept } => {
+            let waiting: Vec<_> = libs
+                .pairings()
+                .into_iter()
+                .filter(|p| matches!(p.state, PairingState::Confirm { .. }))
+                .filter(|p| id.as_deref().is_none_or(|i| p.id.starts_with(i)))
+                .collect();
+            let p = the_one(waiting, || "no pairing is waiting for an answer".into(), "pairings")?;
+            libs.answer_pairing(&p.id, accept).map_err(failed)?;
+            Reply::Done
+        }
+        Command::Unpair {
+            node,
+            library,
+            wait_ms,
+        } => {
+            let id = e.lib(&library)?;
+            let member = e.member(&id, &node)?;
+            let info = libs.remove_member(&id, &member.node).map_err(failed)?;
+            let reached = reached(libs.reach(&id, ms(wait_ms), Some(member.node)).await);
+            Reply::Unpaired {
+                library: info,
+                reached,
+            }
+        }
+        Command::Locations { library } => Reply::Locations {
+            locations: libs
+                .contents()
+                .locations(&e.lib(&library)?)
+                .map_err(failed)?,
+        },
+        Command::AddLocation { library, path } => {
+            let path = PathBuf::from(path);
+            if !path.is_absolute() {
+                return Err(failed(format!("{}: give an absolute path", path.display())));
+            }
+            Reply::Location {
+                location: libs
+                    .contents()
+                    .add_location(&e.lib(&library)?, &path)
+                    .map_err(failed)?,
+            }
+        }
+        Command::RescanLocation { library, location } => {
+            let lib = e.lib(&library)?;
+            let loc = e.location(&lib, &location)?;
+            libs.contents().rescan(&lib, &loc).map_err(failed)?;
+            Reply::Location {
+                location: libs.contents().location(&lib, &loc).map_err(failed)?,
+            }
+        }
+        Command::RenameLocation {
+            library,
+            location,
+            name,
+        } => {
+            let lib = e.lib(&library)?;
+            let loc = e.location(&lib, &location)?;
+            Reply::Location {
+                location: libs
+                    .contents()
+                    .rename_location(&lib, &loc, &name)
+                    .map_err(failed)?,
+            }
+        }
+        Command::RemoveLocation { library, location } => {
+            let lib = e.lib(&library)?;
+            let loc = e.location(&lib, &location)?;
+            let info = libs.contents().location(&lib, &loc).map_err(failed)?;
+            libs.contents()
+                .remove_location(&lib, &loc)
+                .map_err(failed)?;
+            Reply::Location { location: info }
+        }
+        Command::Entries { library, path } => {
+            let lib = e.lib(&library)?;
+            let (l, entry) = e.resolve_path(&lib, &path)?;
+            let loc = parse_loc(&l.id).map_err(failed)?;
+            let entries = match entry {
+                Some(x) if x.kind != EntryKind::Dir => vec![x],
+                Some(x) => libs.contents().list(&lib, &loc, &x.path).map_err(failed)?,
+                None => libs.contents().list(&lib, &loc, "").map_err(failed)?,
+            };
+            Reply::Entries {
+                location: l,
+                entries,
+            }
+        }
+        Command::SyncStatus { library } => Reply::SyncStatus {
+            members: libs.sync_status(&e.lib(&library)?).map_err(failed)?,
+        },
+        Command::Get {
+            library,
+            path,
+            dest,
+            wait_ms,
+        } => {
+            e.need_live()?;
+            let lib = e.lib(&library)?;
+            let (l, entry) = e.resolve_path(&lib, &path)?;
+            let Some(entry) = entry else {
+                return Err(failed(format!(
+                    "name a file or folder inside the location ({}/…)",
+                    l.name
+                )));
+            };
+            let loc = parse_loc(&l.id).map_err(failed)?;
+            // The owner's connection comes up in the background (members are dialled where
+            // they were last seen); another member with the same content serves it too, so
+            // only wait a little.
+            let started = Instant::now();
+            while !l.local
+                && libs
+                    .contents()
+                    .location(&lib, &loc)
+                    .map_err(failed)?
+                    .owner_online
+                    != Some(true)
+                && started.elapsed() < ms(wait_ms)
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Reply::Download {
+                download: libs
+                    .save(&lib, &entry.id, PathBuf::from(dest))
+                    .await
+                    .map_err(failed)?,
+            }
+        }
+        Command::Grant {
+            library,
+            node,
+            capability,
+        } => {
+            let lib = e.lib(&library)?;
+            let member = e.member(&lib, &node)?;
+            if !super::Capability::GRANTABLE.contains(&capability) {
+                return Err(failed(format!("\"{capability}\" cannot be granted")));
+            }
+            let db = libs.db_of(&lib).ok_or_else(|| failed("no such library"))?;
+            db.grant(&member.node, capability.as_str(), ferry_util::unix_now())
+                .map_err(failed)?;
+            tracing::info!(member = %member.node.short(), %capability, "granted");
+            grants(e, &lib)?
+        }
+        Command::Revoke {
+            library,
+            node,
+            capability,
+        } => {
+            let lib = e.lib(&library)?;
+            let member = e.member(&lib, &node)?;
+            let db = libs.db_of(&lib).ok_or_else(|| failed("no such library"))?;
+            db.revoke(&member.node, capability.as_str())
+                .map_err(failed)?;
+            tracing::info!(member = %member.node.short(), %capability, "revoked");
+            grants(e, &lib)?
+        }
+        Command::Grants { library } => grants(e, &e.lib(&library)?)?,
+        Command::Remote {
+            node,
+            library,
+            command,
+        } => {
+            e.need_live()?;
+            super::remote::call_member(e, &node, library.as_deref(), *command).await?
+        }
+    })
+}
+
+/// Who holds which grant in a library here, and the newest commands members ran here.
+fn grants(e: &Engine, lib: &LibraryId) -> R<Reply> {
+    let db = e
+        .libraries
+        .db_of(lib)
+        .ok_or_else(|| failed("no such library"))?;
+    let info = e.libraries.get(lib).map_err(failed)?;
+    let name_of = |p: &PeerId| {
+        info.members
+            .iter()
+            .find(|m| m.node == *p)
+            .map(|m| m.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| p.short())
+    };
+    let grants = db
+        .grants()
+        .map_err(failed)?
+        .into_iter()
+        .filter_map(|g| {
+            Some(GrantInfo {
+                name: name_of(&g.node),
+                node: g.node.fingerprint(),
+                capability: super::Capability::parse_grantable(&g.capability)?,
+                granted: g.granted,
+            })
+        })
+        .collect();
+    let log = db
+        .remote_log(50)
+        .map_err(failed)?
+        .into_iter()
+        .map(|r| RemoteAction {
+            at: r.at,
+            name: name_of(&r.node),
+            node: r.node.fingerprint(),
+            command: r.command,
+            outcome: r.outcome,
+        })
+        .collect();
+    Ok(Reply::Grants { grants, log })
+}
