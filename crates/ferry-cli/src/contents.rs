@@ -1,28 +1,25 @@
-//! `ferry location …` and `ferry ls`: a library's folders and what the index knows of them.
-//! They work without a node (and beside a running one, which picks up a location added here
-//! within 5 s); `add` and `rescan` index in this process, with progress, and can be
-//! interrupted: the next `rescan` (or a running node) resumes.
+//! `ferry location …`, `ferry ls` and `ferry get`: a library's folders and what the index
+//! knows of them. Without a running node, `location add` and `rescan` index in this process,
+//! with progress, and can be interrupted (the next `rescan`, or a node, resumes); attached to
+//! a running node, they ask it and follow its index job.
 
 use std::path::Path;
 use std::sync::atomic::AtomicBool;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
+use ferry_core::control::{Command, Reply};
 use ferry_core::library::contents::parse_loc;
+use ferry_core::library::media::downloads::DownloadState;
+use ferry_core::library::sync::MemberSync;
 use ferry_core::library::wire::LibraryId;
-use ferry_core::Libraries;
+use ferry_core::{Event, Libraries};
 use ferry_index::{EntryInfo, EntryKind, LocationId, LocationInfo};
 use serde_json::json;
 
+use crate::front::Front;
 use crate::out::say;
-
 use crate::out::{bytes, Out};
-
-fn location(libs: &Libraries, lib: &LibraryId, query: &str) -> Result<LocationId> {
-    let c = libs.contents().of(lib)?;
-    c.find_location(query)
-        .or_else(|_| parse_loc(query).map_err(anyhow::Error::from))
-}
 
 /// "5m ago" for a unix-ms time.
 fn since(ms: i64) -> String {
@@ -47,7 +44,7 @@ pub fn owner_suffix(l: &LocationInfo) -> String {
     format!(" on {who} ({online}{as_of})")
 }
 
-fn print_location(out: &Out, l: &LocationInfo) {
+pub fn print_location(out: &Out, l: &LocationInfo) {
     if out.json {
         println!("{}", json!({"type": "location", "location": l}));
         return;
@@ -75,46 +72,154 @@ fn print_location(out: &Out, l: &LocationInfo) {
     );
 }
 
-pub fn list(libs: &Libraries, out: &Out, lib: &str) -> Result<()> {
-    let lib = libs.find(lib)?;
-    let locs = libs.contents().locations(&lib)?;
+pub fn print_locations(out: &Out, locs: &[LocationInfo]) {
     if locs.is_empty() && !out.json {
         say!("No locations yet (ferry location add PATH --library LIBRARY).");
     }
-    for l in &locs {
+    for l in locs {
         print_location(out, l);
     }
-    Ok(())
 }
 
-pub fn add(libs: &Libraries, out: &Out, lib: &str, path: &Path, index: bool) -> Result<()> {
-    let lib = libs.find(lib)?;
-    let info = libs.contents().add_location(&lib, path)?;
-    print_location(out, &info);
-    if index {
-        run_index(libs, out, &lib, &parse_loc(&info.id)?)?;
+/// `ferry location add`: the node (or, without one, this process) indexes it.
+pub async fn add(front: &Front, out: &Out, lib: &str, path: &Path, index: bool) -> Result<()> {
+    let path = std::path::absolute(path)?.display().to_string();
+    let add = Command::AddLocation {
+        library: lib.into(),
+        path,
+    };
+    let Reply::Location { location } = front.call(add).await? else {
+        bail!("the node answered something else than a location");
+    };
+    print_location(out, &location);
+    index_now(front, out, lib, &location, index).await
+}
+
+/// `ferry location rescan`.
+pub async fn rescan(front: &Front, out: &Out, lib: &str, loc: &str) -> Result<()> {
+    let rescan = Command::RescanLocation {
+        library: lib.into(),
+        location: loc.into(),
+    };
+    let location = match front {
+        // Without a node, this process walks it (below).
+        Front::Offline(engine) => {
+            let libs = engine.libraries();
+            let id = libs.find(lib)?;
+            let c = libs.contents().of(&id)?;
+            let loc = c
+                .find_location(loc)
+                .or_else(|_| parse_loc(loc).map_err(anyhow::Error::from))?;
+            libs.contents().location(&id, &loc)?
+        }
+        _ => match front.call(rescan).await? {
+            Reply::Location { location } => location,
+            _ => bail!("the node answered something else than a location"),
+        },
+    };
+    index_now(front, out, lib, &location, true).await
+}
+
+/// Indexes a location here (no node runs), or follows the running node's job until it ends.
+async fn index_now(
+    front: &Front,
+    out: &Out,
+    lib: &str,
+    location: &LocationInfo,
+    index: bool,
+) -> Result<()> {
+    if !index {
+        return Ok(());
+    }
+    if let Front::Offline(engine) = front {
+        let libs = engine.libraries();
+        return run_index(libs, out, &libs.find(lib)?, &parse_loc(&location.id)?);
+    }
+    loop {
+        match front.event().await {
+            Some(Event::Index { progress }) if progress.location == location.id => {
+                if out.json {
+                    say!("{}", json!({"type": "index", "progress": progress}));
+                } else {
+                    eprint!(
+                        "\r{}: {}/{}   ",
+                        progress.phase, progress.done, progress.total
+                    );
+                }
+                match progress.phase.as_str() {
+                    "done" => break,
+                    "failed" => bail!("indexing failed: {}", progress.message.unwrap_or_default()),
+                    _ => {}
+                }
+            }
+            Some(_) => {}
+            None => bail!("the node stopped"),
+        }
+    }
+    if !out.json {
+        eprintln!();
+    }
+    let list = Command::Locations {
+        library: lib.into(),
+    };
+    if let Reply::Locations { locations } = front.call(list).await? {
+        if let Some(l) = locations.iter().find(|l| l.id == location.id) {
+            print_location(out, l);
+        }
     }
     Ok(())
 }
 
-pub fn rescan(libs: &Libraries, out: &Out, lib: &str, loc: &str) -> Result<()> {
-    let lib = libs.find(lib)?;
-    let loc = location(libs, &lib, loc)?;
-    run_index(libs, out, &lib, &loc)
-}
-
-pub fn rename(libs: &Libraries, out: &Out, lib: &str, loc: &str, name: &str) -> Result<()> {
-    let lib = libs.find(lib)?;
-    let loc = location(libs, &lib, loc)?;
-    let info = libs.contents().rename_location(&lib, &loc, name)?;
-    print_location(out, &info);
-    Ok(())
+/// `ferry get LIB LOCATION/PATH DEST`: a member's file or folder, here, verified, with
+/// progress; running it again resumes.
+pub async fn get(
+    front: &Front,
+    out: &Out,
+    library: String,
+    path: String,
+    dest: String,
+    wait: Duration,
+) -> Result<i32> {
+    let started = Instant::now();
+    let get = Command::Get {
+        library,
+        path,
+        dest,
+        wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+    };
+    let Reply::Download { download } = front.call(get).await? else {
+        bail!("the node answered something else than a download");
+    };
+    let id = download.id.clone();
+    let mut last = download;
+    loop {
+        match &last.state {
+            DownloadState::Done { .. } => {
+                out.get_done(&last, started.elapsed());
+                return Ok(0);
+            }
+            DownloadState::Failed { reason } => bail!("{reason}"),
+            DownloadState::Cancelled => bail!("cancelled"),
+            DownloadState::Running | DownloadState::Paused => {}
+        }
+        last = loop {
+            match front.event().await {
+                Some(Event::Download { download }) if download.id == id => {
+                    if download.state == DownloadState::Running {
+                        out.get_progress(&download.progress);
+                    }
+                    break download;
+                }
+                Some(_) => {}
+                None => bail!("the node stopped"),
+            }
+        };
+    }
 }
 
 /// `ferry sync status LIBRARY`: per member, what this node holds of its rows.
-pub fn sync_status(libs: &Libraries, out: &Out, lib: &str) -> Result<()> {
-    let lib = libs.find(lib)?;
-    for m in libs.sync_status(&lib)? {
+pub fn print_sync(out: &Out, members: &[MemberSync]) {
+    for m in members {
         if out.json {
             println!("{}", json!({"type": "member_sync", "member": m}));
             continue;
@@ -156,19 +261,6 @@ pub fn sync_status(libs: &Libraries, out: &Out, lib: &str) -> Result<()> {
             );
         }
     }
-    Ok(())
-}
-
-pub fn remove(libs: &Libraries, out: &Out, lib: &str, loc: &str) -> Result<()> {
-    let lib = libs.find(lib)?;
-    let loc = location(libs, &lib, loc)?;
-    let info = libs.contents().of(&lib)?.location(&loc)?;
-    libs.contents().remove_location(&lib, &loc)?;
-    out.note(&format!(
-        "Removed location {} from the library (the folder is untouched).",
-        info.path
-    ));
-    Ok(())
 }
 
 /// Walk, content ids and thumbnails, here and now, printing progress.
@@ -242,112 +334,12 @@ fn run_index(libs: &Libraries, out: &Out, lib: &LibraryId, loc: &LocationId) -> 
     Ok(())
 }
 
-/// `ferry ls LIBRARY [LOCATION[/PATH]]`: the locations, or a folder's entries.
-pub fn ls(libs: &Libraries, out: &Out, lib: &str, path: Option<&str>) -> Result<()> {
-    let lib_id = libs.find(lib)?;
-    let Some(path) = path else {
-        return list(libs, out, lib);
-    };
-    let (l, entry) = resolve(libs, &lib_id, lib, path)?;
-    let c = libs.contents().of(&lib_id)?;
-    match entry {
-        Some(e) if e.kind != EntryKind::Dir => print_entries(out, &[e]),
-        Some(e) => print_entries(out, &c.list(&parse_loc(&l.id)?, &e.path)?),
-        None => print_entries(out, &c.list(&parse_loc(&l.id)?, "")?),
-    }
-}
-
-/// LOCATION[/PATH] of a library: its location, and the entry PATH names (`None` for the
-/// location itself). A folder's own entry is returned for it, so `ls` lists its contents.
-fn resolve(
-    libs: &Libraries,
-    lib_id: &LibraryId,
-    lib: &str,
-    path: &str,
-) -> Result<(LocationInfo, Option<EntryInfo>)> {
-    let c = libs.contents().of(lib_id)?;
-    // The longest location name (or id prefix) that starts the path.
-    let path = path.trim_matches('/');
-    let mut found = None;
-    for l in c.locations()? {
-        for key in [
-            l.name.as_str(),
-            &l.id[..8.min(l.id.len())],
-            l.path.trim_start_matches('/'),
-        ] {
-            if path == key || path.starts_with(&format!("{key}/")) {
-                let rest = path[key.len()..].trim_start_matches('/').to_string();
-                if found
-                    .as_ref()
-                    .is_none_or(|(_, r): &(LocationInfo, String)| rest.len() < r.len())
-                {
-                    found = Some((l.clone(), rest));
-                }
-            }
-        }
-    }
-    let Some((l, rest)) = found else {
-        bail!("no location matches \"{path}\" (see ferry ls {lib})");
-    };
-    if rest.is_empty() {
-        return Ok((l, None));
-    }
-    let parent = rest.rsplit_once('/').map_or("", |(p, _)| p);
-    let name = rest.rsplit('/').next().unwrap_or(&rest);
-    let hit = c
-        .list(&parse_loc(&l.id)?, parent)?
-        .into_iter()
-        .find(|e| e.name == name);
-    match hit {
-        Some(e) => Ok((l, Some(e))),
-        None => bail!("{} has no \"{rest}\"", l.name),
-    }
-}
-
-/// `ferry get LIB LOCATION/PATH [DEST]`: a member's file or folder, here, verified, with
-/// progress; running it again resumes. Waits up to `wait` for a device that holds it.
-pub async fn get(
-    node: &ferry_core::Node,
-    out: &Out,
-    lib: &str,
-    path: &str,
-    dest: &Path,
-    wait: std::time::Duration,
-) -> Result<i32> {
-    let libs = node.libraries();
-    let lib_id = libs.find(lib)?;
-    let (l, entry) = resolve(libs, &lib_id, lib, path)?;
-    let Some(entry) = entry else {
-        bail!(
-            "name a file or folder inside the location (ferry ls {lib} {})",
-            l.name
-        );
-    };
-    let loc = parse_loc(&l.id)?;
-    let started = Instant::now();
-    // The owner's connection comes up in the background (members are dialled where they were
-    // last seen); another member with the same content also serves it, so only wait a little.
-    while !l.local
-        && libs.contents().location(&lib_id, &loc)?.owner_online != Some(true)
-        && started.elapsed() < wait
-    {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    let dest = std::path::absolute(dest)?;
-    let t = Instant::now();
-    let report = libs
-        .download(&lib_id, &entry.id, &dest, |p| out.get_progress(p))
-        .await?;
-    out.get_done(&report, t.elapsed());
-    Ok(0)
-}
-
-fn print_entries(out: &Out, entries: &[EntryInfo]) -> Result<()> {
+pub fn print_entries(out: &Out, entries: &[EntryInfo]) {
     if out.json {
         for e in entries {
             println!("{}", json!({"type": "entry", "entry": e}));
         }
-        return Ok(());
+        return;
     }
     for e in entries {
         let kind = match e.kind {
@@ -373,5 +365,4 @@ fn print_entries(out: &Out, entries: &[EntryInfo]) -> Result<()> {
             if e.kind == EntryKind::Dir { "/" } else { "" }
         );
     }
-    Ok(())
 }

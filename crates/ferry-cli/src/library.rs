@@ -1,53 +1,29 @@
-//! `ferry library …`, `ferry members`, `ferry pair`, `ferry unpair`, and answering pairings in
-//! a running node.
+//! `ferry pair` (a flow: the code, the user's y/n, the outcome), and how library replies print.
 
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use ferry_core::library::wire::LibraryId;
-use ferry_core::{Event, Libraries, Node, PairingState, Target};
+use ferry_core::control::command::{GrantInfo, Reached, RemoteAction};
+use ferry_core::control::{Command, Reply};
+use ferry_core::{Event, PairingState};
+use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
-use crate::out::Out;
-
-fn find(libs: &Libraries, query: &str) -> Result<LibraryId> {
-    Ok(libs.find(query)?)
-}
-
-pub fn list(libs: &Libraries, out: &Out) {
-    out.libraries(&libs.list());
-}
-
-pub fn create(libs: &Libraries, out: &Out, name: &str) -> Result<()> {
-    let info = libs.create(name)?;
-    out.library(&info);
-    Ok(())
-}
-
-pub fn rename(libs: &Libraries, out: &Out, lib: &str, name: &str) -> Result<()> {
-    let info = libs.rename(&find(libs, lib)?, name)?;
-    out.library(&info);
-    out.note("Members get the new name when they next meet this node.");
-    Ok(())
-}
-
-pub fn members(libs: &Libraries, out: &Out, lib: &str) -> Result<()> {
-    let info = libs.get(&find(libs, lib)?)?;
-    out.members(&info);
-    Ok(())
-}
+use crate::front::Front;
+use crate::out::{say, Out};
 
 /// Prints which members a change reached.
-fn report(out: &Out, reached: &[(ferry_core::MemberInfo, Result<(), String>)]) {
-    for (m, r) in reached {
+pub fn report(out: &Out, reached: &[Reached]) {
+    for r in reached {
+        let m = &r.member;
         let who = if m.name.is_empty() {
             &m.short_id
         } else {
             &m.name
         };
-        match r {
-            Ok(()) => out.note(&format!("  told {who} ({})", m.short_id)),
-            Err(e) => out.note(&format!(
+        match &r.error {
+            None => out.note(&format!("  told {who} ({})", m.short_id)),
+            Some(e) => out.note(&format!(
                 "  could not tell {who} ({}) now: {e}; it hears at the next contact with a member",
                 m.short_id
             )),
@@ -55,62 +31,75 @@ fn report(out: &Out, reached: &[(ferry_core::MemberInfo, Result<(), String>)]) {
     }
 }
 
-pub async fn delete(node: &Node, out: &Out, lib: &str, wait: Duration) -> Result<()> {
-    let libs = node.libraries();
-    let id = find(libs, lib)?;
-    let info = libs.get(&id)?;
-    if !info.removed {
-        report(out, &libs.reach(&id, wait, None).await);
+/// `ferry grants`: who may do what here, and what members did.
+pub fn print_grants(out: &Out, grants: &[GrantInfo], log: &[RemoteAction]) {
+    if out.json {
+        say!(
+            "{}",
+            json!({"type": "grants", "grants": grants, "log": log})
+        );
+        return;
     }
-    libs.delete(&id, wait).await?;
-    out.note(&format!(
-        "Left and deleted library \"{}\" on this device.",
-        info.name
-    ));
-    Ok(())
-}
-
-pub async fn unpair(node: &Node, out: &Out, who: &str, lib: &str, wait: Duration) -> Result<()> {
-    let libs = node.libraries();
-    let id = find(libs, lib)?;
-    let info = libs.get(&id)?;
-    let q = who.to_lowercase();
-    let hits: Vec<_> = info
-        .members
-        .iter()
-        .filter(|m| !m.me)
-        .filter(|m| m.name.to_lowercase() == q || m.node.matches_prefix(&q))
-        .collect();
-    let member = match hits.as_slice() {
-        [one] => (*one).clone(),
-        [] => bail!("no member {who} in \"{}\" (see: ferry members)", info.name),
-        _ => bail!("{who} matches several members; give more of the fingerprint"),
-    };
-    let info = libs.remove_member(&id, &member.node)?;
-    out.library(&info);
-    report(out, &libs.reach(&id, wait, Some(member.node)).await);
-    Ok(())
+    if grants.is_empty() {
+        say!(
+            "No grants: members may read the library, nothing more (ferry grant NODE manage|send)."
+        );
+    }
+    for g in grants {
+        say!(
+            "{}  {}  {}",
+            &g.node[..8.min(g.node.len())],
+            g.name,
+            g.capability
+        );
+    }
+    if !log.is_empty() {
+        say!("Members' commands here, newest first:");
+    }
+    for a in log {
+        say!(
+            "  {}  {} ({})  {}  {}",
+            crate::out::ago((ferry_util::unix_now() - a.at).max(0)),
+            a.name,
+            &a.node[..8.min(a.node.len())],
+            a.command,
+            a.outcome
+        );
+    }
 }
 
 /// `ferry pair PEER --library L`: shows the code, asks y/n on stdin, follows to the end.
-pub async fn pair(node: &Node, out: &Out, peer: &str, lib: &str, wait: Duration) -> Result<i32> {
-    let libs = node.libraries();
-    let id = find(libs, lib)?;
-    let peer = node.resolve(&peer.parse::<Target>()?, wait).await?;
-    let mut events = node.subscribe();
-    let pairing = libs.pair(peer, &id)?;
+pub async fn pair(
+    front: &Front,
+    out: &Out,
+    peer: String,
+    library: String,
+    wait: Duration,
+) -> Result<i32> {
+    let start = Command::Pair {
+        peer,
+        library: library.clone(),
+        wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+    };
+    let Reply::Pairing { pairing } = front.call(start).await? else {
+        bail!("the node answered something else than a pairing");
+    };
+    let id = pairing.id.clone();
+    out.event(&Event::Pairing { pairing });
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut asked = false;
     loop {
         tokio::select! {
-            e = events.recv() => match e {
-                Ok(Event::Pairing { pairing: p }) if p.id == pairing => {
+            e = front.event() => match e {
+                Some(Event::Pairing { pairing: p }) if p.id == id => {
                     out.event(&Event::Pairing { pairing: p.clone() });
                     match p.state {
                         PairingState::Confirm { .. } => asked = true,
                         PairingState::Done => {
-                            if let Ok(info) = libs.get(&id) {
-                                out.members(&info);
+                            if let Ok(Reply::Library { library }) =
+                                front.call(Command::Members { library }).await
+                            {
+                                out.members(&library);
                             }
                             return Ok(0);
                         }
@@ -118,34 +107,17 @@ pub async fn pair(node: &Node, out: &Out, peer: &str, lib: &str, wait: Duration)
                         _ => {}
                     }
                 }
-                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
-                Err(_) => return Ok(1),
+                Some(_) => {}
+                None => return Ok(1),
             },
             line = stdin.next_line(), if asked => {
                 let accept = matches!(line, Ok(Some(ref l)) if matches!(l.trim(), "y" | "yes"));
-                libs.answer_pairing(&pairing, accept)?;
+                // Another front end may have answered first: the first answer wins.
+                if let Err(e) = front.call(Command::AnswerPairing { id: Some(id.clone()), accept }).await {
+                    out.error(&e);
+                }
                 asked = false;
             }
         }
     }
-}
-
-/// `y`/`n` typed into a running node, when the open question is a pairing: answers it.
-/// Returns false when no pairing is waiting for this node's user.
-pub fn answer(node: &Node, cmd: &str, id: Option<&str>) -> Result<bool> {
-    let waiting: Vec<_> = node
-        .libraries()
-        .pairings()
-        .into_iter()
-        .filter(|p| matches!(p.state, PairingState::Confirm { .. }))
-        .filter(|p| id.is_none_or(|i| p.id.starts_with(i)))
-        .collect();
-    let p = match waiting.as_slice() {
-        [] => return Ok(false),
-        [one] => one,
-        _ => bail!("several pairings are open; say which: y ID or n ID"),
-    };
-    let accept = matches!(cmd, "y" | "yes" | "accept");
-    node.libraries().answer_pairing(&p.id, accept)?;
-    Ok(true)
 }

@@ -1,8 +1,12 @@
 //! `ferry`: a headless Ferry node and its commands. Human output by default; `--json` prints
 //! one JSON object per line, each with a `type` field (the engine's events plus a few command
 //! results, documented in docs/USAGE.md).
+//!
+//! While a node runs on the data dir (the app, or `ferry node`), every command attaches to it
+//! over its socket instead of starting one (see [`front`]).
 
 mod contents;
+mod front;
 mod library;
 mod out;
 mod transfer;
@@ -13,9 +17,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
+use ferry_core::control::local::Client;
+use ferry_core::control::{self, Capability, Reply};
 use ferry_core::{AcceptPolicy, Node, NodeConfig, Target};
 use tokio::io::AsyncBufReadExt;
 
+use front::Front;
 use out::Out;
 
 #[derive(Parser)]
@@ -73,6 +80,10 @@ struct Global {
     /// One JSON object per line instead of text.
     #[arg(long, global = true)]
     json: bool,
+    /// Run the command on another member of a library (name or fingerprint prefix), with
+    /// what that member granted this node (`ferry grant` there). Never runs it here.
+    #[arg(long, global = true, value_name = "NODE")]
+    on: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -169,6 +180,24 @@ enum Command {
         #[arg(long, default_value = "10s", value_parser = parse_duration)]
         wait: Duration,
     },
+    /// Let a member (name or fingerprint prefix) do more on this node than read the library:
+    /// `manage` (add, rescan, rename, remove locations; rename the library) or `send`
+    /// (Spacedrop what this node holds in the library's locations, and steer its transfers).
+    Grant {
+        node: String,
+        capability: String,
+        #[arg(long, short)]
+        library: String,
+    },
+    /// Take a grant back; a member's next command needing it is refused, in an open session too.
+    Revoke {
+        node: String,
+        capability: String,
+        #[arg(long, short)]
+        library: String,
+    },
+    /// Who holds which grant on this node, and the newest commands members ran here.
+    Grants { library: String },
     /// Remove a member (name or fingerprint prefix) from a library; every member refuses it
     /// once it hears. Members online now are told at once.
     Unpair {
@@ -328,161 +357,422 @@ fn node_config(g: &Global, resume_transfers: bool) -> Result<NodeConfig> {
     Ok(cfg)
 }
 
-/// Runs the command; returns the process exit code.
-async fn run(cli: Cli, out: &Out) -> Result<i32> {
-    let g = cli.global;
-    // Listing reads the database directly, so it also works while a node runs.
-    if let Command::Transfers {
-        action: None | Some(TransfersAction::List),
-    } = cli.command
-    {
-        return transfer::list(&node_config(&g, false)?, out);
-    }
-    if let Command::Transfers {
-        action: Some(TransfersAction::Show { id }),
-    } = &cli.command
-    {
-        return transfer::show(&node_config(&g, false)?, out, id);
-    }
-    // Library bookkeeping that needs no network also works beside a running node (the app).
-    if let Some(r) = offline_library(&cli.command, &g, out) {
-        return r.map(|()| 0);
-    }
-    let long_running = matches!(
-        cli.command,
-        Command::Node | Command::Receive { .. } | Command::Send { .. }
-    );
-    let mut cfg = node_config(&g, long_running)?;
-    // LocalSend listens on a fixed port: only the commands that meet devices start it.
-    let meets_devices = matches!(
-        cli.command,
-        Command::Node | Command::Receive { .. } | Command::Send { .. } | Command::Peers { .. }
-    );
-    if meets_devices && !g.no_localsend {
-        cfg.localsend = Some(ferry_core::LocalSendConfig {
-            pin: g.localsend_pin.clone(),
-            ..Default::default()
-        });
-    }
-    // Only a node that keeps running indexes and watches (like the app); one-shot commands
-    // leave that to it.
-    cfg.index = matches!(cli.command, Command::Node | Command::Receive { .. });
-    let node = Node::start(cfg).await?;
-    let code = match cli.command {
-        Command::Node => run_node(&node, out, None).await.map(|()| 0),
-        Command::Receive { once } => run_node(&node, out, Some(once)).await.map(|()| 0),
-        Command::Send {
-            peer,
-            paths,
-            wait,
-            pin,
-        } => transfer::send(&node, out, &peer, paths, wait, pin).await,
-        Command::Transfers {
-            action: Some(TransfersAction::Resume { id }),
-        } => transfer::resume(&node, out, &id).await,
-        Command::Transfers {
-            action: Some(TransfersAction::Cancel { id }),
-        } => transfer::cancel(&node, out, &id).map(|()| 0),
-        Command::Transfers { .. } => Ok(0),
-        Command::Peers { wait } => {
-            tokio::time::sleep(wait).await;
-            out.peers(&node.peers());
-            out.localsend_devices(&node.spacedrop().localsend_devices());
-            Ok(0)
-        }
+/// Which commands need nothing but the data dir when no node runs (and so never start one).
+fn offline_capable(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Library {
+            action: None
+                | Some(
+                    LibraryAction::List
+                        | LibraryAction::Create { .. }
+                        | LibraryAction::Rename { .. }
+                )
+        } | Command::Members { .. }
+            | Command::Location { .. }
+            | Command::Sync { .. }
+            | Command::Ls { .. }
+            | Command::Transfers {
+                action: None | Some(TransfersAction::List | TransfersAction::Show { .. })
+            }
+            | Command::Grant { .. }
+            | Command::Revoke { .. }
+            | Command::Grants { .. }
+    )
+}
+
+/// Commands that follow what the node does (a transfer, a pairing, an index job).
+fn follows_events(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Receive { .. }
+            | Command::Send { .. }
+            | Command::Pair { .. }
+            | Command::Get { .. }
+            | Command::Transfers {
+                action: Some(TransfersAction::Resume { .. })
+            }
+            | Command::Location {
+                action: LocationAction::Add { .. } | LocationAction::Rescan { .. }
+            }
+    )
+}
+
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+}
+
+fn absolute(p: &std::path::Path) -> Result<String> {
+    Ok(std::path::absolute(p)
+        .with_context(|| p.display().to_string())?
+        .display()
+        .to_string())
+}
+
+fn capability(s: &str) -> Result<Capability> {
+    Capability::parse_grantable(s)
+        .with_context(|| format!("'{s}' cannot be granted (manage or send)"))
+}
+
+/// The command as one call to a node, for the commands that are one call. `remote`: its
+/// paths are a member's `LOCATION/PATH`, not files here.
+fn as_call(cmd: &Command, remote: bool) -> Result<Option<control::Command>> {
+    use control::Command as C;
+    Ok(Some(match cmd {
+        Command::Id => C::Status,
+        Command::Peers { .. } => C::Peers,
         Command::Ping {
             peer,
             count,
             interval,
             wait,
-        } => ping(&node, out, &peer, count, interval, wait)
-            .await
-            .map(|()| 0),
-        Command::Id => {
-            out.event(&node.started_event());
-            Ok(0)
+        } => C::Ping {
+            peer: peer.clone(),
+            count: *count,
+            interval_ms: millis(*interval),
+            wait_ms: millis(*wait),
+        },
+        Command::Send {
+            peer,
+            paths,
+            wait,
+            pin,
+        } => C::Send {
+            peer: peer.clone(),
+            paths: if remote {
+                paths.iter().map(|p| p.display().to_string()).collect()
+            } else {
+                paths.iter().map(|p| absolute(p)).collect::<Result<_>>()?
+            },
+            wait_ms: millis(*wait),
+            pin: pin.clone(),
+        },
+        Command::Transfers { action } => match action {
+            None | Some(TransfersAction::List) => C::Transfers,
+            Some(TransfersAction::Show { id }) => C::Transfer { id: id.clone() },
+            Some(TransfersAction::Resume { id }) => C::Resume { id: id.clone() },
+            Some(TransfersAction::Cancel { id }) => C::Cancel { id: id.clone() },
+        },
+        Command::Library { action } => match action {
+            None | Some(LibraryAction::List) => C::Libraries,
+            Some(LibraryAction::Create { name }) => C::CreateLibrary { name: name.clone() },
+            Some(LibraryAction::Rename { library, name }) => C::RenameLibrary {
+                library: library.clone(),
+                name: name.clone(),
+            },
+            Some(LibraryAction::Delete { library, wait }) => C::DeleteLibrary {
+                library: library.clone(),
+                wait_ms: millis(*wait),
+            },
+        },
+        Command::Members { library } => C::Members {
+            library: library.clone(),
+        },
+        Command::Unpair {
+            node,
+            library,
+            wait,
+        } => C::Unpair {
+            node: node.clone(),
+            library: library.clone(),
+            wait_ms: millis(*wait),
+        },
+        Command::Location { action } => match action {
+            LocationAction::Add { path, library, .. } => C::AddLocation {
+                library: library.clone(),
+                path: if remote {
+                    path.display().to_string()
+                } else {
+                    absolute(path)?
+                },
+            },
+            LocationAction::List { library } => C::Locations {
+                library: library.clone(),
+            },
+            LocationAction::Rescan { location, library } => C::RescanLocation {
+                library: library.clone(),
+                location: location.clone(),
+            },
+            LocationAction::Rename {
+                location,
+                name,
+                library,
+            } => C::RenameLocation {
+                library: library.clone(),
+                location: location.clone(),
+                name: name.clone(),
+            },
+            LocationAction::Remove { location, library } => C::RemoveLocation {
+                library: library.clone(),
+                location: location.clone(),
+            },
+        },
+        Command::Sync {
+            action: SyncAction::Status { library },
+        } => C::SyncStatus {
+            library: library.clone(),
+        },
+        Command::Ls {
+            library,
+            path: None,
+        } => C::Locations {
+            library: library.clone(),
+        },
+        Command::Ls {
+            library,
+            path: Some(path),
+        } => C::Entries {
+            library: library.clone(),
+            path: path.clone(),
+        },
+        Command::Grant {
+            node,
+            capability: cap,
+            library,
+        } => C::Grant {
+            library: library.clone(),
+            node: node.clone(),
+            capability: capability(cap)?,
+        },
+        Command::Revoke {
+            node,
+            capability: cap,
+            library,
+        } => C::Revoke {
+            library: library.clone(),
+            node: node.clone(),
+            capability: capability(cap)?,
+        },
+        Command::Grants { library } => C::Grants {
+            library: library.clone(),
+        },
+        Command::Node | Command::Receive { .. } | Command::Pair { .. } | Command::Get { .. } => {
+            return Ok(None)
         }
+    }))
+}
+
+/// The library a command names, for `--on` (which needs one to reach the member through).
+fn library_of(cmd: &Command) -> Option<String> {
+    as_call(cmd, true)
+        .ok()
+        .flatten()
+        .and_then(|mut c| c.library_mut().cloned())
+}
+
+/// Runs the command; returns the process exit code.
+async fn run(cli: Cli, out: &Out) -> Result<i32> {
+    let g = cli.global;
+    let cmd = cli.command;
+    let data_dir = node_config(&g, false)?.data_dir;
+    if let Command::Node = cmd {
+        let mut cfg = with_localsend(node_config(&g, true)?, &g);
+        cfg.attachable = true;
+        let front = Front::own(Node::start(cfg).await?);
+        let r = run_node(&front, out, &g, None).await;
+        front.close().await;
+        return r.map(|()| 0);
+    }
+    // A node already running here (the app, `ferry node`) takes the command.
+    let attached = Client::attach(&data_dir, follows_events(&cmd)).await?;
+    let front = match attached {
+        Some(client) => Front::Attached(client),
+        None if offline_capable(&cmd) && g.on.is_none() => {
+            Front::Offline(control::Engine::offline(data_dir)?)
+        }
+        None => {
+            let long_running = matches!(cmd, Command::Receive { .. } | Command::Send { .. });
+            let mut cfg = node_config(&g, long_running)?;
+            // LocalSend listens on a fixed port: only the commands that meet devices start it.
+            if matches!(
+                cmd,
+                Command::Receive { .. } | Command::Send { .. } | Command::Peers { .. }
+            ) {
+                cfg = with_localsend(cfg, &g);
+            }
+            // Only a node that keeps running indexes and watches (like the app); one-shot
+            // commands leave that to it. A receiver is a node others may attach to.
+            cfg.index = matches!(cmd, Command::Receive { .. });
+            cfg.attachable = matches!(cmd, Command::Receive { .. });
+            Front::own(Node::start(cfg).await?)
+        }
+    };
+    let code = match &g.on {
+        Some(node) => on_member(&front, out, node, &cmd).await,
+        None => dispatch(&front, out, &g, cmd).await,
+    };
+    front.close().await;
+    code
+}
+
+fn with_localsend(mut cfg: NodeConfig, g: &Global) -> NodeConfig {
+    if !g.no_localsend {
+        cfg.localsend = Some(ferry_core::LocalSendConfig {
+            pin: g.localsend_pin.clone(),
+            ..Default::default()
+        });
+    }
+    cfg
+}
+
+/// `ferry --on NODE COMMAND`: the command runs on that member, under its grants.
+async fn on_member(front: &Front, out: &Out, node: &str, cmd: &Command) -> Result<i32> {
+    let Some(command) = as_call(cmd, true)? else {
+        bail!("this command cannot run on another node (it follows events there)");
+    };
+    if matches!(front, Front::Offline(_)) {
+        bail!("--on needs a running node");
+    }
+    let reply = front
+        .call(control::Command::Remote {
+            node: node.to_string(),
+            library: library_of(cmd),
+            command: Box::new(command),
+        })
+        .await?;
+    print_reply(out, cmd, &reply);
+    Ok(0)
+}
+
+/// Prints what a one-call command answered.
+fn print_reply(out: &Out, cmd: &Command, reply: &Reply) {
+    match reply {
+        Reply::Done => {}
+        Reply::Status { status } => out.status(status),
+        Reply::Peers { peers, localsend } => {
+            out.peers(peers);
+            out.localsend_devices(localsend);
+        }
+        Reply::Pinged {
+            peer,
+            name,
+            rtts_ms,
+        } => {
+            let rtts: Vec<Duration> = rtts_ms
+                .iter()
+                .map(|m| Duration::from_secs_f64(m / 1000.0))
+                .collect();
+            if let Ok(id) = peer.parse() {
+                out.ping(&id, name, &rtts);
+            }
+        }
+        Reply::Sent { transfer, to, .. } => {
+            out.note(&format!("Offering to {to} [{}]", &transfer.id[..8]));
+            out.progress(transfer);
+        }
+        Reply::Transfers { transfers } => match cmd {
+            Command::Transfers {
+                action: Some(TransfersAction::Cancel { .. }),
+            } => out.note("cancelled"),
+            _ => out.transfers(transfers),
+        },
+        Reply::Transfer {
+            transfer,
+            renamed,
+            failed,
+        } => out.transfer_report(transfer, renamed, failed),
+        Reply::Libraries { libraries } => out.libraries(libraries),
+        Reply::Library { library } => match cmd {
+            Command::Members { .. } => out.members(library),
+            Command::Library {
+                action: Some(LibraryAction::Rename { .. }),
+            } => {
+                out.library(library);
+                out.note("Members get the new name when they next meet this node.");
+            }
+            _ => out.library(library),
+        },
+        Reply::Deleted { name, reached } => {
+            library::report(out, reached);
+            out.note(&format!(
+                "Left and deleted library \"{name}\" on this device."
+            ));
+        }
+        Reply::Unpaired { library, reached } => {
+            out.library(library);
+            library::report(out, reached);
+        }
+        Reply::Pairing { pairing } => out.event(&ferry_core::Event::Pairing {
+            pairing: pairing.clone(),
+        }),
+        Reply::Locations { locations } => contents::print_locations(out, locations),
+        Reply::Location { location } => match cmd {
+            Command::Location {
+                action: LocationAction::Remove { .. },
+            } => out.note(&format!(
+                "Removed location {} from the library (the folder is untouched).",
+                location.path
+            )),
+            _ => contents::print_location(out, location),
+        },
+        Reply::Entries { entries, .. } => contents::print_entries(out, entries),
+        Reply::SyncStatus { members } => contents::print_sync(out, members),
+        Reply::Download { download } => out.get_progress(&download.progress),
+        Reply::Grants { grants, log } => library::print_grants(out, grants, log),
+    }
+}
+
+/// Runs a command here (on the attached node, a node of this process, or the data dir).
+async fn dispatch(front: &Front, out: &Out, g: &Global, cmd: Command) -> Result<i32> {
+    match cmd {
+        Command::Receive { once } => run_node(front, out, g, Some(once)).await.map(|()| 0),
+        Command::Send { .. } => {
+            let call = as_call(&cmd, false)?.context("send")?;
+            transfer::send(front, out, call).await
+        }
+        Command::Transfers {
+            action: Some(TransfersAction::Resume { id }),
+        } => transfer::resume(front, out, &id).await,
         Command::Pair {
             peer,
             library,
             wait,
-        } => library::pair(&node, out, &peer, &library, wait).await,
-        Command::Unpair {
-            node: who,
-            library,
-            wait,
-        } => library::unpair(&node, out, &who, &library, wait)
-            .await
-            .map(|()| 0),
-        Command::Library {
-            action: Some(LibraryAction::Delete { library, wait }),
-        } => library::delete(&node, out, &library, wait)
-            .await
-            .map(|()| 0),
+        } => library::pair(front, out, peer, library, wait).await,
         Command::Get {
             library,
             path,
             dest,
             wait,
         } => {
-            let dest = dest.unwrap_or_else(|| PathBuf::from("."));
-            contents::get(&node, out, &library, &path, &dest, wait).await
+            let dest = absolute(&dest.unwrap_or_else(|| PathBuf::from(".")))?;
+            contents::get(front, out, library, path, dest, wait).await
         }
-        Command::Library { .. }
-        | Command::Members { .. }
-        | Command::Location { .. }
-        | Command::Sync { .. }
-        | Command::Ls { .. } => Ok(0),
-    };
-    node.shutdown().await;
-    code
-}
-
-/// Runs the library commands that need no node; `None` for every other command.
-fn offline_library(cmd: &Command, g: &Global, out: &Out) -> Option<Result<()>> {
-    let libs = || {
-        Ok::<_, anyhow::Error>(ferry_core::Libraries::offline(
-            &node_config(g, false)?.data_dir,
-        )?)
-    };
-    Some(match cmd {
-        Command::Library {
-            action: None | Some(LibraryAction::List),
-        } => libs().map(|l| library::list(&l, out)),
-        Command::Library {
-            action: Some(LibraryAction::Create { name }),
-        } => libs().and_then(|l| library::create(&l, out, name)),
-        Command::Library {
-            action: Some(LibraryAction::Rename { library, name }),
-        } => libs().and_then(|l| library::rename(&l, out, library, name)),
-        Command::Members { library } => libs().and_then(|l| library::members(&l, out, library)),
-        Command::Location { action } => libs().and_then(|l| match action {
-            LocationAction::Add {
-                path,
-                library,
-                no_index,
-            } => contents::add(&l, out, library, path, !no_index),
-            LocationAction::List { library } => contents::list(&l, out, library),
-            LocationAction::Rescan { location, library } => {
-                contents::rescan(&l, out, library, location)
+        Command::Location {
+            action:
+                LocationAction::Add {
+                    ref path,
+                    ref library,
+                    no_index,
+                },
+        } => contents::add(front, out, library, path, !no_index)
+            .await
+            .map(|()| 0),
+        Command::Location {
+            action:
+                LocationAction::Rescan {
+                    ref location,
+                    ref library,
+                },
+        } => contents::rescan(front, out, library, location)
+            .await
+            .map(|()| 0),
+        Command::Peers { wait } => {
+            // A node of this process has just started: give discovery its time. An attached
+            // node has been looking all along.
+            if matches!(front, Front::Own { .. }) {
+                tokio::time::sleep(wait).await;
             }
-            LocationAction::Rename {
-                location,
-                name,
-                library,
-            } => contents::rename(&l, out, library, location, name),
-            LocationAction::Remove { location, library } => {
-                contents::remove(&l, out, library, location)
-            }
-        }),
-        Command::Sync {
-            action: SyncAction::Status { library },
-        } => libs().and_then(|l| contents::sync_status(&l, out, library)),
-        Command::Ls { library, path } => {
-            libs().and_then(|l| contents::ls(&l, out, library, path.as_deref()))
+            let reply = front.call(control::Command::Peers).await?;
+            print_reply(out, &cmd, &reply);
+            Ok(0)
         }
-        _ => return None,
-    })
+        cmd => {
+            let call = as_call(&cmd, false)?.context("not a one-call command")?;
+            let reply = front.call(call).await?;
+            print_reply(out, &cmd, &reply);
+            Ok(0)
+        }
+    }
 }
 
 /// Makes `dir` a folder if it is none yet; whether it was made.
@@ -495,46 +785,102 @@ fn ensure_folder(dir: &std::path::Path) -> Result<bool> {
     Ok(true)
 }
 
-/// The long-running node. `receive` is `Some(once)` for `ferry receive`.
-async fn run_node(node: &Node, out: &Out, receive: Option<bool>) -> Result<()> {
-    // A receiver's folder is made now, as a Downloads folder would be there: a path that cannot
-    // be one is said at start, not at the first offer.
-    let dest = node.spacedrop().config().dest;
-    let created = match receive {
-        Some(_) => ensure_folder(&dest)?,
-        None => false,
-    };
-    let mut events = node.subscribe();
-    out.event(&node.started_event());
-    // The node dialed its --connect peers before this subscription: peers it already has would
-    // otherwise never be announced (a peer may be announced twice; that is harmless).
-    for peer in node.peers() {
-        out.event(&ferry_core::Event::PeerFound { peer });
+/// The long-running node, or a front end attached to one. `receive` is `Some(once)` for
+/// `ferry receive`.
+async fn run_node(front: &Front, out: &Out, g: &Global, receive: Option<bool>) -> Result<()> {
+    match front {
+        Front::Own { node, .. } => {
+            // A receiver's folder is made now, as a Downloads folder would be there: a path
+            // that cannot be one is said at start, not at the first offer.
+            let dest = node.spacedrop().config().dest;
+            let created = match receive {
+                Some(_) => ensure_folder(&dest)?,
+                None => false,
+            };
+            out.event(&node.started_event());
+            // The node dialed its --connect peers before this subscription: peers it already
+            // has would otherwise never be announced (announcing one twice is harmless).
+            for peer in node.peers() {
+                out.event(&ferry_core::Event::PeerFound { peer });
+            }
+            if receive.is_some() {
+                let new = if created { " (a new folder)" } else { "" };
+                out.note(&format!("Receiving into {}{new}", dest.display()));
+            }
+        }
+        Front::Attached(client) => {
+            if let Some(dest) = &g.dest {
+                ensure_folder(dest)?;
+            }
+            let n = client.node();
+            out.note(&format!(
+                "Attached to the Ferry node \"{}\" running here ({}); prompts can be answered here{}.",
+                n.name,
+                n.short_id,
+                match &g.dest {
+                    Some(d) => format!(", into {}", d.display()),
+                    None => String::new(),
+                }
+            ));
+        }
+        Front::Offline(_) => bail!("this needs a running node"),
     }
-    if receive.is_some() {
-        let new = if created { " (a new folder)" } else { "" };
-        out.note(&format!("Receiving into {}{new}", dest.display()));
-    }
+    let accept_from: Vec<ferry_core::PeerId> = g
+        .accept_from
+        .iter()
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let dest = g.dest.as_deref().map(absolute).transpose()?;
+    // Pairings waiting for this user's y/n (a y/n answers them before any Spacedrop prompt).
+    let mut pairings: Vec<String> = vec![];
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = true;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("signal handler")?;
     loop {
         tokio::select! {
-            e = events.recv() => match e {
-                Ok(e) => {
-                    out.event(&e);
-                    if let (Some(true), ferry_core::Event::Transfer { transfer }) = (receive, &e) {
-                        if transfer.state.is_final() {
-                            return Ok(());
+            e = front.event() => {
+                let Some(e) = e else { return Ok(()) };
+                out.event(&e);
+                match &e {
+                    ferry_core::Event::Pairing { pairing: p } => {
+                        pairings.retain(|id| *id != p.id);
+                        if matches!(p.state, ferry_core::PairingState::Confirm { .. }) {
+                            pairings.push(p.id.clone());
                         }
                     }
+                    // An attached receiver answers the way its flags say (a node of this
+                    // process was started with them as its policy).
+                    ferry_core::Event::SpacedropPrompt { prompt }
+                        if front.attached()
+                            && receive.is_some()
+                            && (g.yes || accept_from.contains(&prompt.peer)) =>
+                    {
+                        let answer = control::Command::Answer {
+                            id: Some(prompt.transfer.clone()),
+                            accept: true,
+                            dest: dest.clone(),
+                        };
+                        if let Err(e) = front.call(answer).await {
+                            out.error(&e);
+                        }
+                    }
+                    ferry_core::Event::Transfer { transfer }
+                        if receive == Some(true)
+                            && transfer.direction == ferry_core::spacedrop::Direction::Receive
+                            && transfer.state.is_final() =>
+                    {
+                        return Ok(());
+                    }
+                    _ => {}
                 }
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => tracing::warn!(n, "missed events"),
-                Err(_) => return Ok(()),
             },
             line = stdin.next_line(), if stdin_open => match line {
-                Ok(Some(line)) => if !command(node, out, line.trim()).await { return Ok(()) },
+                Ok(Some(line)) => {
+                    if !command(front, out, line.trim(), &mut pairings).await {
+                        return Ok(());
+                    }
+                }
                 // No stdin (a service, or `< /dev/null`): keep running until a signal.
                 _ => stdin_open = false,
             },
@@ -548,61 +894,84 @@ const HELP: &str =
     "commands: y / n (answer the open prompt or pairing), accept [ID] [DIR], reject [ID], \
 transfers, pause ID, resume ID, cancel ID, peers, ping PEER, name NEW, quit";
 
-/// One line typed into a running node. Returns false to stop.
-async fn command(node: &Node, out: &Out, line: &str) -> bool {
+/// One line typed into a running node (or a front end attached to one). Returns false to
+/// stop.
+async fn command(front: &Front, out: &Out, line: &str, pairings: &mut [String]) -> bool {
+    use control::Command as C;
     let mut words = line.split_whitespace();
     let cmd = words.next().unwrap_or("");
-    let arg = words.next();
-    let rest: Vec<&str> = words.collect();
-    let r: Result<()> = match (cmd, arg) {
-        ("", _) => Ok(()),
+    let arg = words.next().map(str::to_owned);
+    let more = words.next().map(str::to_owned);
+    let yes = matches!(cmd, "y" | "yes" | "accept");
+    let call = match (cmd, arg) {
+        ("", _) => return true,
         ("quit" | "exit", _) => return false,
         ("help", _) => {
             out.note(HELP);
-            Ok(())
+            return true;
         }
-        ("name", Some(_)) => {
-            node.set_name(line.split_once(' ').map(|(_, n)| n.trim()).unwrap_or(""));
-            Ok(())
-        }
-        ("peers", _) => {
-            out.peers(&node.peers());
-            Ok(())
-        }
-        ("ping", Some(p)) => ping(node, out, p, 1, Duration::ZERO, Duration::from_secs(2)).await,
-        ("y" | "yes" | "accept", _) | ("n" | "no" | "reject", _) => {
+        ("name", Some(_)) => C::SetName {
+            name: line
+                .split_once(' ')
+                .map(|(_, n)| n.trim())
+                .unwrap_or("")
+                .into(),
+        },
+        ("peers", _) => C::Peers,
+        ("ping", Some(p)) => C::Ping {
+            peer: p,
+            count: 1,
+            interval_ms: 0,
+            wait_ms: 2000,
+        },
+        ("transfers", _) => C::Transfers,
+        ("y" | "yes" | "accept" | "n" | "no" | "reject", arg) => {
             // A pairing waiting for this user comes first: it is the rarer, more urgent question.
-            match library::answer(node, cmd, arg) {
-                Ok(true) => Ok(()),
-                Ok(false) => transfer::answer(node, cmd, arg, rest.first().copied()),
-                Err(e) => Err(e),
+            let pairing = arg
+                .as_deref()
+                .and_then(|a| pairings.iter().find(|p| p.starts_with(a)))
+                .or_else(|| (pairings.len() == 1).then(|| &pairings[0]));
+            match pairing {
+                Some(p) => C::AnswerPairing {
+                    id: Some(p.clone()),
+                    accept: yes,
+                },
+                // `y`, `y DIR`, `accept ID DIR`: without an id there must be one prompt.
+                None => {
+                    let (id, dir) = match (&arg, &more) {
+                        (Some(a), Some(d)) => (Some(a.clone()), Some(d.clone())),
+                        (Some(a), None)
+                            if a.len() >= 4 && a.chars().all(|c| c.is_ascii_hexdigit()) =>
+                        {
+                            (Some(a.clone()), None)
+                        }
+                        (a, _) => (None, a.clone()),
+                    };
+                    C::Answer {
+                        id,
+                        accept: yes,
+                        dest: dir.map(|d| absolute(std::path::Path::new(&d)).unwrap_or(d)),
+                    }
+                }
             }
         }
-        ("transfers", _) => {
-            out.transfers(&node.spacedrop().transfers());
-            Ok(())
+        ("pause", Some(id)) => C::Pause { id },
+        ("resume", Some(id)) => C::Resume { id },
+        ("cancel", Some(id)) => C::Cancel { id },
+        _ => {
+            out.error(&anyhow::anyhow!("unknown command '{line}' ({HELP})"));
+            return true;
         }
-        ("pause" | "resume" | "cancel", Some(id)) => transfer::act(node, cmd, id),
-        _ => Err(anyhow::anyhow!("unknown command '{line}' ({HELP})")),
     };
-    if let Err(e) = r {
-        out.error(&e);
+    match front.call(call).await {
+        Ok(Reply::Peers { peers, localsend }) => {
+            out.peers(&peers);
+            out.localsend_devices(&localsend);
+        }
+        Ok(Reply::Transfers { transfers }) if cmd == "transfers" => out.transfers(&transfers),
+        Ok(r @ Reply::Pinged { .. }) => print_reply(out, &Command::Id, &r),
+        Ok(_) => {}
+        Err(e) => out.error(&e),
     }
     true
-}
-
-async fn ping(
-    node: &Node,
-    out: &Out,
-    peer: &str,
-    count: u32,
-    interval: Duration,
-    wait: Duration,
-) -> Result<()> {
-    let target: Target = peer.parse()?;
-    let id = node.resolve(&target, wait).await?;
-    let name = node.p2p().peer(&id).map(|p| p.name).unwrap_or_default();
-    let rtts = node.ping(&id, count, interval).await?;
-    out.ping(&id, &name, &rtts);
-    Ok(())
 }

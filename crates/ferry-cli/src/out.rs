@@ -332,27 +332,52 @@ impl Out {
         }
     }
 
-    pub fn get_done(&self, r: &ferry_core::library::media::get::GetReport, took: Duration) {
+    pub fn get_done(
+        &self,
+        d: &ferry_core::library::media::downloads::DownloadInfo,
+        took: Duration,
+    ) {
+        let (path, resumed) = match &d.state {
+            ferry_core::library::media::downloads::DownloadState::Done { path, resumed } => {
+                (path.as_str(), *resumed)
+            }
+            _ => ("", 0),
+        };
+        let (files, size) = (d.progress.total_files, d.progress.total_bytes);
         if self.json {
-            self.line(json!({"type": "got", "report": r, "secs": took.as_secs_f64()}));
+            let report = json!({"path": path, "files": files, "bytes": size, "resumed": resumed});
+            self.line(json!({"type": "got", "report": report, "secs": took.as_secs_f64()}));
             return;
         }
         let redraw = if self.tty { "\r\x1b[2K" } else { "" };
         println!(
             "{redraw}{}",
             clean(&format!(
-                "done — {} files, {}, every file verified (BLAKE3){} in {:.1}s\n  saved as {}",
-                r.files,
-                bytes(r.bytes),
-                if r.resumed > 0 {
-                    format!(", {} resumed", bytes(r.resumed))
+                "done — {files} files, {}, every file verified (BLAKE3){} in {:.1}s\n  saved as {path}",
+                bytes(size),
+                if resumed > 0 {
+                    format!(", {} resumed", bytes(resumed))
                 } else {
                     String::new()
                 },
                 took.as_secs_f64(),
-                r.path.display()
             ))
         );
+    }
+
+    /// Who a node is (`ferry id`): printed as the event a node starts with.
+    pub fn status(&self, s: &ferry_core::control::NodeStatus) {
+        let Ok(id) = s.id.parse() else { return };
+        self.event(&Event::NodeStarted {
+            id,
+            short_id: s.short_id.clone(),
+            name: s.name.clone(),
+            listen: s
+                .listen
+                .parse()
+                .unwrap_or_else(|_| std::net::SocketAddr::from(([0, 0, 0, 0], 0))),
+            discovery: s.discovery,
+        });
     }
 
     pub fn transfers(&self, list: &[TransferInfo]) {

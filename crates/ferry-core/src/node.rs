@@ -187,7 +187,11 @@ impl Node {
             _lock: lock,
         };
         if node.cfg.attachable {
-            match crate::control::local::start(node.engine(), node.events.clone(), &node.cfg.data_dir) {
+            match crate::control::local::start(
+                node.engine(),
+                node.events.clone(),
+                &node.cfg.data_dir,
+            ) {
                 Ok(server) => *ferry_util::lock(&node.local) = Some(server),
                 // A data dir whose path is too long for a socket, say: the node runs, alone.
                 Err(e) => tracing::warn!(error = %e, "front ends cannot attach to this node"),

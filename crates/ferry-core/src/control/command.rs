@@ -65,6 +65,10 @@ impl std::fmt::Display for Capability {
 pub enum Command {
     /// Who this node is.
     Status,
+    /// The name this node shows peers (until it restarts).
+    SetName {
+        name: String,
+    },
     /// Nearby Ferry peers and LocalSend devices.
     Peers,
     Ping {
@@ -215,6 +219,7 @@ impl Command {
             | Command::Resume { .. }
             | Command::Cancel { .. } => Send,
             Command::Peers
+            | Command::SetName { .. }
             | Command::Ping { .. }
             | Command::Answer { .. }
             | Command::CreateLibrary { .. }
@@ -251,6 +256,7 @@ impl Command {
             | Command::Grants { library } => Some(library),
             Command::Remote { library, .. } => library.as_mut(),
             Command::Status
+            | Command::SetName { .. }
             | Command::Peers
             | Command::Ping { .. }
             | Command::Send { .. }
@@ -448,7 +454,10 @@ mod tests {
 
     #[test]
     fn grantable_names_parse_and_others_do_not() {
-        assert_eq!(Capability::parse_grantable("Manage"), Some(Capability::Manage));
+        assert_eq!(
+            Capability::parse_grantable("Manage"),
+            Some(Capability::Manage)
+        );
         assert_eq!(Capability::parse_grantable("send"), Some(Capability::Send));
         assert_eq!(Capability::parse_grantable("owner"), None);
         assert_eq!(Capability::parse_grantable("read"), None);

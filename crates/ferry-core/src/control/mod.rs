@@ -26,10 +26,10 @@ use std::path::PathBuf;
 
 use ferry_p2p::{P2p, PeerId};
 
-pub use command::{Capability, Command, NodeStatus, Refusal, Reply};
-pub(crate) use run::resolve;
 use crate::library::wire::LibraryId;
 use crate::{Libraries, Spacedrop};
+pub use command::{Capability, Command, NodeStatus, Refusal, Reply};
+pub(crate) use run::resolve;
 
 /// Who is calling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +193,8 @@ mod tests {
         );
         // A grant of one capability is not another.
         assert_eq!(
-            authorize(&member(), Capability::Send, None, |c| c == Capability::Manage),
+            authorize(&member(), Capability::Send, None, |c| c
+                == Capability::Manage),
             Err(Refusal::NotGranted {
                 capability: Capability::Send
             })

@@ -266,6 +266,10 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
     let libs = &e.libraries;
     Ok(match command {
         Command::Status => Reply::Status { status: e.status() },
+        Command::SetName { name } => {
+            e.need_live()?.p2p.set_name(&name);
+            Reply::Status { status: e.status() }
+        }
         Command::Peers => {
             let live = e.need_live()?;
             Reply::Peers {
@@ -309,10 +313,7 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
                     // A missing source is said at once, not after the peer was looked for.
                     for p in &paths {
                         if !p.is_absolute() || !p.exists() {
-                            return Err(failed(format!(
-                                "{}: no such file or folder",
-                                p.display()
-                            )));
+                            return Err(failed(format!("{}: no such file or folder", p.display())));
                         }
                     }
                     paths
@@ -357,9 +358,8 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
                         .map_err(failed)?,
                 ),
                 None => {
-                    let store =
-                        crate::spacedrop::store::Store::open(&e.data_dir.join("ferry.db"))
-                            .map_err(failed)?;
+                    let store = crate::spacedrop::store::Store::open(&e.data_dir.join("ferry.db"))
+                        .map_err(failed)?;
                     (
                         crate::spacedrop::renamed_files(&store, &id, 0, usize::MAX)
                             .map_err(failed)?,
@@ -481,7 +481,11 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
                 .filter(|p| matches!(p.state, PairingState::Confirm { .. }))
                 .filter(|p| id.as_deref().is_none_or(|i| p.id.starts_with(i)))
                 .collect();
-            let p = the_one(waiting, || "no pairing is waiting for an answer".into(), "pairings")?;
+            let p = the_one(
+                waiting,
+                || "no pairing is waiting for an answer".into(),
+                "pairings",
+            )?;
             libs.answer_pairing(&p.id, accept).map_err(failed)?;
             Reply::Done
         }

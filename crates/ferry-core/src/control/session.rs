@@ -72,7 +72,11 @@ where
         Err(_) => return Err(SessionError::NoHello(HELLO_TIMEOUT)),
         Ok(r) => r?,
     };
-    let Some(Up::Hello { version, events: want }) = hello else {
+    let Some(Up::Hello {
+        version,
+        events: want,
+    }) = hello
+    else {
         return Err(SessionError::NotHello);
     };
     if version != VERSION {
@@ -166,4 +170,3 @@ async fn recv(
         None => std::future::pending().await,
     }
 }
-

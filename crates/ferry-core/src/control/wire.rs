@@ -32,17 +32,26 @@ pub enum Up {
 #[serde(tag = "down", rename_all = "snake_case")]
 pub enum Down {
     /// The answer to `Hello`.
-    Welcome { version: u16, node: NodeStatus },
+    Welcome {
+        version: u16,
+        node: NodeStatus,
+    },
     Reply {
         id: u64,
         result: Result<Reply, Refusal>,
     },
-    Event { event: Event },
+    Event {
+        event: Event,
+    },
     /// This front end read too slowly and `missed` events were dropped for it: it should
     /// read the state again (its lists may be stale). The node never waits for a reader.
-    Lagged { missed: u64 },
+    Lagged {
+        missed: u64,
+    },
     /// The session ends, and why (too many front ends, a bad frame, the node stopping).
-    Bye { reason: String },
+    Bye {
+        reason: String,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -63,7 +63,8 @@ pub struct LibraryDb {
     conn: Mutex<Connection>,
 }
 
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE library (
     id BLOB NOT NULL,
     name TEXT NOT NULL,
@@ -82,7 +83,8 @@ CREATE TABLE members (
     last_seen INTEGER,
     last_addr TEXT
 );
-"#, r#"
+"#,
+    r#"
 CREATE TABLE grants (
     node BLOB NOT NULL,
     capability TEXT NOT NULL,
@@ -96,7 +98,8 @@ CREATE TABLE remote_log (
     command TEXT NOT NULL,
     outcome TEXT NOT NULL
 );
-"#];
+"#,
+];
 
 /// Rows of `remote_log` kept: enough to see who did what this month, bounded for ever.
 pub const REMOTE_LOG_KEEP: i64 = 1000;
@@ -423,11 +426,10 @@ impl LibraryDb {
 
     pub fn grants(&self) -> Result<Vec<GrantRow>, DbError> {
         let conn = self.lock();
-        let mut stmt = conn
-            .prepare_cached("SELECT node, capability, granted FROM grants ORDER BY granted, node")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?))
-        })?;
+        let mut stmt = conn.prepare_cached(
+            "SELECT node, capability, granted FROM grants ORDER BY granted, node",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, Vec<u8>>(0)?, r.get(1)?, r.get(2)?)))?;
         let mut out = vec![];
         for row in rows {
             let (node, capability, granted) = row?;

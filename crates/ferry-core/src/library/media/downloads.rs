@@ -22,9 +22,12 @@ use crate::library::Libraries;
 pub enum DownloadState {
     Running,
     Paused,
-    /// Every file verified and placed; `path` is the file or folder made.
+    /// Every file verified and placed; `path` is the file or folder made, `resumed` the
+    /// bytes an earlier, interrupted run had fetched.
     Done {
         path: String,
+        #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
+        resumed: u64,
     },
     Failed {
         reason: String,
@@ -202,6 +205,7 @@ impl Libraries {
                     );
                     DownloadState::Done {
                         path: r.path.display().to_string(),
+                        resumed: r.resumed,
                     }
                 }
                 Err(e) => DownloadState::Failed {
