@@ -158,9 +158,18 @@ fn wrong_pin_and_busy_data_dir_are_clear_errors() {
         "{msg}"
     );
 
+    // A command on a data dir whose node runs attaches to it: `id` is that node's.
     let (ok, lines) = run_json({
         let mut c = node_cmd(db.path(), "beta-again");
         c.arg("id");
+        c
+    });
+    assert!(ok, "{lines:?}");
+    assert_eq!(lines[0]["id"], b.id().as_str(), "{lines:?}");
+    // A second node on it is a clear error.
+    let (ok, lines) = run_json({
+        let mut c = node_cmd(db.path(), "beta-again");
+        c.arg("node");
         c
     });
     assert!(!ok);

@@ -408,6 +408,8 @@ pub enum Refusal {
     OwnerOnly,
     #[error("refused: this session is for another library")]
     OtherLibrary,
+    #[error("refused: not a member of this library (any more)")]
+    NotMember,
     #[error("this needs a running node")]
     NeedsNode,
     #[error("{message}")]

@@ -102,7 +102,16 @@ impl Engine {
             .or(Some(LibraryId([0; 16]))),
             None => None,
         };
+        // Membership is read at every call too: a member removed while its session is open
+        // is refused from its next command on.
+        let member = self.libraries.db_of(&library).is_some_and(|db| {
+            db.member(&node)
+                .ok()
+                .flatten()
+                .is_some_and(|m| m.record.state == crate::library::wire::MemberState::Member)
+        });
         let result = match authorize(&caller, command.capability(), named, granted) {
+            Ok(()) if !member => Err(Refusal::NotMember),
             Ok(()) => run::run(self, caller, command).await,
             Err(r) => Err(r),
         };
