@@ -81,11 +81,9 @@ pub async fn pair(
         library: library.clone(),
         wait_ms: u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
     };
-    let Reply::Pairing { pairing } = front.call(start).await? else {
+    let Reply::Pairing { id } = front.call(start).await? else {
         bail!("the node answered something else than a pairing");
     };
-    let id = pairing.id.clone();
-    out.event(&Event::Pairing { pairing });
     let mut stdin = tokio::io::BufReader::new(tokio::io::stdin()).lines();
     let mut asked = false;
     loop {

@@ -692,9 +692,7 @@ fn print_reply(out: &Out, cmd: &Command, reply: &Reply) {
             out.library(library);
             library::report(out, reached);
         }
-        Reply::Pairing { pairing } => out.event(&ferry_core::Event::Pairing {
-            pairing: pairing.clone(),
-        }),
+        Reply::Pairing { id } => out.note(&format!("Pairing {id} started")),
         Reply::Locations { locations } => contents::print_locations(out, locations),
         Reply::Location { location } => match cmd {
             Command::Location {

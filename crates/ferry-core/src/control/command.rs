@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::library::media::downloads::DownloadInfo;
 use crate::library::sync::MemberSync;
-use crate::library::{LibraryInfo, PairingInfo};
+use crate::library::LibraryInfo;
 use crate::spacedrop::{FailedFile, LocalSendDevice, Renamed};
 use crate::TransferInfo;
 use ferry_index::{EntryInfo, LocationInfo};
@@ -372,8 +372,9 @@ pub enum Reply {
         library: LibraryInfo,
         reached: Vec<Reached>,
     },
+    /// A pairing started; its code and outcome arrive as `pairing` events.
     Pairing {
-        pairing: PairingInfo,
+        id: String,
     },
     Locations {
         locations: Vec<LocationInfo>,

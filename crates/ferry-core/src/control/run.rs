@@ -466,13 +466,9 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
             let peer = resolve(&live.p2p, &target, ms(wait_ms))
                 .await
                 .map_err(failed)?;
-            let pairing = libs.pair(peer, &id).map_err(failed)?;
-            let pairing = libs
-                .pairings()
-                .into_iter()
-                .find(|p| p.id == pairing)
-                .ok_or_else(|| failed("the pairing ended at once"))?;
-            Reply::Pairing { pairing }
+            Reply::Pairing {
+                id: libs.pair(peer, &id).map_err(failed)?,
+            }
         }
         Command::AnswerPairing { id, accept } => {
             let waiting: Vec<_> = libs
