@@ -95,6 +95,17 @@ pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
     })
 }
 
+/// Runs a command of the node's one command surface (the CLI's, over its socket): here the
+/// grants this device gives members, and commands run on members (`remote`), under theirs.
+#[tauri::command]
+#[specta::specta]
+pub async fn control(
+    state: State<'_, AppState>,
+    command: ferry_core::control::Command,
+) -> Res<ferry_core::control::Reply> {
+    node(&state).await.execute(command).await.map_err(err)
+}
+
 /// Sends files and folders (paths from a drop or a picker) to a peer; returns the transfer id.
 /// `peer` is a Ferry peer's id, or a LocalSend device's certificate fingerprint (64 hex
 /// digits, which no Ferry id is).

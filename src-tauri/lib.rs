@@ -46,6 +46,7 @@ pub fn specta_builder() -> tauri_specta::Builder<tauri::Wry> {
     tauri_specta::Builder::<tauri::Wry>::new()
         .commands(collect_commands![
             commands::snapshot,
+            commands::control,
             commands::send_paths,
             commands::resend_with_pin,
             commands::pick_and_send,

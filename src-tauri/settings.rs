@@ -90,6 +90,8 @@ impl Settings {
     /// The node configuration these settings (and the environment) describe.
     pub fn node_config(&self, data_dir: &Path) -> Result<NodeConfig, String> {
         let mut cfg = NodeConfig::new(data_dir);
+        // The CLI (and other front ends of this user) attach to the app's node.
+        cfg.attachable = true;
         cfg.name = Some(self.name.clone()).filter(|n| !n.trim().is_empty());
         cfg.discovery = self.discovery;
         cfg.interfaces = self.interfaces.clone();

@@ -15,6 +15,7 @@ function doubleClick(el: Element) {
 function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
   let emit: (e: Event) => void = () => {};
   const calls: unknown[][] = [];
+  const granted: string[] = [];
   const rec = (name: string) => (...args: unknown[]) => {
     calls.push([name, ...args]);
     return Promise.resolve(null);
@@ -41,6 +42,21 @@ function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
     entryDetails: (_lib: string, id: string) => Promise.resolve({ entry: entries.find((e) => e.id === id), path: `/home/me/Photos/${id}` }),
     contentUrl: (kind: string, lib: string, id: string) => `ferry://localhost/${kind}/${lib}/${id}`,
     mediaUrl: (lib: string, id: string) => Promise.resolve(`http://127.0.0.1:9/t/file/${lib}/${id}`),
+    control: (command: { cmd: string; capability?: string; command?: { cmd: string } }) => {
+      calls.push(["control", command]);
+      const inner = command.cmd === "remote" ? command.command! : command;
+      const replies: Record<string, unknown> = {
+        grants: { reply: "grants", grants: granted.map((c) => ({ node: "b".repeat(52), name: "beta", capability: c, granted: 1 })), log: [{ at: 1_700_000_000, node: "b".repeat(52), name: "beta", command: "add_location", outcome: "refused: this node has not granted you \"manage\" (ferry grant on it)" }] },
+        status: { reply: "status", status: { id: "b".repeat(52), short_id: "bbbbbbbbbbbb", name: "beta-desktop", listen: "", discovery: true, version: "0.1.0" } },
+        locations: { reply: "locations", locations: [location("rl1", "Music", { path: "/srv/music" })] },
+      };
+      if (command.cmd === "grant") granted.push(command.capability!);
+      if (command.cmd === "revoke") granted.splice(granted.indexOf(command.capability!), 1);
+      if (inner.cmd === "transfers" || inner.cmd === "rescan_location") {
+        return Promise.reject(new Error(`refused: this node has not granted you "${inner.cmd === "transfers" ? "send" : "manage"}" (ferry grant on it)`));
+      }
+      return Promise.resolve(replies[inner.cmd] ?? { reply: "grants", grants: [], log: [] });
+    },
     saveEntry: rec("saveEntry"), pauseDownload: rec("pauseDownload"), resumeDownload: rec("resumeDownload"), cancelDownload: rec("cancelDownload"),
     onEvent: (f: (e: Event) => void) => { emit = f; return Promise.resolve(() => {}); },
     onDrop: () => Promise.reject(new Error("not in Tauri")),
@@ -78,7 +94,7 @@ describe("App", () => {
     expect(calls).toContainEqual(["resumeDownload", "d1"]);
     fireEvent.click(screen.getByText("Cancel"));
     expect(calls).toContainEqual(["cancelDownload", "d1"]);
-    emit({ type: "download", download: { ...d, progress: { ...d.progress, bytes: 100, files: 1 }, state: "done", path: "/home/me/Downloads/film.mkv" } });
+    emit({ type: "download", download: { ...d, progress: { ...d.progress, bytes: 100, files: 1 }, state: "done", path: "/home/me/Downloads/film.mkv", resumed: 0 } });
     expect((await screen.findByLabelText("Saving film.mkv from beta")).textContent).toContain("Done · verified");
     expect(screen.getAllByLabelText("Saving film.mkv from beta")).toHaveLength(1);
   });
@@ -315,6 +331,31 @@ describe("App", () => {
     fireEvent.click(screen.getByText("Leave…"));
     fireEvent.click(screen.getByText("Delete"));
     expect(calls).toContainEqual(["deleteLibrary", "l1"]);
+  });
+
+  it("grants a member what it may do here, and opens the member's device under its grants", async () => {
+    const me = "m".repeat(52), b = "b".repeat(52);
+    const { api, calls } = fakeApi({ libraries: [library("l1", "Family", [[me, "my-laptop", "member"], [b, "beta", "member"]])] });
+    render(<App api={api} />);
+    fireEvent.click(await screen.findByLabelText("Access beta"));
+    const panel = await screen.findByLabelText("Access for beta");
+    expect(within(panel).getByText(/add location · refused/)).toBeTruthy();
+    const manage = within(panel).getByLabelText("beta: manage") as HTMLInputElement;
+    expect(manage.checked).toBe(false);
+    fireEvent.click(manage);
+    expect(calls).toContainEqual(["control", { cmd: "grant", library: "l1", node: b, capability: "manage" }]);
+    await waitFor(() => expect((within(panel).getByLabelText("beta: manage") as HTMLInputElement).checked).toBe(true));
+    fireEvent.click(within(panel).getByLabelText("beta: manage"));
+    expect(calls).toContainEqual(["control", { cmd: "revoke", library: "l1", node: b, capability: "manage" }]);
+
+    fireEvent.click(within(panel).getByLabelText("Open beta"));
+    const device = await within(panel).findByLabelText("beta's device");
+    expect(device.textContent).toContain("beta-desktop");
+    expect(device.textContent).toContain("Music");
+    expect(within(device).getByLabelText("beta's transfers").textContent).toContain('not granted you "send"');
+    expect(calls).toContainEqual(["control", { cmd: "remote", node: b, library: "l1", command: { cmd: "locations", library: "l1" } }]);
+    fireEvent.click(within(device).getByLabelText("Rescan Music on beta"));
+    expect((await within(panel).findByRole("status")).textContent).toContain('not granted you "manage"');
   });
 
   it("browses a library: locations with progress, a virtualised grid of 10,000 thumbnails, details", async () => {

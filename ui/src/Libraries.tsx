@@ -1,6 +1,7 @@
 import { useState } from "react";
 import type { Api } from "./api";
 import type { LibraryInfo } from "./bindings";
+import { MemberAccess } from "./MemberAccess";
 import { locationsSummary, online, type State } from "./state";
 
 function ago(unix: number | null | undefined): string {
@@ -15,6 +16,7 @@ function ago(unix: number | null | undefined): string {
 function LibraryCard({ lib, state, api, onError, onBrowse }: { lib: LibraryInfo; state: State; api: Api; onError: (e: unknown) => void; onBrowse: () => void }) {
   const [renaming, setRenaming] = useState<string | null>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
+  const [access, setAccess] = useState<string | null>(null);
   const members = lib.members.filter((m) => m.state === "member");
   const removed = lib.members.filter((m) => m.state === "removed");
   const locations = state.locations[lib.id] ?? [];
@@ -51,10 +53,16 @@ function LibraryCard({ lib, state, api, onError, onBrowse }: { lib: LibraryInfo;
                 {m.me ? "this device" : m.state === "removed" ? "removed" : on ? "online" : `offline · ${ago(m.last_seen)}`}
               </span>
               {!m.me && m.state === "member" && !lib.removed && (
-                <button className="ghost small" onClick={() => api.removeMember(lib.id, m.node).catch(onError)} aria-label={`Remove ${m.name || m.short_id}`}>
-                  Remove
-                </button>
+                <span className="member-actions">
+                  <button className="ghost small" onClick={() => setAccess(access === m.node ? null : m.node)} aria-expanded={access === m.node} aria-label={`Access ${m.name || m.short_id}`}>
+                    Access…
+                  </button>
+                  <button className="ghost small" onClick={() => api.removeMember(lib.id, m.node).catch(onError)} aria-label={`Remove ${m.name || m.short_id}`}>
+                    Remove
+                  </button>
+                </span>
               )}
+              {access === m.node && <MemberAccess lib={lib} member={m} api={api} onError={onError} />}
             </li>
           );
         })}

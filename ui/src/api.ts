@@ -2,7 +2,7 @@
 // plus the drag-and-drop hook. Tests replace this module.
 
 import { getCurrentWebview } from "@tauri-apps/api/webview";
-import { commands, events, type Event, type Settings } from "./bindings";
+import { commands, events, type Command, type Event, type Settings } from "./bindings";
 
 type R<T> = { status: "ok"; data: T } | { status: "error"; error: string };
 
@@ -20,6 +20,8 @@ let mediaBase: Promise<string | null> | undefined;
 
 export const api = {
   snapshot: () => ok(commands.snapshot()),
+  /** The node's command surface (the CLI's): grants, and commands run on members (`remote`). */
+  control: (command: Command) => ok(commands.control(command)),
   sendPaths: (peer: string, paths: string[]) => ok(commands.sendPaths(peer, paths)),
   pickAndSend: (peer: string, folders: boolean) => ok(commands.pickAndSend(peer, folders)),
   /** A LocalSend send again, with the PIN its receiver asked for. */

@@ -9,6 +9,11 @@ import * as __TAURI_EVENT from "@tauri-apps/api/event";
 export const commands = {
 	snapshot: () => typedError<Snapshot_Serialize, string>(__TAURI_INVOKE("snapshot")),
 	/**
+	 *  Runs a command of the node's one command surface (the CLI's, over its socket): here the
+	 *  grants this device gives members, and commands run on members (`remote`), under theirs.
+	 */
+	control: (command: Command_Deserialize) => typedError<Reply_Serialize, string>(__TAURI_INVOKE("control", { command })),
+	/**
 	 *  Sends files and folders (paths from a drop or a picker) to a peer; returns the transfer id.
 	 *  `peer` is a Ferry peer's id, or a LocalSend device's certificate fingerprint (64 hex
 	 *  digits, which no Ferry id is).
@@ -96,6 +101,110 @@ export const events = {
 };
 
 /* Types */
+/**
+ *  What a command needs from its caller. Local front ends (this machine's user) hold every
+ *  capability; a member holds `Read` by membership and `Manage` or `Send` only where this node
+ *  granted them; `Owner` is never granted.
+ */
+export type Capability = 
+/**  This machine's own user only: prompts, pairing, grants, sending local paths. */
+"owner" | 
+/**  What membership gives: the library's locations, contents, members, sync state. */
+"read" | 
+/**  Add, rescan, rename and remove locations; rename the library. */
+"manage" | 
+/**
+ *  Spacedrop what this node holds (in the library's locations) to another device, and
+ *  see and steer this node's transfers.
+ */
+"send";
+
+/**
+ *  One command. Libraries, locations, transfers and peers are named as a user names them
+ *  (name, or id or fingerprint prefix); the node resolves them. Paths are the node's own.
+ */
+export type Command = Command_Serialize | Command_Deserialize;
+
+/**
+ *  One command. Libraries, locations, transfers and peers are named as a user names them
+ *  (name, or id or fingerprint prefix); the node resolves them. Paths are the node's own.
+ */
+export type Command_Deserialize = 
+/**  Who this node is. */
+{ cmd: "status" } | 
+/**  The name this node shows peers (until it restarts). */
+{ cmd: "set_name"; name: string } | 
+/**  Nearby Ferry peers and LocalSend devices. */
+{ cmd: "peers" } | { cmd: "ping"; peer: string; count: number; interval_ms: number; wait_ms: number } | 
+/**  Spacedrop `paths` to a Ferry peer or a LocalSend device, looked for up to `wait_ms`. */
+{ cmd: "send"; peer: string; paths: string[]; wait_ms: number; pin?: string | null } | { cmd: "transfers" } | 
+/**  One transfer with every file it renamed or failed. */
+{ cmd: "transfer"; id: string } | { cmd: "pause"; id: string } | { cmd: "resume"; id: string } | { cmd: "cancel"; id: string } | 
+/**
+ *  Answers an open Spacedrop prompt (`id` may be left out when exactly one is open); the
+ *  first answer from any front end wins.
+ */
+{ cmd: "answer"; id?: string | null; accept: boolean; dest?: string | null } | { cmd: "libraries" } | { cmd: "create_library"; name: string } | { cmd: "rename_library"; library: string; name: string } | { cmd: "delete_library"; library: string; wait_ms: number } | { cmd: "members"; library: string } | 
+/**
+ *  Starts pairing `peer` into `library`; follow `pairing` events, answer with
+ *  [`Command::AnswerPairing`].
+ */
+{ cmd: "pair"; peer: string; library: string; wait_ms: number } | { cmd: "answer_pairing"; id?: string | null; accept: boolean } | { cmd: "unpair"; node: string; library: string; wait_ms: number } | { cmd: "locations"; library: string } | { cmd: "add_location"; library: string; path: string } | { cmd: "rescan_location"; library: string; location: string } | { cmd: "rename_location"; library: string; location: string; name: string } | { cmd: "remove_location"; library: string; location: string } | 
+/**  `LOCATION[/PATH]`: a folder's entries, or the one entry a file is. */
+{ cmd: "entries"; library: string; path: string } | { cmd: "sync_status"; library: string } | 
+/**
+ *  Downloads a member's file or folder (`LOCATION/PATH`) into `dest`, verified; follow
+ *  `download` events.
+ */
+{ cmd: "get"; library: string; path: string; dest: string; wait_ms: number } | { cmd: "grant"; library: string; node: string; capability: Capability } | { cmd: "revoke"; library: string; node: string; capability: Capability } | 
+/**  Who holds which grant here, and the newest commands members ran here. */
+{ cmd: "grants"; library: string } | 
+/**
+ *  Runs `command` on the member `node` of `library` (any library both are in when
+ *  `None`), with what that node granted this one. Never runs it here.
+ */
+{ cmd: "remote"; node: string; library?: string | null; command: Command_Deserialize };
+
+/**
+ *  One command. Libraries, locations, transfers and peers are named as a user names them
+ *  (name, or id or fingerprint prefix); the node resolves them. Paths are the node's own.
+ */
+export type Command_Serialize = 
+/**  Who this node is. */
+{ cmd: "status" } | 
+/**  The name this node shows peers (until it restarts). */
+{ cmd: "set_name"; name: string } | 
+/**  Nearby Ferry peers and LocalSend devices. */
+{ cmd: "peers" } | { cmd: "ping"; peer: string; count: number; interval_ms: number; wait_ms: number } | 
+/**  Spacedrop `paths` to a Ferry peer or a LocalSend device, looked for up to `wait_ms`. */
+{ cmd: "send"; peer: string; paths: string[]; wait_ms: number; pin: string | null } | { cmd: "transfers" } | 
+/**  One transfer with every file it renamed or failed. */
+{ cmd: "transfer"; id: string } | { cmd: "pause"; id: string } | { cmd: "resume"; id: string } | { cmd: "cancel"; id: string } | 
+/**
+ *  Answers an open Spacedrop prompt (`id` may be left out when exactly one is open); the
+ *  first answer from any front end wins.
+ */
+{ cmd: "answer"; id: string | null; accept: boolean; dest: string | null } | { cmd: "libraries" } | { cmd: "create_library"; name: string } | { cmd: "rename_library"; library: string; name: string } | { cmd: "delete_library"; library: string; wait_ms: number } | { cmd: "members"; library: string } | 
+/**
+ *  Starts pairing `peer` into `library`; follow `pairing` events, answer with
+ *  [`Command::AnswerPairing`].
+ */
+{ cmd: "pair"; peer: string; library: string; wait_ms: number } | { cmd: "answer_pairing"; id: string | null; accept: boolean } | { cmd: "unpair"; node: string; library: string; wait_ms: number } | { cmd: "locations"; library: string } | { cmd: "add_location"; library: string; path: string } | { cmd: "rescan_location"; library: string; location: string } | { cmd: "rename_location"; library: string; location: string; name: string } | { cmd: "remove_location"; library: string; location: string } | 
+/**  `LOCATION[/PATH]`: a folder's entries, or the one entry a file is. */
+{ cmd: "entries"; library: string; path: string } | { cmd: "sync_status"; library: string } | 
+/**
+ *  Downloads a member's file or folder (`LOCATION/PATH`) into `dest`, verified; follow
+ *  `download` events.
+ */
+{ cmd: "get"; library: string; path: string; dest: string; wait_ms: number } | { cmd: "grant"; library: string; node: string; capability: Capability } | { cmd: "revoke"; library: string; node: string; capability: Capability } | 
+/**  Who holds which grant here, and the newest commands members ran here. */
+{ cmd: "grants"; library: string } | 
+/**
+ *  Runs `command` on the member `node` of `library` (any library both are in when
+ *  `None`), with what that node granted this one. Never runs it here.
+ */
+{ cmd: "remote"; node: string; library: string | null; command: Command_Serialize };
+
 /**  Which way a transfer goes, seen from this node. */
 export type Direction = "send" | "receive";
 
@@ -114,8 +223,11 @@ export type DownloadInfo = {
 
 /**  Where a download stands. */
 export type DownloadState = { state: "running" } | { state: "paused" } | 
-/**  Every file verified and placed; `path` is the file or folder made. */
-{ state: "done"; path: string } | { state: "failed"; reason: string } | { state: "cancelled" };
+/**
+ *  Every file verified and placed; `path` is the file or folder made, `resumed` the
+ *  bytes an earlier, interrupted run had fetched.
+ */
+{ state: "done"; path: string; resumed: number } | { state: "failed"; reason: string } | { state: "cancelled" };
 
 /**  One entry and where it is on this device. */
 export type EntryDetails = EntryDetails_Serialize | EntryDetails_Deserialize;
@@ -248,6 +360,15 @@ export type GetProgress = {
 	total_files: number,
 	/**  The file being fetched (its path in the location). */
 	current: string,
+};
+
+/**  A grant as listed. */
+export type GrantInfo = {
+	node: string,
+	name: string,
+	capability: Capability,
+	/**  Unix seconds. */
+	granted: number,
 };
 
 /**  Where an index job is, for progress bars. */
@@ -478,6 +599,49 @@ export type MemberInfo_Serialize = {
 
 export type MemberState = "member" | "removed";
 
+/**  What this node holds of one member's rows, and how far behind it is. */
+export type MemberSync = MemberSync_Serialize | MemberSync_Deserialize;
+
+/**  What this node holds of one member's rows, and how far behind it is. */
+export type MemberSync_Deserialize = {
+	member: string,
+	name: string,
+	me: boolean,
+	/**  Connected now (`None`: not known, e.g. read without a running node). */
+	online?: boolean | null,
+	locations: number,
+	entries: number,
+	/**  The member's sequence number this node holds up to, and the highest heard of. */
+	seq: number,
+	head: number,
+	/**  Changes known to be missing (at most; some of those numbers may be superseded). */
+	behind: number,
+	/**  Unix ms of the last batch received. */
+	synced_at?: number | null,
+	/**  The pull from this member now, if one runs. */
+	pull?: SyncProgress_Deserialize | null,
+};
+
+/**  What this node holds of one member's rows, and how far behind it is. */
+export type MemberSync_Serialize = {
+	member: string,
+	name: string,
+	me: boolean,
+	/**  Connected now (`None`: not known, e.g. read without a running node). */
+	online: boolean | null,
+	locations: number,
+	entries: number,
+	/**  The member's sequence number this node holds up to, and the highest heard of. */
+	seq: number,
+	head: number,
+	/**  Changes known to be missing (at most; some of those numbers may be superseded). */
+	behind: number,
+	/**  Unix ms of the last batch received. */
+	synced_at: number | null,
+	/**  The pull from this member now, if one runs. */
+	pull: SyncProgress_Serialize | null,
+};
+
 /**  One engine event, as the UI receives it. */
 export type NodeEvent = NodeEvent_Serialize | NodeEvent_Deserialize;
 
@@ -486,6 +650,16 @@ export type NodeEvent_Deserialize = Event_Deserialize;
 
 /**  One engine event, as the UI receives it. */
 export type NodeEvent_Serialize = Event_Serialize;
+
+/**  Who this node is. */
+export type NodeStatus = {
+	id: string,
+	short_id: string,
+	name: string,
+	listen: string,
+	discovery: boolean,
+	version: string,
+};
 
 /**  What `open_entry` did. */
 export type Opened = 
@@ -605,6 +779,31 @@ export type PromptOutcome = "accepted" | "rejected" | "timed_out" |
 /**  The sender gave up (cancelled or disconnected) before anyone answered. */
 "withdrawn";
 
+/**  Whether a change reached a member now. */
+export type Reached = Reached_Serialize | Reached_Deserialize;
+
+/**  Whether a change reached a member now. */
+export type Reached_Deserialize = {
+	member: MemberInfo_Deserialize,
+	error?: string | null,
+};
+
+/**  Whether a change reached a member now. */
+export type Reached_Serialize = {
+	member: MemberInfo_Serialize,
+	error: string | null,
+};
+
+/**  A command a member ran on this node. */
+export type RemoteAction = {
+	at: number,
+	node: string,
+	name: string,
+	command: string,
+	/**  `ok`, or why it was refused or failed. */
+	outcome: string,
+};
+
 /**  A name the receiver had to change. */
 export type Renamed = {
 	id: number,
@@ -614,6 +813,23 @@ export type Renamed = {
 	local: string,
 	reason: string,
 };
+
+/**  What a command answers. */
+export type Reply = Reply_Serialize | Reply_Deserialize;
+
+/**  What a command answers. */
+export type Reply_Deserialize = { reply: "done" } | { reply: "status"; status: NodeStatus } | { reply: "peers"; peers: PeerSnapshot_Deserialize[]; localsend: LocalSendDevice_Deserialize[] } | { reply: "pinged"; peer: string; name: string; rtts_ms: (number | null)[] } | { reply: "sent"; transfer: TransferInfo_Deserialize; 
+/**  The receiver's name, and whether it is a LocalSend device. */
+to: string; localsend: boolean } | { reply: "transfers"; transfers: TransferInfo_Deserialize[] } | { reply: "transfer"; transfer: TransferInfo_Deserialize; renamed: Renamed[]; failed: FailedFile[] } | { reply: "libraries"; libraries: LibraryInfo_Deserialize[] } | { reply: "library"; library: LibraryInfo_Deserialize } | { reply: "deleted"; name: string; reached: Reached_Deserialize[] } | { reply: "unpaired"; library: LibraryInfo_Deserialize; reached: Reached_Deserialize[] } | 
+/**  A pairing started; its code and outcome arrive as `pairing` events. */
+{ reply: "pairing"; id: string } | { reply: "locations"; locations: LocationInfo_Deserialize[] } | { reply: "location"; location: LocationInfo_Deserialize } | { reply: "entries"; location: LocationInfo_Deserialize; entries: EntryInfo_Deserialize[] } | { reply: "sync_status"; members: MemberSync_Deserialize[] } | { reply: "download"; download: DownloadInfo } | { reply: "grants"; grants: GrantInfo[]; log: RemoteAction[] };
+
+/**  What a command answers. */
+export type Reply_Serialize = { reply: "done" } | { reply: "status"; status: NodeStatus } | { reply: "peers"; peers: PeerSnapshot_Serialize[]; localsend: LocalSendDevice_Serialize[] } | { reply: "pinged"; peer: string; name: string; rtts_ms: (number | null)[] } | { reply: "sent"; transfer: TransferInfo_Serialize; 
+/**  The receiver's name, and whether it is a LocalSend device. */
+to: string; localsend: boolean } | { reply: "transfers"; transfers: TransferInfo_Serialize[] } | { reply: "transfer"; transfer: TransferInfo_Serialize; renamed: Renamed[]; failed: FailedFile[] } | { reply: "libraries"; libraries: LibraryInfo_Serialize[] } | { reply: "library"; library: LibraryInfo_Serialize } | { reply: "deleted"; name: string; reached: Reached_Serialize[] } | { reply: "unpaired"; library: LibraryInfo_Serialize; reached: Reached_Serialize[] } | 
+/**  A pairing started; its code and outcome arrive as `pairing` events. */
+{ reply: "pairing"; id: string } | { reply: "locations"; locations: LocationInfo_Serialize[] } | { reply: "location"; location: LocationInfo_Serialize } | { reply: "entries"; location: LocationInfo_Serialize; entries: EntryInfo_Serialize[] } | { reply: "sync_status"; members: MemberSync_Serialize[] } | { reply: "download"; download: DownloadInfo } | { reply: "grants"; grants: GrantInfo[]; log: RemoteAction[] };
 
 export type Settings = Settings_Serialize | Settings_Deserialize;
 

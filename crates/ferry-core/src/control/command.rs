@@ -74,13 +74,16 @@ pub enum Command {
     Ping {
         peer: String,
         count: u32,
+        #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
         interval_ms: u64,
+        #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
         wait_ms: u64,
     },
     /// Spacedrop `paths` to a Ferry peer or a LocalSend device, looked for up to `wait_ms`.
     Send {
         peer: String,
         paths: Vec<String>,
+        #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
         wait_ms: u64,
         pin: Option<String>,
     },
@@ -115,6 +118,7 @@ pub enum Command {
     },
     DeleteLibrary {
         library: String,
+        #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
         wait_ms: u64,
     },
     Members {
@@ -125,6 +129,7 @@ pub enum Command {
     Pair {
         peer: String,
         library: String,
+        #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
         wait_ms: u64,
     },
     AnswerPairing {
@@ -134,6 +139,7 @@ pub enum Command {
     Unpair {
         node: String,
         library: String,
+        #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
         wait_ms: u64,
     },
     Locations {
@@ -170,6 +176,7 @@ pub enum Command {
         library: String,
         path: String,
         dest: String,
+        #[cfg_attr(feature = "specta", specta(type = specta_typescript::Number))]
         wait_ms: u64,
     },
     Grant {
