@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-30}
 export RUSTC_BOOTSTRAP=1
-targets=(streams manifest names records sync localsend media)
+targets=(streams manifest names records sync localsend media control)
 # The targets claim that no input allocates past its bound or hangs; libFuzzer's defaults
 # (2 GB of RSS, 1,200 s per input) let an input take 600 MB, or hang for the whole run,
 # unreported. Every bound is at most a 48 MiB frame (an offer), and a target's RSS stays under

@@ -214,6 +214,8 @@ def main():
         return sizes
 
     saved_download = [False]
+    # The CLI node running now (remote_media restarts it).
+    current_cli = [None]
 
     def sees_cli():
         find("[data-peer]", 20, text="cli-node")
@@ -547,6 +549,7 @@ def main():
         # It comes back: the original loads again.
         again = Cli(ferry, str(tmp / "cli-data"), f"127.0.0.1:{APP_PORT}", str(tmp / "cli-down"))
         procs.append(again.proc)
+        current_cli[0] = again
         deadline = time.time() + 30
         while "online" not in find('[aria-label="Device cli-node"]', 5).get_attribute("textContent"):
             assert time.time() < deadline, "the CLI node did not come back"
@@ -554,6 +557,93 @@ def main():
         find('[role=grid] button[aria-label="pic-2.jpg"]').click()
         details_picture(1200, "the original did not load once its device was back", 15)
         # It stays up (stopped with the others at the end): the next step sends to it.
+
+    def attached_cli_and_grants():
+        # `ferry` run on the app's data dir attaches to the app's node: its send is the app's
+        # (listed there, paused and cancelled from the app), its location is indexed by the app.
+        # Then grants: the app opens the CLI node's device (a rescan refused until the CLI node
+        # grants it), and a grant given in the app lets the CLI node rescan the app's folder.
+        for back in driver.find_elements(By.XPATH, "//button[contains(., '← All')]"):
+            back.click()
+        app_data = str(tmp / "app-data")
+        cli_id = cli.wait_for(lambda l: l.get("type") == "node_started", 5, "node_started")["id"]
+        big = tmp / "src" / "attached.bin"
+        with open(big, "wb") as f:
+            f.truncate(3_000_000_000)  # sparse: fast to make, real bytes on the wire
+        before = listed()
+        t0 = time.time()
+        attached = subprocess.Popen([ferry, "--data-dir", app_data, "--json", "send", cli_id, str(big)],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        procs.append(attached)
+        mine = row(new_row(before))
+        print(f"  an attached `ferry send` listed in the app after {(time.time() - t0) * 1000:.0f} ms")
+        find(f"{mine} .transfer-state", 20, text="Sending")
+        click_button("Pause", within=mine)
+        find(f"{mine} .transfer-state", 10, text="Paused by you")
+        driver.save_screenshot(str(SHOTS / "20-attached-send-paused.png"))
+        click_button("Cancel", within=mine)
+        out, _ = attached.communicate(timeout=30)
+        states = [json.loads(l)["transfer"]["state"] for l in out.splitlines() if '"type":"transfer"' in l]
+        assert "paused" in states and states[-1] == "cancelled", states
+        assert attached.returncode == 1, attached.returncode
+        # The receiver saw the app's node, not a second one: the transfer came from its id.
+        me = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "window.__TAURI_INTERNALS__.invoke('snapshot').then((s) => done(s.me.id), (e) => done(String(e)));")
+        peers = {l["transfer"]["peer"] for l in current_cli[0].lines
+                 if l.get("type") == "transfer" and l["transfer"]["direction"] == "receive"}
+        assert peers == {me}, f"the receiver saw {peers}, the app is {me}"
+        # A folder added on the app's data dir by the CLI: the app's node indexes it.
+        app_folder = tmp / "app-shared"
+        (app_folder / "docs").mkdir(parents=True)
+        (app_folder / "docs" / "plan.txt").write_text("the plan\n")
+        lib = find("[data-library]", 5, text="E2E Shared").get_attribute("data-library")
+        added = subprocess.run([ferry, "--data-dir", app_data, "--json", "location", "add", str(app_folder),
+                                "--library", lib], capture_output=True, text=True, timeout=60)
+        assert added.returncode == 0, added
+        assert '"phase":"done"' in added.stdout.replace(" ", ""), added.stdout
+        # The app opens the CLI node's device: its folder is there; a rescan is refused.
+        find(f'button[aria-label="Access cli-node"]', 10).click()
+        got = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "window.__TAURI_INTERNALS__.invoke('control', {command: {cmd: 'remote', node: arguments[0], library: arguments[1],"
+            " command: {cmd: 'status'}}}).then((r) => done(r), (e) => done('error: ' + String(e)));", cli_id, lib)
+        assert isinstance(got, dict) and got["status"]["name"] == "cli-node", got
+        # (Centred first: a click at the window's bottom edge, where the panel opens, is lost.)
+        opener = find('button[aria-label="Open cli-node"]')
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", opener)
+        opener.click()
+        device = find('[aria-label="cli-node\'s device"]', 20)
+        assert "cli-shared" in device.get_attribute("textContent"), device.get_attribute("textContent")
+        find('button[aria-label="Rescan cli-shared on cli-node"]').click()
+        find('[aria-label="Access for cli-node"] [role=status]', 10, text='not granted you "manage"')
+        # The CLI node grants the app manage (attached to the running CLI node): now it works.
+        grant = subprocess.run([ferry, "--data-dir", str(tmp / "cli-data"), "grant", me, "manage", "--library", lib],
+                               capture_output=True, text=True, timeout=30)
+        assert grant.returncode == 0, grant
+        find('button[aria-label="Rescan cli-shared on cli-node"]').click()
+        find('[aria-label="Access for cli-node"] [role=status]', 10, text="cli-node is rescanning cli-shared")
+        # The other way: the CLI node asks the app's node to rescan the app's folder: refused,
+        # then granted in the app, then done.
+        rescan = [ferry, "--data-dir", str(tmp / "cli-data"), "--json", "--on", "desktop-e2e", "location", "rescan",
+                  "app-shared", "--library", lib]
+        refused = subprocess.run(rescan, capture_output=True, text=True, timeout=30)
+        assert refused.returncode != 0 and 'not granted you \\"manage\\"' in refused.stdout, refused
+        find('input[aria-label="cli-node: manage"]').click()
+        deadline = time.time() + 10
+        while True:
+            ok = subprocess.run(rescan, capture_output=True, text=True, timeout=30)
+            if ok.returncode == 0:
+                break
+            assert time.time() < deadline, ok
+            time.sleep(0.3)
+        # The app lists what the CLI node did here.
+        find('button[aria-label="Access cli-node"]').click()
+        find('button[aria-label="Access cli-node"]').click()
+        log = find('[aria-label="What cli-node did here"]', 10)
+        text = log.get_attribute("textContent")
+        assert "rescan location · ok" in text and "refused" in text, text
+        driver.save_screenshot(str(SHOTS / "21-member-access.png"))
 
     def overflow_at_200(shot):
         """What a user with 200 % zoom sees: how far the page is wider than the window."""
@@ -585,6 +675,7 @@ def main():
     step("browse the library: real thumbnails, Range, 10,000 entries, live", browse_library)
     step("a member's location syncs into the app: device group, folders, a new file", sync_with_cli)
     step("a member's thumbnails and files through ferry://, and while it is offline", remote_media)
+    step("an attached CLI's send and folder in the app; grants between the app and a member", attached_cli_and_grants)
     step("readable at 200 % zoom", zoom_200)
 
     try:
