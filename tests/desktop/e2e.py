@@ -642,7 +642,9 @@ def main():
         find('button[aria-label="Access cli-node"]').click()
         log = find('[aria-label="What cli-node did here"]', 10)
         text = log.get_attribute("textContent")
-        assert "rescan location · ok" in text and "refused" in text, text
+        assert "rescan location · ok" in text and 'refused: no "manage" grant' in text, text
+        driver.execute_script("arguments[0].scrollIntoView({block: 'center'})",
+                              find('[aria-label="Access for cli-node"]'))
         driver.save_screenshot(str(SHOTS / "21-member-access.png"))
 
     def overflow_at_200(shot):

@@ -25,6 +25,13 @@ fn base(dir: &Path, name: &str) -> Command {
 }
 
 /// A one-shot command on `name`'s data dir (attached when its node runs): exit code, lines.
+/// [`base`] with more global options.
+fn with(dir: &Path, name: &str, more: &[&str]) -> Command {
+    let mut c = base(dir, name);
+    c.args(more);
+    c
+}
+
 fn run(dir: &Path, name: &str, args: &[&str]) -> (i32, Vec<Value>) {
     proc::json_output(base(dir, name).arg("--json").args(args).output().unwrap())
 }
@@ -47,7 +54,7 @@ fn poll(what: &str, mut f: impl FnMut() -> bool) {
 fn commands_attach_to_the_running_node_and_share_its_prompts() {
     let t = tempfile::tempdir().unwrap();
     let mut alpha = NodeProc::spawn(base(t.path(), "alpha"));
-    let mut beta = NodeProc::spawn(base(t.path(), "beta").arg("--yes"));
+    let mut beta = NodeProc::spawn(with(t.path(), "beta", &["--yes"]));
     let beta_addr = format!("{}@127.0.0.1:{}", beta.id(), beta.port());
     let file = t.path().join("hello.txt");
     std::fs::write(&file, b"hello").unwrap();
@@ -85,8 +92,8 @@ fn commands_attach_to_the_running_node_and_share_its_prompts() {
 
     // Beta offers alpha a file; two attached receivers race to accept it: one wins.
     let fds_before = fds(alpha.child.id());
-    let mut r1 = NodeProc::spawn_args(base(t.path(), "alpha").arg("--yes"), &["receive", "--once"]);
-    let mut r2 = NodeProc::spawn_args(base(t.path(), "alpha").arg("--yes"), &["receive", "--once"]);
+    let mut r1 = NodeProc::spawn_args(with(t.path(), "alpha", &["--yes"]), &["receive", "--once"]);
+    let mut r2 = NodeProc::spawn_args(with(t.path(), "alpha", &["--yes"]), &["receive", "--once"]);
     // Both attached: two sessions, each a descriptor in alpha.
     poll("both receivers attached", || {
         fds(alpha.child.id()) >= fds_before + 2
@@ -98,17 +105,21 @@ fn commands_attach_to_the_running_node_and_share_its_prompts() {
         base(t.path(), "gamma"),
         &["send", &alpha_addr, back.to_str().unwrap()],
     );
-    for r in [&mut r1, &mut r2] {
-        r.expect("spacedrop_prompt", WAIT, |_| true);
-        r.expect("prompt_resolved", WAIT, |_| true);
-    }
     alpha.expect("prompt_resolved", WAIT, |v| v["outcome"] == "accepted");
     assert_eq!(send.wait_exit(WAIT), 0);
     assert_eq!(r1.wait_exit(WAIT), 0);
     assert_eq!(r2.wait_exit(WAIT), 0);
-    let errors: Vec<Value> = [r1.drain(), r2.drain()]
-        .concat()
-        .into_iter()
+    let (l1, l2) = (r1.drain(), r2.drain());
+    for lines in [&l1, &l2] {
+        let has = |ty: &str| lines.iter().any(|l| l["type"] == ty);
+        assert!(
+            has("spacedrop_prompt") && has("prompt_resolved"),
+            "{lines:?}"
+        );
+    }
+    let errors: Vec<&Value> = l1
+        .iter()
+        .chain(&l2)
         .filter(|l| l["type"] == "error")
         .collect();
     assert_eq!(errors.len(), 1, "exactly one answer loses: {errors:?}");

@@ -127,7 +127,12 @@ async fn main() -> Res<()> {
                 callers.spawn(async move {
                     for i in 0..n / 8 {
                         let name = format!("Bench {k}.{i}");
-                        let _ = c.call(Command::RenameLibrary { library: id.clone(), name }).await;
+                        let _ = c
+                            .call(Command::RenameLibrary {
+                                library: id.clone(),
+                                name,
+                            })
+                            .await;
                     }
                 });
             }
@@ -169,9 +174,7 @@ async fn main() -> Res<()> {
     for _ in 0..2000 {
         let t1 = Instant::now();
         session
-            .call(Command::Locations {
-                library: lib.hex(),
-            })
+            .call(Command::Locations { library: lib.hex() })
             .await?;
         inside.push(t1.elapsed());
     }
@@ -237,4 +240,3 @@ async fn main() -> Res<()> {
     let _ = child.wait();
     Ok(())
 }
-

@@ -117,6 +117,10 @@ impl Engine {
         };
         let outcome = match &result {
             Ok(_) => "ok".to_string(),
+            // Said from this node's side: the member's own message reads "not granted you".
+            Err(Refusal::NotGranted { capability }) => {
+                format!("refused: no \"{capability}\" grant")
+            }
             Err(e) => e.to_string(),
         };
         tracing::info!(member = %node.short(), library = %library, command = %name, %outcome, "remote command");
