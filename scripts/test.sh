@@ -30,9 +30,9 @@ status=${PIPESTATUS[0]}
 set -e
 
 disk
-echo "== fuzzing every decoder of peer input (30 s per target)"
+echo "== fuzzing every decoder of peer input (${FERRY_FUZZ_SECS:-15} s per target)"
 set +e
-bash scripts/fuzz.sh "${FERRY_FUZZ_SECS:-30}" 2>&1 | tee target/fuzz-output.txt
+bash scripts/fuzz.sh "${FERRY_FUZZ_SECS:-15}" 2>&1 | tee target/fuzz-output.txt
 fuzz=${PIPESTATUS[0]}
 set -e
 # The fuzz build is a second copy of the dependencies; a one-off run frees it for the next stage.

@@ -300,8 +300,7 @@ impl Node {
 
     /// Says goodbye to every peer and stops.
     pub async fn shutdown(&self) {
-        // Attached front ends first: they hear the node stop, and the socket goes.
-        let _ = self.events.send(Event::NodeStopped);
+        // Attached front ends first: their sessions close (they hear it), the socket goes.
         ferry_util::lock(&self.local).take();
         self.libraries.contents().shutdown();
         self.spacedrop.shutdown().await;
