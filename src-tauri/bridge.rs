@@ -1,13 +1,13 @@
 //! The event bridge: every node event goes to every window as one typed `NodeEvent`, and a
 //! prompt or a finished transfer raises a system notification when no window has focus.
 
-use std::sync::Arc;
-
-use ferry_core::{Event, Node, TransferState};
+use ferry_core::{Event, TransferState};
 use serde::Serialize;
 use tauri::{AppHandle, Manager};
 use tauri_notification_ext::notify;
 use tauri_specta::Event as _;
+
+use crate::backend::Backend;
 
 /// One engine event, as the UI receives it.
 #[derive(Debug, Clone, Serialize, specta::Type, tauri_specta::Event)]
@@ -29,18 +29,18 @@ fn any_window_focused(app: &AppHandle) -> bool {
         .any(|w| w.is_focused().unwrap_or(false))
 }
 
-/// Forwards `node`'s events until it stops (a replaced node gets its own forwarder).
-pub fn forward(app: AppHandle, node: &Arc<Node>) {
-    let mut rx = node.subscribe();
+/// Forwards the node's events until it stops (a replaced node gets its own forwarder).
+pub fn forward(app: AppHandle, backend: &Backend) {
+    let mut own = backend.subscribe();
+    let backend = backend.clone();
     tauri::async_runtime::spawn(async move {
         loop {
-            let e = match rx.recv().await {
-                Ok(e) => e,
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(n, "UI missed events");
-                    continue;
+            let Some(e) = backend.next(&mut own).await else {
+                // A node this app attached to went away: the windows say so.
+                if backend.own().is_none() {
+                    let _ = NodeEvent(Event::NodeStopped).emit(&app);
                 }
-                Err(_) => break,
+                break;
             };
             if !any_window_focused(&app) {
                 match &e {

@@ -1,24 +1,21 @@
-//! The commands the UI calls. Each is a thin wrapper over the node; errors reach the UI as
-//! readable strings.
+//! The commands the UI calls. Each is a thin wrapper over one command of the node's command
+//! surface (`ferry_core::control`), so the app works the same on a node of its own and on one
+//! it attached to; errors reach the UI as readable strings.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferry_core::index::{EntryInfo, LocationId, LocationInfo, Page};
-use ferry_core::library::contents::parse_loc;
+use ferry_core::control::command::LibraryLocations;
+use ferry_core::control::{Command, Reply};
+use ferry_core::index::{EntryInfo, LocationInfo, Page};
 use ferry_core::library::media::downloads::DownloadInfo;
-use ferry_core::library::wire::LibraryId;
-use ferry_core::library::LibraryContents;
-use ferry_core::spacedrop::wire::TransferId;
 use ferry_core::spacedrop::{FailedFile, Prompt, Renamed};
-use ferry_core::{
-    Decision, LibraryError, LibraryInfo, Node, PairingInfo, PeerId, PeerSnapshot, SpacedropConfig,
-    Target, TransferInfo,
-};
+use ferry_core::{LibraryInfo, Node, PairingInfo, PeerSnapshot, TransferInfo};
 use serde::{Deserialize, Serialize};
 use tauri::{AppHandle, State};
 use tauri_plugin_dialog::DialogExt;
 
+use crate::backend::{expect_reply, Backend};
 use crate::settings::Settings;
 use crate::AppState;
 
@@ -28,20 +25,18 @@ fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-async fn node(state: &State<'_, AppState>) -> Arc<Node> {
-    state.node.read().await.clone()
+pub(crate) async fn backend(state: &State<'_, AppState>) -> Backend {
+    state.backend.read().await.clone()
 }
 
-fn transfer_id(id: &str) -> Res<TransferId> {
-    TransferId::parse(id).ok_or_else(|| format!("not a transfer id: {id}"))
+/// Runs one command on the node.
+async fn run(state: &State<'_, AppState>, command: Command) -> Res<Reply> {
+    backend(state).await.run(command).await
 }
 
-fn peer_id(id: &str) -> Res<PeerId> {
-    id.parse().map_err(err)
-}
-
-fn library_id(id: &str) -> Res<LibraryId> {
-    LibraryId::parse(id).ok_or_else(|| format!("not a library id: {id}"))
+/// Runs a command whose only answer is "done".
+async fn done(state: &State<'_, AppState>, command: Command) -> Res<()> {
+    run(state, command).await.map(|_| ())
 }
 
 /// Who this node is.
@@ -58,6 +53,9 @@ pub struct Me {
 #[derive(Debug, Clone, Serialize, specta::Type)]
 pub struct Snapshot {
     pub me: Me,
+    /// This app is a front end of a node started elsewhere (`ferry node`): its settings are
+    /// that node's, not this window's.
+    pub attached: bool,
     pub peers: Vec<PeerSnapshot>,
     pub transfers: Vec<TransferInfo>,
     pub prompts: Vec<Prompt>,
@@ -73,24 +71,28 @@ pub struct Snapshot {
 #[tauri::command]
 #[specta::specta]
 pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
-    let node = node(&state).await;
+    let b = backend(&state).await;
+    let snap =
+        expect_reply!(b.run(Command::Snapshot).await?, Reply::Snapshot { snapshot } => snapshot)?;
     let settings = state.settings.lock().map_err(err)?.clone();
+    let s = snap.status;
     Ok(Snapshot {
         me: Me {
-            id: node.id().fingerprint(),
-            short_id: node.id().short(),
-            name: node.name(),
-            listen: node.local_addr().map(|a| a.to_string()).unwrap_or_default(),
-            discovery: settings.discovery && std::env::var_os("FERRY_NO_DISCOVERY").is_none(),
+            id: s.id,
+            short_id: s.short_id,
+            name: s.name,
+            listen: s.listen,
+            discovery: s.discovery,
         },
-        peers: node.peers(),
-        transfers: node.spacedrop().transfers(),
-        prompts: node.spacedrop().open_prompts(),
-        libraries: node.libraries().list(),
-        locations: all_locations(&node),
-        pairings: node.libraries().pairings(),
-        localsend_devices: node.spacedrop().localsend_devices(),
-        downloads: node.libraries().downloads(),
+        attached: b.own().is_none(),
+        peers: snap.peers,
+        transfers: snap.transfers,
+        prompts: snap.prompts,
+        libraries: snap.libraries,
+        locations: snap.locations,
+        pairings: snap.pairings,
+        localsend_devices: snap.localsend,
+        downloads: snap.downloads,
         settings,
     })
 }
@@ -99,11 +101,8 @@ pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
 /// grants this device gives members, and commands run on members (`remote`), under theirs.
 #[tauri::command]
 #[specta::specta]
-pub async fn control(
-    state: State<'_, AppState>,
-    command: ferry_core::control::Command,
-) -> Res<ferry_core::control::Reply> {
-    node(&state).await.execute(command).await.map_err(err)
+pub async fn control(state: State<'_, AppState>, command: Command) -> Res<Reply> {
+    run(&state, command).await
 }
 
 /// Sends files and folders (paths from a drop or a picker) to a peer; returns the transfer id.
@@ -116,13 +115,13 @@ pub async fn send_paths(
     peer: String,
     paths: Vec<String>,
 ) -> Res<String> {
-    let node = node(&state).await;
-    let paths: Vec<PathBuf> = paths.into_iter().map(PathBuf::from).collect();
-    let sent = match peer.parse::<PeerId>() {
-        Ok(id) => node.spacedrop().send(id, paths).await,
-        Err(_) => node.spacedrop().send_localsend(&peer, paths, None).await,
+    let send = Command::Send {
+        peer,
+        paths,
+        wait_ms: 0,
+        pin: None,
     };
-    Ok(sent.map_err(err)?.hex())
+    expect_reply!(run(&state, send).await?, Reply::Sent { transfer, .. } => transfer.id)
 }
 
 /// Sends again what a LocalSend send offered, with the PIN its receiver asked for; returns
@@ -130,12 +129,8 @@ pub async fn send_paths(
 #[tauri::command]
 #[specta::specta]
 pub async fn resend_with_pin(state: State<'_, AppState>, id: String, pin: String) -> Res<String> {
-    let node = node(&state).await;
-    let sent = node
-        .spacedrop()
-        .resend_localsend(&transfer_id(&id)?, Some(pin))
-        .await;
-    Ok(sent.map_err(err)?.hex())
+    let resend = Command::ResendWithPin { id, pin };
+    expect_reply!(run(&state, resend).await?, Reply::Sent { transfer, .. } => transfer.id)
 }
 
 /// Opens the system file (or folder) picker and sends what was chosen. `None` if cancelled.
@@ -185,34 +180,26 @@ pub async fn answer_prompt(
     accept: bool,
     choose_folder: bool,
 ) -> Res<()> {
-    let id = transfer_id(&transfer)?;
-    let decision = if !accept {
-        Decision::Reject
-    } else if choose_folder {
+    let dest = if accept && choose_folder {
         match pick_folder(app).await? {
-            Some(dir) => Decision::Accept {
-                dest: Some(PathBuf::from(dir)),
-            },
+            Some(dir) => Some(dir),
             None => return Ok(()),
         }
     } else {
-        Decision::Accept { dest: None }
+        None
     };
-    node(&state)
-        .await
-        .spacedrop()
-        .answer(&id, decision)
-        .map_err(err)
+    let answer = Command::Answer {
+        id: Some(transfer),
+        accept,
+        dest,
+    };
+    done(&state, answer).await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn pause_transfer(state: State<'_, AppState>, id: String) -> Res<()> {
-    node(&state)
-        .await
-        .spacedrop()
-        .pause(&transfer_id(&id)?)
-        .map_err(err)
+    done(&state, Command::Pause { id }).await
 }
 
 /// Renamed files `offset..offset + limit` of a transfer: its events list only the first ones.
@@ -224,12 +211,8 @@ pub async fn renamed_files(
     offset: u32,
     limit: u32,
 ) -> Res<Vec<Renamed>> {
-    let (id, limit) = (transfer_id(&id)?, limit.min(MAX_PAGE) as usize);
-    // Off the async threads: a large reception's layout is megabytes of JSON.
-    off_thread(&state, move |n| {
-        n.spacedrop().renamed_files(&id, offset as usize, limit)
-    })
-    .await
+    let files = Command::TransferFiles { id, offset, limit };
+    expect_reply!(run(&state, files).await?, Reply::Transfer { renamed, .. } => renamed)
 }
 
 /// Failed files `offset..offset + limit` of a transfer: its events list only the first ones.
@@ -241,46 +224,27 @@ pub async fn failed_files(
     offset: u32,
     limit: u32,
 ) -> Res<Vec<FailedFile>> {
-    let (id, limit) = (transfer_id(&id)?, limit.min(MAX_PAGE) as usize);
-    off_thread(&state, move |n| {
-        n.spacedrop().failed_files(&id, offset as usize, limit)
-    })
-    .await
+    let files = Command::TransferFiles { id, offset, limit };
+    expect_reply!(run(&state, files).await?, Reply::Transfer { failed, .. } => failed)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn resume_transfer(state: State<'_, AppState>, id: String) -> Res<()> {
-    node(&state)
-        .await
-        .spacedrop()
-        .resume(&transfer_id(&id)?)
-        .map_err(err)
+    done(&state, Command::Resume { id }).await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn cancel_transfer(state: State<'_, AppState>, id: String) -> Res<()> {
-    node(&state)
-        .await
-        .spacedrop()
-        .cancel(&transfer_id(&id)?)
-        .map_err(err)
+    done(&state, Command::Cancel { id }).await
 }
 
 /// Connects to a peer by `host:port` (or `FINGERPRINT@host:port`) and keeps it connected.
 #[tauri::command]
 #[specta::specta]
 pub async fn connect_address(state: State<'_, AppState>, address: String) -> Res<PeerSnapshot> {
-    let node = node(&state).await;
-    let Target::Addr { addr, pin } = address.trim().parse::<Target>().map_err(err)? else {
-        return Err("enter an address like 192.168.1.20:7787".into());
-    };
-    let id = node.p2p().connect(addr, pin).await.map_err(err)?;
-    node.p2p().add_manual_peer(addr, Some(id));
-    node.p2p()
-        .peer(&id)
-        .ok_or_else(|| "connected, then lost the peer".into())
+    expect_reply!(run(&state, Command::Connect { address }).await?, Reply::Peer { peer } => peer)
 }
 
 /// Shows a received file or folder in the system file manager.
@@ -317,22 +281,29 @@ pub async fn save_settings(
     state: State<'_, AppState>,
     settings: Settings,
 ) -> Res<Settings> {
+    let b = backend(&state).await;
+    let Some(node) = b.own().cloned() else {
+        return Err(
+            "this app is attached to a Ferry node started elsewhere (ferry node): \
+                    its settings are that node's"
+                .into(),
+        );
+    };
     let old = state.settings.lock().map_err(err)?.clone();
     settings.save(&state.data_dir).map_err(err)?;
     *state.settings.lock().map_err(err)? = settings.clone();
-    let node = node(&state).await;
     if settings.discovery != old.discovery
         || settings.interfaces != old.interfaces
         || settings.localsend != old.localsend
         || settings.localsend_pin != old.localsend_pin
     {
         let cfg = settings.node_config(&state.data_dir)?;
-        let mut slot = state.node.write().await;
-        slot.shutdown().await;
+        let mut slot = state.backend.write().await;
+        node.shutdown().await;
+        drop(node);
+        drop(b);
         // The old node must be gone (its data-dir lock released) before the new one starts.
-        let old_node =
-            std::mem::replace(&mut *slot, Arc::new(Node::start(cfg).await.map_err(err)?));
-        drop(old_node);
+        *slot = Backend::Own(Arc::new(Node::start(cfg).await.map_err(err)?));
         crate::bridge::forward(app, &slot);
         return Ok(settings);
     }
@@ -341,13 +312,13 @@ pub async fn save_settings(
     } else {
         settings.name.clone()
     };
-    node.set_name(&name);
-    node.libraries()
-        .set_previews(settings.node_config(&state.data_dir)?.previews);
-    node.spacedrop().set_config(SpacedropConfig {
-        dest: PathBuf::from(&settings.download_dir),
-        ..node.spacedrop().config()
-    });
+    let configure = Command::Configure {
+        name: Some(name),
+        dest: Some(settings.download_dir.clone()),
+        preview_sync: Some(settings.preview_sync),
+        preview_cap_mib: Some(settings.preview_cap_mib),
+    };
+    b.run(configure).await?;
     Ok(settings)
 }
 
@@ -368,7 +339,11 @@ pub fn open_window(app: AppHandle) -> Res<()> {
 #[tauri::command]
 #[specta::specta]
 pub async fn create_library(state: State<'_, AppState>, name: String) -> Res<LibraryInfo> {
-    node(&state).await.libraries().create(&name).map_err(err)
+    library_reply(run(&state, Command::CreateLibrary { name }).await?)
+}
+
+fn library_reply(r: Reply) -> Res<LibraryInfo> {
+    expect_reply!(r, Reply::Library { library } | Reply::Unpaired { library, .. } => library)
 }
 
 #[tauri::command]
@@ -378,23 +353,18 @@ pub async fn rename_library(
     library: String,
     name: String,
 ) -> Res<LibraryInfo> {
-    node(&state)
-        .await
-        .libraries()
-        .rename(&library_id(&library)?, &name)
-        .map_err(err)
+    library_reply(run(&state, Command::RenameLibrary { library, name }).await?)
 }
 
 /// Leaves a library (members online now are told) and deletes it on this device.
 #[tauri::command]
 #[specta::specta]
 pub async fn delete_library(state: State<'_, AppState>, library: String) -> Res<()> {
-    node(&state)
-        .await
-        .libraries()
-        .delete(&library_id(&library)?, std::time::Duration::from_secs(3))
-        .await
-        .map_err(err)
+    let delete = Command::DeleteLibrary {
+        library,
+        wait_ms: 3000,
+    };
+    done(&state, delete).await
 }
 
 /// Removes a member: every member refuses it once it hears (online ones at once).
@@ -405,81 +375,43 @@ pub async fn remove_member(
     library: String,
     node_id: String,
 ) -> Res<LibraryInfo> {
-    node(&state)
-        .await
-        .libraries()
-        .remove_member(&library_id(&library)?, &peer_id(&node_id)?)
-        .map_err(err)
+    // Members online now hear at once (the node pushes the change); nobody is waited for.
+    let unpair = Command::Unpair {
+        node: node_id,
+        library,
+        wait_ms: 0,
+    };
+    library_reply(run(&state, unpair).await?)
 }
 
 /// Asks a peer to join a library; the code and outcome arrive as `pairing` events.
 #[tauri::command]
 #[specta::specta]
 pub async fn pair_peer(state: State<'_, AppState>, peer: String, library: String) -> Res<String> {
-    node(&state)
-        .await
-        .libraries()
-        .pair(peer_id(&peer)?, &library_id(&library)?)
-        .map_err(err)
+    let pair = Command::Pair {
+        peer,
+        library,
+        wait_ms: 0,
+    };
+    expect_reply!(run(&state, pair).await?, Reply::Pairing { id } => id)
 }
 
 /// This user's verdict on a pairing code (either side). The first answer from any window wins.
 #[tauri::command]
 #[specta::specta]
 pub async fn answer_pairing(state: State<'_, AppState>, pairing: String, accept: bool) -> Res<()> {
-    node(&state)
-        .await
-        .libraries()
-        .answer_pairing(&pairing, accept)
-        .map_err(err)
+    let answer = Command::AnswerPairing {
+        id: Some(pairing),
+        accept,
+    };
+    done(&state, answer).await
 }
 
-// Library contents. Each call is a short SQLite read or write on the library's own
-// connection (reads never wait for the indexer), run off the async runtime.
+// Library contents: each a short SQLite read or write on the library's own connection
+// (reads never wait for the indexer), run by the node off its async threads.
 
-async fn contents<T: Send + 'static>(
-    state: &State<'_, AppState>,
-    f: impl FnOnce(&LibraryContents) -> Result<T, LibraryError> + Send + 'static,
-) -> Res<T> {
-    off_thread(state, move |n| f(n.libraries().contents())).await
-}
-
-/// Runs `f` (disk and database work) on a blocking thread, off the async ones.
-async fn off_thread<T: Send + 'static, E: std::fmt::Display + Send + 'static>(
-    state: &State<'_, AppState>,
-    f: impl FnOnce(&Node) -> Result<T, E> + Send + 'static,
-) -> Res<T> {
-    let node = node(state).await;
-    tauri::async_runtime::spawn_blocking(move || f(&node))
-        .await
-        .map_err(err)?
-        .map_err(err)
-}
-
-fn location_id(id: &str) -> Res<LocationId> {
-    parse_loc(id).map_err(err)
-}
-
-/// A library's locations (what the snapshot holds, per library).
-#[derive(Debug, Clone, Serialize, specta::Type)]
-pub struct LibraryLocations {
-    pub library: String,
-    pub locations: Vec<LocationInfo>,
-}
-
-fn all_locations(node: &Node) -> Vec<LibraryLocations> {
-    let contents = node.libraries().contents();
-    node.libraries()
-        .list()
-        .into_iter()
-        .filter_map(|lib| {
-            let id = LibraryId::parse(&lib.id)?;
-            Some(LibraryLocations {
-                library: lib.id,
-                locations: contents.locations(&id).ok()?,
-            })
-        })
-        .collect()
+fn location_reply(r: Reply) -> Res<LocationInfo> {
+    expect_reply!(r, Reply::Location { location } => location)
 }
 
 /// Adds a folder (chosen with `pick_folder`) to a library; it is indexed and watched at once.
@@ -490,8 +422,7 @@ pub async fn add_location(
     library: String,
     path: String,
 ) -> Res<LocationInfo> {
-    let lib = library_id(&library)?;
-    contents(&state, move |c| c.add_location(&lib, Path::new(&path))).await
+    location_reply(run(&state, Command::AddLocation { library, path }).await?)
 }
 
 /// Removes a location from a library; the folder itself is untouched.
@@ -502,8 +433,7 @@ pub async fn remove_location(
     library: String,
     location: String,
 ) -> Res<()> {
-    let (lib, loc) = (library_id(&library)?, location_id(&location)?);
-    contents(&state, move |c| c.remove_location(&lib, &loc)).await
+    done(&state, Command::RemoveLocation { library, location }).await
 }
 
 #[tauri::command]
@@ -513,8 +443,7 @@ pub async fn rescan_location(
     library: String,
     location: String,
 ) -> Res<()> {
-    let (lib, loc) = (library_id(&library)?, location_id(&location)?);
-    contents(&state, move |c| c.rescan(&lib, &loc)).await
+    done(&state, Command::RescanLocation { library, location }).await
 }
 
 /// Whether a member's location has its thumbnails copied to this device.
@@ -526,15 +455,13 @@ pub async fn set_location_previews(
     location: String,
     on: bool,
 ) -> Res<LocationInfo> {
-    let (lib, loc) = (library_id(&library)?, location_id(&location)?);
-    off_thread(&state, move |n| {
-        n.libraries().set_location_previews(&lib, &loc, on)
-    })
-    .await
+    let set = Command::SetLocationPreviews {
+        library,
+        location,
+        on,
+    };
+    location_reply(run(&state, set).await?)
 }
-
-/// Largest page the UI may ask for (a screenful is a few hundred; a list page 500).
-const MAX_PAGE: u32 = 2000;
 
 /// Entries `offset..offset + limit` of folder `dir` (`""` for the top) of a location, folders
 /// first, then by name; with the folder's total, for a virtualised grid.
@@ -548,11 +475,14 @@ pub async fn list_entries(
     offset: u32,
     limit: u32,
 ) -> Res<Page> {
-    let (lib, loc) = (library_id(&library)?, location_id(&location)?);
-    contents(&state, move |c| {
-        c.page(&lib, &loc, &dir, offset, limit.min(MAX_PAGE))
-    })
-    .await
+    let page = Command::Page {
+        library,
+        location,
+        dir,
+        offset,
+        limit,
+    };
+    expect_reply!(run(&state, page).await?, Reply::Page { page } => page)
 }
 
 /// One entry and where it is on this device.
@@ -569,12 +499,8 @@ pub async fn entry_details(
     library: String,
     entry: String,
 ) -> Res<EntryDetails> {
-    let lib = library_id(&library)?;
-    let (entry, path) = contents(&state, move |c| c.entry(&lib, &entry)).await?;
-    Ok(EntryDetails {
-        entry,
-        path: path.display().to_string(),
-    })
+    let get = Command::Entry { library, entry };
+    expect_reply!(run(&state, get).await?, Reply::Entry { entry, path } => EntryDetails { entry, path })
 }
 
 /// *Save to this device*: starts copying an entry (a file, or a folder and everything in it)
@@ -587,41 +513,26 @@ pub async fn save_entry(
     library: String,
     entry: String,
 ) -> Res<DownloadInfo> {
-    let lib = library_id(&library)?;
-    let node = node(&state).await;
-    let dest = node.spacedrop().config().dest;
-    node.libraries().save(&lib, &entry, dest).await.map_err(err)
+    let save = Command::SaveEntry { library, entry };
+    expect_reply!(run(&state, save).await?, Reply::Download { download } => download)
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn pause_download(state: State<'_, AppState>, id: String) -> Res<()> {
-    node(&state)
-        .await
-        .libraries()
-        .pause_download(&id)
-        .map_err(err)
+    done(&state, Command::PauseDownload { id }).await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn resume_download(state: State<'_, AppState>, id: String) -> Res<()> {
-    node(&state)
-        .await
-        .libraries()
-        .resume_download(&id)
-        .map_err(err)
+    done(&state, Command::ResumeDownload { id }).await
 }
 
 #[tauri::command]
 #[specta::specta]
 pub async fn cancel_download(state: State<'_, AppState>, id: String) -> Res<()> {
-    node(&state)
-        .await
-        .libraries()
-        .cancel_download(&id)
-        .await
-        .map_err(err)
+    done(&state, Command::CancelDownload { id }).await
 }
 
 /// Where `<video>` and `<audio>` read an entry's bytes from, if not from `ferry://`:
@@ -656,14 +567,18 @@ pub async fn open_entry(
     run_program: bool,
 ) -> Res<Opened> {
     use tauri_plugin_opener::OpenerExt;
-    let lib = library_id(&library)?;
-    // Looked at on the blocking thread that finds the entry (it may read the file's start).
-    let (path, program) = contents(&state, move |c| {
-        let (_, path) = c.entry(&lib, &entry)?;
-        let program = !reveal && ferry_core::index::program::runs_when_opened(&path);
-        Ok((path, program))
-    })
-    .await?;
+    let get = Command::Entry { library, entry };
+    let path =
+        expect_reply!(run(&state, get).await?, Reply::Entry { path, .. } => PathBuf::from(path))?;
+    // It may read the file's start: off the async threads.
+    let program = !reveal && {
+        let path = path.clone();
+        tauri::async_runtime::spawn_blocking(move || {
+            ferry_core::index::program::runs_when_opened(&path)
+        })
+        .await
+        .map_err(err)?
+    };
     if reveal {
         app.opener().reveal_item_in_dir(path).map_err(err)?;
         return Ok(Opened::Done);

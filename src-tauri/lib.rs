@@ -1,5 +1,7 @@
 //! Ferry's desktop shell: thin glue between the engine and the web UI.
 //!
+//! - [`backend`]: the node behind the app: its own, or one already running on the data dir
+//!   that it attached to; spoken to through the node's one command surface either way.
 //! - [`settings`]: saved settings and environment overrides.
 //! - [`commands`]: the typed command surface the UI calls (bindings in `ui/src/bindings.ts`).
 //! - [`scheme`]: the `ferry://` URI scheme (thumbnails and files of the libraries, by id).
@@ -18,6 +20,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod backend;
 pub mod bridge;
 pub mod commands;
 pub mod media_http;
@@ -31,9 +34,9 @@ use ferry_core::Node;
 use tauri::Manager;
 use tauri_specta::{collect_commands, collect_events};
 
-/// What the commands share: the running node (replaced when network settings change).
+/// What the commands share: the node (its own is replaced when network settings change).
 pub struct AppState {
-    pub node: tokio::sync::RwLock<Arc<Node>>,
+    pub backend: tokio::sync::RwLock<backend::Backend>,
     pub settings: std::sync::Mutex<settings::Settings>,
     pub data_dir: PathBuf,
     /// Where media elements read from (`http://127.0.0.1:PORT/TOKEN`), where the web view
@@ -101,9 +104,8 @@ pub fn run() {
             let data_dir = settings::data_dir();
             let settings = settings::Settings::load(&data_dir);
             let cfg = settings.node_config(&data_dir)?;
-            let node = tauri::async_runtime::block_on(Node::start(cfg))?;
-            let node = Arc::new(node);
-            bridge::forward(app.handle().clone(), &node);
+            let backend = tauri::async_runtime::block_on(start(cfg))?;
+            bridge::forward(app.handle().clone(), &backend);
             let media_base = if cfg!(target_os = "linux") {
                 let started =
                     tauri::async_runtime::block_on(media_http::start(app.handle().clone()));
@@ -118,7 +120,7 @@ pub fn run() {
                 None
             };
             app.manage(AppState {
-                node: tokio::sync::RwLock::new(node),
+                backend: tokio::sync::RwLock::new(backend),
                 settings: std::sync::Mutex::new(settings),
                 data_dir,
                 media_base,
@@ -138,12 +140,35 @@ pub fn run() {
         if let tauri::RunEvent::Exit = event {
             if let Some(state) = handle.try_state::<AppState>() {
                 tauri::async_runtime::block_on(async {
-                    let node = state.node.read().await.clone();
-                    node.shutdown().await;
+                    // A node started elsewhere keeps running: this app was one of its fronts.
+                    if let Some(node) = state.backend.read().await.own() {
+                        node.shutdown().await;
+                    }
                 });
             }
         }
     });
+}
+
+/// Starts the app's node; when one runs on the data dir already (`ferry node` as a service),
+/// attaches to it instead.
+async fn start(
+    cfg: ferry_core::NodeConfig,
+) -> Result<backend::Backend, Box<dyn std::error::Error>> {
+    let data_dir = cfg.data_dir.clone();
+    match Node::start(cfg).await {
+        Ok(node) => Ok(backend::Backend::Own(Arc::new(node))),
+        Err(ferry_core::NodeError::Locked(dir)) => {
+            match ferry_core::control::local::Client::attach(&data_dir, true).await? {
+                Some(client) => {
+                    tracing::info!(data_dir = %dir.display(), node = %client.node().name, "attached to the Ferry node running here");
+                    Ok(backend::Backend::Attached(Arc::new(client)))
+                }
+                None => Err(ferry_core::NodeError::Locked(dir).into()),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]

@@ -107,14 +107,11 @@ async fn answer<R: Runtime, B>(
     let Some(state) = app.try_state::<AppState>() else {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "the node is starting");
     };
-    let node = state.node.read().await.clone();
-    let r = node
-        .libraries()
-        .serve_media(path, range.as_deref(), head)
-        .await;
+    let backend = state.backend.read().await.clone();
+    let r = backend.media(path, range, head).await;
     let mut b = Response::builder().status(r.status);
     for (name, value) in &r.headers {
-        b = b.header(*name, value);
+        b = b.header(name, value);
     }
     let body = if head {
         Bytes::new()

@@ -8,6 +8,7 @@
 use tauri::http::{header, Method, Request, Response, StatusCode};
 use tauri::{Manager, Runtime, UriSchemeContext, UriSchemeResponder};
 
+use crate::backend::MediaAnswer;
 use crate::AppState;
 
 /// Origins the app's own pages are served from (bundled; Windows).
@@ -48,13 +49,9 @@ pub fn handle<R: Runtime>(
         } else if method != Method::GET && method != Method::HEAD {
             plain(StatusCode::METHOD_NOT_ALLOWED, "GET or HEAD only")
         } else if let Some(state) = app.try_state::<AppState>() {
-            let node = state.node.read().await.clone();
+            let backend = state.backend.read().await.clone();
             let head = method == Method::HEAD;
-            let r = node
-                .libraries()
-                .serve_media(&path, range.as_deref(), head)
-                .await;
-            convert(r, head)
+            convert(backend.media(&path, range, head).await, head)
         } else {
             plain(StatusCode::SERVICE_UNAVAILABLE, "the node is starting")
         };
@@ -62,10 +59,10 @@ pub fn handle<R: Runtime>(
     });
 }
 
-fn convert(r: ferry_core::index::serve::Response, head: bool) -> Response<Vec<u8>> {
+fn convert(r: MediaAnswer, head: bool) -> Response<Vec<u8>> {
     let mut b = Response::builder().status(r.status);
     for (name, value) in &r.headers {
-        b = b.header(*name, value);
+        b = b.header(name, value);
     }
     let body = if head { Vec::new() } else { r.body };
     b.body(body)
@@ -124,19 +121,19 @@ mod tests {
 
     #[test]
     fn engine_answers_keep_status_headers_and_body() {
-        let r = ferry_core::index::serve::Response {
+        let r = || MediaAnswer {
             status: 206,
             headers: vec![
-                ("Content-Range", "bytes 0-1/10".into()),
-                ("Content-Type", "image/webp".into()),
+                ("Content-Range".into(), "bytes 0-1/10".into()),
+                ("Content-Type".into(), "image/webp".into()),
             ],
             body: vec![1, 2],
         };
-        let out = convert(r.clone(), false);
+        let out = convert(r(), false);
         assert_eq!(out.status(), 206);
         assert_eq!(out.headers()["content-range"], "bytes 0-1/10");
         assert_eq!(out.body(), &vec![1, 2]);
-        assert!(convert(r, true).body().is_empty(), "HEAD has no body");
+        assert!(convert(r(), true).body().is_empty(), "HEAD has no body");
     }
 
     #[test]

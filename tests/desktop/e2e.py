@@ -680,6 +680,63 @@ def main():
     step("an attached CLI's send and folder in the app; grants between the app and a member", attached_cli_and_grants)
     step("readable at 200 % zoom", zoom_200)
 
+    def app_attaches_to_a_headless_node():
+        # The app closes; `ferry node` runs on its data dir (a service, say); the app opens again
+        # and attaches to that node instead of failing: its identity and history, a prompt it
+        # raises answered in the app, thumbnails through ferry:// over the node's socket.
+        nonlocal driver
+        me = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "window.__TAURI_INTERNALS__.invoke('snapshot').then((s) => done(s.me.id), (e) => done(String(e)));")
+        driver.quit()
+        head_down = tmp / "headless-down"
+        headless = subprocess.Popen(
+            [ferry, "--no-discovery", "--listen", f"127.0.0.1:{APP_PORT}", "--name", "headless-e2e", "--data-dir",
+             str(tmp / "app-data"), "--dest", str(head_down), "--no-localsend", "--json", "node"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(headless)
+        deadline = time.time() + 20
+        while not (tmp / "app-data" / "ferry.sock").exists():
+            assert time.time() < deadline, "the headless node never listened on its socket"
+            time.sleep(0.1)
+        driver = webdriver.Remote(command_executor="http://127.0.0.1:4444", options=opts)
+        driver.implicitly_wait(0)
+        find(".me .badge", 20, text="attached")
+        assert "headless-e2e" in find(".me", 5).get_attribute("textContent")
+        got = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "window.__TAURI_INTERNALS__.invoke('snapshot').then((s) => done([s.me.id, s.attached]), (e) => done(String(e)));")
+        assert got == [me, True], f"the same identity, attached: {got}"
+        find("li.transfer", 10)  # the node's history, as before
+        # A file offered to the node: the prompt shows in the attached app and is accepted there.
+        gift = tmp / "for-headless.txt"
+        gift.write_text("to the node behind the app\n")
+        s = send(ferry, str(tmp / "sender-data"), f"127.0.0.1:{APP_PORT}", [str(gift)])
+        procs.append(s)
+        find("[role=dialog]", 20, text="cli-sender")
+        click_button("Accept", within="[role=dialog]")
+        assert s.wait(30) == 0, "ferry send to the headless node did not finish"
+        assert (head_down / "for-headless.txt").read_text() == "to the node behind the app\n"
+        # Thumbnails come through the node's socket.
+        find('button[aria-label="Browse E2E Family"]', 10).click()
+        decoded_thumbnails(5)
+        driver.save_screenshot(str(SHOTS / "22-attached-app.png"))
+        # Settings belong to the node: saving says so.
+        err = driver.execute_async_script(
+            "const done = arguments[arguments.length - 1];"
+            "window.__TAURI_INTERNALS__.invoke('snapshot').then((s) => window.__TAURI_INTERNALS__.invoke('save_settings', {settings: s.settings}))"
+            ".then(() => done(null), (e) => done(String(e)));")
+        assert err and "attached" in err, err
+        # Closing the app leaves the node running.
+        driver.quit()
+        time.sleep(1)
+        assert headless.poll() is None, "the headless node stopped with the app"
+        driver = webdriver.Remote(command_executor="http://127.0.0.1:4444", options=opts)
+        driver.implicitly_wait(0)
+        find(".me .badge", 20, text="attached")
+
+    step("the app attaches to a headless `ferry node` on its data dir", app_attaches_to_a_headless_node)
+
     try:
         driver.quit()
     except Exception:

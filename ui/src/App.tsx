@@ -132,6 +132,11 @@ export function App({ api }: { api: Api }) {
             <span className="me-name">{state.me.name}</span>
             <code className="fp">{state.me.short_id}</code>
             {!state.me.discovery && <span className="badge muted">discovery off</span>}
+            {state.attached && (
+              <span className="badge" title="This window is a front end of a Ferry node started elsewhere on this machine (ferry node); closing it leaves that node running">
+                attached
+              </span>
+            )}
           </div>
         )}
         <div className="actions">

@@ -159,6 +159,26 @@ export type Command_Deserialize =
 { cmd: "get"; library: string; path: string; dest: string; wait_ms: number } | { cmd: "grant"; library: string; node: string; capability: Capability } | { cmd: "revoke"; library: string; node: string; capability: Capability } | 
 /**  Who holds which grant here, and the newest commands members ran here. */
 { cmd: "grants"; library: string } | 
+/**  Everything a front end shows, at once (later changes arrive as events). */
+{ cmd: "snapshot" } | 
+/**  Connects to `host:port` or `FINGERPRINT@host:port` and keeps the peer connected. */
+{ cmd: "connect"; address: string } | 
+/**  A LocalSend send again, with the PIN its receiver asked for. */
+{ cmd: "resend_with_pin"; id: string; pin: string } | 
+/**  Renamed and failed files `offset..offset + limit` of a transfer (events list the first). */
+{ cmd: "transfer_files"; id: string; offset: number; limit: number } | 
+/**  Entries `offset..offset + limit` of folder `dir` of a location (ids, not names). */
+{ cmd: "page"; library: string; location: string; dir: string; offset: number; limit: number } | 
+/**  One entry by id, and where it is on this node's disk. */
+{ cmd: "entry"; library: string; entry: string } | 
+/**  Whether a member's location has its thumbnails copied to this node. */
+{ cmd: "set_location_previews"; library: string; location: string; on: boolean } | 
+/**  *Save to this device*: an entry (by id) into this node's download folder, verified. */
+{ cmd: "save_entry"; library: string; entry: string } | { cmd: "pause_download"; id: string } | { cmd: "resume_download"; id: string } | { cmd: "cancel_download"; id: string } | 
+/**  A `ferry://` answer: `thumb/LIB/CONTENT` or `file/LIB/ENTRY`, with an HTTP range. */
+{ cmd: "media"; path: string; range?: string | null; head: boolean } | 
+/**  Changes what a running node may change without a restart (`None`: unchanged). */
+{ cmd: "configure"; name?: string | null; dest?: string | null; preview_sync?: boolean | null; preview_cap_mib?: number | null } | 
 /**
  *  Runs `command` on the member `node` of `library` (any library both are in when
  *  `None`), with what that node granted this one. Never runs it here.
@@ -199,6 +219,26 @@ export type Command_Serialize =
 { cmd: "get"; library: string; path: string; dest: string; wait_ms: number } | { cmd: "grant"; library: string; node: string; capability: Capability } | { cmd: "revoke"; library: string; node: string; capability: Capability } | 
 /**  Who holds which grant here, and the newest commands members ran here. */
 { cmd: "grants"; library: string } | 
+/**  Everything a front end shows, at once (later changes arrive as events). */
+{ cmd: "snapshot" } | 
+/**  Connects to `host:port` or `FINGERPRINT@host:port` and keeps the peer connected. */
+{ cmd: "connect"; address: string } | 
+/**  A LocalSend send again, with the PIN its receiver asked for. */
+{ cmd: "resend_with_pin"; id: string; pin: string } | 
+/**  Renamed and failed files `offset..offset + limit` of a transfer (events list the first). */
+{ cmd: "transfer_files"; id: string; offset: number; limit: number } | 
+/**  Entries `offset..offset + limit` of folder `dir` of a location (ids, not names). */
+{ cmd: "page"; library: string; location: string; dir: string; offset: number; limit: number } | 
+/**  One entry by id, and where it is on this node's disk. */
+{ cmd: "entry"; library: string; entry: string } | 
+/**  Whether a member's location has its thumbnails copied to this node. */
+{ cmd: "set_location_previews"; library: string; location: string; on: boolean } | 
+/**  *Save to this device*: an entry (by id) into this node's download folder, verified. */
+{ cmd: "save_entry"; library: string; entry: string } | { cmd: "pause_download"; id: string } | { cmd: "resume_download"; id: string } | { cmd: "cancel_download"; id: string } | 
+/**  A `ferry://` answer: `thumb/LIB/CONTENT` or `file/LIB/ENTRY`, with an HTTP range. */
+{ cmd: "media"; path: string; range: string | null; head: boolean } | 
+/**  Changes what a running node may change without a restart (`None`: unchanged). */
+{ cmd: "configure"; name: string | null; dest: string | null; preview_sync: boolean | null; preview_cap_mib: number | null } | 
 /**
  *  Runs `command` on the member `node` of `library` (any library both are in when
  *  `None`), with what that node granted this one. Never runs it here.
@@ -424,16 +464,16 @@ export type LibraryInfo_Serialize = {
 	pending: boolean,
 };
 
-/**  A library's locations (what the snapshot holds, per library). */
+/**  A library's locations (a snapshot holds them per library). */
 export type LibraryLocations = LibraryLocations_Serialize | LibraryLocations_Deserialize;
 
-/**  A library's locations (what the snapshot holds, per library). */
+/**  A library's locations (a snapshot holds them per library). */
 export type LibraryLocations_Deserialize = {
 	library: string,
 	locations: LocationInfo_Deserialize[],
 };
 
-/**  A library's locations (what the snapshot holds, per library). */
+/**  A library's locations (a snapshot holds them per library). */
 export type LibraryLocations_Serialize = {
 	library: string,
 	locations: LocationInfo_Serialize[],
@@ -651,6 +691,41 @@ export type NodeEvent_Deserialize = Event_Deserialize;
 /**  One engine event, as the UI receives it. */
 export type NodeEvent_Serialize = Event_Serialize;
 
+/**  Everything a front end shows, at once. */
+export type NodeSnapshot = NodeSnapshot_Serialize | NodeSnapshot_Deserialize;
+
+/**  Everything a front end shows, at once. */
+export type NodeSnapshot_Deserialize = {
+	status: NodeStatus,
+	peers: PeerSnapshot_Deserialize[],
+	transfers: TransferInfo_Deserialize[],
+	prompts: Prompt[],
+	libraries: LibraryInfo_Deserialize[],
+	locations: LibraryLocations_Deserialize[],
+	pairings: PairingInfo_Deserialize[],
+	localsend: LocalSendDevice_Deserialize[],
+	/**  Downloads of members' files since the node started. */
+	downloads: DownloadInfo[],
+	/**  Where received files go. */
+	dest: string,
+};
+
+/**  Everything a front end shows, at once. */
+export type NodeSnapshot_Serialize = {
+	status: NodeStatus,
+	peers: PeerSnapshot_Serialize[],
+	transfers: TransferInfo_Serialize[],
+	prompts: Prompt[],
+	libraries: LibraryInfo_Serialize[],
+	locations: LibraryLocations_Serialize[],
+	pairings: PairingInfo_Serialize[],
+	localsend: LocalSendDevice_Serialize[],
+	/**  Downloads of members' files since the node started. */
+	downloads: DownloadInfo[],
+	/**  Where received files go. */
+	dest: string,
+};
+
 /**  Who this node is. */
 export type NodeStatus = {
 	id: string,
@@ -822,14 +897,18 @@ export type Reply_Deserialize = { reply: "done" } | { reply: "status"; status: N
 /**  The receiver's name, and whether it is a LocalSend device. */
 to: string; localsend: boolean } | { reply: "transfers"; transfers: TransferInfo_Deserialize[] } | { reply: "transfer"; transfer: TransferInfo_Deserialize; renamed: Renamed[]; failed: FailedFile[] } | { reply: "libraries"; libraries: LibraryInfo_Deserialize[] } | { reply: "library"; library: LibraryInfo_Deserialize } | { reply: "deleted"; name: string; reached: Reached_Deserialize[] } | { reply: "unpaired"; library: LibraryInfo_Deserialize; reached: Reached_Deserialize[] } | 
 /**  A pairing started; its code and outcome arrive as `pairing` events. */
-{ reply: "pairing"; id: string } | { reply: "locations"; locations: LocationInfo_Deserialize[] } | { reply: "location"; location: LocationInfo_Deserialize } | { reply: "entries"; location: LocationInfo_Deserialize; entries: EntryInfo_Deserialize[] } | { reply: "sync_status"; members: MemberSync_Deserialize[] } | { reply: "download"; download: DownloadInfo } | { reply: "grants"; grants: GrantInfo[]; log: RemoteAction[] };
+{ reply: "pairing"; id: string } | { reply: "locations"; locations: LocationInfo_Deserialize[] } | { reply: "location"; location: LocationInfo_Deserialize } | { reply: "entries"; location: LocationInfo_Deserialize; entries: EntryInfo_Deserialize[] } | { reply: "sync_status"; members: MemberSync_Deserialize[] } | { reply: "download"; download: DownloadInfo } | { reply: "grants"; grants: GrantInfo[]; log: RemoteAction[] } | { reply: "snapshot"; snapshot: NodeSnapshot_Deserialize } | { reply: "peer"; peer: PeerSnapshot_Deserialize } | { reply: "page"; page: Page_Deserialize } | { reply: "entry"; entry: EntryInfo_Deserialize; path: string } | 
+/**  A `ferry://` answer: status, headers, body. */
+{ reply: "media"; status: number; headers: ([string, string])[]; body: string };
 
 /**  What a command answers. */
 export type Reply_Serialize = { reply: "done" } | { reply: "status"; status: NodeStatus } | { reply: "peers"; peers: PeerSnapshot_Serialize[]; localsend: LocalSendDevice_Serialize[] } | { reply: "pinged"; peer: string; name: string; rtts_ms: (number | null)[] } | { reply: "sent"; transfer: TransferInfo_Serialize; 
 /**  The receiver's name, and whether it is a LocalSend device. */
 to: string; localsend: boolean } | { reply: "transfers"; transfers: TransferInfo_Serialize[] } | { reply: "transfer"; transfer: TransferInfo_Serialize; renamed: Renamed[]; failed: FailedFile[] } | { reply: "libraries"; libraries: LibraryInfo_Serialize[] } | { reply: "library"; library: LibraryInfo_Serialize } | { reply: "deleted"; name: string; reached: Reached_Serialize[] } | { reply: "unpaired"; library: LibraryInfo_Serialize; reached: Reached_Serialize[] } | 
 /**  A pairing started; its code and outcome arrive as `pairing` events. */
-{ reply: "pairing"; id: string } | { reply: "locations"; locations: LocationInfo_Serialize[] } | { reply: "location"; location: LocationInfo_Serialize } | { reply: "entries"; location: LocationInfo_Serialize; entries: EntryInfo_Serialize[] } | { reply: "sync_status"; members: MemberSync_Serialize[] } | { reply: "download"; download: DownloadInfo } | { reply: "grants"; grants: GrantInfo[]; log: RemoteAction[] };
+{ reply: "pairing"; id: string } | { reply: "locations"; locations: LocationInfo_Serialize[] } | { reply: "location"; location: LocationInfo_Serialize } | { reply: "entries"; location: LocationInfo_Serialize; entries: EntryInfo_Serialize[] } | { reply: "sync_status"; members: MemberSync_Serialize[] } | { reply: "download"; download: DownloadInfo } | { reply: "grants"; grants: GrantInfo[]; log: RemoteAction[] } | { reply: "snapshot"; snapshot: NodeSnapshot_Serialize } | { reply: "peer"; peer: PeerSnapshot_Serialize } | { reply: "page"; page: Page_Serialize } | { reply: "entry"; entry: EntryInfo_Serialize; path: string } | 
+/**  A `ferry://` answer: status, headers, body. */
+{ reply: "media"; status: number; headers: ([string, string])[]; body: string };
 
 export type Settings = Settings_Serialize | Settings_Deserialize;
 
@@ -879,6 +958,11 @@ export type Snapshot = Snapshot_Serialize | Snapshot_Deserialize;
 /**  Everything the UI shows, at once (later changes arrive as events). */
 export type Snapshot_Deserialize = {
 	me: Me,
+	/**
+	 *  This app is a front end of a node started elsewhere (`ferry node`): its settings are
+	 *  that node's, not this window's.
+	 */
+	attached: boolean,
 	peers: PeerSnapshot_Deserialize[],
 	transfers: TransferInfo_Deserialize[],
 	prompts: Prompt[],
@@ -894,6 +978,11 @@ export type Snapshot_Deserialize = {
 /**  Everything the UI shows, at once (later changes arrive as events). */
 export type Snapshot_Serialize = {
 	me: Me,
+	/**
+	 *  This app is a front end of a node started elsewhere (`ferry node`): its settings are
+	 *  that node's, not this window's.
+	 */
+	attached: boolean,
 	peers: PeerSnapshot_Serialize[],
 	transfers: TransferInfo_Serialize[],
 	prompts: Prompt[],

@@ -26,9 +26,11 @@ export type State = {
   localsend: LocalSendDevice[];
   /** Downloads of members' files (*Save to this device*), oldest first. */
   downloads: DownloadInfo[];
+  /** This app is a front end of a node started elsewhere (`ferry node`). */
+  attached: boolean;
 };
 
-export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [], locations: {}, progress: {}, changed: {}, sync: {}, localsend: [], downloads: [] };
+export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [], locations: {}, progress: {}, changed: {}, sync: {}, localsend: [], downloads: [], attached: false };
 
 export function fromSnapshot(s: Snapshot): State {
   return {
@@ -37,6 +39,7 @@ export function fromSnapshot(s: Snapshot): State {
     locations: Object.fromEntries((s.locations ?? []).map((l) => [l.library, sortLocations(l.locations)])), progress: {}, changed: {}, sync: {},
     localsend: s.localsend_devices ?? [],
     downloads: s.downloads ?? [],
+    attached: s.attached ?? false,
   };
 }
 

@@ -707,6 +707,11 @@ fn print_reply(out: &Out, cmd: &Command, reply: &Reply) {
         Reply::SyncStatus { members } => contents::print_sync(out, members),
         Reply::Download { download } => out.get_progress(&download.progress),
         Reply::Grants { grants, log } => library::print_grants(out, grants, log),
+        Reply::Peer { peer } => out.peers(std::slice::from_ref(peer)),
+        Reply::Page { page } => contents::print_entries(out, &page.entries),
+        Reply::Entry { entry, .. } => contents::print_entries(out, std::slice::from_ref(entry)),
+        // The app's: no `ferry` command asks for these.
+        Reply::Snapshot { .. } | Reply::Media { .. } => {}
     }
 }
 

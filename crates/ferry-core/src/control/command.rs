@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::library::media::downloads::DownloadInfo;
 use crate::library::sync::MemberSync;
-use crate::library::LibraryInfo;
-use crate::spacedrop::{FailedFile, LocalSendDevice, Renamed};
+use crate::library::{LibraryInfo, PairingInfo};
+use crate::spacedrop::{FailedFile, LocalSendDevice, Prompt, Renamed};
 use crate::TransferInfo;
 use ferry_index::{EntryInfo, LocationInfo};
 use ferry_p2p::PeerSnapshot;
@@ -193,6 +193,69 @@ pub enum Command {
     Grants {
         library: String,
     },
+    /// Everything a front end shows, at once (later changes arrive as events).
+    Snapshot,
+    /// Connects to `host:port` or `FINGERPRINT@host:port` and keeps the peer connected.
+    Connect {
+        address: String,
+    },
+    /// A LocalSend send again, with the PIN its receiver asked for.
+    ResendWithPin {
+        id: String,
+        pin: String,
+    },
+    /// Renamed and failed files `offset..offset + limit` of a transfer (events list the first).
+    TransferFiles {
+        id: String,
+        offset: u32,
+        limit: u32,
+    },
+    /// Entries `offset..offset + limit` of folder `dir` of a location (ids, not names).
+    Page {
+        library: String,
+        location: String,
+        dir: String,
+        offset: u32,
+        limit: u32,
+    },
+    /// One entry by id, and where it is on this node's disk.
+    Entry {
+        library: String,
+        entry: String,
+    },
+    /// Whether a member's location has its thumbnails copied to this node.
+    SetLocationPreviews {
+        library: String,
+        location: String,
+        on: bool,
+    },
+    /// *Save to this device*: an entry (by id) into this node's download folder, verified.
+    SaveEntry {
+        library: String,
+        entry: String,
+    },
+    PauseDownload {
+        id: String,
+    },
+    ResumeDownload {
+        id: String,
+    },
+    CancelDownload {
+        id: String,
+    },
+    /// A `ferry://` answer: `thumb/LIB/CONTENT` or `file/LIB/ENTRY`, with an HTTP range.
+    Media {
+        path: String,
+        range: Option<String>,
+        head: bool,
+    },
+    /// Changes what a running node may change without a restart (`None`: unchanged).
+    Configure {
+        name: Option<String>,
+        dest: Option<String>,
+        preview_sync: Option<bool>,
+        preview_cap_mib: Option<u32>,
+    },
     /// Runs `command` on the member `node` of `library` (any library both are in when
     /// `None`), with what that node granted this one. Never runs it here.
     Remote {
@@ -213,6 +276,7 @@ impl Command {
             | Command::Members { .. }
             | Command::Locations { .. }
             | Command::Entries { .. }
+            | Command::Page { .. }
             | Command::SyncStatus { .. } => Read,
             Command::RenameLibrary { .. }
             | Command::AddLocation { .. }
@@ -224,7 +288,8 @@ impl Command {
             | Command::Transfer { .. }
             | Command::Pause { .. }
             | Command::Resume { .. }
-            | Command::Cancel { .. } => Send,
+            | Command::Cancel { .. }
+            | Command::TransferFiles { .. } => Send,
             Command::Peers
             | Command::SetName { .. }
             | Command::Ping { .. }
@@ -238,7 +303,18 @@ impl Command {
             | Command::Grant { .. }
             | Command::Revoke { .. }
             | Command::Grants { .. }
-            | Command::Remote { .. } => Owner,
+            | Command::Remote { .. }
+            | Command::Snapshot
+            | Command::Connect { .. }
+            | Command::ResendWithPin { .. }
+            | Command::Entry { .. }
+            | Command::SetLocationPreviews { .. }
+            | Command::SaveEntry { .. }
+            | Command::PauseDownload { .. }
+            | Command::ResumeDownload { .. }
+            | Command::CancelDownload { .. }
+            | Command::Media { .. }
+            | Command::Configure { .. } => Owner,
         }
     }
 
@@ -260,7 +336,11 @@ impl Command {
             | Command::Get { library, .. }
             | Command::Grant { library, .. }
             | Command::Revoke { library, .. }
-            | Command::Grants { library } => Some(library),
+            | Command::Grants { library }
+            | Command::Page { library, .. }
+            | Command::Entry { library, .. }
+            | Command::SetLocationPreviews { library, .. }
+            | Command::SaveEntry { library, .. } => Some(library),
             Command::Remote { library, .. } => library.as_mut(),
             Command::Status
             | Command::SetName { .. }
@@ -275,7 +355,16 @@ impl Command {
             | Command::Answer { .. }
             | Command::Libraries
             | Command::CreateLibrary { .. }
-            | Command::AnswerPairing { .. } => None,
+            | Command::AnswerPairing { .. }
+            | Command::Snapshot
+            | Command::Connect { .. }
+            | Command::ResendWithPin { .. }
+            | Command::TransferFiles { .. }
+            | Command::PauseDownload { .. }
+            | Command::ResumeDownload { .. }
+            | Command::CancelDownload { .. }
+            | Command::Media { .. }
+            | Command::Configure { .. } => None,
         }
     }
 
@@ -333,9 +422,57 @@ pub struct RemoteAction {
     pub outcome: String,
 }
 
-/// What a command answers.
+/// A library's locations (a snapshot holds them per library).
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LibraryLocations {
+    pub library: String,
+    pub locations: Vec<LocationInfo>,
+}
+
+/// Everything a front end shows, at once.
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NodeSnapshot {
+    pub status: NodeStatus,
+    pub peers: Vec<PeerSnapshot>,
+    pub transfers: Vec<TransferInfo>,
+    pub prompts: Vec<Prompt>,
+    pub libraries: Vec<LibraryInfo>,
+    pub locations: Vec<LibraryLocations>,
+    pub pairings: Vec<PairingInfo>,
+    pub localsend: Vec<LocalSendDevice>,
+    /// Downloads of members' files since the node started.
+    pub downloads: Vec<DownloadInfo>,
+    /// Where received files go.
+    pub dest: String,
+}
+
+/// Bytes, as base64 in JSON (a `ferry://` answer over the local socket).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Bytes(pub Vec<u8>);
+
+impl Serialize for Bytes {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use base64::Engine;
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(&self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Bytes {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use base64::Engine;
+        let s = String::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD
+            .decode(s)
+            .map(Bytes)
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a command answers.
+#[cfg_attr(feature = "specta", derive(specta::Type))]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 pub enum Reply {
     Done,
@@ -402,6 +539,26 @@ pub enum Reply {
     Grants {
         grants: Vec<GrantInfo>,
         log: Vec<RemoteAction>,
+    },
+    Snapshot {
+        snapshot: Box<NodeSnapshot>,
+    },
+    Peer {
+        peer: PeerSnapshot,
+    },
+    Page {
+        page: ferry_index::Page,
+    },
+    Entry {
+        entry: EntryInfo,
+        path: String,
+    },
+    /// A `ferry://` answer: status, headers, body.
+    Media {
+        status: u16,
+        headers: Vec<(String, String)>,
+        #[cfg_attr(feature = "specta", specta(type = String))]
+        body: Bytes,
     },
 }
 

@@ -7,7 +7,10 @@ use std::time::{Duration, Instant};
 use ferry_index::{EntryInfo, EntryKind, LocationInfo};
 use ferry_p2p::{P2p, PeerId};
 
-use super::command::{Command, GrantInfo, NodeStatus, Reached, Refusal, RemoteAction, Reply};
+use super::command::{
+    Bytes, Command, GrantInfo, LibraryLocations, NodeSnapshot, NodeStatus, Reached, Refusal,
+    RemoteAction, Reply,
+};
 use super::{Caller, Engine, Live};
 use crate::library::contents::parse_loc;
 use crate::library::wire::LibraryId;
@@ -177,6 +180,9 @@ impl Engine {
             .collect()
     }
 }
+
+/// Largest page a front end may ask for (a screenful is a few hundred; a list page 500).
+const MAX_PAGE: u32 = 2000;
 
 /// The one hit of a search by name or prefix.
 fn the_one<T>(mut hits: Vec<T>, none: impl FnOnce() -> String, what: &str) -> R<T> {
@@ -633,6 +639,181 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
             grants(e, &lib)?
         }
         Command::Grants { library } => grants(e, &e.lib(&library)?)?,
+        Command::Snapshot => {
+            let live = e.need_live()?;
+            let contents = libs.contents();
+            let libraries = libs.list();
+            let locations = libraries
+                .iter()
+                .filter_map(|l| {
+                    let id = LibraryId::parse(&l.id)?;
+                    Some(LibraryLocations {
+                        library: l.id.clone(),
+                        locations: contents.locations(&id).ok()?,
+                    })
+                })
+                .collect();
+            Reply::Snapshot {
+                snapshot: Box::new(NodeSnapshot {
+                    status: e.status(),
+                    peers: live.p2p.peers(),
+                    transfers: live.spacedrop.transfers(),
+                    prompts: live.spacedrop.open_prompts(),
+                    libraries,
+                    locations,
+                    pairings: libs.pairings(),
+                    localsend: live.spacedrop.localsend_devices(),
+                    downloads: libs.downloads(),
+                    dest: live.spacedrop.config().dest.display().to_string(),
+                }),
+            }
+        }
+        Command::Connect { address } => {
+            let live = e.need_live()?;
+            let Target::Addr { addr, pin } = address.trim().parse::<Target>().map_err(failed)?
+            else {
+                return Err(failed("enter an address like 192.168.1.20:7787"));
+            };
+            let id = live.p2p.connect(addr, pin).await.map_err(failed)?;
+            live.p2p.add_manual_peer(addr, Some(id));
+            Reply::Peer {
+                peer: live
+                    .p2p
+                    .peer(&id)
+                    .ok_or_else(|| failed("connected, then lost the peer"))?,
+            }
+        }
+        Command::ResendWithPin { id, pin } => {
+            let live = e.need_live()?;
+            let t = e.transfer(&id)?;
+            let id = live
+                .spacedrop
+                .resend_localsend(&tid(&t)?, Some(pin))
+                .await
+                .map_err(failed)?;
+            Reply::Sent {
+                to: t.peer_name,
+                transfer: e.transfer(&id.hex())?,
+                localsend: true,
+            }
+        }
+        Command::TransferFiles { id, offset, limit } => {
+            let live = e.need_live()?.clone();
+            let t = e.transfer(&id)?;
+            let id = tid(&t)?;
+            let (offset, limit) = (offset as usize, limit.min(MAX_PAGE) as usize);
+            // Off the async threads: a large reception's layout is megabytes of JSON.
+            let (renamed, failed_files) = tokio::task::spawn_blocking(move || {
+                Ok::<_, crate::spacedrop::SpacedropError>((
+                    live.spacedrop.renamed_files(&id, offset, limit)?,
+                    live.spacedrop.failed_files(&id, offset, limit)?,
+                ))
+            })
+            .await
+            .map_err(failed)?
+            .map_err(failed)?;
+            Reply::Transfer {
+                transfer: t,
+                renamed,
+                failed: failed_files,
+            }
+        }
+        Command::Page {
+            library,
+            location,
+            dir,
+            offset,
+            limit,
+        } => {
+            let lib = e.lib(&library)?;
+            let loc = parse_loc(&location).map_err(failed)?;
+            let contents = libs.contents().clone();
+            let page = tokio::task::spawn_blocking(move || {
+                contents.page(&lib, &loc, &dir, offset, limit.min(MAX_PAGE))
+            })
+            .await
+            .map_err(failed)?
+            .map_err(failed)?;
+            Reply::Page { page }
+        }
+        Command::Entry { library, entry } => {
+            let lib = e.lib(&library)?;
+            let contents = libs.contents().clone();
+            let (entry, path) = tokio::task::spawn_blocking(move || contents.entry(&lib, &entry))
+                .await
+                .map_err(failed)?
+                .map_err(failed)?;
+            Reply::Entry {
+                entry,
+                path: path.display().to_string(),
+            }
+        }
+        Command::SetLocationPreviews {
+            library,
+            location,
+            on,
+        } => {
+            let lib = e.lib(&library)?;
+            let loc = parse_loc(&location).map_err(failed)?;
+            Reply::Location {
+                location: libs.set_location_previews(&lib, &loc, on).map_err(failed)?,
+            }
+        }
+        Command::SaveEntry { library, entry } => {
+            let dest = e.need_live()?.spacedrop.config().dest;
+            Reply::Download {
+                download: libs
+                    .save(&e.lib(&library)?, &entry, dest)
+                    .await
+                    .map_err(failed)?,
+            }
+        }
+        Command::PauseDownload { id } => {
+            libs.pause_download(&id).map_err(failed)?;
+            Reply::Done
+        }
+        Command::ResumeDownload { id } => {
+            libs.resume_download(&id).map_err(failed)?;
+            Reply::Done
+        }
+        Command::CancelDownload { id } => {
+            libs.cancel_download(&id).await.map_err(failed)?;
+            Reply::Done
+        }
+        Command::Media { path, range, head } => {
+            let r = libs.serve_media(&path, range.as_deref(), head).await;
+            Reply::Media {
+                status: r.status,
+                headers: r
+                    .headers
+                    .into_iter()
+                    .map(|(k, v)| (k.to_string(), v))
+                    .collect(),
+                body: Bytes(r.body),
+            }
+        }
+        Command::Configure {
+            name,
+            dest,
+            preview_sync,
+            preview_cap_mib,
+        } => {
+            let live = e.need_live()?;
+            if let Some(name) = name {
+                live.p2p.set_name(&name);
+            }
+            if let Some(dest) = dest {
+                live.spacedrop.set_config(crate::SpacedropConfig {
+                    dest: PathBuf::from(dest),
+                    ..live.spacedrop.config()
+                });
+            }
+            let mut previews = libs.previews();
+            previews.sync = preview_sync.unwrap_or(previews.sync);
+            previews.cap = preview_cap_mib.map_or(previews.cap, |m| u64::from(m) << 20);
+            libs.set_previews(previews);
+            Reply::Status { status: e.status() }
+        }
         Command::Remote {
             node,
             library,

@@ -350,6 +350,11 @@ impl Libraries {
         Ok(info)
     }
 
+    /// Preview sync's switch and cap now.
+    pub fn previews(&self) -> media::PreviewConfig {
+        *lock(&self.shared.media.previews)
+    }
+
     /// Changes preview sync's switch and cap on a running node.
     pub fn set_previews(&self, cfg: media::PreviewConfig) {
         *lock(&self.shared.media.previews) = cfg;
