@@ -631,6 +631,22 @@ mod tests {
     }
 
     #[test]
+    fn media_bytes_travel_as_base64_and_come_back_whole() {
+        let r = Reply::Media {
+            status: 206,
+            headers: vec![("Content-Range".into(), "bytes 0-2/9".into())],
+            body: Bytes(vec![0, 255, 7]),
+        };
+        let s = serde_json::to_string(&r).unwrap();
+        assert!(s.contains(r#""body":"AP8H""#), "{s}");
+        let Reply::Media { body, .. } = serde_json::from_str(&s).unwrap() else {
+            panic!()
+        };
+        assert_eq!(body.0, vec![0, 255, 7]);
+        assert!(serde_json::from_str::<Reply>(&s.replace("AP8H", "not base64!")).is_err());
+    }
+
+    #[test]
     fn commands_round_trip_as_tagged_json() {
         let c = Command::AddLocation {
             library: "Photos".into(),
