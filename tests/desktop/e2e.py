@@ -717,9 +717,9 @@ def main():
         click_button("Accept", within="[role=dialog]")
         assert s.wait(30) == 0, "ferry send to the headless node did not finish"
         assert (head_down / "for-headless.txt").read_text() == "to the node behind the app\n"
-        # Thumbnails come through the node's socket.
+        # Thumbnails come through the node's socket (the five pictures and the one saved later).
         find('button[aria-label="Browse E2E Family"]', 10).click()
-        decoded_thumbnails(5)
+        decoded_thumbnails(6)
         driver.save_screenshot(str(SHOTS / "22-attached-app.png"))
         # Settings belong to the node: saving says so.
         err = driver.execute_async_script(
