@@ -12,6 +12,8 @@ use ferry_core::{Event, Node};
 pub enum Backend {
     Own(Arc<Node>),
     Attached(Arc<Client>),
+    /// Between two nodes of this process (settings changed what only a restart changes).
+    Restarting,
 }
 
 impl Backend {
@@ -23,6 +25,7 @@ impl Backend {
                 ClientError::Refused(r) => r.to_string(),
                 e => format!("the Ferry node running here: {e}"),
             }),
+            Backend::Restarting => Err("the node is restarting".into()),
         }
     }
 
@@ -53,25 +56,40 @@ impl Backend {
     pub fn own(&self) -> Option<&Arc<Node>> {
         match self {
             Backend::Own(node) => Some(node),
-            Backend::Attached(_) => None,
+            Backend::Attached(_) | Backend::Restarting => None,
         }
     }
 
+    /// The node's events from now on. Holds no node: a node replaced by a restart is not kept
+    /// alive by the task that forwarded its events.
+    pub fn events(&self) -> Events {
+        match self {
+            Backend::Own(node) => Events::Own(node.subscribe()),
+            Backend::Attached(client) => Events::Attached(client.clone()),
+            Backend::Restarting => Events::None,
+        }
+    }
+}
+
+pub enum Events {
+    Own(tokio::sync::broadcast::Receiver<Event>),
+    Attached(Arc<Client>),
+    None,
+}
+
+impl Events {
     /// The next event (`None` once the node stopped or the session ended).
-    pub async fn next(
-        &self,
-        own: &mut Option<tokio::sync::broadcast::Receiver<Event>>,
-    ) -> Option<Event> {
+    pub async fn next(&mut self) -> Option<Event> {
         loop {
-            match (self, own.as_mut()) {
-                (Backend::Own(_), Some(rx)) => match rx.recv().await {
+            match self {
+                Events::Own(rx) => match rx.recv().await {
                     Ok(e) => return Some(e),
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         tracing::warn!(n, "UI missed events")
                     }
                     Err(_) => return None,
                 },
-                (Backend::Attached(c), _) => match c.next().await {
+                Events::Attached(c) => match c.next().await {
                     Heard::Event(e) => return Some(*e),
                     Heard::Lagged(n) => tracing::warn!(n, "UI missed events"),
                     Heard::Closed(why) => {
@@ -79,14 +97,9 @@ impl Backend {
                         return None;
                     }
                 },
-                (Backend::Own(_), None) => return None,
+                Events::None => return None,
             }
         }
-    }
-
-    /// A receiver of the events of a node of this process (subscribed now, before any call).
-    pub fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Event>> {
-        self.own().map(|n| n.subscribe())
     }
 }
 

@@ -31,13 +31,13 @@ fn any_window_focused(app: &AppHandle) -> bool {
 
 /// Forwards the node's events until it stops (a replaced node gets its own forwarder).
 pub fn forward(app: AppHandle, backend: &Backend) {
-    let mut own = backend.subscribe();
-    let backend = backend.clone();
+    let attached = backend.own().is_none();
+    let mut events = backend.events();
     tauri::async_runtime::spawn(async move {
         loop {
-            let Some(e) = backend.next(&mut own).await else {
+            let Some(e) = events.next().await else {
                 // A node this app attached to went away: the windows say so.
-                if backend.own().is_none() {
+                if attached {
                     let _ = NodeEvent(Event::NodeStopped).emit(&app);
                 }
                 break;

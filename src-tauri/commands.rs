@@ -300,10 +300,21 @@ pub async fn save_settings(
         let cfg = settings.node_config(&state.data_dir)?;
         let mut slot = state.backend.write().await;
         node.shutdown().await;
-        drop(node);
-        drop(b);
-        // The old node must be gone (its data-dir lock released) before the new one starts.
-        *slot = Backend::Own(Arc::new(Node::start(cfg).await.map_err(err)?));
+        drop((node, b));
+        drop(std::mem::replace(&mut *slot, Backend::Restarting));
+        // The old node must be gone (its data-dir lock released) before the new one starts; a
+        // command still running on it holds it a moment longer.
+        let mut tries = 0;
+        let node = loop {
+            match Node::start(cfg.clone()).await {
+                Err(ferry_core::NodeError::Locked(_)) if tries < 50 => {
+                    tries += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                r => break r.map_err(err)?,
+            }
+        };
+        *slot = Backend::Own(Arc::new(node));
         crate::bridge::forward(app, &slot);
         return Ok(settings);
     }

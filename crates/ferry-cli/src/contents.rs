@@ -18,8 +18,7 @@ use ferry_index::{EntryInfo, EntryKind, LocationId, LocationInfo};
 use serde_json::json;
 
 use crate::front::Front;
-use crate::out::say;
-use crate::out::{bytes, Out};
+use crate::out::{bytes, say, short, Out};
 
 /// "5m ago" for a unix-ms time.
 fn since(ms: i64) -> String {
@@ -56,7 +55,7 @@ pub fn print_location(out: &Out, l: &LocationInfo) {
     };
     say!(
         "{}  {}{}  {} files, {} folders, {}  ({} with content ids{})  [{}]",
-        &l.id[..8],
+        short(&l.id),
         if l.local { &l.path } else { &l.name },
         owner_suffix(l),
         l.files,

@@ -10,7 +10,7 @@ use serde_json::json;
 use tokio::io::AsyncBufReadExt;
 
 use crate::front::Front;
-use crate::out::{say, Out};
+use crate::out::{say, short, Out};
 
 /// Prints which members a change reached.
 pub fn report(out: &Out, reached: &[Reached]) {
@@ -46,12 +46,7 @@ pub fn print_grants(out: &Out, grants: &[GrantInfo], log: &[RemoteAction]) {
         );
     }
     for g in grants {
-        say!(
-            "{}  {}  {}",
-            &g.node[..8.min(g.node.len())],
-            g.name,
-            g.capability
-        );
+        say!("{}  {}  {}", short(&g.node), g.name, g.capability);
     }
     if !log.is_empty() {
         say!("Members' commands here, newest first:");
@@ -61,7 +56,7 @@ pub fn print_grants(out: &Out, grants: &[GrantInfo], log: &[RemoteAction]) {
             "  {}  {} ({})  {}  {}",
             crate::out::ago((ferry_util::unix_now() - a.at).max(0)),
             a.name,
-            &a.node[..8.min(a.node.len())],
+            short(&a.node),
             a.command,
             a.outcome
         );

@@ -23,7 +23,7 @@ use ferry_core::{AcceptPolicy, Node, NodeConfig, Target};
 use tokio::io::AsyncBufReadExt;
 
 use front::Front;
-use out::Out;
+use out::{short, Out};
 
 #[derive(Parser)]
 #[command(
@@ -620,9 +620,6 @@ async fn on_member(front: &Front, out: &Out, node: &str, cmd: &Command) -> Resul
     let Some(command) = as_call(cmd, true)? else {
         bail!("this command cannot run on another node (it follows events there)");
     };
-    if matches!(front, Front::Offline(_)) {
-        bail!("--on needs a running node");
-    }
     let reply = front
         .call(control::Command::Remote {
             node: node.to_string(),
@@ -657,7 +654,7 @@ fn print_reply(out: &Out, cmd: &Command, reply: &Reply) {
             }
         }
         Reply::Sent { transfer, to, .. } => {
-            out.note(&format!("Offering to {to} [{}]", &transfer.id[..8]));
+            out.note(&format!("Offering to {to} [{}]", short(&transfer.id)));
             out.progress(transfer);
         }
         Reply::Transfers { transfers } => match cmd {

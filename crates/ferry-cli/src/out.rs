@@ -29,6 +29,11 @@ pub fn clean(s: &str) -> Cow<'_, str> {
     ferry_core::text::escaped(s, &['\n'])
 }
 
+/// The first 8 characters of an id, to show (a peer's id may be anything: never a panic).
+pub fn short(id: &str) -> &str {
+    id.get(..8).unwrap_or(id)
+}
+
 pub struct Out {
     pub json: bool,
     /// Progress redraws one line on a terminal; elsewhere it prints a line per update.
@@ -108,15 +113,13 @@ impl Out {
                 say!("- {} ({})", describe(peer), plain(reason))
             }
             Event::SpacedropPrompt { prompt } => self.prompt(prompt),
-            Event::PromptResolved { transfer, outcome } => say!(
-                "  prompt {} {}",
-                &transfer[..8.min(transfer.len())],
-                plain(outcome)
-            ),
+            Event::PromptResolved { transfer, outcome } => {
+                say!("  prompt {} {}", short(transfer), plain(outcome))
+            }
             Event::Transfer { transfer } => self.progress(transfer),
             Event::Library { library } => say!("{}", library_line(library)),
             Event::LibraryRemoved { id } => {
-                say!("library [{}] removed", &id[..8.min(id.len())])
+                say!("library [{}] removed", short(id))
             }
             Event::Pairing { pairing } => say!("{}", pairing_line(pairing)),
             Event::Location { location, .. } => say!(
@@ -150,7 +153,7 @@ impl Out {
             ),
             Event::Sync { progress: p } => say!(
                 "sync [{}] from {}: {} {}/{} changes{}",
-                &p.library[..8.min(p.library.len())],
+                short(&p.library),
                 p.member.short(),
                 p.state.replace('_', " "),
                 p.received,
@@ -161,13 +164,13 @@ impl Out {
                     .unwrap_or_default()
             ),
             Event::LocationRemoved { location, .. } => {
-                say!("location [{}] removed", &location[..8.min(location.len())])
+                say!("location [{}] removed", short(location))
             }
             Event::Index { progress: p } => {
                 if p.phase == "done" || p.phase == "failed" {
                     say!(
                         "index [{}] {}{}",
-                        &p.location[..8.min(p.location.len())],
+                        short(&p.location),
                         p.phase,
                         p.message
                             .as_deref()
@@ -225,7 +228,7 @@ impl Out {
         say!(
             "  Accept? y (to the default folder), y DIR, or n — expires in {}s [{}]",
             p.expires_in_ms / 1000,
-            &p.transfer[..8]
+            short(&p.transfer)
         );
     }
 
@@ -265,7 +268,7 @@ impl Out {
             ),
             TransferState::Interrupted { reason } => format!(
                 "{arrow}: interrupted ({reason}); resumes when both sides are back [{}]",
-                &t.id[..8]
+                short(&t.id)
             ),
             TransferState::Done => format!(
                 "{arrow}: done — {} files, {}, {}",
@@ -412,7 +415,7 @@ impl Out {
             let who = peer_label(t);
             say!(
                 "{:<10} {:<4} {:<16} {:<12} {:>9} {:>11}  {detail}",
-                &t.id[..8],
+                short(&t.id),
                 dir,
                 who,
                 t.state.name(),
@@ -609,7 +612,7 @@ fn more(t: &TransferInfo, count: usize, listed: usize, what: &str) {
         say!(
             "  … and {} more {what} (`ferry transfers show {}` lists them all)",
             count - listed,
-            &t.id[..8]
+            short(&t.id)
         );
     }
 }
@@ -667,13 +670,13 @@ fn pairing_line(p: &PairingInfo) -> String {
         (PairingState::Confirm { expires_in_ms }, PairingRole::Initiator) => format!(
             "\n  Code: {code}\n? Does {who} show the same code? y / n — expires in {}s [{}]",
             expires_in_ms / 1000,
-            &p.id[..8]
+            short(&p.id)
         ),
         (PairingState::Confirm { expires_in_ms }, PairingRole::Responder) => format!(
             "\n? {who} wants to add this device to library \"{}\".\n  Code: {code}\n  Accept if the other device shows the same code: y / n — expires in {}s [{}]",
             p.library_name,
             expires_in_ms / 1000,
-            &p.id[..8]
+            short(&p.id)
         ),
         (PairingState::WaitingForPeer, _) => format!("  confirmed here; waiting for {who}…"),
         (PairingState::Done, _) => format!("Paired with {who}: library \"{}\".", p.library_name),
@@ -691,7 +694,7 @@ fn library_line(l: &LibraryInfo) -> String {
     format!(
         "library \"{}\" [{}]: {active} member{}{}{}",
         l.name,
-        &l.id[..8],
+        short(&l.id),
         if active == 1 { "" } else { "s" },
         if l.pending {
             " (join not yet confirmed)"

@@ -6,7 +6,7 @@ use ferry_core::{Event, TransferState};
 use tokio::io::AsyncBufReadExt;
 
 use crate::front::Front;
-use crate::out::Out;
+use crate::out::{short, Out};
 
 pub async fn send(front: &Front, out: &Out, call: Command) -> Result<i32> {
     let Reply::Sent {
@@ -24,7 +24,7 @@ pub async fn send(front: &Front, out: &Out, call: Command) -> Result<i32> {
     };
     out.note(&format!(
         "Offering to {to} {keys} (then Enter) [{}]",
-        &transfer.id[..8]
+        short(&transfer.id)
     ));
     follow(front, out, &transfer.id).await
 }
@@ -81,11 +81,11 @@ async fn follow(front: &Front, out: &Out, id: &str) -> Result<i32> {
                 }
             },
             _ = tokio::signal::ctrl_c() => {
-                let short = &id[..8];
+                let id8 = short(id);
                 if front.attached() {
-                    out.note(&format!("\nStopped following; it goes on in the running node (ferry transfers, ferry transfers cancel {short})."));
+                    out.note(&format!("\nStopped following; it goes on in the running node (ferry transfers, ferry transfers cancel {id8})."));
                 } else {
-                    out.note(&format!("\nStopped. Resume later with: ferry transfers resume {short}"));
+                    out.note(&format!("\nStopped. Resume later with: ferry transfers resume {id8}"));
                 }
                 return Ok(130);
             }

@@ -168,6 +168,8 @@ impl Node {
             }
         }
         libraries.attach(p2p.clone());
+        // The one copy of the node's parts the command surface runs on (members' sessions
+        // and front ends alike: `Node::engine`).
         libraries.set_live(crate::control::Live {
             p2p: p2p.clone(),
             spacedrop: spacedrop.clone(),
@@ -260,15 +262,9 @@ impl Node {
 
     /// The command surface of this node, as the app and attached front ends use it.
     pub fn engine(&self) -> crate::control::Engine {
-        crate::control::Engine::live(
-            self.libraries.clone(),
-            crate::control::Live {
-                p2p: self.p2p.clone(),
-                spacedrop: self.spacedrop.clone(),
-                discovery: self.cfg.discovery,
-            },
-            self.cfg.data_dir.clone(),
-        )
+        self.libraries
+            .engine()
+            .unwrap_or_else(|| crate::control::Engine::stopped(self.libraries.clone()))
     }
 
     /// Runs one command as this machine's user (every capability).

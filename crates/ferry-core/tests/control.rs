@@ -21,6 +21,9 @@ use tokio::net::UnixStream;
 
 const WAIT: Duration = Duration::from_secs(30);
 
+/// These tests count descriptors and sessions of the whole process: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn attachable(data: &Path, name: &str, accept: AcceptPolicy) -> Node {
     let cfg = NodeConfig {
         name: Some(name.into()),
@@ -56,12 +59,27 @@ async fn heard<T>(c: &Client, mut f: impl FnMut(&Event) -> Option<T>) -> T {
     .expect("the event in time")
 }
 
+/// `n` more sessions from `b` to `a`.
+async fn futures_open(
+    b: &Node,
+    a: &Node,
+    lib: &ferry_core::library::wire::LibraryId,
+    n: usize,
+) -> Vec<Client> {
+    let mut v = vec![];
+    for _ in 0..n {
+        v.push(remote::open(b.libraries(), &a.id(), lib).await.unwrap());
+    }
+    v
+}
+
 fn open_fds() -> usize {
     std::fs::read_dir("/proc/self/fd").unwrap().count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn attached_front_ends_share_one_node_and_the_first_answer_wins() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let t = tempfile::tempdir().unwrap();
     let a = attachable(&t.path().join("a"), "alpha", AcceptPolicy::Ask).await;
     let b = attachable(&t.path().join("b"), "beta", AcceptPolicy::Ask).await;
@@ -177,6 +195,9 @@ async fn hello(s: &mut UnixStream, events: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn bad_frames_other_users_and_a_thousand_front_ends_are_refused_or_bounded() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    // 1,000 connections and their other ends: more than a default soft limit of 1,024.
+    raise_fd_limit();
     let t = tempfile::tempdir().unwrap();
     let a = attachable(&t.path().join("a"), "alpha", AcceptPolicy::Ask).await;
     let dir = a.data_dir().to_path_buf();
@@ -282,6 +303,20 @@ except (ConnectionResetError, BrokenPipeError):
     a.shutdown().await;
 }
 
+fn raise_fd_limit() {
+    let mut l = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain libc calls on a local struct.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut l) == 0 && l.rlim_cur < l.rlim_max {
+            l.rlim_cur = l.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &l);
+        }
+    }
+}
+
 fn unsafe_getuid() -> u32 {
     use std::os::unix::fs::MetadataExt;
     // The owner of a file this process just made is its uid.
@@ -291,6 +326,7 @@ fn unsafe_getuid() -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_front_end_that_never_reads_neither_holds_the_node_nor_loses_track() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let t = tempfile::tempdir().unwrap();
     let a = attachable(&t.path().join("a"), "alpha", AcceptPolicy::Ask).await;
     let dir = a.data_dir().to_path_buf();
@@ -337,6 +373,7 @@ async fn a_front_end_that_never_reads_neither_holds_the_node_nor_loses_track() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn members_run_commands_under_grants_revoked_at_once() {
+    let _one = ONE_AT_A_TIME.lock().await;
     let t = tempfile::tempdir().unwrap();
     let (da, db) = (t.path().join("a"), t.path().join("b"));
     let lib = shared_library(&[(&da, "alpha"), (&db, "beta")]);
@@ -405,7 +442,50 @@ async fn members_run_commands_under_grants_revoked_at_once() {
     let Reply::Location { location } = session.call(add.clone()).await.unwrap() else {
         panic!()
     };
-    assert!(location.local || location.path == folder.display().to_string());
+    assert_eq!(location.path, folder.display().to_string());
+    // Never the node's own data (its identity key), nor a folder holding it.
+    for own in [a.data_dir().to_path_buf(), t.path().to_path_buf()] {
+        let r = session
+            .call(Command::AddLocation {
+                library: lib.hex(),
+                path: own.display().to_string(),
+            })
+            .await;
+        let Err(ClientError::Refused(Refusal::Failed { message })) = r else {
+            panic!("{r:?}")
+        };
+        assert!(message.contains("own data folder"), "{message}");
+    }
+    // A member with `send` sees and steers only what it asked this node to send.
+    a.execute(grant(Capability::Send)).await.unwrap();
+    let Reply::Transfers { transfers } = session.call(Command::Transfers).await.unwrap() else {
+        panic!()
+    };
+    assert!(transfers.is_empty(), "{transfers:?}");
+    let r = session
+        .call(Command::Send {
+            peer: "127.0.0.1:9".into(),
+            paths: vec!["alpha-photos/a.txt".into()],
+            wait_ms: 0,
+            pin: None,
+        })
+        .await;
+    assert!(
+        matches!(r, Err(ClientError::Refused(Refusal::Failed { .. }))),
+        "{r:?}"
+    );
+    // What a member sends ends up in the log cut short, on one line.
+    let long = format!("{}\n{}", "x".repeat(5000), "forged line");
+    let _ = session
+        .call(Command::Entries {
+            library: lib.hex(),
+            path: long,
+        })
+        .await;
+    // Four sessions per member at once; a fifth is refused while they stay open.
+    let more: Vec<_> = futures_open(&b, &a, &lib, 3).await;
+    assert!(remote::open(b.libraries(), &a.id(), &lib).await.is_err());
+    drop(more);
     let own = a.libraries().contents().locations(&lib).unwrap();
     assert!(own
         .iter()
@@ -438,13 +518,20 @@ async fn members_run_commands_under_grants_revoked_at_once() {
     else {
         panic!()
     };
-    assert!(grants.is_empty());
+    // Manage was revoked; send is still held.
+    let held: Vec<_> = grants.iter().map(|g| g.capability).collect();
+    assert_eq!(held, [Capability::Send]);
     let by_beta: Vec<_> = log
         .iter()
         .filter(|l| l.node == b.id().fingerprint())
         .map(|l| (l.command.as_str(), l.outcome.starts_with("refused")))
         .collect();
     assert!(by_beta.contains(&("add_location", true)), "{by_beta:?}");
+    assert!(
+        log.iter()
+            .all(|l| l.outcome.chars().count() <= 201 && !l.outcome.contains('\n')),
+        "{log:?}"
+    );
     assert!(by_beta.contains(&("add_location", false)), "{by_beta:?}");
     assert!(by_beta.contains(&("rescan_location", true)), "{by_beta:?}");
 

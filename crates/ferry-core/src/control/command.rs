@@ -318,6 +318,35 @@ impl Command {
         }
     }
 
+    /// Whether the command is SQLite and disk work, run on a blocking thread rather than an
+    /// async one. (The others wait on the network, or are a lookup in memory.)
+    pub fn blocking(&self) -> bool {
+        matches!(
+            self,
+            Command::Libraries
+                | Command::CreateLibrary { .. }
+                | Command::RenameLibrary { .. }
+                | Command::Members { .. }
+                | Command::Locations { .. }
+                | Command::AddLocation { .. }
+                | Command::RescanLocation { .. }
+                | Command::RenameLocation { .. }
+                | Command::RemoveLocation { .. }
+                | Command::Entries { .. }
+                | Command::Page { .. }
+                | Command::Entry { .. }
+                | Command::SetLocationPreviews { .. }
+                | Command::SyncStatus { .. }
+                | Command::Transfers
+                | Command::Transfer { .. }
+                | Command::TransferFiles { .. }
+                | Command::Grant { .. }
+                | Command::Revoke { .. }
+                | Command::Grants { .. }
+                | Command::Snapshot
+        )
+    }
+
     /// The library the command is about, as the caller named it.
     pub fn library_mut(&mut self) -> Option<&mut String> {
         match self {

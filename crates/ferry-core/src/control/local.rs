@@ -96,7 +96,8 @@ pub(crate) fn start(
                     let (engine, events, count) = (engine.clone(), events.clone(), count.clone());
                     running.spawn(async move {
                         let _open = Decrement(count);
-                        if let Err(e) = super::session::serve(engine, Caller::Local, Some(&events), r, w).await {
+                        let limits = super::session::Limits { max_up: MAX_UP, idle: None };
+                        if let Err(e) = super::session::serve(engine, Caller::Local, Some(&events), limits, r, w).await {
                             tracing::debug!(error = %e, "local session ended");
                         }
                     });
@@ -143,6 +144,11 @@ pub enum ClientError {
     Refused(#[from] Refusal),
 }
 
+/// How long a node has to welcome a front end.
+const WELCOME_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// Events kept for a front end between its reads.
+const HEARD: usize = 4096;
+
 /// What a front end hears besides replies.
 #[derive(Debug, Clone)]
 pub enum Heard {
@@ -172,21 +178,16 @@ impl Drop for Client {
 }
 
 impl Client {
-    /// Attaches to the node running on `data_dir`, if one does. `Ok(None)`: none runs (no
-    /// socket, or nobody listening on it).
+    /// Attaches to the node running on `data_dir`, if one does. `Ok(None)`: none can be
+    /// reached (no socket, nobody listening, a path too long for a socket…).
     #[cfg(unix)]
     pub async fn attach(data_dir: &Path, events: bool) -> Result<Option<Client>, ClientError> {
         let stream = match tokio::net::UnixStream::connect(socket_path(data_dir)).await {
             Ok(s) => s,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-                ) =>
-            {
-                return Ok(None)
+            Err(e) => {
+                tracing::debug!(error = %e, "no node to attach to");
+                return Ok(None);
             }
-            Err(e) => return Err(WireError::Io(e).into()),
         };
         let (r, w) = stream.into_split();
         Client::start(r, w, events).await.map(Some)
@@ -208,36 +209,50 @@ impl Client {
             events,
         };
         wire::write(&mut w, &hello, MAX_UP).await?;
-        let node = match wire::read::<_, Down>(&mut r, MAX_DOWN).await? {
+        let welcome =
+            tokio::time::timeout(WELCOME_TIMEOUT, wire::read::<_, Down>(&mut r, MAX_DOWN))
+                .await
+                .map_err(|_| {
+                    ClientError::Closed(format!("no welcome within {WELCOME_TIMEOUT:?}"))
+                })?;
+        let node = match welcome? {
             Some(Down::Welcome { node, .. }) => node,
             Some(Down::Bye { reason }) => return Err(ClientError::Closed(reason)),
             Some(_) => return Err(ClientError::Protocol),
             None => return Err(ClientError::Closed("closed at once".into())),
         };
         let pending: Pending = Arc::default();
-        let (tx, rx) = mpsc::channel(1024);
+        let (tx, rx) = mpsc::channel(HEARD);
         let routes = pending.clone();
         let reader = tokio::spawn(async move {
+            // Events this front end did not take in time: told as one lag, never waited for,
+            // so replies keep flowing while a caller is busy with a long call.
+            let mut missed = 0u64;
             let why = loop {
-                match wire::read::<_, Down>(&mut r, MAX_DOWN).await {
+                let heard = match wire::read::<_, Down>(&mut r, MAX_DOWN).await {
                     Ok(Some(Down::Reply { id, result })) => {
                         if let Some(tx) = ferry_util::lock(&routes).remove(&id) {
                             let _ = tx.send(result);
                         }
+                        continue;
                     }
-                    Ok(Some(Down::Event { event })) => {
-                        // A front end that does not read its events is cut off by the node.
-                        if tx.send(Heard::Event(Box::new(event))).await.is_err() {
-                            return;
-                        }
-                    }
-                    Ok(Some(Down::Lagged { missed })) => {
-                        let _ = tx.send(Heard::Lagged(missed)).await;
+                    Ok(Some(Down::Event { event })) => Heard::Event(Box::new(event)),
+                    Ok(Some(Down::Lagged { missed: m })) => {
+                        missed += m;
+                        continue;
                     }
                     Ok(Some(Down::Bye { reason })) => break reason,
                     Ok(Some(Down::Welcome { .. })) => break "a second welcome".into(),
                     Ok(None) => break "the node closed the session".into(),
                     Err(e) => break e.to_string(),
+                };
+                if missed > 0 && tx.try_send(Heard::Lagged(missed)).is_ok() {
+                    missed = 0;
+                }
+                match tx.try_send(heard) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => missed += 1,
+                    Err(mpsc::error::TrySendError::Closed(_)) => return,
                 }
             };
             // Calls still waiting learn it now (their senders drop with the map).

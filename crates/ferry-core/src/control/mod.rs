@@ -65,6 +65,16 @@ impl Engine {
         }
     }
 
+    /// A node's libraries once its network is gone (it stopped).
+    pub(crate) fn stopped(libraries: Libraries) -> Engine {
+        let data_dir = libraries.data_dir();
+        Engine {
+            libraries,
+            live: None,
+            data_dir,
+        }
+    }
+
     /// The data dir's libraries and stored transfers, without a node: library bookkeeping,
     /// listings and grants work; commands that need the network refuse with `NeedsNode`.
     pub fn offline(data_dir: PathBuf) -> Result<Engine, crate::LibraryError> {
@@ -80,15 +90,42 @@ impl Engine {
     }
 
     /// Runs one command for `caller`: authorized, carried out, and (for a member) logged.
-    pub async fn execute(&self, caller: Caller, mut command: Command) -> Result<Reply, Refusal> {
+    pub async fn execute(&self, caller: Caller, command: Command) -> Result<Reply, Refusal> {
+        // Commands that are SQLite and disk work run on a blocking thread, off the async ones
+        // (the app's every click is one).
+        if command.blocking() {
+            let engine = self.clone();
+            let handle = tokio::runtime::Handle::current();
+            return tokio::task::spawn_blocking(move || {
+                handle.block_on(engine.authorized(caller, command))
+            })
+            .await
+            .map_err(|_| Refusal::failed("the command failed inside the node"))?;
+        }
+        self.authorized(caller, command).await
+    }
+
+    async fn authorized(&self, caller: Caller, mut command: Command) -> Result<Reply, Refusal> {
         let Caller::Member { node, library } = caller else {
             return run::run(self, caller, command).await;
         };
         let name = command.name();
-        let granted = |cap: Capability| {
-            self.libraries
-                .db_of(&library)
-                .is_some_and(|db| db.has_grant(&node, cap.as_str()).unwrap_or(false))
+        let db = self.libraries.db_of(&library);
+        // Membership is read at every call: a member removed while its session is open is
+        // refused from its next command on. A grant counts only if it was given after the
+        // member joined: a node removed and paired again starts with none.
+        let added = db
+            .as_ref()
+            .and_then(|db| db.member(&node).ok().flatten())
+            .filter(|m| m.record.state == crate::library::wire::MemberState::Member)
+            .map(|m| m.record.added);
+        let granted = |cap: Capability| match (&db, added) {
+            (Some(db), Some(added)) => db
+                .granted_at(&node, cap.as_str())
+                .ok()
+                .flatten()
+                .is_some_and(|at| at >= added),
+            _ => false,
         };
         let named = match command.library_mut() {
             Some(q) => match self.libraries.find(q) {
@@ -102,29 +139,14 @@ impl Engine {
             .or(Some(LibraryId([0; 16]))),
             None => None,
         };
-        // Membership is read at every call too: a member removed while its session is open
-        // is refused from its next command on.
-        let member = self.libraries.db_of(&library).is_some_and(|db| {
-            db.member(&node)
-                .ok()
-                .flatten()
-                .is_some_and(|m| m.record.state == crate::library::wire::MemberState::Member)
-        });
         let result = match authorize(&caller, command.capability(), named, granted) {
-            Ok(()) if !member => Err(Refusal::NotMember),
+            Ok(()) if added.is_none() => Err(Refusal::NotMember),
             Ok(()) => run::run(self, caller, command).await,
             Err(r) => Err(r),
         };
-        let outcome = match &result {
-            Ok(_) => "ok".to_string(),
-            // Said from this node's side: the member's own message reads "not granted you".
-            Err(Refusal::NotGranted { capability }) => {
-                format!("refused: no \"{capability}\" grant")
-            }
-            Err(e) => e.to_string(),
-        };
+        let outcome = outcome(&result);
         tracing::info!(member = %node.short(), library = %library, command = %name, %outcome, "remote command");
-        if let Some(db) = self.libraries.db_of(&library) {
+        if let Some(db) = db {
             let row = crate::library::db::RemoteLogRow {
                 at: ferry_util::unix_now(),
                 node,
@@ -137,6 +159,29 @@ impl Engine {
         }
         result
     }
+}
+
+/// How a member's command ended, for the serving node's log: one short line. Messages can
+/// repeat what the member sent (a path it asked for): they are cut and their control
+/// characters escaped, so the log can neither be forged line by line nor grown without end.
+pub fn outcome(result: &Result<Reply, Refusal>) -> String {
+    const MAX: usize = 200;
+    let text = match result {
+        Ok(_) => return "ok".into(),
+        // Said from this node's side: the member's own message reads "not granted you".
+        Err(Refusal::NotGranted { capability }) => format!("refused: no \"{capability}\" grant"),
+        Err(e) => e.to_string(),
+    };
+    let mut out = crate::text::escaped(&text, &[]).into_owned();
+    if out.len() > MAX {
+        let cut = (0..=MAX)
+            .rev()
+            .find(|&i| out.is_char_boundary(i))
+            .unwrap_or(0);
+        out.truncate(cut);
+        out.push('…');
+    }
+    out
 }
 
 /// May `caller` run a command that needs `cap` and names library `named` (`None`: none)?

@@ -158,31 +158,52 @@ impl Engine {
     }
 
     /// Files a member asked this node to send: `LOCATION/PATH` inside one of this node's own
-    /// locations of the member's library, never anything else on its disk.
+    /// locations of the member's library (by the index, never by a path it spelled), and no
+    /// folder on the way swapped for a link since it was indexed.
     fn member_paths(&self, lib: &LibraryId, paths: &[String]) -> R<Vec<PathBuf>> {
         paths
             .iter()
             .map(|p| {
                 let (l, entry) = self.resolve_path(lib, p)?;
                 if !l.local {
-                    return Err(failed(format!("{p} is not on this device")));
+                    return Err(failed("that is not on this device"));
                 }
-                match entry {
-                    Some(e) => self
-                        .libraries
-                        .contents()
-                        .entry(lib, &e.id)
-                        .map(|(_, path)| path)
-                        .map_err(failed),
-                    None => Ok(PathBuf::from(&l.path)),
+                let Some(e) = entry else {
+                    return Ok(PathBuf::from(&l.path));
+                };
+                let (_, path) = self
+                    .libraries
+                    .contents()
+                    .entry(lib, &e.id)
+                    .map_err(failed)?;
+                if crate::library::contents::swapped_for_symlink(&path, &e.path) {
+                    return Err(failed("that path is a link now"));
                 }
+                Ok(path)
             })
             .collect()
+    }
+
+    /// A transfer a member may see and steer: one it asked this node to send.
+    fn member_transfer(&self, caller: &Caller, id: &str) -> R<TransferInfo> {
+        let t = self.transfer(id)?;
+        match caller {
+            Caller::Local => Ok(t),
+            Caller::Member { node, library } => {
+                if self.libraries.remote().started(&t.id, node, library) {
+                    Ok(t)
+                } else {
+                    Err(failed(format!("no transfer {id}")))
+                }
+            }
+        }
     }
 }
 
 /// Largest page a front end may ask for (a screenful is a few hundred; a list page 500).
 const MAX_PAGE: u32 = 2000;
+/// Most entries of a folder one answer to a member lists.
+const MEMBER_ENTRIES: usize = 10_000;
 
 /// The one hit of a search by name or prefix.
 fn the_one<T>(mut hits: Vec<T>, none: impl FnOnce() -> String, what: &str) -> R<T> {
@@ -204,7 +225,12 @@ pub(crate) async fn resolve(
 ) -> Result<PeerId, crate::NodeError> {
     match target {
         Target::Addr { addr, pin } => Ok(p2p.connect(*addr, *pin).await?),
+        // A whole fingerprint asked for at once (the app's lists name peers so): that peer,
+        // dialled by what the node knows of it, listed or not.
         Target::Query(q) => {
+            if let (true, Ok(id)) = (wait.is_zero(), q.parse::<PeerId>()) {
+                return Ok(id);
+            }
             let deadline = Instant::now() + wait;
             let mut events = p2p.subscribe();
             loop {
@@ -326,6 +352,10 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
                 }
             };
             let target: Target = peer.parse().map_err(failed)?;
+            if matches!(caller, Caller::Member { .. }) && matches!(target, Target::Addr { .. }) {
+                // A member names a device this node knows; it never makes it dial an address.
+                return Err(failed("name a device this node knows, not an address"));
+            }
             let (id, to, localsend) = match resolve_send(live, &target, ms(wait_ms)).await? {
                 To::Ferry(peer) => {
                     let id = live.spacedrop.send(peer, paths).await.map_err(failed)?;
@@ -341,6 +371,9 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
                     (id, d.alias, true)
                 }
             };
+            if let Caller::Member { node, library } = caller {
+                libs.remote().sent(id.hex(), node, library);
+            }
             let transfer = e.transfer(&id.hex())?;
             Reply::Sent {
                 transfer,
@@ -348,20 +381,25 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
                 localsend,
             }
         }
-        Command::Transfers => Reply::Transfers {
-            transfers: e.transfers()?,
-        },
+        Command::Transfers => {
+            let mut transfers = e.transfers()?;
+            if let Caller::Member { node, library } = caller {
+                transfers.retain(|t| libs.remote().started(&t.id, &node, &library));
+            }
+            Reply::Transfers { transfers }
+        }
         Command::Transfer { id } => {
-            let t = e.transfer(&id)?;
+            let t = e.member_transfer(&caller, &id)?;
             let id = tid(&t)?;
+            // A member reads a page; this machine's user every file.
+            let most = match caller {
+                Caller::Local => usize::MAX,
+                Caller::Member { .. } => MAX_PAGE as usize,
+            };
             let (renamed, failed_files) = match &e.live {
                 Some(live) => (
-                    live.spacedrop
-                        .renamed_files(&id, 0, usize::MAX)
-                        .map_err(failed)?,
-                    live.spacedrop
-                        .failed_files(&id, 0, usize::MAX)
-                        .map_err(failed)?,
+                    live.spacedrop.renamed_files(&id, 0, most).map_err(failed)?,
+                    live.spacedrop.failed_files(&id, 0, most).map_err(failed)?,
                 ),
                 None => {
                     let store = crate::spacedrop::store::Store::open(&e.data_dir.join("ferry.db"))
@@ -382,7 +420,7 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
         }
         Command::Pause { id } => {
             let live = e.need_live()?;
-            let t = e.transfer(&id)?;
+            let t = e.member_transfer(&caller, &id)?;
             live.spacedrop.pause(&tid(&t)?).map_err(failed)?;
             Reply::Transfers {
                 transfers: vec![e.transfer(&t.id)?],
@@ -390,7 +428,7 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
         }
         Command::Resume { id } => {
             let live = e.need_live()?;
-            let t = e.transfer(&id)?;
+            let t = e.member_transfer(&caller, &id)?;
             live.spacedrop.resume(&tid(&t)?).map_err(failed)?;
             Reply::Transfers {
                 transfers: vec![e.transfer(&t.id)?],
@@ -398,7 +436,7 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
         }
         Command::Cancel { id } => {
             let live = e.need_live()?;
-            let t = e.transfer(&id)?;
+            let t = e.member_transfer(&caller, &id)?;
             live.spacedrop.cancel(&tid(&t)?).map_err(failed)?;
             Reply::Transfers {
                 transfers: vec![e.transfer(&t.id)?],
@@ -499,7 +537,12 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
             let id = e.lib(&library)?;
             let member = e.member(&id, &node)?;
             let info = libs.remove_member(&id, &member.node).map_err(failed)?;
-            let reached = reached(libs.reach(&id, ms(wait_ms), Some(member.node)).await);
+            // (Members connected now hear at once either way; a wait dials the others.)
+            let reached = if wait_ms == 0 {
+                vec![]
+            } else {
+                reached(libs.reach(&id, ms(wait_ms), Some(member.node)).await)
+            };
             Reply::Unpaired {
                 library: info,
                 reached,
@@ -515,6 +558,13 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
             let path = PathBuf::from(path);
             if !path.is_absolute() {
                 return Err(failed(format!("{}: give an absolute path", path.display())));
+            }
+            // The node's own data (its identity key, its databases) is never a location: a
+            // member granted `manage` could otherwise read it through the library.
+            let data = std::fs::canonicalize(&e.data_dir).unwrap_or_else(|_| e.data_dir.clone());
+            let asked = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if data.starts_with(&asked) || asked.starts_with(&data) {
+                return Err(failed("this node's own data folder cannot be a location"));
             }
             Reply::Location {
                 location: libs
@@ -558,11 +608,15 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
             let lib = e.lib(&library)?;
             let (l, entry) = e.resolve_path(&lib, &path)?;
             let loc = parse_loc(&l.id).map_err(failed)?;
-            let entries = match entry {
+            let mut entries = match entry {
                 Some(x) if x.kind != EntryKind::Dir => vec![x],
                 Some(x) => libs.contents().list(&lib, &loc, &x.path).map_err(failed)?,
                 None => libs.contents().list(&lib, &loc, "").map_err(failed)?,
             };
+            // A member's answer stays small (`page` lists the rest a window at a time).
+            if matches!(caller, Caller::Member { .. }) {
+                entries.truncate(MEMBER_ENTRIES);
+            }
             Reply::Entries {
                 location: l,
                 entries,
@@ -698,24 +752,20 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
             }
         }
         Command::TransferFiles { id, offset, limit } => {
-            let live = e.need_live()?.clone();
-            let t = e.transfer(&id)?;
+            let live = e.need_live()?;
+            let t = e.member_transfer(&caller, &id)?;
             let id = tid(&t)?;
             let (offset, limit) = (offset as usize, limit.min(MAX_PAGE) as usize);
-            // Off the async threads: a large reception's layout is megabytes of JSON.
-            let (renamed, failed_files) = tokio::task::spawn_blocking(move || {
-                Ok::<_, crate::spacedrop::SpacedropError>((
-                    live.spacedrop.renamed_files(&id, offset, limit)?,
-                    live.spacedrop.failed_files(&id, offset, limit)?,
-                ))
-            })
-            .await
-            .map_err(failed)?
-            .map_err(failed)?;
             Reply::Transfer {
                 transfer: t,
-                renamed,
-                failed: failed_files,
+                renamed: live
+                    .spacedrop
+                    .renamed_files(&id, offset, limit)
+                    .map_err(failed)?,
+                failed: live
+                    .spacedrop
+                    .failed_files(&id, offset, limit)
+                    .map_err(failed)?,
             }
         }
         Command::Page {
@@ -727,21 +777,17 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
         } => {
             let lib = e.lib(&library)?;
             let loc = parse_loc(&location).map_err(failed)?;
-            let contents = libs.contents().clone();
-            let page = tokio::task::spawn_blocking(move || {
-                contents.page(&lib, &loc, &dir, offset, limit.min(MAX_PAGE))
-            })
-            .await
-            .map_err(failed)?
-            .map_err(failed)?;
-            Reply::Page { page }
+            Reply::Page {
+                page: libs
+                    .contents()
+                    .page(&lib, &loc, &dir, offset, limit.min(MAX_PAGE))
+                    .map_err(failed)?,
+            }
         }
         Command::Entry { library, entry } => {
-            let lib = e.lib(&library)?;
-            let contents = libs.contents().clone();
-            let (entry, path) = tokio::task::spawn_blocking(move || contents.entry(&lib, &entry))
-                .await
-                .map_err(failed)?
+            let (entry, path) = libs
+                .contents()
+                .entry(&e.lib(&library)?, &entry)
                 .map_err(failed)?;
             Reply::Entry {
                 entry,

@@ -2,6 +2,7 @@
 //! in, replies and events out. A session lives exactly as long as its stream: when either
 //! side closes it, its reader, its calls in flight and its event subscription end with it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -54,12 +55,22 @@ async fn send<W: AsyncWrite + Unpin>(w: &mut W, msg: &Down) -> Result<(), Sessio
     }
 }
 
+/// What a transport allows its sessions.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    /// Largest frame a front end may send.
+    pub max_up: usize,
+    /// A session with no call running and none arriving for this long is closed.
+    pub idle: Option<Duration>,
+}
+
 /// Runs a session to its end. `events` is the node's stream, offered to front ends that ask
 /// for it (`None`: this transport streams none).
 pub(crate) async fn serve<R, W>(
     engine: Engine,
     caller: Caller,
     events: Option<&broadcast::Sender<Event>>,
+    limits: Limits,
     mut r: R,
     mut w: W,
 ) -> Result<(), SessionError>
@@ -67,7 +78,8 @@ where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
 {
-    let hello = match tokio::time::timeout(HELLO_TIMEOUT, wire::read::<_, Up>(&mut r, MAX_UP)).await
+    let max_up = limits.max_up.min(MAX_UP);
+    let hello = match tokio::time::timeout(HELLO_TIMEOUT, wire::read::<_, Up>(&mut r, max_up)).await
     {
         Err(_) => return Err(SessionError::NoHello(HELLO_TIMEOUT)),
         Ok(r) => r?,
@@ -98,7 +110,7 @@ where
     let (up_tx, mut up_rx) = mpsc::channel::<Result<Up, WireError>>(1);
     let reader = async move {
         loop {
-            let frame = wire::read::<_, Up>(&mut r, MAX_UP).await;
+            let frame = wire::read::<_, Up>(&mut r, max_up).await;
             let end = !matches!(frame, Ok(Some(_)));
             let msg = match frame {
                 Ok(Some(m)) => Ok(m),
@@ -113,14 +125,21 @@ where
         drop(up_tx);
         std::future::pending::<()>().await
     };
-    let mut calls: JoinSet<(u64, Result<super::Reply, Refusal>)> = JoinSet::new();
+    let mut calls: JoinSet<Result<super::Reply, Refusal>> = JoinSet::new();
+    // Which call each task answers (a task that panics still gets its call a reply).
+    let mut ids: HashMap<tokio::task::Id, u64> = HashMap::new();
+    let idle = limits.idle.unwrap_or(Duration::MAX);
+    let mut last = tokio::time::Instant::now();
     let session = async {
         loop {
+            let quiet = last.checked_add(idle);
             tokio::select! {
                 up = up_rx.recv(), if calls.len() < MAX_CALLS => match up {
                     Some(Ok(Up::Call { id, command })) => {
+                        last = tokio::time::Instant::now();
                         let engine = engine.clone();
-                        calls.spawn(async move { (id, engine.execute(caller, command).await) });
+                        let task = calls.spawn(async move { engine.execute(caller, command).await });
+                        ids.insert(task.id(), id);
                     }
                     Some(Ok(Up::Hello { .. })) => {
                         let reason = "a second hello".to_string();
@@ -134,17 +153,22 @@ where
                     // The front end closed its side: the session ends, its calls with it.
                     None => return Ok(()),
                 },
-                Some(done) = calls.join_next(), if !calls.is_empty() => {
-                    if let Ok((id, result)) = done {
+                Some(done) = calls.join_next_with_id(), if !calls.is_empty() => {
+                    last = tokio::time::Instant::now();
+                    let (task, result) = match done {
+                        Ok((task, result)) => (task, result),
+                        Err(e) => (e.id(), Err(Refusal::failed("the command failed inside the node"))),
+                    };
+                    if let Some(id) = ids.remove(&task) {
                         send(&mut w, &Down::Reply { id, result }).await?;
                     }
                 }
+                () = sleep_until(quiet), if calls.is_empty() => {
+                    let reason = format!("no command for {idle:?}");
+                    let _ = send(&mut w, &Down::Bye { reason }).await;
+                    return Ok(());
+                }
                 e = recv(&mut events) => match e {
-                    Ok(Event::NodeStopped) => {
-                        let _ = send(&mut w, &Down::Event { event: Event::NodeStopped }).await;
-                        let _ = send(&mut w, &Down::Bye { reason: "the node stopped".into() }).await;
-                        return Ok(());
-                    }
                     Ok(event) => send(&mut w, &Down::Event { event }).await?,
                     Err(broadcast::error::RecvError::Lagged(missed)) => {
                         send(&mut w, &Down::Lagged { missed }).await?
@@ -159,6 +183,13 @@ where
     tokio::select! {
         () = reader => Ok(()),
         r = session => r,
+    }
+}
+
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -14,8 +14,13 @@ pub use crate::library::wire::INNER_CONTROL;
 pub const VERSION: u16 = 1;
 /// A front end's frame: a command (a send of 10,000 paths fits).
 pub const MAX_UP: usize = 4 << 20;
-/// A node's frame: a reply (a folder's entries, every transfer) or an event.
-pub const MAX_DOWN: usize = 32 << 20;
+/// A member's frame (over the tunnel): commands name things, they do not carry them.
+pub const MAX_MEMBER_UP: usize = 256 << 10;
+/// A node's frame: a reply (a folder's entries, every transfer, a `ferry://` answer of up to
+/// 64 MiB as base64) or an event.
+pub const MAX_DOWN: usize = 96 << 20;
+/// Once a frame's length has arrived, its body must follow within this.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Front end to node.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -60,6 +65,8 @@ pub enum WireError {
     TooLarge { len: usize, max: usize },
     #[error("the stream ended inside a frame")]
     Truncated,
+    #[error("a frame's body did not arrive within {0:?}")]
+    Slow(std::time::Duration),
     #[error("bad frame: {0}")]
     Decode(String),
     #[error(transparent)]
@@ -109,11 +116,16 @@ pub async fn read<R: AsyncRead + Unpin, T: DeserializeOwned>(
     if len > max {
         return Err(WireError::TooLarge { len, max });
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => WireError::Truncated,
-        _ => WireError::Io(e),
-    })?;
+    // Grown as bytes arrive, not allocated from the claimed length: a length with no body
+    // behind it costs nothing, and a body that trickles is cut off.
+    let mut body = Vec::with_capacity(len.min(64 << 10));
+    let mut limited = (&mut *r).take(len as u64);
+    match tokio::time::timeout(BODY_TIMEOUT, limited.read_to_end(&mut body)).await {
+        Err(_) => return Err(WireError::Slow(BODY_TIMEOUT)),
+        Ok(Err(e)) => return Err(WireError::Io(e)),
+        Ok(Ok(n)) if n < len => return Err(WireError::Truncated),
+        Ok(Ok(_)) => {}
+    }
     decode(&body).map(Some)
 }
 

@@ -415,13 +415,17 @@ impl LibraryDb {
         )? > 0)
     }
 
-    pub fn has_grant(&self, node: &PeerId, capability: &str) -> Result<bool, DbError> {
-        let n: i64 = self.lock().query_row(
-            "SELECT count(*) FROM grants WHERE node = ?1 AND capability = ?2",
-            params![&node.0[..], capability],
-            |r| r.get(0),
-        )?;
-        Ok(n > 0)
+    /// When `node` was granted `capability` (unix seconds), if it holds it.
+    pub fn granted_at(&self, node: &PeerId, capability: &str) -> Result<Option<i64>, DbError> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .lock()
+            .query_row(
+                "SELECT granted FROM grants WHERE node = ?1 AND capability = ?2",
+                params![&node.0[..], capability],
+                |r| r.get(0),
+            )
+            .optional()?)
     }
 
     pub fn grants(&self) -> Result<Vec<GrantRow>, DbError> {

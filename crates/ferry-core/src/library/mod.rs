@@ -174,6 +174,8 @@ pub(crate) struct Shared {
     media: media::Media,
     /// The running node's parts, for members' control sessions (set when it starts).
     control: OnceLock<crate::control::Live>,
+    /// What members' control sessions share (their slots, the transfers they started).
+    remote: crate::control::remote::RemoteState,
 }
 
 /// Handle to the node's libraries.
@@ -210,6 +212,7 @@ impl Libraries {
                 sync: sync::Sync::default(),
                 media: media::Media::default(),
                 control: OnceLock::new(),
+                remote: Default::default(),
             }),
         };
         let weak = Arc::downgrade(&libs.shared);
@@ -632,6 +635,10 @@ impl Libraries {
         self.shared.db(id)
     }
 
+    pub(crate) fn remote(&self) -> &crate::control::remote::RemoteState {
+        &self.shared.remote
+    }
+
     /// Lets members' control sessions reach the running node.
     pub(crate) fn set_live(&self, live: crate::control::Live) {
         let _ = self.shared.control.set(live);
@@ -640,8 +647,20 @@ impl Libraries {
     /// The command engine members' sessions run on (`None` until the node runs).
     pub(crate) fn engine(&self) -> Option<crate::control::Engine> {
         let live = self.shared.control.get()?.clone();
-        let data_dir = self.shared.dir.parent()?.to_path_buf();
-        Some(crate::control::Engine::live(self.clone(), live, data_dir))
+        Some(crate::control::Engine::live(
+            self.clone(),
+            live,
+            self.data_dir(),
+        ))
+    }
+
+    /// The data dir these libraries live in.
+    pub(crate) fn data_dir(&self) -> PathBuf {
+        self.shared
+            .dir
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default()
     }
 
     /// Opens a tunnel to a member for a library protocol (for the library protocols to come).
