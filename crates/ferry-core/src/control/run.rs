@@ -418,26 +418,16 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
                 failed: failed_files,
             }
         }
-        Command::Pause { id } => {
+        Command::Pause { ref id } | Command::Resume { ref id } | Command::Cancel { ref id } => {
             let live = e.need_live()?;
-            let t = e.member_transfer(&caller, &id)?;
-            live.spacedrop.pause(&tid(&t)?).map_err(failed)?;
-            Reply::Transfers {
-                transfers: vec![e.transfer(&t.id)?],
+            let t = e.member_transfer(&caller, id)?;
+            let which = tid(&t)?;
+            match command {
+                Command::Pause { .. } => live.spacedrop.pause(&which),
+                Command::Resume { .. } => live.spacedrop.resume(&which),
+                _ => live.spacedrop.cancel(&which),
             }
-        }
-        Command::Resume { id } => {
-            let live = e.need_live()?;
-            let t = e.member_transfer(&caller, &id)?;
-            live.spacedrop.resume(&tid(&t)?).map_err(failed)?;
-            Reply::Transfers {
-                transfers: vec![e.transfer(&t.id)?],
-            }
-        }
-        Command::Cancel { id } => {
-            let live = e.need_live()?;
-            let t = e.member_transfer(&caller, &id)?;
-            live.spacedrop.cancel(&tid(&t)?).map_err(failed)?;
+            .map_err(failed)?;
             Reply::Transfers {
                 transfers: vec![e.transfer(&t.id)?],
             }
