@@ -690,15 +690,22 @@ def main():
             "window.__TAURI_INTERNALS__.invoke('snapshot').then((s) => done(s.me.id), (e) => done(String(e)));")
         driver.quit()
         head_down = tmp / "headless-down"
-        headless = subprocess.Popen(
-            [ferry, "--no-discovery", "--listen", f"127.0.0.1:{APP_PORT}", "--name", "headless-e2e", "--data-dir",
-             str(tmp / "app-data"), "--dest", str(head_down), "--no-localsend", "--json", "node"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        # The app's node may still be closing (its data-dir lock held): until `ferry node` says
+        # it started, it is started again.
+        deadline = time.time() + 30
+        while True:
+            headless = subprocess.Popen(
+                [ferry, "--no-discovery", "--listen", f"127.0.0.1:{APP_PORT}", "--name", "headless-e2e", "--data-dir",
+                 str(tmp / "app-data"), "--dest", str(head_down), "--no-localsend", "--json", "node"],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            first = headless.stdout.readline()
+            if '"node_started"' in first:
+                break
+            headless.wait(5)
+            assert time.time() < deadline, f"the headless node did not start: {first}"
+            time.sleep(0.3)
         procs.append(headless)
-        deadline = time.time() + 20
-        while not (tmp / "app-data" / "ferry.sock").exists():
-            assert time.time() < deadline, "the headless node never listened on its socket"
-            time.sleep(0.1)
+        threading.Thread(target=lambda: [None for _ in headless.stdout], daemon=True).start()
         driver = webdriver.Remote(command_executor="http://127.0.0.1:4444", options=opts)
         driver.implicitly_wait(0)
         find(".me .badge", 20, text="attached")
