@@ -231,13 +231,33 @@ impl Ctl {
 
     /// Answers localsendd's next incoming offer (a control connection makes it ask).
     pub fn answer_next(&mut self, accept: bool) {
-        let s = self.wait("incoming offer", 30, |s| !s["incoming"].is_null());
+        assert!(
+            self.try_answer_next(accept, 30),
+            "localsendd: no incoming offer; state: {}",
+            self.state()
+        );
+    }
+
+    /// Answers the next offer localsendd shows within `secs`; false if none came.
+    pub fn try_answer_next(&mut self, accept: bool, secs: u64) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let s = loop {
+            let s = self.state();
+            if !s["incoming"].is_null() {
+                break s;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
         let sid = s["incoming"]["sessionId"].as_str().unwrap().to_string();
         self.call(
             "confirm_receive",
             json!({"sessionId": sid, "confirmed": accept}),
         )
         .unwrap();
+        true
     }
 
     pub fn fingerprint(&mut self) -> String {
