@@ -812,16 +812,7 @@ async fn run_node(front: &Front, out: &Out, g: &Global, receive: Option<bool>) -
             if let Some(dest) = &g.dest {
                 ensure_folder(dest)?;
             }
-            let n = client.node();
-            out.note(&format!(
-                "Attached to the Ferry node \"{}\" running here ({}); prompts can be answered here{}.",
-                n.name,
-                n.short_id,
-                match &g.dest {
-                    Some(d) => format!(", into {}", d.display()),
-                    None => String::new(),
-                }
-            ));
+            out.attached(client.node(), g.dest.as_deref());
         }
         Front::Offline(_) => bail!("this needs a running node"),
     }

@@ -591,6 +591,22 @@ impl Out {
         }
     }
 
+    /// A long-running command attached to the node running here (`{"type": "attached",
+    /// "node": …}` in JSON: a script knows from then on that prompts reach it).
+    pub fn attached(&self, n: &ferry_core::control::NodeStatus, dest: Option<&std::path::Path>) {
+        if self.json {
+            self.line(json!({"type": "attached", "node": n}));
+            return;
+        }
+        say!(
+            "Attached to the Ferry node \"{}\" running here ({}); prompts can be answered here{}.",
+            clean(&n.name),
+            n.short_id,
+            dest.map(|d| format!(", into {}", d.display()))
+                .unwrap_or_default()
+        );
+    }
+
     pub fn note(&self, s: &str) {
         if !self.json {
             say!("{s}");

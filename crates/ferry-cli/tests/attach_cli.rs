@@ -95,9 +95,11 @@ fn commands_attach_to_the_running_node_and_share_its_prompts() {
     let mut r1 = NodeProc::spawn_args(with(t.path(), "alpha", &["--yes"]), &["receive", "--once"]);
     let mut r2 = NodeProc::spawn_args(with(t.path(), "alpha", &["--yes"]), &["receive", "--once"]);
     // Both attached: two sessions, each a descriptor in alpha.
-    poll("both receivers attached", || {
-        fds(alpha.child.id()) >= fds_before + 2
-    });
+    // Both attached (each says so) before anything is offered.
+    for r in [&mut r1, &mut r2] {
+        let a = r.expect("attached", WAIT, |_| true);
+        assert_eq!(a["node"]["id"], alpha.id().as_str());
+    }
     let alpha_addr = format!("{}@127.0.0.1:{}", alpha.id(), alpha.port());
     let back = t.path().join("back.txt");
     std::fs::write(&back, b"back").unwrap();
@@ -133,7 +135,11 @@ fn commands_attach_to_the_running_node_and_share_its_prompts() {
 
     // A front end killed while attached leaves nothing behind in the node.
     let mut r3 = NodeProc::spawn_args(base(t.path(), "alpha"), &["receive"]);
-    poll("attached", || fds(alpha.child.id()) > fds_before);
+    r3.expect("attached", WAIT, |_| true);
+    assert!(
+        fds(alpha.child.id()) > fds_before,
+        "its session is a descriptor in alpha"
+    );
     r3.kill9();
     poll("its session freed", || fds(alpha.child.id()) <= fds_before);
     alpha.quit();
