@@ -215,7 +215,7 @@ def main():
 
     saved_download = [False]
     # The CLI node running now (remote_media restarts it).
-    current_cli = [None]
+    current_cli = [cli]
 
     def sees_cli():
         find("[data-peer]", 20, text="cli-node")

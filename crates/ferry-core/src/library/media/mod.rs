@@ -35,9 +35,12 @@ use wire::{Refusal, Source};
 
 /// Requests a node serves one member at once; more wait their turn.
 const SLOTS_PER_MEMBER: usize = 16;
-/// A thumbnail no member had is not asked for again for this long (a damaged picture never
-/// gets one; a new one is made within moments, so not long).
-const MISSING_FOR: Duration = Duration::from_secs(60);
+/// A thumbnail no member had is not asked for again for this long (a new one is made within
+/// moments, so not long)...
+const MISSING_FIRST: Duration = Duration::from_secs(3);
+/// ... and again after twice as long each time it still lacks it, up to this: an owner may
+/// still be making a thumbnail when a member first asks, or may never make one.
+const MISSING_MAX: Duration = Duration::from_secs(600);
 
 #[derive(Debug, thiserror::Error)]
 pub enum MediaError {
@@ -60,8 +63,9 @@ pub enum MediaError {
 pub(crate) struct Media {
     /// Per member: the requests of theirs being served.
     slots: Mutex<HashMap<PeerId, Arc<Semaphore>>>,
-    /// Thumbnails members said they lack, and when: not asked for again soon.
-    missing: Mutex<HashMap<Cas, Instant>>,
+    /// Thumbnails members said they lack: not asked for again until the first instant, the
+    /// second the wait after that one (doubling).
+    missing: Mutex<HashMap<Cas, (Instant, Duration)>>,
     /// Wakes preview sync.
     pub(crate) wake: Arc<Notify>,
     pub(crate) previews: Mutex<PreviewConfig>,
@@ -84,15 +88,29 @@ impl Media {
     fn is_missing(&self, cas: &Cas) -> bool {
         lock(&self.missing)
             .get(cas)
-            .is_some_and(|at| at.elapsed() < MISSING_FOR)
+            .is_some_and(|(until, _)| Instant::now() < *until)
     }
 
     fn set_missing(&self, cas: Cas) {
         let mut m = lock(&self.missing);
+        let now = Instant::now();
         if m.len() >= 4096 {
-            m.retain(|_, at| at.elapsed() < MISSING_FOR);
+            m.retain(|_, (until, _)| now < *until + MISSING_MAX);
         }
-        m.insert(cas, Instant::now());
+        let wait = m
+            .get(&cas)
+            .map_or(MISSING_FIRST, |(_, w)| (*w * 2).min(MISSING_MAX));
+        m.insert(cas, (now + wait, wait));
+    }
+
+    /// When the next thumbnail a member lacked may be asked for again.
+    pub(crate) fn next_retry(&self) -> Option<Instant> {
+        let now = Instant::now();
+        lock(&self.missing)
+            .values()
+            .map(|(until, _)| *until)
+            .filter(|u| *u > now)
+            .min()
     }
 }
 

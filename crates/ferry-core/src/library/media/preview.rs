@@ -84,6 +84,15 @@ pub(crate) fn start(shared: &Arc<Shared>) {
                     tracing::info!(%lib, error = %e, "preview sync round failed");
                 }
             }
+            // A thumbnail its owner was still making when asked is asked for again soon (then
+            // less and less often): no row change may come to wake this loop for it.
+            if let Some(at) = shared.media.next_retry() {
+                let wake = shared.media.wake.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep_until(at.into()).await;
+                    wake.notify_one();
+                });
+            }
         }
     });
 }
