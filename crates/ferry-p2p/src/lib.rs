@@ -4,6 +4,7 @@
 //! - [`identity`]: the node's Ed25519 key pair; its public key is the [`PeerId`].
 //! - [`tls`]: TLS 1.3 with raw public keys, so the handshake proves each side's identity.
 //! - [`endpoint`]: the UDP socket and quinn endpoint, with liveness and stream limits.
+//! - [`congestion`]: the congestion controller (CUBIC that ignores random loss).
 //! - [`wire`]: the stream header, error codes and bounded length-prefixed frames.
 //! - [`router`]: dispatches each incoming stream to its [`Protocol`] by header.
 //! - [`ping`] (the reference protocol) and [`hello`] (display data exchange).
@@ -20,6 +21,7 @@
     deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
 )]
 
+pub mod congestion;
 pub mod discovery;
 pub mod endpoint;
 pub mod hello;
