@@ -12,6 +12,7 @@ mod ferry_e2e;
 mod impair;
 mod limits;
 mod procfs;
+mod router;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -104,6 +105,73 @@ enum Server {
         #[arg(long, default_value_t = 0.0)]
         loss: f64,
     },
+    /// Prints the name of the congestion controller Ferry's transport uses with this
+    /// environment (`FERRY_CONGESTION`), as every `ferry` and bare-QUIC run here would.
+    #[command(name = "__congestion", hide = true)]
+    Congestion,
+    /// The impaired-link router between two namespaces over TUN devices (see router.rs and
+    /// scripts/bench-netns.sh), until SIGINT or SIGTERM; then prints its counters. Run it as
+    /// root, in a third namespace. Every setting applies to each direction.
+    Router(RouterArgs),
+}
+
+#[derive(clap::Args)]
+struct RouterArgs {
+    /// One side: NETNS:IFNAME (NETNS under /var/run/netns, or a path).
+    #[arg(long)]
+    a: router::Side,
+    /// The other side, NETNS:IFNAME.
+    #[arg(long)]
+    b: router::Side,
+    /// One-way delay, milliseconds (RTT = twice this).
+    #[arg(long, default_value_t = 0.0)]
+    delay_ms: f64,
+    /// Extra delay per packet, uniform in 0..=this, milliseconds (reorders).
+    #[arg(long, default_value_t = 0.0)]
+    jitter_ms: f64,
+    /// Fraction of packets lost.
+    #[arg(long, default_value_t = 0.0)]
+    loss: f64,
+    /// Fraction of packets sent twice.
+    #[arg(long, default_value_t = 0.0)]
+    duplicate: f64,
+    /// Fraction of packets held back --reorder-ms longer than the others.
+    #[arg(long, default_value_t = 0.0)]
+    reorder: f64,
+    #[arg(long, default_value_t = 10.0)]
+    reorder_ms: f64,
+    /// Link rate, Mbit/s (10^6 bits); 0: none.
+    #[arg(long, default_value_t = 0.0)]
+    rate_mbit: f64,
+    /// Drop-tail queue bound, bytes: the backlog waiting for the link with --rate-mbit, else
+    /// all that the router holds. Default: twice the bandwidth-delay product with a rate (at
+    /// least 1 MiB), 16 MiB without.
+    #[arg(long)]
+    queue_bytes: Option<u64>,
+    /// PRNG seed (the same seed, the same losses for the same packets).
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+impl RouterArgs {
+    fn settings(&self) -> router::Settings {
+        let ms = |v: f64| std::time::Duration::from_secs_f64(v.max(0.0) / 1e3);
+        let rate = (self.rate_mbit > 0.0).then(|| self.rate_mbit * 1e6 / 8.0);
+        let queue_bytes = self.queue_bytes.unwrap_or(match rate {
+            Some(r) => ((2.0 * r * 2.0 * self.delay_ms / 1e3) as u64).max(MIB),
+            None => 16 * MIB,
+        });
+        router::Settings {
+            delay: ms(self.delay_ms),
+            jitter: ms(self.jitter_ms),
+            loss: self.loss,
+            duplicate: self.duplicate,
+            reorder: self.reorder,
+            reorder_extra: ms(self.reorder_ms),
+            rate,
+            queue_bytes,
+        }
+    }
 }
 
 /// How much data each workload moves.
@@ -197,6 +265,16 @@ pub struct Limits {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before any other thread: the router blocks its stop signals in every thread it has.
+    if let Some(Server::Router(a)) = &cli.server {
+        return match router::run(&a.a, &a.b, a.settings(), a.seed) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ferry-bench router: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let rt = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -229,6 +307,14 @@ fn main() -> ExitCode {
             println!("{}", proxy.report());
             Ok(())
         }),
+        Some(Server::Congestion) => {
+            println!(
+                "{}",
+                ferry_p2p::TransportLimits::default().congestion.name()
+            );
+            Ok(())
+        }
+        Some(Server::Router(_)) => unreachable!("handled above"),
         None => run(&cli, &rt),
     };
     match r {
