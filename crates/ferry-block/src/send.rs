@@ -33,11 +33,30 @@ pub enum SendError {
 /// flat whatever the file size.
 const READ_AHEAD: usize = 8;
 
+/// Records are gathered up to this size before they go to the stream: many small files in one
+/// write instead of four writes each. Data bigger than [`DIRECT`] is written as it is.
+const OUT_BUF: usize = 256 << 10;
+const DIRECT: usize = 64 << 10;
+
 enum Msg {
-    Start { id: u32, offset: u64 },
+    Start {
+        id: u32,
+        offset: u64,
+    },
     Data(Vec<u8>),
     End([u8; 32]),
-    Abort { id: u32, reason: String },
+    Abort {
+        id: u32,
+        reason: String,
+    },
+    /// A file read whole (the rest of it from `offset`, at most one Data record): Start, Data
+    /// and End in one message, so a small file costs the reader thread one hand-over.
+    Whole {
+        id: u32,
+        offset: u64,
+        data: Vec<u8>,
+        hash: [u8; 32],
+    },
 }
 
 /// Streams `jobs` to `w` in order. Waits while `paused` is true. Returns the files the sender
@@ -60,36 +79,85 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
         })
         .map_err(SendError::Write)?;
     let mut aborted = vec![];
-    while let Some(msg) = rx.recv().await {
-        while *paused.borrow_and_update() {
-            if paused.changed().await.is_err() {
-                break;
-            }
-        }
-        let r = match msg {
-            Msg::Start { id, offset } => w.write_all(&record::file_start(id, offset)).await,
-            Msg::Data(buf) => {
-                let r = async {
-                    w.write_all(&record::data_head(buf.len())).await?;
-                    w.write_all(&buf).await
+    let mut out = Vec::with_capacity(OUT_BUF);
+    loop {
+        let msg = match rx.try_recv() {
+            Ok(m) => m,
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+            // Nothing else ready: what is gathered goes out before we wait.
+            Err(mpsc::error::TryRecvError::Empty) => {
+                drain(w, &mut out).await?;
+                match rx.recv().await {
+                    Some(m) => m,
+                    None => break,
                 }
-                .await;
-                sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
-                r
-            }
-            Msg::End(hash) => w.write_all(&record::file_end(&hash)).await,
-            Msg::Abort { id, reason } => {
-                tracing::warn!(id, %reason, "file not sent");
-                let r = w.write_all(&record::file_abort(&reason)).await;
-                aborted.push((id, reason));
-                r
             }
         };
-        r.map_err(SendError::Write)?;
+        if *paused.borrow() {
+            drain(w, &mut out).await?;
+            while *paused.borrow_and_update() {
+                if paused.changed().await.is_err() {
+                    break;
+                }
+            }
+        }
+        match msg {
+            Msg::Start { id, offset } => out.extend_from_slice(&record::file_start(id, offset)),
+            Msg::Data(buf) => data(w, &mut out, &buf, sent).await?,
+            Msg::End(hash) => out.extend_from_slice(&record::file_end(&hash)),
+            Msg::Whole {
+                id,
+                offset,
+                data: buf,
+                hash,
+            } => {
+                out.extend_from_slice(&record::file_start(id, offset));
+                if !buf.is_empty() {
+                    data(w, &mut out, &buf, sent).await?;
+                }
+                out.extend_from_slice(&record::file_end(&hash));
+            }
+            Msg::Abort { id, reason } => {
+                tracing::warn!(id, %reason, "file not sent");
+                out.extend_from_slice(&record::file_abort(&reason));
+                aborted.push((id, reason));
+            }
+        }
+        if out.len() >= OUT_BUF {
+            drain(w, &mut out).await?;
+        }
     }
     let _ = reader.join();
+    drain(w, &mut out).await?;
     w.flush().await.map_err(SendError::Write)?;
     Ok(aborted)
+}
+
+/// Writes what is gathered in `out`.
+async fn drain<W: AsyncWrite + Unpin>(w: &mut W, out: &mut Vec<u8>) -> Result<(), SendError> {
+    if !out.is_empty() {
+        w.write_all(out).await.map_err(SendError::Write)?;
+        out.clear();
+    }
+    Ok(())
+}
+
+/// A Data record: gathered when small, written at once (after what is gathered) when not.
+async fn data<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    out: &mut Vec<u8>,
+    buf: &[u8],
+    sent: &AtomicU64,
+) -> Result<(), SendError> {
+    out.extend_from_slice(&record::data_head(buf.len()));
+    if buf.len() < DIRECT {
+        out.extend_from_slice(buf);
+    } else {
+        drain(w, out).await?;
+        w.write_all(buf).await.map_err(SendError::Write)?;
+    }
+    sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    Ok(())
 }
 
 fn mtime_of(m: &std::fs::Metadata) -> i64 {
@@ -101,6 +169,30 @@ fn mtime_of(m: &std::fs::Metadata) -> i64 {
 
 /// Reads one file into messages. Returns false when the network side is gone.
 fn read_one(job: &FileJob, tx: &mpsc::Sender<Msg>) -> bool {
+    // A failure before anything was sent: Start first, so the receiver knows which file the
+    // abort is about.
+    let start_and_abort = |reason: String| {
+        tx.blocking_send(Msg::Start {
+            id: job.id,
+            offset: job.offset,
+        })
+        .is_ok()
+            && tx.blocking_send(Msg::Abort { id: job.id, reason }).is_ok()
+    };
+    let left = job.size - job.offset.min(job.size);
+    if left <= MAX_DATA as u64 {
+        return match read_whole(job, left) {
+            Ok((data, hash)) => tx
+                .blocking_send(Msg::Whole {
+                    id: job.id,
+                    offset: job.offset,
+                    data,
+                    hash,
+                })
+                .is_ok(),
+            Err(reason) => start_and_abort(reason),
+        };
+    }
     let abort = |reason: String| tx.blocking_send(Msg::Abort { id: job.id, reason }).is_ok();
     let mut f = match File::open(&job.source) {
         Ok(f) => f,
@@ -169,6 +261,45 @@ fn read_one(job: &FileJob, tx: &mpsc::Sender<Msg>) -> bool {
     }
     tx.blocking_send(Msg::End(*hasher.finalize().as_bytes()))
         .is_ok()
+}
+
+/// Reads a file whose rest (`left` bytes from the job's offset) fits one Data record, with the
+/// same checks as a big one: it must match the offer before and after, and not grow.
+fn read_whole(job: &FileJob, left: u64) -> Result<(Vec<u8>, [u8; 32]), String> {
+    let mut f = File::open(&job.source).map_err(|e| format!("cannot read: {e}"))?;
+    let unchanged = |f: &File| {
+        f.metadata()
+            .map(|m| m.len() == job.size && mtime_of(&m) == job.mtime)
+            .unwrap_or(false)
+    };
+    if !unchanged(&f) {
+        return Err("the file changed after it was offered".into());
+    }
+    let mut hasher = blake3::Hasher::new();
+    if job.offset > job.size {
+        return Err("the file shrank while sending".into());
+    }
+    if job.offset > 0 {
+        let mut prefix = vec![0u8; job.offset as usize];
+        match fill(&mut f, &mut prefix) {
+            Ok(got) if got == prefix.len() => hasher.update(&prefix),
+            Ok(_) => return Err("the file shrank while sending".into()),
+            Err(e) => return Err(format!("read error: {e}")),
+        };
+    }
+    // One byte more than expected: reading it means the file grew.
+    let mut data = Vec::with_capacity(left as usize + 1);
+    match (&mut f).take(left + 1).read_to_end(&mut data) {
+        Ok(got) if got as u64 == left => {}
+        Ok(got) if (got as u64) < left => return Err("the file shrank while sending".into()),
+        Ok(_) => return Err("the file changed while sending".into()),
+        Err(e) => return Err(format!("read error: {e}")),
+    }
+    if !unchanged(&f) {
+        return Err("the file changed while sending".into());
+    }
+    hasher.update(&data);
+    Ok((data, *hasher.finalize().as_bytes()))
 }
 
 /// Reads until `buf` is full or the file ends; returns the bytes read.

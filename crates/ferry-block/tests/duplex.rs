@@ -16,7 +16,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
 fn no_journal() -> ferry_block::recv::Journal {
-    std::sync::Arc::new(|_, _| Ok(()))
+    std::sync::Arc::new(|_| Ok(()))
 }
 
 struct Setup {

@@ -241,13 +241,20 @@ fn data_job(
     let (cancel, cancel_rx) = watch::channel(false);
     let (done_tx, done) = oneshot::channel();
     let journal: Journal = {
-        let (store, id) = (shared.store.clone(), row.id);
-        let sizes: Vec<u64> = row.manifest.entries.iter().map(|e| e.size).collect();
-        Arc::new(move |entry, dest| {
-            let size = sizes.get(entry as usize).copied().unwrap_or(0);
-            // (The outcome that follows records the file again, with its name.)
+        let (store, id, manifest) = (shared.store.clone(), row.id, row.manifest.clone());
+        Arc::new(move |files| {
+            let rows: Vec<_> = files
+                .iter()
+                .map(|&(entry, dest)| {
+                    let size = manifest.entries.get(entry as usize).map_or(0, |e| e.size);
+                    let name = manifest.display_path(entry);
+                    (entry, size, name, FileStatus::Done(dest.to_path_buf()))
+                })
+                .collect();
+            // One transaction per batch of small files. (A file that lands under another
+            // name than this one is recorded again by its outcome.)
             store
-                .set_file(&id, entry, size, "", &FileStatus::Done(dest.to_path_buf()))
+                .set_files(&id, &rows)
                 .map_err(std::io::Error::other)
         })
     };
@@ -327,9 +334,16 @@ async fn record_outcome(
     files_done: &mut usize,
 ) -> Result<(), StreamError> {
     match o {
-        FileOutcome::Verified { id, path, .. } => {
+        FileOutcome::Verified {
+            id,
+            path,
+            journaled,
+            ..
+        } => {
             *files_done += 1;
-            record_file(shared, row, id, &FileStatus::Done(path));
+            if !journaled {
+                record_file(shared, row, id, &FileStatus::Done(path));
+            }
             let told = tell_live(s, cancel, &Control::FileDone { id }, MAX_CONTROL).await;
             let current = row.manifest.display_path(id);
             shared.update(&row.id, |i| {

@@ -256,15 +256,32 @@ impl Store {
         name: &str,
         status: &FileStatus,
     ) -> Result<(), StoreError> {
-        let (s, detail) = match status {
-            FileStatus::Done(p) => ("done", p.to_string_lossy().into_owned()),
-            FileStatus::Failed(r) => ("failed", r.clone()),
-        };
-        self.conn().execute(
-            "INSERT OR REPLACE INTO transfer_files (transfer, entry, status, detail, size, name)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![id.hex(), entry, s, detail, size as i64, name],
-        )?;
+        self.set_files(id, &[(entry, size, name.to_string(), status.clone())])
+    }
+
+    /// [`Store::set_file`] for many files of one transfer, in one transaction.
+    pub fn set_files(
+        &self,
+        id: &TransferId,
+        files: &[(u32, u64, String, FileStatus)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut q = tx.prepare_cached(
+                "INSERT OR REPLACE INTO transfer_files (transfer, entry, status, detail, size, name)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )?;
+            let transfer = id.hex();
+            for (entry, size, name, status) in files {
+                let (s, detail) = match status {
+                    FileStatus::Done(p) => ("done", p.to_string_lossy().into_owned()),
+                    FileStatus::Failed(r) => ("failed", r.clone()),
+                };
+                q.execute(params![transfer, entry, s, detail, *size as i64, name])?;
+            }
+        }
+        tx.commit()?;
         Ok(())
     }
 
