@@ -21,6 +21,15 @@ pub struct TransportLimits {
     /// Bidirectional streams a peer may have open on one connection at once.
     pub max_streams: u32,
     pub congestion: Congestion,
+    /// Bytes a peer may send on one stream ahead of what we have read. One stream moves at
+    /// most this per round trip: quinn's default (1.25 MB) caps a transfer at 25 MB/s on a
+    /// 50 ms path; 8 MiB covers 1 Gbit/s at up to 65 ms. (16 MiB, tried, doubled each side's
+    /// peak RSS for a 4 GiB file to 63 / 68 MiB: a slow disk lets the window fill.)
+    pub stream_window: u32,
+    /// The same for all streams of a connection together: what a peer can make us buffer.
+    pub connection_window: u32,
+    /// Bytes we keep unacknowledged (in flight and queued) per connection.
+    pub send_window: u64,
 }
 
 /// The congestion controller: Ferry's own ([`crate::congestion`], CUBIC that ignores random
@@ -58,6 +67,9 @@ impl Default for TransportLimits {
             keep_alive: Duration::from_millis(1500),
             max_streams: 64,
             congestion: Congestion::from_env(),
+            stream_window: 8 << 20,
+            connection_window: 12 << 20,
+            send_window: 12 << 20,
         }
     }
 }
@@ -84,7 +96,10 @@ pub fn transport_config(
     t.max_idle_timeout(Some(idle))
         .keep_alive_interval(Some(limits.keep_alive))
         .max_concurrent_bidi_streams(limits.max_streams.into())
-        .max_concurrent_uni_streams(0u32.into());
+        .max_concurrent_uni_streams(0u32.into())
+        .stream_receive_window(limits.stream_window.into())
+        .receive_window(limits.connection_window.into())
+        .send_window(limits.send_window);
     match limits.congestion {
         Congestion::Tolerant => t.congestion_controller_factory(Arc::new(
             crate::congestion::TolerantConfig::default(),
