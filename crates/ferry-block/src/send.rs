@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
 
+use std::future::Future;
+
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, watch};
 
@@ -27,6 +29,36 @@ pub struct FileJob {
 pub enum SendError {
     #[error("writing to the peer: {0}")]
     Write(std::io::Error),
+}
+
+/// Where a data stream goes. Anything [`AsyncWrite`] is one, copying what it is given; a QUIC
+/// stream wrapped by its caller takes the file's buffers as they are (quinn's `write_chunk`):
+/// one copy of every byte less on the sender.
+pub trait Sink: Send {
+    fn put<'a>(
+        &'a mut self,
+        buf: &'a [u8],
+    ) -> impl Future<Output = std::io::Result<()>> + Send + 'a;
+    /// Takes `buf` whole; by default a copy like [`Sink::put`].
+    fn put_owned(&mut self, buf: Vec<u8>) -> impl Future<Output = std::io::Result<()>> + Send;
+    fn flush_all(&mut self) -> impl Future<Output = std::io::Result<()>> + Send;
+}
+
+impl<W: AsyncWrite + Unpin + Send> Sink for W {
+    fn put<'a>(
+        &'a mut self,
+        buf: &'a [u8],
+    ) -> impl Future<Output = std::io::Result<()>> + Send + 'a {
+        AsyncWriteExt::write_all(self, buf)
+    }
+
+    async fn put_owned(&mut self, buf: Vec<u8>) -> std::io::Result<()> {
+        AsyncWriteExt::write_all(self, &buf).await
+    }
+
+    fn flush_all(&mut self) -> impl Future<Output = std::io::Result<()>> + Send {
+        AsyncWriteExt::flush(self)
+    }
 }
 
 /// Records (data chunks of up to 1 MiB) read ahead of the network: bounded, so memory stays
@@ -61,7 +93,7 @@ enum Msg {
 
 /// Streams `jobs` to `w` in order. Waits while `paused` is true. Returns the files the sender
 /// had to give up on (changed while sending, unreadable), which the receiver also learns.
-pub async fn send_files<W: AsyncWrite + Unpin>(
+pub async fn send_files<W: Sink>(
     w: &mut W,
     jobs: Vec<FileJob>,
     mut paused: watch::Receiver<bool>,
@@ -103,7 +135,7 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
         }
         match msg {
             Msg::Start { id, offset } => out.extend_from_slice(&record::file_start(id, offset)),
-            Msg::Data(buf) => data(w, &mut out, &buf, sent).await?,
+            Msg::Data(buf) => data(w, &mut out, buf, sent).await?,
             Msg::End(hash) => out.extend_from_slice(&record::file_end(&hash)),
             Msg::Whole {
                 id,
@@ -113,7 +145,7 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
             } => {
                 out.extend_from_slice(&record::file_start(id, offset));
                 if !buf.is_empty() {
-                    data(w, &mut out, &buf, sent).await?;
+                    data(w, &mut out, buf, sent).await?;
                 }
                 out.extend_from_slice(&record::file_end(&hash));
             }
@@ -129,34 +161,35 @@ pub async fn send_files<W: AsyncWrite + Unpin>(
     }
     let _ = reader.join();
     drain(w, &mut out).await?;
-    w.flush().await.map_err(SendError::Write)?;
+    w.flush_all().await.map_err(SendError::Write)?;
     Ok(aborted)
 }
 
 /// Writes what is gathered in `out`.
-async fn drain<W: AsyncWrite + Unpin>(w: &mut W, out: &mut Vec<u8>) -> Result<(), SendError> {
+async fn drain<W: Sink>(w: &mut W, out: &mut Vec<u8>) -> Result<(), SendError> {
     if !out.is_empty() {
-        w.write_all(out).await.map_err(SendError::Write)?;
+        w.put(out).await.map_err(SendError::Write)?;
         out.clear();
     }
     Ok(())
 }
 
 /// A Data record: gathered when small, written at once (after what is gathered) when not.
-async fn data<W: AsyncWrite + Unpin>(
+async fn data<W: Sink>(
     w: &mut W,
     out: &mut Vec<u8>,
-    buf: &[u8],
+    buf: Vec<u8>,
     sent: &AtomicU64,
 ) -> Result<(), SendError> {
-    out.extend_from_slice(&record::data_head(buf.len()));
-    if buf.len() < DIRECT {
-        out.extend_from_slice(buf);
+    let len = buf.len();
+    out.extend_from_slice(&record::data_head(len));
+    if len < DIRECT {
+        out.extend_from_slice(&buf);
     } else {
         drain(w, out).await?;
-        w.write_all(buf).await.map_err(SendError::Write)?;
+        w.put_owned(buf).await.map_err(SendError::Write)?;
     }
-    sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
+    sent.fetch_add(len as u64, Ordering::Relaxed);
     Ok(())
 }
 

@@ -388,7 +388,7 @@ async fn follow(
     let mut data = tokio::spawn(async move {
         let sent = AtomicU64::new(0);
         tokio::select! {
-            r = send_files(&mut ds, jobs, pause_rx, &sent) => {
+            r = async { send_files(&mut Quic(&mut ds), jobs, pause_rx, &sent).await } => {
                 let _ = ds.finish();
                 r.map_err(|e| e.to_string())
             }
@@ -552,4 +552,22 @@ fn finished(shared: &SpacedropState, id: &TransferId) -> Attempt {
         shared.update(id, |i| i.bytes_done = i.bytes_total);
     }
     Attempt::Final(end)
+}
+
+/// The data stream as Spaceblock's sink: file buffers go to quinn as they are (`write_chunk`),
+/// not copied into its send buffer.
+struct Quic<'a>(&'a mut quinn::SendStream);
+
+impl ferry_block::send::Sink for Quic<'_> {
+    async fn put(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        Ok(self.0.write_all(buf).await?)
+    }
+
+    async fn put_owned(&mut self, buf: Vec<u8>) -> std::io::Result<()> {
+        Ok(self.0.write_chunk(bytes::Bytes::from(buf)).await?)
+    }
+
+    async fn flush_all(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
