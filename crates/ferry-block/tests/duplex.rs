@@ -302,7 +302,7 @@ async fn small_files_are_journaled_in_batches() {
         )
         .unwrap();
     }
-    let s = setup(&[many.clone()], dest.path());
+    let s = setup(std::slice::from_ref(&many), dest.path());
     let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Vec<u32>>::new()));
     let journal: ferry_block::recv::Journal = {
         let calls = calls.clone();
