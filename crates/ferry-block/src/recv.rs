@@ -433,8 +433,10 @@ fn flush(
     let dir = first.temp.parent().map(PathBuf::from).unwrap_or_default();
     let temps: Vec<PathBuf> = files.iter().map(|(_, _, e)| e.temp.clone()).collect();
     place::sync_batch(&dir, &temps).map_err(|e| (dir.clone(), e))?;
-    let entries: Vec<(u32, &std::path::Path)> =
-        files.iter().map(|(id, _, e)| (*id, e.dest.as_path())).collect();
+    let entries: Vec<(u32, &std::path::Path)> = files
+        .iter()
+        .map(|(id, _, e)| (*id, e.dest.as_path()))
+        .collect();
     journal(&entries).map_err(|e| (dir.clone(), e))?;
     for (id, hash, exp) in files {
         let path = place::place(&exp.temp, &exp.dest, os).map_err(|e| (exp.dest.clone(), e))?;
@@ -460,7 +462,12 @@ fn open_temp(exp: &Expect) -> std::io::Result<(File, blake3::Hasher)> {
     if exp.offset == 0 {
         // A fresh file, never something already there (a stale temp, or a planted link): made
         // new, and only when that fails removed first (one syscall per file in the common case).
-        let create = || OpenOptions::new().write(true).create_new(true).open(&exp.temp);
+        let create = || {
+            OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&exp.temp)
+        };
         let file = match create() {
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 std::fs::remove_file(&exp.temp)?;

@@ -228,7 +228,12 @@ mod tests {
         // 5 % with RTT jitter well under half the minimum.
         assert!(!is_congestion(&signal(28 * MS, 20 * MS, 60_000, 1_140_000)));
         // A handful of losses in a small window: a large share, but by chance.
-        assert!(!is_congestion(&signal(20 * MS, 20 * MS, 3 * 1200, 10 * 1200)));
+        assert!(!is_congestion(&signal(
+            20 * MS,
+            20 * MS,
+            3 * 1200,
+            10 * 1200
+        )));
     }
 
     #[test]

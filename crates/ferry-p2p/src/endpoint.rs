@@ -104,9 +104,9 @@ pub fn transport_config(
         .receive_window(limits.connection_window.into())
         .send_window(limits.send_window);
     match limits.congestion {
-        Congestion::Tolerant => t.congestion_controller_factory(Arc::new(
-            crate::congestion::TolerantConfig::default(),
-        )),
+        Congestion::Tolerant => {
+            t.congestion_controller_factory(Arc::new(crate::congestion::TolerantConfig::default()))
+        }
         Congestion::Bbr => {
             t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()))
         }

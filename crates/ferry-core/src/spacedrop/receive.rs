@@ -253,9 +253,7 @@ fn data_job(
                 .collect();
             // One transaction per batch of small files. (A file that lands under another
             // name than this one is recorded again by its outcome.)
-            store
-                .set_files(&id, &rows)
-                .map_err(std::io::Error::other)
+            store.set_files(&id, &rows).map_err(std::io::Error::other)
         })
     };
     let job = DataJob {
