@@ -212,6 +212,7 @@ udp_gain() { # $1 "B/A" from before: prints the drops since, "B/A"
   echo "$(($(udp_drops "$B") - ${1%/*}))/$(($(udp_drops "$A") - ${1#*/}))"
 }
 udp_drops() { # $1 namespace: UDP datagrams its sockets dropped for want of buffer, so far
+  # shellcheck disable=SC2016 # awk's own $
   ip netns exec "$1" awk '/^Udp:/ {if (!c) {for (i = 1; i <= NF; i++) if ($i == "RcvbufErrors") c = i} else print $c}' /proc/net/snmp
 }
 minus() { python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):.2f}')" "$1" "$2"; }
@@ -222,7 +223,7 @@ profile=""
 rec() {
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$profile" "$@" >>"$results"
   local fig=""
-  [ "$5" != "-" ] && fig=$(python3 -c "import sys; b, n, s = map(float, sys.argv[1:4]); print(f'{n / s:.0f} files/s, {b / 1e6 / s:.1f} MB/s' if n > 1 else f'{b / 1e6 / s:.1f} MB/s')" "$3" "$4" "$5")
+  [ "$5" != "-" ] && fig=$(python3 -c "import sys; b, n, s = map(float, sys.argv[1:4]); print(f'{n / s:.0f} files/s, {b / 1e6 / s:.1f} MB/s' if sys.argv[4] == 'small' else f'{b / 1e6 / s:.1f} MB/s')" "$3" "$4" "$5" "$2")
   echo "  [$profile] $1 $2: ${fig:-failed} ${10}"
 }
 fail() { rec "$1" "$2" 0 0 - - - - - "$3"; } # tool workload why
@@ -304,7 +305,7 @@ link_up() { # $1 profile, $2 TUN MTU (router profiles; default 1500), $3 "clean"
     for i in a b; do
       ns=$A && [ $i = b ] && ns=$B
       ip -n "$ns" tuntap add dev "fbt-$i" mode tun
-      ip -n "$ns" link set "fbt-$i" mtu "$mtu" txqueuelen 10000 up
+      ip -n "$ns" link set "fbt-$i" mtu "$mtu" txqueuelen 50000 up
     done
     ip -n "$A" addr add "$IPA" peer "$IPB" dev fbt-a
     ip -n "$B" addr add "$IPB" peer "$IPA" dev fbt-b
@@ -529,7 +530,7 @@ def configure(home, own_ip, peer_id, peer_ip):
     tree.write(path)
 
 
-def wait_connected(peer_id, limit=30):
+def wait_connected(peer_id, limit=60):
     end = time.time() + limit
     while time.time() < end:
         try:
@@ -695,8 +696,9 @@ sendme_run() { # $1 workload, $2 path, $3 bytes, $4 files
   mkdir -p "$home_a" "$dest"
   sync_drop
   t0=$(now)
+  # a fresh port each time: a sender still shutting down keeps its own
   (cd "$home_a" && exec ip netns exec "$A" timeout "$run_timeout" /usr/bin/time -f "cpu %U %S %M" -o "$work/t-a" \
-    "$sendme" send --relay disabled --ticket-type addresses --magic-ipv4-addr "$IPA:47700" \
+    "$sendme" send --relay disabled --ticket-type addresses --magic-ipv4-addr "$IPA:$((47700 + RANDOM % 1000))" \
     --no-progress "$2") >"$work/sendme-send.log" 2>&1 &
   spid=$!
   while [ -z "$ticket" ] && kill -0 "$spid" 2>/dev/null; do
@@ -717,6 +719,8 @@ sendme_run() { # $1 workload, $2 path, $3 bytes, $4 files
   t1=$(now)
   # the sender serves until Ctrl-C: SIGINT to sendme itself, below ip netns exec's timeout and time
   kill -INT "$(leaf "$spid")" 2>/dev/null || true
+  for _ in $(seq 50); do kill -0 "$spid" 2>/dev/null || break; sleep 0.1; done
+  kill_tree "$spid"
   wait "$spid" 2>/dev/null || true
   note="sender's CPU includes its import (hashing) into its store"
   verify "$2" "$dest/$(basename "$2")" || note="WRONG DATA in the copy; $note"
@@ -936,7 +940,7 @@ def table(p, rows, limit):
             out.append([tool, wl, "failed", "", "", "", "", "", note])
             continue
         n = int(n)
-        fig = f"{n / float(s):.0f} files/s" if n > 1 else f"{fmt(m)} MB/s"
+        fig = f"{n / float(s):.0f} files/s" if wl == "small" else f"{fmt(m)} MB/s"
         lim = f"{100 * m / limit:.0f} %" if limit else ""
         # the other tools on the same workload; not the baselines (iperf3, bare QUIC, both
         # memory to memory) nor Ferry's three at once
