@@ -57,7 +57,10 @@ pub struct Snapshot {
     /// that node's, not this window's.
     pub attached: bool,
     pub peers: Vec<PeerSnapshot>,
+    /// Every unfinished transfer and the newest others (the node's snapshot's).
     pub transfers: Vec<TransferInfo>,
+    /// More finished transfers follow: the `before` of the `transfers` command for them.
+    pub transfers_next: Option<String>,
     pub prompts: Vec<Prompt>,
     pub libraries: Vec<LibraryInfo>,
     pub locations: Vec<LibraryLocations>,
@@ -87,6 +90,7 @@ pub async fn snapshot(state: State<'_, AppState>) -> Res<Snapshot> {
         attached: b.own().is_none(),
         peers: snap.peers,
         transfers: snap.transfers,
+        transfers_next: snap.transfers_next,
         prompts: snap.prompts,
         libraries: snap.libraries,
         locations: snap.locations,
@@ -328,6 +332,8 @@ pub async fn save_settings(
         dest: Some(settings.download_dir.clone()),
         preview_sync: Some(settings.preview_sync),
         preview_cap_mib: Some(settings.preview_cap_mib),
+        history_days: Some(settings.history_days),
+        history_count: Some(settings.history_count),
     };
     b.run(configure).await?;
     Ok(settings)

@@ -36,11 +36,25 @@ pub struct Settings {
     /// How large the thumbnail store may grow by copying them, in MiB.
     #[serde(default = "preview_cap_mib")]
     pub preview_cap_mib: u32,
+    /// Days a finished transfer stays in the list after it ended.
+    #[serde(default = "history_days")]
+    pub history_days: u32,
+    /// Finished transfers the list keeps at most, the newest first (unfinished ones always).
+    #[serde(default = "history_count")]
+    pub history_count: u32,
     pub theme: Theme,
 }
 
 fn preview_cap_mib() -> u32 {
     2048
+}
+
+fn history_days() -> u32 {
+    ferry_core::History::DEFAULT.days
+}
+
+fn history_count() -> u32 {
+    ferry_core::History::DEFAULT.count
 }
 
 fn on() -> bool {
@@ -66,6 +80,8 @@ impl Settings {
             localsend_pin: String::new(),
             preview_sync: true,
             preview_cap_mib: preview_cap_mib(),
+            history_days: history_days(),
+            history_count: history_count(),
             theme: Theme::System,
         };
         match std::fs::read(Settings::path(data_dir)) {
@@ -100,6 +116,11 @@ impl Settings {
             sync: self.preview_sync,
             cap: u64::from(self.preview_cap_mib) << 20,
         };
+        cfg.history = ferry_core::History {
+            days: self.history_days,
+            count: self.history_count,
+        }
+        .clamped();
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         if let Some(n) = env("FERRY_NAME") {
             cfg.name = Some(n);

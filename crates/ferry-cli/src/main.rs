@@ -74,6 +74,14 @@ struct Global {
     /// Accept transfers from these peers (fingerprints) without asking; ask about others.
     #[arg(long, global = true, value_delimiter = ',', value_name = "FINGERPRINT")]
     accept_from: Vec<String>,
+    /// Days a finished transfer stays listed after it ended (a node this command starts).
+    #[arg(long, global = true, env = "FERRY_HISTORY_DAYS", value_name = "DAYS",
+          default_value_t = ferry_core::History::DEFAULT.days)]
+    history_days: u32,
+    /// Finished transfers kept at most, the newest first (a node this command starts).
+    #[arg(long, global = true, env = "FERRY_HISTORY_COUNT", value_name = "N",
+          default_value_t = ferry_core::History::DEFAULT.count)]
+    history_count: u32,
     /// How long a Spacedrop prompt waits for an answer before it counts as rejected.
     #[arg(long, global = true, default_value = "60s", value_parser = parse_duration)]
     prompt_timeout: Duration,
@@ -110,8 +118,12 @@ enum Command {
         #[arg(long)]
         pin: Option<String>,
     },
-    /// List transfers (active, paused, failed with reason, done), or resume / cancel one.
+    /// List transfers, newest first, a page at a time (active, paused, failed with reason,
+    /// done), or resume / cancel one. Finished ones are kept as --history-days and
+    /// --history-count say.
     Transfers {
+        #[command(flatten)]
+        page: Paging,
         #[command(subcommand)]
         action: Option<TransfersAction>,
     },
@@ -270,10 +282,25 @@ enum LibraryAction {
     },
 }
 
+/// Which page of the transfer list.
+#[derive(Args, Clone, Default)]
+struct Paging {
+    /// How many transfers to list (at most 2000).
+    #[arg(long, default_value_t = 20)]
+    limit: u32,
+    /// List those older than this transfer (ID or a unique prefix): the last of the previous
+    /// page, which the listing names when more follow.
+    #[arg(long, value_name = "ID")]
+    before: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum TransfersAction {
     /// List them (the default).
-    List,
+    List {
+        #[command(flatten)]
+        page: Paging,
+    },
     /// Resume an interrupted outgoing transfer (ID or a unique prefix) and follow it.
     Resume { id: String },
     /// Cancel a transfer; a receiver also removes its partial files.
@@ -330,6 +357,10 @@ fn node_config(g: &Global, resume_transfers: bool) -> Result<NodeConfig> {
     cfg.discovery = !g.no_discovery;
     cfg.interfaces = g.interfaces.clone();
     cfg.resume_transfers = resume_transfers;
+    cfg.history = ferry_core::History {
+        days: g.history_days,
+        count: g.history_count,
+    };
     for c in &g.connect {
         match c.parse::<Target>()? {
             Target::Addr { addr, pin } => cfg.connect.push((addr, pin)),
@@ -373,7 +404,8 @@ fn offline_capable(cmd: &Command) -> bool {
             | Command::Sync { .. }
             | Command::Ls { .. }
             | Command::Transfers {
-                action: None | Some(TransfersAction::List | TransfersAction::Show { .. })
+                action: None | Some(TransfersAction::List { .. } | TransfersAction::Show { .. }),
+                ..
             }
             | Command::Grant { .. }
             | Command::Revoke { .. }
@@ -390,7 +422,8 @@ fn follows_events(cmd: &Command) -> bool {
             | Command::Pair { .. }
             | Command::Get { .. }
             | Command::Transfers {
-                action: Some(TransfersAction::Resume { .. })
+                action: Some(TransfersAction::Resume { .. }),
+                ..
             }
             | Command::Location {
                 action: LocationAction::Add { .. } | LocationAction::Rescan { .. }
@@ -447,8 +480,17 @@ fn as_call(cmd: &Command, remote: bool) -> Result<Option<control::Command>> {
             wait_ms: millis(*wait),
             pin: pin.clone(),
         },
-        Command::Transfers { action } => match action {
-            None | Some(TransfersAction::List) => C::Transfers,
+        Command::Transfers { page, action } => match action {
+            None | Some(TransfersAction::List { .. }) => {
+                let page = match action {
+                    Some(TransfersAction::List { page }) => page,
+                    _ => page,
+                };
+                C::Transfers {
+                    limit: Some(page.limit),
+                    before: page.before.clone(),
+                }
+            }
             Some(TransfersAction::Show { id }) => C::Transfer { id: id.clone() },
             Some(TransfersAction::Resume { id }) => C::Resume { id: id.clone() },
             Some(TransfersAction::Cancel { id }) => C::Cancel { id: id.clone() },
@@ -657,11 +699,19 @@ fn print_reply(out: &Out, cmd: &Command, reply: &Reply) {
             out.note(&format!("Offering to {to} [{}]", short(&transfer.id)));
             out.progress(transfer);
         }
-        Reply::Transfers { transfers } => match cmd {
+        Reply::Transfers { transfers, next } => match cmd {
             Command::Transfers {
                 action: Some(TransfersAction::Cancel { .. }),
+                ..
             } => out.note("cancelled"),
-            _ => out.transfers(transfers),
+            Command::Transfers { page, action } => {
+                let before = match action {
+                    Some(TransfersAction::List { page }) => &page.before,
+                    _ => &page.before,
+                };
+                out.transfers(transfers, next.as_deref(), before.is_some())
+            }
+            _ => out.transfers(transfers, next.as_deref(), false),
         },
         Reply::Transfer {
             transfer,
@@ -722,6 +772,7 @@ async fn dispatch(front: &Front, out: &Out, g: &Global, cmd: Command) -> Result<
         }
         Command::Transfers {
             action: Some(TransfersAction::Resume { id }),
+            ..
         } => transfer::resume(front, out, &id).await,
         Command::Pair {
             peer,
@@ -883,7 +934,7 @@ async fn run_node(front: &Front, out: &Out, g: &Global, receive: Option<bool>) -
 
 const HELP: &str =
     "commands: y / n (answer the open prompt or pairing), accept [ID] [DIR], reject [ID], \
-transfers, pause ID, resume ID, cancel ID, peers, ping PEER, name NEW, quit";
+transfers [BEFORE-ID], pause ID, resume ID, cancel ID, peers, ping PEER, name NEW, quit";
 
 /// One line typed into a running node (or a front end attached to one). Returns false to
 /// stop.
@@ -894,6 +945,7 @@ async fn command(front: &Front, out: &Out, line: &str, pairings: &mut [String]) 
     let arg = words.next().map(str::to_owned);
     let more = words.next().map(str::to_owned);
     let yes = matches!(cmd, "y" | "yes" | "accept");
+    let older = arg.is_some();
     let call = match (cmd, arg) {
         ("", _) => return true,
         ("quit" | "exit", _) => return false,
@@ -915,7 +967,11 @@ async fn command(front: &Front, out: &Out, line: &str, pairings: &mut [String]) 
             interval_ms: 0,
             wait_ms: 2000,
         },
-        ("transfers", _) => C::Transfers,
+        // The newest page; `transfers ID` the page after that transfer.
+        ("transfers", before) => C::Transfers {
+            limit: None,
+            before,
+        },
         ("y" | "yes" | "accept" | "n" | "no" | "reject", arg) => {
             // A pairing waiting for this user comes first: it is the rarer, more urgent question.
             let pairing = arg
@@ -959,7 +1015,9 @@ async fn command(front: &Front, out: &Out, line: &str, pairings: &mut [String]) 
             out.peers(&peers);
             out.localsend_devices(&localsend);
         }
-        Ok(Reply::Transfers { transfers }) if cmd == "transfers" => out.transfers(&transfers),
+        Ok(Reply::Transfers { transfers, next }) if cmd == "transfers" => {
+            out.transfers(&transfers, next.as_deref(), older)
+        }
         Ok(r @ Reply::Pinged { .. }) => print_reply(out, &Command::Id, &r),
         Ok(_) => {}
         Err(e) => out.error(&e),

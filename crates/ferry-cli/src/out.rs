@@ -383,13 +383,22 @@ impl Out {
         });
     }
 
-    pub fn transfers(&self, list: &[TransferInfo]) {
+    /// A page of transfers (`older`: one after the newest); `next`: the last one's id when
+    /// more follow.
+    pub fn transfers(&self, list: &[TransferInfo], next: Option<&str>, older: bool) {
         if self.json {
-            self.line(json!({"type": "transfers", "transfers": list}));
+            self.line(json!({"type": "transfers", "transfers": list, "next": next}));
             return;
         }
         if list.is_empty() {
-            say!("No transfers yet.");
+            say!(
+                "{}",
+                if older {
+                    "No older transfers."
+                } else {
+                    "No transfers yet."
+                }
+            );
             return;
         }
         say!(
@@ -422,6 +431,9 @@ impl Out {
                 format!("{}/{}", t.files_done, t.files_total),
                 bytes(t.bytes_total)
             );
+        }
+        if let Some(next) = next {
+            say!("More: ferry transfers --before {}", short(next));
         }
     }
 
@@ -576,7 +588,7 @@ impl Out {
             );
             return;
         }
-        self.transfers(std::slice::from_ref(t));
+        self.transfers(std::slice::from_ref(t), None, false);
         if !renamed.is_empty() {
             say!("\n{} renamed (as sent → as saved here):", renamed.len());
             for r in renamed {

@@ -39,7 +39,7 @@ pub use ferry_p2p::{LostReason, PeerId, PeerSnapshot, PeerState};
 pub use library::{Libraries, LibraryError, LibraryInfo, MemberInfo, PairingInfo, PairingState};
 pub use node::{Node, NodeConfig, NodeError};
 pub use spacedrop::{
-    AcceptPolicy, Decision, LocalSendConfig, Spacedrop, SpacedropConfig, TransferInfo,
+    AcceptPolicy, Decision, History, LocalSendConfig, Spacedrop, SpacedropConfig, TransferInfo,
     TransferState, Via,
 };
 pub use target::{Target, TargetError};

@@ -26,6 +26,8 @@ pub struct NodeConfig {
     /// Peers to keep connected to by address (for networks without multicast).
     pub connect: Vec<(SocketAddr, Option<PeerId>)>,
     pub spacedrop: SpacedropConfig,
+    /// Which finished transfers the store keeps (and listings show).
+    pub history: crate::spacedrop::History,
     /// Pick up outgoing transfers a previous run left unfinished (off for one-shot commands).
     pub resume_transfers: bool,
     /// How long a pairing code waits for its user's confirmation.
@@ -52,6 +54,7 @@ impl NodeConfig {
             interfaces: vec![],
             connect: vec![],
             spacedrop: SpacedropConfig::default(),
+            history: Default::default(),
             resume_transfers: true,
             pair_timeout: Duration::from_secs(120),
             index: true,
@@ -131,7 +134,7 @@ impl Node {
         };
         let store = Store::open(&cfg.data_dir.join("ferry.db"))?;
         let (events, _) = broadcast::channel(1024);
-        let spacedrop = Spacedrop::new(store, cfg.spacedrop.clone(), events.clone());
+        let spacedrop = Spacedrop::new(store, cfg.spacedrop.clone(), cfg.history, events.clone());
         let libraries = Libraries::new(
             &cfg.data_dir,
             identity.clone(),

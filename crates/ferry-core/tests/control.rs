@@ -458,7 +458,11 @@ async fn members_run_commands_under_grants_revoked_at_once() {
     }
     // A member with `send` sees and steers only what it asked this node to send.
     a.execute(grant(Capability::Send)).await.unwrap();
-    let Reply::Transfers { transfers } = session.call(Command::Transfers).await.unwrap() else {
+    let list = Command::Transfers {
+        limit: None,
+        before: None,
+    };
+    let Reply::Transfers { transfers, .. } = session.call(list).await.unwrap() else {
         panic!()
     };
     assert!(transfers.is_empty(), "{transfers:?}");

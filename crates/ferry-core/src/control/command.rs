@@ -87,7 +87,16 @@ pub enum Command {
         wait_ms: u64,
         pin: Option<String>,
     },
-    Transfers,
+    /// A page of transfers, newest first: up to `limit` (default [`TRANSFERS_PAGE`], at most
+    /// [`MAX_TRANSFERS_PAGE`]) after the transfer `before` (id or unique prefix; the reply's
+    /// `next` for the page after). Without either, the newest page. The node keeps the finished
+    /// transfers its history setting says ([`crate::History`]) and every unfinished one.
+    Transfers {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        limit: Option<u32>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        before: Option<String>,
+    },
     /// One transfer with every file it renamed or failed.
     Transfer {
         id: String,
@@ -255,6 +264,12 @@ pub enum Command {
         dest: Option<String>,
         preview_sync: Option<bool>,
         preview_cap_mib: Option<u32>,
+        /// Days a finished transfer stays listed after it ended (see [`crate::History`]).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        history_days: Option<u32>,
+        /// Finished transfers kept at most, the newest first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        history_count: Option<u32>,
     },
     /// Runs `command` on the member `node` of `library` (any library both are in when
     /// `None`), with what that node granted this one. Never runs it here.
@@ -284,7 +299,7 @@ impl Command {
             | Command::RenameLocation { .. }
             | Command::RemoveLocation { .. } => Manage,
             Command::Send { .. }
-            | Command::Transfers
+            | Command::Transfers { .. }
             | Command::Transfer { .. }
             | Command::Pause { .. }
             | Command::Resume { .. }
@@ -337,7 +352,7 @@ impl Command {
                 | Command::Entry { .. }
                 | Command::SetLocationPreviews { .. }
                 | Command::SyncStatus { .. }
-                | Command::Transfers
+                | Command::Transfers { .. }
                 | Command::Transfer { .. }
                 | Command::TransferFiles { .. }
                 | Command::Grant { .. }
@@ -376,7 +391,7 @@ impl Command {
             | Command::Peers
             | Command::Ping { .. }
             | Command::Send { .. }
-            | Command::Transfers
+            | Command::Transfers { .. }
             | Command::Transfer { .. }
             | Command::Pause { .. }
             | Command::Resume { .. }
@@ -405,6 +420,11 @@ impl Command {
             .unwrap_or_default()
     }
 }
+
+/// Transfers a page lists when the command does not say.
+pub const TRANSFERS_PAGE: u32 = 100;
+/// Most transfers one page lists.
+pub const MAX_TRANSFERS_PAGE: u32 = 2000;
 
 /// Who this node is.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
@@ -465,7 +485,11 @@ pub struct LibraryLocations {
 pub struct NodeSnapshot {
     pub status: NodeStatus,
     pub peers: Vec<PeerSnapshot>,
+    /// Every unfinished transfer and the newest others, newest first.
     pub transfers: Vec<TransferInfo>,
+    /// More finished transfers follow: list them `before` this id ([`Command::Transfers`]).
+    #[serde(default)]
+    pub transfers_next: Option<String>,
     pub prompts: Vec<Prompt>,
     pub libraries: Vec<LibraryInfo>,
     pub locations: Vec<LibraryLocations>,
@@ -525,6 +549,9 @@ pub enum Reply {
     },
     Transfers {
         transfers: Vec<TransferInfo>,
+        /// More follow: list `before` this id for the next page (`None`: this is the last).
+        #[serde(default)]
+        next: Option<String>,
     },
     Transfer {
         transfer: TransferInfo,

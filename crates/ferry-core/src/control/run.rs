@@ -9,12 +9,13 @@ use ferry_p2p::{P2p, PeerId};
 
 use super::command::{
     Bytes, Command, GrantInfo, LibraryLocations, NodeSnapshot, NodeStatus, Reached, Refusal,
-    RemoteAction, Reply,
+    RemoteAction, Reply, MAX_TRANSFERS_PAGE, TRANSFERS_PAGE,
 };
 use super::{Caller, Engine, Live};
 use crate::library::contents::parse_loc;
 use crate::library::wire::LibraryId;
 use crate::spacedrop::wire::TransferId;
+use crate::spacedrop::TransfersPage;
 use crate::target::{self, Target, TargetError};
 use crate::{Decision, MemberInfo, PairingState, TransferInfo};
 
@@ -38,31 +39,55 @@ impl Engine {
         self.libraries.find(q).map_err(failed)
     }
 
-    fn transfers(&self) -> R<Vec<TransferInfo>> {
-        if let Some(live) = &self.live {
-            return Ok(live.spacedrop.transfers());
-        }
+    /// The data dir's transfer store, for a command run without a node (`None`: none yet).
+    fn offline_store(&self) -> R<Option<crate::spacedrop::store::Store>> {
         let path = self.data_dir.join("ferry.db");
         if !path.exists() {
-            return Ok(vec![]);
+            return Ok(None);
         }
-        let store = crate::spacedrop::store::Store::open(&path).map_err(failed)?;
-        Ok(store
-            .summaries()
-            .map_err(failed)?
-            .into_iter()
-            .map(crate::spacedrop::info_from_summary)
-            .collect())
+        crate::spacedrop::store::Store::open(&path)
+            .map(Some)
+            .map_err(failed)
+    }
+
+    /// Up to `limit` transfers, newest first, after the transfer `before` names.
+    fn transfers_page(&self, before: Option<&str>, limit: usize) -> R<TransfersPage> {
+        let before = match before {
+            Some(b) => Some(tid(&self.transfer(b)?)?),
+            None => None,
+        };
+        if let Some(live) = &self.live {
+            return live
+                .spacedrop
+                .transfers_page(before.as_ref(), limit)
+                .map_err(failed);
+        }
+        match self.offline_store()? {
+            Some(store) => {
+                crate::spacedrop::transfers_page(&store, before.as_ref(), limit).map_err(failed)
+            }
+            None => Ok(TransfersPage {
+                transfers: vec![],
+                next: None,
+            }),
+        }
     }
 
     /// A transfer by its id or a unique prefix of it.
     fn transfer(&self, id: &str) -> R<TransferInfo> {
         let prefix = id.to_ascii_lowercase();
-        let hits: Vec<_> = self
-            .transfers()?
-            .into_iter()
-            .filter(|t| t.id.starts_with(&prefix))
-            .collect();
+        let hits = match &self.live {
+            Some(live) => live.spacedrop.find_transfers(&prefix),
+            None => match self.offline_store()? {
+                Some(store) => store
+                    .summaries_by_prefix(&prefix)
+                    .map_err(failed)?
+                    .into_iter()
+                    .map(crate::spacedrop::info_from_summary)
+                    .collect(),
+                None => vec![],
+            },
+        };
         the_one(hits, || format!("no transfer {id}"), "transfers")
     }
 
@@ -200,6 +225,9 @@ impl Engine {
     }
 }
 
+/// Finished transfers a snapshot lists besides the unfinished ones (a front end pages the
+/// rest with [`Command::Transfers`]).
+const SNAPSHOT_TRANSFERS: usize = 100;
 /// Largest page a front end may ask for (a screenful is a few hundred; a list page 500).
 const MAX_PAGE: u32 = 2000;
 /// Most entries of a folder one answer to a member lists.
@@ -381,12 +409,48 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
                 localsend,
             }
         }
-        Command::Transfers => {
-            let mut transfers = e.transfers()?;
-            if let Caller::Member { node, library } = caller {
-                transfers.retain(|t| libs.remote().started(&t.id, &node, &library));
+        Command::Transfers { limit, before } => {
+            let limit = limit.unwrap_or(TRANSFERS_PAGE).clamp(1, MAX_TRANSFERS_PAGE) as usize;
+            match caller {
+                Caller::Local => {
+                    let page = e.transfers_page(before.as_deref(), limit)?;
+                    Reply::Transfers {
+                        transfers: page.transfers,
+                        next: page.next,
+                    }
+                }
+                // A member sees only the transfers it asked for: pages of the node's list are
+                // read until one of its own fills the page or the list ends.
+                Caller::Member { node, library } => {
+                    let mine = |t: &TransferInfo| libs.remote().started(&t.id, &node, &library);
+                    let mut transfers = vec![];
+                    let mut cursor = match before {
+                        Some(b) => Some(e.member_transfer(&caller, &b)?.id),
+                        None => None,
+                    };
+                    let next = loop {
+                        let page =
+                            e.transfers_page(cursor.as_deref(), MAX_TRANSFERS_PAGE as usize)?;
+                        for t in page.transfers {
+                            if mine(&t) {
+                                transfers.push(t);
+                                if transfers.len() == limit {
+                                    break;
+                                }
+                            }
+                        }
+                        // A full page may be followed by an empty one.
+                        if transfers.len() == limit {
+                            break transfers.last().map(|t| t.id.clone());
+                        }
+                        match page.next {
+                            Some(n) => cursor = Some(n),
+                            None => break None,
+                        }
+                    };
+                    Reply::Transfers { transfers, next }
+                }
             }
-            Reply::Transfers { transfers }
         }
         Command::Transfer { id } => {
             let t = e.member_transfer(&caller, &id)?;
@@ -430,6 +494,7 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
             .map_err(failed)?;
             Reply::Transfers {
                 transfers: vec![e.transfer(&t.id)?],
+                next: None,
             }
         }
         Command::Answer { id, accept, dest } => {
@@ -685,6 +750,7 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
         Command::Grants { library } => grants(e, &e.lib(&library)?)?,
         Command::Snapshot => {
             let live = e.need_live()?;
+            let recent = live.spacedrop.recent_transfers(SNAPSHOT_TRANSFERS);
             let contents = libs.contents();
             let libraries = libs.list();
             let locations = libraries
@@ -701,7 +767,8 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
                 snapshot: Box::new(NodeSnapshot {
                     status: e.status(),
                     peers: live.p2p.peers(),
-                    transfers: live.spacedrop.transfers(),
+                    transfers: recent.transfers,
+                    transfers_next: recent.next,
                     prompts: live.spacedrop.open_prompts(),
                     libraries,
                     locations,
@@ -833,8 +900,17 @@ pub(super) async fn run(e: &Engine, caller: Caller, command: Command) -> R<Reply
             dest,
             preview_sync,
             preview_cap_mib,
+            history_days,
+            history_count,
         } => {
             let live = e.need_live()?;
+            if history_days.is_some() || history_count.is_some() {
+                let h = live.spacedrop.history();
+                live.spacedrop.set_history(crate::History {
+                    days: history_days.unwrap_or(h.days),
+                    count: history_count.unwrap_or(h.count),
+                });
+            }
             if let Some(name) = name {
                 live.p2p.set_name(&name);
             }

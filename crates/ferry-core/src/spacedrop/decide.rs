@@ -11,7 +11,7 @@ use ferry_block::send::FileJob;
 use ferry_block::{EntryKind, Manifest};
 use ferry_p2p::{Code, PeerId, StreamError};
 
-use super::types::{AcceptPolicy, Direction, Side, TransferInfo, TransferState};
+use super::types::{AcceptPolicy, Direction, History, Side, TransferInfo, TransferState};
 use super::wire::{Answer, Control, Offer, Refusal, Starts, TransferId};
 
 /// Incoming transfers running at once; more offers are answered `Busy`.
@@ -495,6 +495,24 @@ pub(super) fn at_start(
     }
 }
 
+// The history: which finished transfers are kept.
+
+/// Which finished transfers the history setting drops at `now` (unix seconds), given when each
+/// ended, newest first as listings order them: those past the newest `count`, and those that
+/// ended more than `days` days ago. Returns their places in `ended`. (Only finished transfers
+/// are given: an unfinished one is never dropped. A clock set back, an end in the future,
+/// keeps a transfer until its count comes.)
+pub(super) fn pruned(ended: &[i64], history: History, now: i64) -> Vec<usize> {
+    let History { days, count } = history.clamped();
+    let oldest = now.saturating_sub(i64::from(days) * 86_400);
+    ended
+        .iter()
+        .enumerate()
+        .filter(|(i, end)| *i >= count as usize || **end < oldest)
+        .map(|(i, _)| i)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -848,5 +866,26 @@ mod tests {
         assert!(!accepts_localsend_unasked(&AcceptPolicy::From(vec![
             someone
         ])));
+    }
+
+    #[test]
+    fn the_history_keeps_the_newest_count_none_older_than_its_days() {
+        let day = 86_400;
+        let now = 100 * day;
+        let h = |days, count| History { days, count };
+        // Newest first: ended 0, 1, 2, 40 days ago, then one whose end is in the future.
+        let ended = [now, now - day, now - 2 * day, now - 40 * day, now + day];
+        assert_eq!(pruned(&ended, h(30, 1000), now), vec![3]);
+        assert_eq!(pruned(&ended, h(30, 2), now), vec![2, 3, 4]);
+        assert_eq!(pruned(&ended, h(365, 1000), now), Vec::<usize>::new());
+        // Exactly `days` old is still kept; a second more is not.
+        assert_eq!(
+            pruned(&[now - 30 * day], h(30, 10), now),
+            Vec::<usize>::new()
+        );
+        assert_eq!(pruned(&[now - 30 * day - 1], h(30, 10), now), vec![0]);
+        // Zeroes mean one: the newest transfer of the last day stays.
+        assert_eq!(pruned(&ended, h(0, 0), now), vec![1, 2, 3, 4]);
+        assert!(pruned(&[], h(1, 1), now).is_empty());
     }
 }

@@ -35,7 +35,6 @@ mod receive;
 mod send;
 mod state;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -51,12 +50,13 @@ use decide::AtStart;
 pub use localsend::{
     peer_of as localsend_peer, short_of as localsend_short, LocalSendConfig, LocalSendError,
 };
+pub use state::Footprint;
 use state::SpacedropState;
 pub use store::info_from_summary;
 use store::Store;
 pub use types::{
-    AcceptPolicy, Decision, Direction, FailedFile, LocalSendDevice, Prompt, PromptOutcome, Side,
-    SpacedropConfig, TransferInfo, TransferState, Via,
+    AcceptPolicy, Decision, Direction, FailedFile, History, LocalSendDevice, Prompt, PromptOutcome,
+    Side, SpacedropConfig, TransferInfo, TransferState, Via,
 };
 use wire::TransferId;
 
@@ -99,18 +99,22 @@ pub struct Spacedrop {
     /// LocalSend devices as peers, while the node runs LocalSend (taken at shutdown, which
     /// stops its server).
     localsend: Arc<Mutex<Option<Arc<localsend::LocalSend>>>>,
+    /// The hourly pruning of the transfer history (stopped at shutdown).
+    pruner: Arc<Mutex<Option<tokio::task::AbortHandle>>>,
 }
 
 impl Spacedrop {
     pub(crate) fn new(
         store: Store,
         cfg: SpacedropConfig,
+        history: History,
         events: broadcast::Sender<Event>,
     ) -> Spacedrop {
-        let shared = SpacedropState::new(store, cfg, events, offer::OFFER_SLOTS);
+        let shared = SpacedropState::new(store, cfg, history, events, offer::OFFER_SLOTS);
         Spacedrop {
             shared: Arc::new(shared),
             localsend: Arc::default(),
+            pruner: Arc::default(),
         }
     }
 
@@ -228,6 +232,22 @@ impl Spacedrop {
                 AtStart::Leave => {}
             }
         }
+        // What the setting no longer keeps goes at start, and then at least hourly: a node
+        // that ends no transfer for a month still forgets the old ones.
+        self.shared.prune();
+        let weak = Arc::downgrade(&self.shared);
+        let pruner = tokio::spawn(async move {
+            let mut hourly = tokio::time::interval(PRUNE_EVERY);
+            hourly.tick().await;
+            loop {
+                hourly.tick().await;
+                let Some(shared) = weak.upgrade() else { return };
+                let _ = tokio::task::spawn_blocking(move || shared.prune()).await;
+            }
+        });
+        if let Some(old) = lock(&self.pruner).replace(pruner.abort_handle()) {
+            old.abort();
+        }
     }
 
     pub fn config(&self) -> SpacedropConfig {
@@ -236,6 +256,18 @@ impl Spacedrop {
 
     pub fn set_config(&self, cfg: SpacedropConfig) {
         *lock(&self.shared.cfg) = cfg;
+    }
+
+    /// Which finished transfers are kept.
+    pub fn history(&self) -> History {
+        *lock(&self.shared.history)
+    }
+
+    /// Changes which finished transfers are kept (at least one day and one transfer), and
+    /// prunes what the new setting no longer keeps at once. Returns how many went.
+    pub fn set_history(&self, history: History) -> usize {
+        *lock(&self.shared.history) = history.clamped();
+        self.shared.prune()
     }
 
     /// Offers `paths` (files and folders) to `peer`. Returns at once; progress arrives as events.
@@ -374,6 +406,9 @@ impl Spacedrop {
 
     /// Stops every live transfer as interrupted (resumable) and waits for them to wind down.
     pub async fn shutdown(&self) {
+        if let Some(pruner) = lock(&self.pruner).take() {
+            pruner.abort();
+        }
         let localsend = lock(&self.localsend).take();
         let cmds: Vec<_> = lock(&self.shared.live)
             .values()
@@ -390,20 +425,70 @@ impl Spacedrop {
         drop(localsend);
     }
 
-    /// Live transfers, then the stored ones (newest first).
+    /// How many entries Spacedrop's in-memory maps hold (see [`Footprint`]).
+    pub fn footprint(&self) -> Footprint {
+        self.shared.footprint()
+    }
+
+    /// Every transfer the store holds, newest first (live ones as they are now): the finished
+    /// ones the history setting keeps, and the unfinished ones. Front ends list a page at a
+    /// time ([`Self::transfers_page`]).
     pub fn transfers(&self) -> Vec<TransferInfo> {
-        let live: HashMap<TransferId, TransferInfo> = lock(&self.shared.live)
-            .iter()
-            .map(|(k, v)| (*k, v.info.clone()))
-            .collect();
-        let mut out = vec![];
-        for row in self.shared.store.summaries().unwrap_or_default() {
-            match live.get(&row.id) {
-                Some(info) => out.push(info.clone()),
-                None => out.push(info_from_summary(row)),
-            }
+        self.overlay(self.shared.store.summaries().unwrap_or_default())
+    }
+
+    /// Up to `limit` transfers, newest first, after `before` (the last of the previous page;
+    /// `None`: from the newest). See [`store::Store::summaries_page`].
+    pub fn transfers_page(
+        &self,
+        before: Option<&TransferId>,
+        limit: usize,
+    ) -> Result<TransfersPage, SpacedropError> {
+        let (page, more) = self
+            .shared
+            .store
+            .summaries_page(before, limit)?
+            .ok_or_else(|| gone(before))?;
+        Ok(TransfersPage::of(self.overlay(page), more))
+    }
+
+    /// The transfers whose id starts with `prefix`, newest first.
+    pub fn find_transfers(&self, prefix: &str) -> Vec<TransferInfo> {
+        self.overlay(
+            self.shared
+                .store
+                .summaries_by_prefix(prefix)
+                .unwrap_or_default(),
+        )
+    }
+
+    /// Every unfinished transfer and the `newest` newest others, newest first: what a front
+    /// end shows at once. `next`: where [`Self::transfers_page`] goes on from (the
+    /// `newest`-th), when more follow.
+    pub fn recent_transfers(&self, newest: usize) -> TransfersPage {
+        let store = &self.shared.store;
+        let rows = store.summaries_recent(newest).unwrap_or_default();
+        let next = store
+            .listed_at(newest)
+            .ok()
+            .flatten()
+            .and_then(|_| store.listed_at(newest.checked_sub(1)?).ok().flatten())
+            .map(|id| id.hex());
+        TransfersPage {
+            transfers: self.overlay(rows),
+            next,
         }
-        out
+    }
+
+    /// Stored transfers as front ends see them: a live one as it is now.
+    fn overlay(&self, rows: Vec<store::Summary>) -> Vec<TransferInfo> {
+        let live = lock(&self.shared.live);
+        rows.into_iter()
+            .map(|row| match live.get(&row.id) {
+                Some(l) => l.info.clone(),
+                None => info_from_summary(row),
+            })
+            .collect()
     }
 
     /// Renamed files `offset..offset + limit` of a transfer: all of them, where a
@@ -427,6 +512,47 @@ impl Spacedrop {
     ) -> Result<Vec<FailedFile>, SpacedropError> {
         failed_files(&self.shared.store, id, offset, limit)
     }
+}
+
+/// How often a running node prunes its transfer history even if no transfer ends.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// One page of a transfer listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransfersPage {
+    pub transfers: Vec<TransferInfo>,
+    /// The id to list `before` for the next page; `None` when this page is the last.
+    pub next: Option<String>,
+}
+
+impl TransfersPage {
+    fn of(transfers: Vec<TransferInfo>, more: bool) -> TransfersPage {
+        let next = if more {
+            transfers.last().map(|t| t.id.clone())
+        } else {
+            None
+        };
+        TransfersPage { transfers, next }
+    }
+}
+
+fn gone(before: Option<&TransferId>) -> SpacedropError {
+    SpacedropError::UnknownTransfer(before.map(|b| b.hex()).unwrap_or_default())
+}
+
+/// [`Spacedrop::transfers_page`] from a store (also without a running node).
+pub fn transfers_page(
+    store: &Store,
+    before: Option<&TransferId>,
+    limit: usize,
+) -> Result<TransfersPage, SpacedropError> {
+    let (page, more) = store
+        .summaries_page(before, limit)?
+        .ok_or_else(|| gone(before))?;
+    Ok(TransfersPage::of(
+        page.into_iter().map(info_from_summary).collect(),
+        more,
+    ))
 }
 
 /// [`Spacedrop::renamed_files`] from a store (also without a running node).

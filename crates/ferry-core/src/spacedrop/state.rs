@@ -3,7 +3,7 @@
 //! accepted receptions waiting for their data stream. Its methods change a live transfer and
 //! announce the change as an event, at most every [`EVENT_INTERVAL`] for progress.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
@@ -16,7 +16,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use super::commands::{self, Cmd, Commands};
 use super::decide;
 use super::store::Store;
-use super::types::{Decision, Prompt, PromptOutcome, SpacedropConfig, TransferInfo, TransferState};
+use super::types::{
+    Decision, History, Prompt, PromptOutcome, SpacedropConfig, TransferInfo, TransferState,
+};
 use super::wire::TransferId;
 use crate::event::Event;
 
@@ -59,10 +61,24 @@ pub(super) struct DataJob {
     pub(super) done: oneshot::Sender<Result<(), RecvError>>,
 }
 
+/// How many entries each of Spacedrop's in-memory maps holds: what a node keeps per transfer,
+/// prompt, offer or peer while it is in flight. Every one is back to 0 once nothing is (the
+/// load test checks it between rounds); the transfers' history lives in the store only.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub live: usize,
+    pub prompts: usize,
+    pub offer_turns: usize,
+    pub claims: usize,
+    pub data_jobs: usize,
+}
+
 pub(crate) struct SpacedropState {
     pub(super) p2p: OnceLock<P2p>,
     pub(super) store: Arc<Store>,
     pub(super) cfg: Mutex<SpacedropConfig>,
+    /// Which finished transfers the store keeps (see [`SpacedropState::prune`]).
+    pub(super) history: Mutex<History>,
     pub(super) events: broadcast::Sender<Event>,
     pub(super) live: Mutex<HashMap<TransferId, Live>>,
     pub(super) prompts: Mutex<HashMap<TransferId, OpenPrompt>>,
@@ -80,6 +96,7 @@ impl SpacedropState {
     pub(super) fn new(
         store: Store,
         cfg: SpacedropConfig,
+        history: History,
         events: broadcast::Sender<Event>,
         offer_slots: usize,
     ) -> SpacedropState {
@@ -87,6 +104,7 @@ impl SpacedropState {
             p2p: OnceLock::new(),
             store: Arc::new(store),
             cfg: Mutex::new(cfg),
+            history: Mutex::new(history.clamped()),
             events,
             live: Mutex::default(),
             prompts: Mutex::default(),
@@ -94,6 +112,16 @@ impl SpacedropState {
             offer_turns: Mutex::default(),
             claims: Mutex::default(),
             data_jobs: Mutex::default(),
+        }
+    }
+
+    pub(super) fn footprint(&self) -> Footprint {
+        Footprint {
+            live: lock(&self.live).len(),
+            prompts: lock(&self.prompts).len(),
+            offer_turns: lock(&self.offer_turns).len(),
+            claims: lock(&self.claims).len(),
+            data_jobs: lock(&self.data_jobs).len(),
         }
     }
 
@@ -282,8 +310,34 @@ impl SpacedropState {
             l.info.eta_secs = None;
             l.info
         });
+        // Every end makes one more finished transfer: the oldest past the setting goes now
+        // (before the end is announced), so the store never holds more than it says, plus the
+        // unfinished ones.
+        self.prune();
         if let Some(transfer) = info {
             self.emit(Event::Transfer { transfer });
+        }
+    }
+
+    /// Deletes the finished transfers the history setting no longer keeps (never a live one).
+    /// Returns how many went.
+    pub(super) fn prune(&self) -> usize {
+        let history = *lock(&self.history);
+        let live: HashSet<TransferId> = lock(&self.live).keys().copied().collect();
+        match self
+            .store
+            .prune(history, ferry_util::unix_now(), |id| live.contains(id))
+        {
+            Ok(n) => {
+                if n > 0 {
+                    tracing::debug!(pruned = n, "finished transfers past the history setting");
+                }
+                n
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not prune the transfer history");
+                0
+            }
         }
     }
 }

@@ -1,7 +1,7 @@
 //! The node's SQLite database (`ferry.db` in the data dir, WAL): transfers and their files, so
 //! an interrupted transfer can be listed and resumed after a restart.
 //!
-//! Schema (version 2):
+//! Schema (version 3):
 //! - `transfers`: one row per transfer, either direction: peer, state, destination, the
 //!   manifest (postcard), the sender's source paths and the receiver's layout (JSON), and a
 //!   `summary` (JSON: counts and the first renamed names) so that listing transfers never
@@ -9,6 +9,11 @@
 //! - `transfer_files`: per entry, once it ends: `done` with its final path, or `failed` with a
 //!   reason; its `size` and its `name` as people read it. Entries without a row are still to
 //!   come.
+//! - `transfers_listed`: the listing's order (`created DESC, id`), so a page of it is read
+//!   without sorting the table.
+//!
+//! Finished transfers are pruned by the node's [`History`] setting ([`Store::prune`]): the
+//! table holds the newest ones and every unfinished one, not every transfer ever made.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -21,7 +26,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
 use super::preview;
-use super::types::{FailedFile, TransferInfo, TransferState, Via};
+use super::types::{FailedFile, History, TransferInfo, TransferState, Via};
 use super::wire::TransferId;
 
 #[derive(Debug, thiserror::Error)]
@@ -126,7 +131,14 @@ ALTER TABLE transfers ADD COLUMN summary TEXT;
 ALTER TABLE transfer_files ADD COLUMN size INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE transfer_files ADD COLUMN name TEXT NOT NULL DEFAULT '';
 "#,
+    r#"
+CREATE INDEX transfers_listed ON transfers(created DESC, id);
+"#,
 ];
+
+/// The states a transfer ends in (the stored names of the final [`TransferState`]s): only
+/// these are ever pruned.
+const FINISHED: &str = "('done', 'failed', 'rejected', 'cancelled')";
 
 /// What a listing shows of a transfer's manifest and layout, kept beside them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -319,20 +331,108 @@ impl Store {
         row.map(parse).transpose()
     }
 
-    /// All transfers as a listing shows them, newest first. Decodes no manifest: counts come
-    /// from the stored summary and from the file rows (summed in SQL), names from the first
-    /// 100 failed rows.
+    /// All transfers as a listing shows them, newest first (as many as the history setting
+    /// keeps, and the unfinished ones). Decodes no manifest: counts come from the stored
+    /// summary and from the file rows (summed in SQL), names from the first 100 failed rows.
     pub fn summaries(&self) -> Result<Vec<Summary>, StoreError> {
+        self.summaries_where("", "", &[])
+    }
+
+    /// Up to `limit` transfers in listing order (newest first), starting after `before` (the
+    /// last one of the previous page; `None`: from the newest), and whether more follow. The
+    /// place is kept by the transfer, not by a count: transfers that begin or are pruned
+    /// between two pages shift nothing, and every transfer listed at both times comes once.
+    /// `Ok(None)`: no transfer `before` (pruned meanwhile, or never here).
+    pub fn summaries_page(
+        &self,
+        before: Option<&TransferId>,
+        limit: usize,
+    ) -> Result<Option<(Vec<Summary>, bool)>, StoreError> {
+        let limit = limit.max(1);
+        // One more than asked for: whether another page follows.
+        let take = i64::try_from(limit).unwrap_or(i64::MAX - 1) + 1;
+        let mut page = match before {
+            None => self.summaries_where("", "LIMIT ?1", &[&take])?,
+            Some(id) => {
+                let created: Option<i64> = self
+                    .conn()
+                    .query_row(
+                        "SELECT created FROM transfers WHERE id = ?1",
+                        [id.hex()],
+                        |r| r.get(0),
+                    )
+                    .optional()?;
+                let Some(created) = created else {
+                    return Ok(None);
+                };
+                self.summaries_where(
+                    "WHERE created < ?1 OR (created = ?1 AND id > ?2)",
+                    "LIMIT ?3",
+                    &[&created, &id.hex(), &take],
+                )?
+            }
+        };
+        let more = page.len() > limit;
+        page.truncate(limit);
+        Ok(Some((page, more)))
+    }
+
+    /// The transfers whose id starts with `prefix` (lowercase hex), newest first.
+    pub fn summaries_by_prefix(&self, prefix: &str) -> Result<Vec<Summary>, StoreError> {
+        let prefix = prefix.to_ascii_lowercase();
+        if prefix.is_empty() || !prefix.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Ok(vec![]);
+        }
+        // A range of the primary key: hex digits sort below 'g'.
+        let end = format!("{prefix}g");
+        self.summaries_where("WHERE id >= ?1 AND id < ?2", "", &[&prefix, &end])
+    }
+
+    /// Every unfinished transfer and the newest `newest` others, newest first: what a front
+    /// end shows at once (the rest come a page at a time).
+    pub fn summaries_recent(&self, newest: usize) -> Result<Vec<Summary>, StoreError> {
+        let n = i64::try_from(newest).unwrap_or(i64::MAX);
+        self.summaries_where(
+            &format!(
+                "WHERE state NOT IN {FINISHED} OR id IN \
+                 (SELECT id FROM transfers ORDER BY created DESC, id LIMIT ?1)"
+            ),
+            "",
+            &[&n],
+        )
+    }
+
+    /// The transfer at place `n` (from 0) of the listing, if there are that many.
+    pub fn listed_at(&self, n: usize) -> Result<Option<TransferId>, StoreError> {
+        let id: Option<String> = self
+            .conn()
+            .query_row(
+                "SELECT id FROM transfers ORDER BY created DESC, id LIMIT 1 OFFSET ?1",
+                [i64::try_from(n).unwrap_or(i64::MAX)],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(id.and_then(|i| TransferId::parse(&i)))
+    }
+
+    /// The transfers `filter` (a `WHERE` on `transfers`) selects, in listing order, as many
+    /// as `limit` (a `LIMIT`) says; `args` are both's parameters.
+    fn summaries_where(
+        &self,
+        filter: &str,
+        limit: &str,
+        args: &[&dyn rusqlite::ToSql],
+    ) -> Result<Vec<Summary>, StoreError> {
         let conn = self.conn();
-        let mut q = conn.prepare(
+        let mut q = conn.prepare(&format!(
             "SELECT id, direction, peer, peer_name, state, reason, dest, created, summary
-             FROM transfers ORDER BY created DESC, id",
-        )?;
-        let mut done = conn.prepare(
+             FROM transfers {filter} ORDER BY created DESC, id {limit}"
+        ))?;
+        let mut done = conn.prepare_cached(
             "SELECT count(*), coalesce(sum(size), 0) FROM transfer_files
              WHERE transfer = ?1 AND status = 'done'",
         )?;
-        let mut failed = conn.prepare(
+        let mut failed = conn.prepare_cached(
             "SELECT name, detail, count(*) OVER () FROM transfer_files
              WHERE transfer = ?1 AND status = 'failed' ORDER BY entry LIMIT ?2",
         )?;
@@ -348,7 +448,7 @@ impl Store {
             Option<String>,
         );
         let heads: Vec<Head> = q
-            .query_map([], |r| Head::try_from(r))?
+            .query_map(args, |r| Head::try_from(r))?
             .collect::<Result<_, _>>()?;
         let mut out = Vec::with_capacity(heads.len());
         for (id, direction, peer, peer_name, state, reason, dest, created, counts) in heads {
@@ -387,6 +487,42 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Deletes the finished transfers `history` no longer keeps at `now` (unix seconds), with
+    /// their file rows; never an unfinished one, nor one `keep` holds (live here). Returns how
+    /// many went. The decision is [`super::decide::pruned`]'s.
+    pub fn prune(
+        &self,
+        history: History,
+        now: i64,
+        keep: impl Fn(&TransferId) -> bool,
+    ) -> Result<usize, StoreError> {
+        let conn = self.conn();
+        let tx = conn.unchecked_transaction()?;
+        let finished: Vec<(String, i64)> = tx
+            .prepare_cached(&format!(
+                "SELECT id, updated FROM transfers WHERE state IN {FINISHED}
+                 ORDER BY created DESC, id"
+            ))?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<_, _>>()?;
+        let ended: Vec<i64> = finished.iter().map(|(_, e)| *e).collect();
+        let mut gone = 0;
+        {
+            let mut delete = tx.prepare_cached(&format!(
+                "DELETE FROM transfers WHERE id = ?1 AND state IN {FINISHED}"
+            ))?;
+            for i in super::decide::pruned(&ended, history, now) {
+                let id = &finished[i].0;
+                if TransferId::parse(id).is_some_and(|t| keep(&t)) {
+                    continue;
+                }
+                gone += delete.execute([id])?;
+            }
+        }
+        tx.commit()?;
+        Ok(gone)
     }
 
     /// Failed files `offset..offset + limit` of a transfer, in entry order: (name, reason).

@@ -50,6 +50,43 @@ impl Default for SpacedropConfig {
     }
 }
 
+/// How long finished transfers (done, failed, rejected, cancelled) stay in the transfer store
+/// and its listings: the newest `count` of them, none that ended more than `days` days ago.
+/// Live and unfinished (waiting, paused, interrupted) transfers are never pruned. A node setting
+/// (`history_days` / `history_count` in the app's settings, `--history-days` /
+/// `--history-count` for `ferry`, [`crate::control::Command::Configure`] on a running node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct History {
+    /// Days a finished transfer is kept after it ended (at least 1).
+    pub days: u32,
+    /// Finished transfers kept at most, the newest first (at least 1).
+    pub count: u32,
+}
+
+impl History {
+    /// 30 days, 1,000 transfers: a month of ordinary use, and a listing that stays small
+    /// whatever the rate (a node that ran the load test for a week would otherwise hold
+    /// 14 million).
+    pub const DEFAULT: History = History {
+        days: 30,
+        count: 1000,
+    };
+
+    /// Within the bounds every front end accepts: at least one day and one transfer.
+    pub fn clamped(self) -> History {
+        History {
+            days: self.days.max(1),
+            count: self.count.max(1),
+        }
+    }
+}
+
+impl Default for History {
+    fn default() -> Self {
+        History::DEFAULT
+    }
+}
+
 /// Which protocol the other side speaks, and so what its identity is worth.
 #[cfg_attr(feature = "specta", derive(specta::Type))]
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
