@@ -3,8 +3,12 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use ferry_core::control::{Command, Reply};
+use ferry_core::spacedrop::wire::TransferId;
 use ferry_core::spacedrop::{PromptOutcome, Side};
-use ferry_core::{AcceptPolicy, Decision, Event, Node, NodeConfig, SpacedropConfig, TransferState};
+use ferry_core::{
+    AcceptPolicy, Decision, Event, History, Node, NodeConfig, SpacedropConfig, TransferState,
+};
 
 #[path = "support/nodes.rs"]
 mod nodes;
@@ -634,4 +638,215 @@ async fn an_interrupted_send_is_cancelled_at_once() {
     a.node.spacedrop().cancel(&id).unwrap();
     let info = final_state(&mut a.events, &id, Duration::from_secs(30)).await;
     assert_eq!(info.state, TransferState::Cancelled { by: Side::Local });
+}
+
+/// Sends a small file from `a` to `b` (which accepts everyone) and waits for its end on both.
+async fn send_one(a: &mut Peer, b: &mut Peer, n: usize) -> TransferId {
+    let f = a.dir.join(format!("f{n}.txt"));
+    std::fs::write(&f, format!("file {n}\n")).unwrap();
+    let id = a.node.spacedrop().send(b.node.id(), vec![f]).await.unwrap();
+    for p in [a, b] {
+        let end = final_state(&mut p.events, &id, Duration::from_secs(20)).await;
+        assert_eq!(end.state, TransferState::Done, "{end:?}");
+    }
+    id
+}
+
+fn ids(list: &[ferry_core::TransferInfo]) -> Vec<String> {
+    list.iter().map(|t| t.id.clone()).collect()
+}
+
+fn finished(list: &[ferry_core::TransferInfo]) -> Vec<String> {
+    ids(&list
+        .iter()
+        .filter(|t| t.state.is_final())
+        .cloned()
+        .collect::<Vec<_>>())
+}
+
+/// Opens a node's own database beside it (WAL: reads and small writes while it runs).
+fn db(p: &Peer) -> rusqlite::Connection {
+    rusqlite::Connection::open(p.dir.join("data/ferry.db")).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_history_keeps_finished_transfers_by_count_and_age_and_every_unfinished_one() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = two_peers(t.path(), AcceptPolicy::Everyone).await;
+    // A send to a peer nobody runs: live, and never finished.
+    let nobody = ferry_p2p::Identity::generate().unwrap().peer_id();
+    let f = a.dir.join("ghost.txt");
+    std::fs::write(&f, b"boo").unwrap();
+    let ghost = a
+        .node
+        .spacedrop()
+        .send(nobody, vec![f])
+        .await
+        .unwrap()
+        .hex();
+    for n in 0..5 {
+        send_one(&mut a, &mut b, n).await;
+    }
+    let listed = a.node.spacedrop().transfers();
+    assert_eq!(listed.len(), 6);
+    let done = finished(&listed);
+    assert_eq!(done.len(), 5);
+
+    // By count: the newest three finished ones stay, in the listing's order, and the live one.
+    let keep3 = History {
+        count: 3,
+        ..History::DEFAULT
+    };
+    assert_eq!(a.node.spacedrop().set_history(keep3), 2);
+    let now = a.node.spacedrop().transfers();
+    assert_eq!(finished(&now), done[..3].to_vec());
+    assert!(ids(&now).contains(&ghost), "{now:?}");
+    // The receiver forgets the same way, its per-file rows with each transfer.
+    let received = finished(&b.node.spacedrop().transfers());
+    assert_eq!(received.len(), 5);
+    assert_eq!(b.node.spacedrop().set_history(keep3), 2);
+    let files_of = |id: &str| -> i64 {
+        db(&b)
+            .query_row(
+                "SELECT count(*) FROM transfer_files WHERE transfer = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .unwrap()
+    };
+    for (i, id) in received.iter().enumerate() {
+        assert_eq!(
+            files_of(id),
+            i64::from(i < 3),
+            "transfer {i} of {received:?}"
+        );
+    }
+
+    // By age: a finished transfer that ended 40 days ago goes; the unfinished one, however
+    // old, stays.
+    let long_ago = ferry_util::unix_now() - 40 * 86_400;
+    for id in [&done[0], &ghost] {
+        db(&a)
+            .execute(
+                "UPDATE transfers SET updated = ?2, created = ?2 WHERE id = ?1",
+                rusqlite::params![id, long_ago],
+            )
+            .unwrap();
+    }
+    assert_eq!(a.node.spacedrop().set_history(History::DEFAULT), 1);
+    let now = a.node.spacedrop().transfers();
+    assert_eq!(finished(&now), done[1..3].to_vec());
+    assert!(ids(&now).contains(&ghost));
+
+    // Every end prunes: with two kept, a new transfer leaves two. (The others made earlier
+    // than this second: listings order by the second, then by id.)
+    db(&a)
+        .execute("UPDATE transfers SET created = created - 1000", [])
+        .unwrap();
+    a.node.spacedrop().set_history(History {
+        count: 2,
+        ..History::DEFAULT
+    });
+    let newest = send_one(&mut a, &mut b, 9).await.hex();
+    let now = a.node.spacedrop().transfers();
+    assert_eq!(finished(&now).len(), 2, "{now:?}");
+    assert!(ids(&now).contains(&newest));
+    assert!(ids(&now).contains(&ghost));
+
+    // Stopped, the ghost is interrupted (unfinished, not live): a node that starts with room
+    // for one finished transfer keeps it too.
+    a.node.shutdown().await;
+    drop(a);
+    let cfg = NodeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        discovery: false,
+        resume_transfers: false,
+        history: History {
+            count: 1,
+            ..History::DEFAULT
+        },
+        ..NodeConfig::new(t.path().join("a/data"))
+    };
+    let a2 = Node::start(cfg).await.unwrap();
+    let now = a2.spacedrop().transfers();
+    assert_eq!(finished(&now), vec![newest]);
+    let g = now
+        .iter()
+        .find(|t| t.id == ghost)
+        .expect("the ghost is kept");
+    assert!(
+        matches!(g.state, TransferState::Interrupted { .. }),
+        "{g:?}"
+    );
+    a2.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_list_every_transfer_once_while_transfers_begin_and_are_pruned() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut a, mut b) = two_peers(t.path(), AcceptPolicy::Everyone).await;
+    for n in 0..12 {
+        send_one(&mut a, &mut b, n).await;
+    }
+    // Two by two in the same second (a page ends between two of a second), all of them
+    // before anything sent from now on.
+    let base = ferry_util::unix_now() - 100;
+    for (i, id) in ids(&a.node.spacedrop().transfers()).iter().enumerate() {
+        db(&a)
+            .execute(
+                "UPDATE transfers SET created = ?2 WHERE id = ?1",
+                rusqlite::params![id, base - (i / 2) as i64],
+            )
+            .unwrap();
+    }
+    let all = ids(&a.node.spacedrop().transfers());
+    assert_eq!(all.len(), 12);
+    // Pages of five through the command surface, as `ferry transfers` reads them.
+    async fn page(node: &Node, before: Option<String>) -> (Vec<String>, Option<String>) {
+        let list = Command::Transfers {
+            limit: Some(5),
+            before,
+        };
+        match node.execute(list).await.unwrap() {
+            Reply::Transfers { transfers, next } => (ids(&transfers), next),
+            r => panic!("{r:?}"),
+        }
+    }
+    let (first, next) = page(&a.node, None).await;
+    assert_eq!(first, all[..5].to_vec());
+    assert_eq!(next.as_deref(), Some(all[4].as_str()));
+    // Meanwhile a new transfer (listed first, before any page read so far), and the oldest one
+    // pruned (the history keeps twelve).
+    let newer = send_one(&mut a, &mut b, 99).await.hex();
+    let twelve = History {
+        count: 12,
+        ..History::DEFAULT
+    };
+    assert_eq!(a.node.spacedrop().set_history(twelve), 1);
+    let mut seen = first;
+    let mut cursor = next;
+    while let Some(before) = cursor {
+        // (A unique prefix names the transfer, as the listing prints it.)
+        let (more, next) = page(&a.node, Some(before[..8].to_string())).await;
+        assert!(more.len() <= 5);
+        seen.extend(more);
+        cursor = next;
+    }
+    // Every transfer listed throughout, once and in order; the new one on no later page.
+    assert_eq!(seen, all[..11].to_vec());
+    assert!(!seen.contains(&newer));
+    assert_eq!(ids(&a.node.spacedrop().transfers())[0], newer);
+    // The same through the Spacedrop handle, and a page after the last one is empty.
+    let sd = a.node.spacedrop();
+    let last = sd.transfers_page(None, 100).unwrap();
+    assert_eq!(last.next, None);
+    let tail = TransferId::parse(&last.transfers.last().unwrap().id).unwrap();
+    assert!(sd
+        .transfers_page(Some(&tail), 5)
+        .unwrap()
+        .transfers
+        .is_empty());
+    // A cursor that names no transfer says so.
+    let unknown = TransferId::random();
+    assert!(sd.transfers_page(Some(&unknown), 5).is_err());
 }
