@@ -12,7 +12,7 @@ function doubleClick(el: Element) {
   fireEvent.click(el, { detail: 2 });
 }
 
-function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
+function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0), older: TransferInfo[] = []) {
   let emit: (e: Event) => void = () => {};
   const calls: unknown[][] = [];
   const granted: string[] = [];
@@ -49,10 +49,11 @@ function fakeApi(snapshot: Partial<Snapshot> = {}, entries = folder(0)) {
         grants: { reply: "grants", grants: granted.map((c) => ({ node: "b".repeat(52), name: "beta", capability: c, granted: 1 })), log: [{ at: 1_700_000_000, node: "b".repeat(52), name: "beta", command: "add_location", outcome: "refused: this node has not granted you \"manage\" (ferry grant on it)" }] },
         status: { reply: "status", status: { id: "b".repeat(52), short_id: "bbbbbbbbbbbb", name: "beta-desktop", listen: "", discovery: true, version: "0.1.0" } },
         locations: { reply: "locations", locations: [location("rl1", "Music", { path: "/srv/music" })] },
+        transfers: { reply: "transfers", transfers: older, next: null },
       };
       if (command.cmd === "grant") granted.push(command.capability!);
       if (command.cmd === "revoke") granted.splice(granted.indexOf(command.capability!), 1);
-      if (inner.cmd === "transfers" || inner.cmd === "rescan_location") {
+      if ((command.cmd === "remote" && inner.cmd === "transfers") || inner.cmd === "rescan_location") {
         return Promise.reject(new Error(`refused: this node has not granted you "${inner.cmd === "transfers" ? "send" : "manage"}" (ferry grant on it)`));
       }
       return Promise.resolve(replies[inner.cmd] ?? { reply: "grants", grants: [], log: [] });
@@ -183,6 +184,20 @@ describe("App", () => {
     release();
     await screen.findByText("my-laptop");
     expect(screen.getByLabelText("LocalSend device Pixel 8")).toBeTruthy();
+  });
+
+  it("lists older transfers a page at a time when asked", async () => {
+    const newest = transfer("t9", { state: "done" } as Partial<TransferInfo>);
+    const older = [transfer("t8", { state: "done", peer_name: "gamma" } as Partial<TransferInfo>), newest];
+    const { api, calls } = fakeApi({ transfers: [newest], transfers_next: "t9" }, folder(0), older);
+    render(<App api={api} />);
+    await screen.findByLabelText("Transfer to beta");
+    fireEvent.click(screen.getByText("Show older transfers"));
+    expect(await screen.findByLabelText("Transfer to gamma")).toBeTruthy();
+    expect(calls).toContainEqual(["control", { cmd: "transfers", limit: 100, before: "t9" }]);
+    // Once and in order; no more to show.
+    expect(screen.getAllByLabelText(/^Transfer to/).map((r) => r.getAttribute("data-transfer"))).toEqual(["t9", "t8"]);
+    expect(screen.queryByText("Show older transfers")).toBeNull();
   });
 
   it("asks for a LocalSend receiver's PIN and sends again with it", async () => {

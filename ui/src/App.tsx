@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useReducer, useRef, useState } from "react";
 import type { Api } from "./api";
-import type { Event, Settings, Snapshot } from "./bindings";
+import type { Event, Settings, Snapshot, TransferInfo } from "./bindings";
 import { Libraries } from "./Libraries";
 import { LibraryView } from "./LibraryView";
 import { PairingDialog, PairStart } from "./PairingDialog";
@@ -8,7 +8,7 @@ import { Peers } from "./Peers";
 import { PromptDialog } from "./PromptDialog";
 import { SettingsDialog } from "./SettingsDialog";
 import { Transfers } from "./Transfers";
-import { dismissPairing, empty, fromSnapshot, markAnswering, reduce, type State } from "./state";
+import { dismissPairing, empty, fromSnapshot, markAnswering, reduce, withOlder, type State } from "./state";
 
 type Action =
   /** `since`: the events that arrived while the snapshot was on its way, newer than it may be. */
@@ -16,7 +16,9 @@ type Action =
   | { kind: "event"; e: Event }
   | { kind: "answering"; id: string }
   | { kind: "settings"; s: Settings }
-  | { kind: "dismiss_pairing"; id: string };
+  | { kind: "dismiss_pairing"; id: string }
+  /** A page of older transfers the user asked for. */
+  | { kind: "older"; transfers: TransferInfo[]; next: string | null };
 
 function reducer(state: State, a: Action): State {
   switch (a.kind) {
@@ -30,6 +32,8 @@ function reducer(state: State, a: Action): State {
       return { ...state, settings: a.s };
     case "dismiss_pairing":
       return dismissPairing(state, a.id);
+    case "older":
+      return withOlder(state, a.transfers, a.next);
   }
 }
 
@@ -97,6 +101,15 @@ export function App({ api }: { api: Api }) {
 
   useEffect(() => applyTheme(state.settings?.theme), [state.settings?.theme]);
 
+  // The node lists the newest transfers at first; older ones a page at a time.
+  const showOlder = useCallback(() => {
+    if (!state.transfersNext) return;
+    api
+      .control({ cmd: "transfers", limit: 100, before: state.transfersNext })
+      .then((r) => r.reply === "transfers" && dispatch({ kind: "older", transfers: r.transfers, next: r.next ?? null }))
+      .catch(report);
+  }, [api, report, state.transfersNext]);
+
   // Files dragged from the file manager onto a peer card.
   useEffect(() => {
     let stop = () => {};
@@ -157,7 +170,7 @@ export function App({ api }: { api: Api }) {
       ) : (
         <main>
           <Peers state={state} api={api} dropTarget={dropTarget} onError={report} onPair={setPairWith} />
-          <Transfers transfers={state.transfers} downloads={state.downloads} api={api} onError={report} />
+          <Transfers transfers={state.transfers} downloads={state.downloads} api={api} onError={report} onOlder={state.transfersNext ? showOlder : undefined} />
           <Libraries state={state} api={api} onError={report} onBrowse={setBrowsing} />
         </main>
       )}

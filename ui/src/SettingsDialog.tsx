@@ -42,6 +42,10 @@ export function SettingsDialog({ settings, api, onClose, onSaved, onError }: { s
         </label>
         <label htmlFor="set-preview-cap">Space for thumbnails (MiB)</label>
         <input id="set-preview-cap" type="number" min={16} step={16} value={s.preview_cap_mib} disabled={!s.preview_sync} onChange={(e) => setS({ ...s, preview_cap_mib: Math.max(16, Math.floor(Number(e.target.value) || 0)) })} />
+        <label htmlFor="set-history-days">Keep finished transfers in the list for (days)</label>
+        <input id="set-history-days" type="number" min={1} value={s.history_days ?? 30} onChange={(e) => setS({ ...s, history_days: Math.max(1, Math.floor(Number(e.target.value) || 0)) })} />
+        <label htmlFor="set-history-count">Keep at most (finished transfers)</label>
+        <input id="set-history-count" type="number" min={1} step={100} value={s.history_count ?? 1000} onChange={(e) => setS({ ...s, history_count: Math.max(1, Math.floor(Number(e.target.value) || 0)) })} />
         <label htmlFor="set-if">Network interfaces for discovery</label>
         <input id="set-if" value={interfaces} placeholder="All interfaces" disabled={!s.discovery} onChange={(e) => setInterfaces(e.target.value)} spellCheck={false} />
         <label htmlFor="set-theme">Theme</label>

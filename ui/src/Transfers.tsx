@@ -197,7 +197,8 @@ function DownloadRow({ d, api, onError }: { d: DownloadInfo; api: Api; onError: 
   );
 }
 
-export function Transfers({ transfers, downloads = [], api, onError }: { transfers: TransferInfo[]; downloads?: DownloadInfo[]; api: Api; onError: (e: unknown) => void }) {
+/** `onOlder`: lists the next page of older transfers (absent when there are none). */
+export function Transfers({ transfers, downloads = [], api, onError, onOlder }: { transfers: TransferInfo[]; downloads?: DownloadInfo[]; api: Api; onError: (e: unknown) => void; onOlder?: () => void }) {
   return (
     <section className="panel" aria-labelledby="transfers">
       <div className="panel-head">
@@ -213,6 +214,7 @@ export function Transfers({ transfers, downloads = [], api, onError }: { transfe
           {transfers.map((t) => <TransferRow key={t.id} t={t} api={api} onError={onError} />)}
         </ul>
       )}
+      {onOlder && <button className="secondary small older" onClick={onOlder}>Show older transfers</button>}
     </section>
   );
 }

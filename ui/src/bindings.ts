@@ -137,7 +137,14 @@ export type Command_Deserialize =
 /**  Nearby Ferry peers and LocalSend devices. */
 { cmd: "peers" } | { cmd: "ping"; peer: string; count: number; interval_ms: number; wait_ms: number } | 
 /**  Spacedrop `paths` to a Ferry peer or a LocalSend device, looked for up to `wait_ms`. */
-{ cmd: "send"; peer: string; paths: string[]; wait_ms: number; pin?: string | null } | { cmd: "transfers" } | 
+{ cmd: "send"; peer: string; paths: string[]; wait_ms: number; pin?: string | null } | 
+/**
+ *  A page of transfers, newest first: up to `limit` (default [`TRANSFERS_PAGE`], at most
+ *  [`MAX_TRANSFERS_PAGE`]) after the transfer `before` (id or unique prefix; the reply's
+ *  `next` for the page after). Without either, the newest page. The node keeps the finished
+ *  transfers its history setting says ([`crate::History`]) and every unfinished one.
+ */
+{ cmd: "transfers"; limit?: number | null; before?: string | null } | 
 /**  One transfer with every file it renamed or failed. */
 { cmd: "transfer"; id: string } | { cmd: "pause"; id: string } | { cmd: "resume"; id: string } | { cmd: "cancel"; id: string } | 
 /**
@@ -178,7 +185,11 @@ export type Command_Deserialize =
 /**  A `ferry://` answer: `thumb/LIB/CONTENT` or `file/LIB/ENTRY`, with an HTTP range. */
 { cmd: "media"; path: string; range?: string | null; head: boolean } | 
 /**  Changes what a running node may change without a restart (`None`: unchanged). */
-{ cmd: "configure"; name?: string | null; dest?: string | null; preview_sync?: boolean | null; preview_cap_mib?: number | null } | 
+{ cmd: "configure"; name?: string | null; dest?: string | null; preview_sync?: boolean | null; preview_cap_mib?: number | null; 
+/**  Days a finished transfer stays listed after it ended (see [`crate::History`]). */
+history_days?: number | null; 
+/**  Finished transfers kept at most, the newest first. */
+history_count?: number | null } | 
 /**
  *  Runs `command` on the member `node` of `library` (any library both are in when
  *  `None`), with what that node granted this one. Never runs it here.
@@ -197,7 +208,14 @@ export type Command_Serialize =
 /**  Nearby Ferry peers and LocalSend devices. */
 { cmd: "peers" } | { cmd: "ping"; peer: string; count: number; interval_ms: number; wait_ms: number } | 
 /**  Spacedrop `paths` to a Ferry peer or a LocalSend device, looked for up to `wait_ms`. */
-{ cmd: "send"; peer: string; paths: string[]; wait_ms: number; pin: string | null } | { cmd: "transfers" } | 
+{ cmd: "send"; peer: string; paths: string[]; wait_ms: number; pin: string | null } | 
+/**
+ *  A page of transfers, newest first: up to `limit` (default [`TRANSFERS_PAGE`], at most
+ *  [`MAX_TRANSFERS_PAGE`]) after the transfer `before` (id or unique prefix; the reply's
+ *  `next` for the page after). Without either, the newest page. The node keeps the finished
+ *  transfers its history setting says ([`crate::History`]) and every unfinished one.
+ */
+{ cmd: "transfers"; limit?: number; before?: string } | 
 /**  One transfer with every file it renamed or failed. */
 { cmd: "transfer"; id: string } | { cmd: "pause"; id: string } | { cmd: "resume"; id: string } | { cmd: "cancel"; id: string } | 
 /**
@@ -238,7 +256,11 @@ export type Command_Serialize =
 /**  A `ferry://` answer: `thumb/LIB/CONTENT` or `file/LIB/ENTRY`, with an HTTP range. */
 { cmd: "media"; path: string; range: string | null; head: boolean } | 
 /**  Changes what a running node may change without a restart (`None`: unchanged). */
-{ cmd: "configure"; name: string | null; dest: string | null; preview_sync: boolean | null; preview_cap_mib: number | null } | 
+{ cmd: "configure"; name: string | null; dest: string | null; preview_sync: boolean | null; preview_cap_mib: number | null; 
+/**  Days a finished transfer stays listed after it ended (see [`crate::History`]). */
+history_days?: number; 
+/**  Finished transfers kept at most, the newest first. */
+history_count?: number } | 
 /**
  *  Runs `command` on the member `node` of `library` (any library both are in when
  *  `None`), with what that node granted this one. Never runs it here.
@@ -698,7 +720,10 @@ export type NodeSnapshot = NodeSnapshot_Serialize | NodeSnapshot_Deserialize;
 export type NodeSnapshot_Deserialize = {
 	status: NodeStatus,
 	peers: PeerSnapshot_Deserialize[],
+	/**  Every unfinished transfer and the newest others, newest first. */
 	transfers: TransferInfo_Deserialize[],
+	/**  More finished transfers follow: list them `before` this id ([`Command::Transfers`]). */
+	transfers_next?: string | null,
 	prompts: Prompt[],
 	libraries: LibraryInfo_Deserialize[],
 	locations: LibraryLocations_Deserialize[],
@@ -714,7 +739,10 @@ export type NodeSnapshot_Deserialize = {
 export type NodeSnapshot_Serialize = {
 	status: NodeStatus,
 	peers: PeerSnapshot_Serialize[],
+	/**  Every unfinished transfer and the newest others, newest first. */
 	transfers: TransferInfo_Serialize[],
+	/**  More finished transfers follow: list them `before` this id ([`Command::Transfers`]). */
+	transfers_next: string | null,
 	prompts: Prompt[],
 	libraries: LibraryInfo_Serialize[],
 	locations: LibraryLocations_Serialize[],
@@ -895,7 +923,9 @@ export type Reply = Reply_Serialize | Reply_Deserialize;
 /**  What a command answers. */
 export type Reply_Deserialize = { reply: "done" } | { reply: "status"; status: NodeStatus } | { reply: "peers"; peers: PeerSnapshot_Deserialize[]; localsend: LocalSendDevice_Deserialize[] } | { reply: "pinged"; peer: string; name: string; rtts_ms: (number | null)[] } | { reply: "sent"; transfer: TransferInfo_Deserialize; 
 /**  The receiver's name, and whether it is a LocalSend device. */
-to: string; localsend: boolean } | { reply: "transfers"; transfers: TransferInfo_Deserialize[] } | { reply: "transfer"; transfer: TransferInfo_Deserialize; renamed: Renamed[]; failed: FailedFile[] } | { reply: "libraries"; libraries: LibraryInfo_Deserialize[] } | { reply: "library"; library: LibraryInfo_Deserialize } | { reply: "deleted"; name: string; reached: Reached_Deserialize[] } | { reply: "unpaired"; library: LibraryInfo_Deserialize; reached: Reached_Deserialize[] } | 
+to: string; localsend: boolean } | { reply: "transfers"; transfers: TransferInfo_Deserialize[]; 
+/**  More follow: list `before` this id for the next page (`None`: this is the last). */
+next?: string | null } | { reply: "transfer"; transfer: TransferInfo_Deserialize; renamed: Renamed[]; failed: FailedFile[] } | { reply: "libraries"; libraries: LibraryInfo_Deserialize[] } | { reply: "library"; library: LibraryInfo_Deserialize } | { reply: "deleted"; name: string; reached: Reached_Deserialize[] } | { reply: "unpaired"; library: LibraryInfo_Deserialize; reached: Reached_Deserialize[] } | 
 /**  A pairing started; its code and outcome arrive as `pairing` events. */
 { reply: "pairing"; id: string } | { reply: "locations"; locations: LocationInfo_Deserialize[] } | { reply: "location"; location: LocationInfo_Deserialize } | { reply: "entries"; location: LocationInfo_Deserialize; entries: EntryInfo_Deserialize[] } | { reply: "sync_status"; members: MemberSync_Deserialize[] } | { reply: "download"; download: DownloadInfo } | { reply: "grants"; grants: GrantInfo[]; log: RemoteAction[] } | { reply: "snapshot"; snapshot: NodeSnapshot_Deserialize } | { reply: "peer"; peer: PeerSnapshot_Deserialize } | { reply: "page"; page: Page_Deserialize } | { reply: "entry"; entry: EntryInfo_Deserialize; path: string } | 
 /**  A `ferry://` answer: status, headers, body. */
@@ -904,7 +934,9 @@ to: string; localsend: boolean } | { reply: "transfers"; transfers: TransferInfo
 /**  What a command answers. */
 export type Reply_Serialize = { reply: "done" } | { reply: "status"; status: NodeStatus } | { reply: "peers"; peers: PeerSnapshot_Serialize[]; localsend: LocalSendDevice_Serialize[] } | { reply: "pinged"; peer: string; name: string; rtts_ms: (number | null)[] } | { reply: "sent"; transfer: TransferInfo_Serialize; 
 /**  The receiver's name, and whether it is a LocalSend device. */
-to: string; localsend: boolean } | { reply: "transfers"; transfers: TransferInfo_Serialize[] } | { reply: "transfer"; transfer: TransferInfo_Serialize; renamed: Renamed[]; failed: FailedFile[] } | { reply: "libraries"; libraries: LibraryInfo_Serialize[] } | { reply: "library"; library: LibraryInfo_Serialize } | { reply: "deleted"; name: string; reached: Reached_Serialize[] } | { reply: "unpaired"; library: LibraryInfo_Serialize; reached: Reached_Serialize[] } | 
+to: string; localsend: boolean } | { reply: "transfers"; transfers: TransferInfo_Serialize[]; 
+/**  More follow: list `before` this id for the next page (`None`: this is the last). */
+next: string | null } | { reply: "transfer"; transfer: TransferInfo_Serialize; renamed: Renamed[]; failed: FailedFile[] } | { reply: "libraries"; libraries: LibraryInfo_Serialize[] } | { reply: "library"; library: LibraryInfo_Serialize } | { reply: "deleted"; name: string; reached: Reached_Serialize[] } | { reply: "unpaired"; library: LibraryInfo_Serialize; reached: Reached_Serialize[] } | 
 /**  A pairing started; its code and outcome arrive as `pairing` events. */
 { reply: "pairing"; id: string } | { reply: "locations"; locations: LocationInfo_Serialize[] } | { reply: "location"; location: LocationInfo_Serialize } | { reply: "entries"; location: LocationInfo_Serialize; entries: EntryInfo_Serialize[] } | { reply: "sync_status"; members: MemberSync_Serialize[] } | { reply: "download"; download: DownloadInfo } | { reply: "grants"; grants: GrantInfo[]; log: RemoteAction[] } | { reply: "snapshot"; snapshot: NodeSnapshot_Serialize } | { reply: "peer"; peer: PeerSnapshot_Serialize } | { reply: "page"; page: Page_Serialize } | { reply: "entry"; entry: EntryInfo_Serialize; path: string } | 
 /**  A `ferry://` answer: status, headers, body. */
@@ -928,6 +960,10 @@ export type Settings_Deserialize = {
 	preview_sync?: boolean,
 	/**  How large the thumbnail store may grow by copying them, in MiB. */
 	preview_cap_mib?: number,
+	/**  Days a finished transfer stays in the list after it ended. */
+	history_days?: number,
+	/**  Finished transfers the list keeps at most, the newest first (unfinished ones always). */
+	history_count?: number,
 	theme: Theme,
 };
 
@@ -947,6 +983,10 @@ export type Settings_Serialize = {
 	preview_sync: boolean,
 	/**  How large the thumbnail store may grow by copying them, in MiB. */
 	preview_cap_mib: number,
+	/**  Days a finished transfer stays in the list after it ended. */
+	history_days: number,
+	/**  Finished transfers the list keeps at most, the newest first (unfinished ones always). */
+	history_count: number,
 	theme: Theme,
 };
 
@@ -964,7 +1004,10 @@ export type Snapshot_Deserialize = {
 	 */
 	attached: boolean,
 	peers: PeerSnapshot_Deserialize[],
+	/**  Every unfinished transfer and the newest others (the node's snapshot's). */
 	transfers: TransferInfo_Deserialize[],
+	/**  More finished transfers follow: the `before` of the `transfers` command for them. */
+	transfers_next?: string | null,
 	prompts: Prompt[],
 	libraries: LibraryInfo_Deserialize[],
 	locations: LibraryLocations_Deserialize[],
@@ -984,7 +1027,10 @@ export type Snapshot_Serialize = {
 	 */
 	attached: boolean,
 	peers: PeerSnapshot_Serialize[],
+	/**  Every unfinished transfer and the newest others (the node's snapshot's). */
 	transfers: TransferInfo_Serialize[],
+	/**  More finished transfers follow: the `before` of the `transfers` command for them. */
+	transfers_next: string | null,
 	prompts: Prompt[],
 	libraries: LibraryInfo_Serialize[],
 	locations: LibraryLocations_Serialize[],

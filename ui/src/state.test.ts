@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { TransferInfo } from "./bindings";
 import { library, location, pairing, peer, prompt, transfer } from "./fixtures";
-import { byDevice, dismissPairing, empty, formatBytes, formatEta, markAnswering, online, percent, reduce, running, syncedAgo, transferWith } from "./state";
+import { byDevice, dismissPairing, empty, formatBytes, formatEta, markAnswering, online, percent, reduce, running, SHOWN_FINISHED, syncedAgo, transferWith, withOlder, type State } from "./state";
 
 describe("reduce", () => {
   it("keeps each library's locations, their index progress, and which changed", () => {
@@ -54,6 +54,32 @@ describe("reduce", () => {
     expect(transferWith(s, "b".repeat(52))?.id).toBe("t2");
     s = reduce(s, { type: "transfer", transfer: transfer("t2", { state: "done" } as Partial<TransferInfo>) });
     expect(transferWith(s, "b".repeat(52))?.id).toBe("t1");
+  });
+
+  it("holds a bounded list: new transfers push the oldest finished ones out, never an unfinished one", () => {
+    const done = (id: string) => transfer(id, { state: "done" } as Partial<TransferInfo>);
+    const old = Array.from({ length: SHOWN_FINISHED }, (_, i) => done(`d${i}`));
+    let s: State = { ...empty, transfers: [transfer("live"), ...old, transfer("paused-long-ago", { state: "paused", by: "local" } as Partial<TransferInfo>)] };
+    s = reduce(s, { type: "transfer", transfer: transfer("new") });
+    expect(s.transfers).toHaveLength(SHOWN_FINISHED + 3);
+    expect(s.transfersNext).toBeNull();
+    // Once the new one has finished too, the next new one pushes the oldest finished out; the
+    // list of older ones goes on after the last finished one kept.
+    s = reduce(s, { type: "transfer", transfer: done("new") });
+    s = reduce(s, { type: "transfer", transfer: transfer("newer") });
+    expect(s.transfers).toHaveLength(SHOWN_FINISHED + 3);
+    expect(s.transfers.map((t) => t.id)).not.toContain(`d${SHOWN_FINISHED - 1}`);
+    expect(s.transfers.map((t) => t.id)).toContain("paused-long-ago");
+    expect(s.transfersNext).toBe(`d${SHOWN_FINISHED - 2}`);
+  });
+
+  it("appends an older page, without the transfers already shown", () => {
+    let s: State = { ...empty, transfers: [transfer("t3"), transfer("t1", { state: "interrupted", reason: "x" } as Partial<TransferInfo>)], transfersNext: "t3" };
+    s = withOlder(s, [transfer("t2"), transfer("t1")], "t2");
+    expect(s.transfers.map((t) => t.id)).toEqual(["t3", "t1", "t2"]);
+    expect(s.transfersNext).toBe("t2");
+    s = withOlder(s, [], null);
+    expect(s.transfersNext).toBeNull();
   });
 });
 

@@ -6,7 +6,11 @@ import type { DownloadInfo, Event, IndexProgress, LibraryInfo, LocalSendDevice, 
 export type State = {
   me: Me | null;
   peers: PeerSnapshot[];
+  /** Newest first: every unfinished transfer, the newest finished ones, and older pages the
+   * user asked for. */
   transfers: TransferInfo[];
+  /** Older finished transfers follow: the node lists them `before` this id (null: none). */
+  transfersNext: string | null;
   prompts: Prompt[];
   settings: Settings | null;
   /** Prompt ids this window already answered (the answer is on its way). */
@@ -30,11 +34,11 @@ export type State = {
   attached: boolean;
 };
 
-export const empty: State = { me: null, peers: [], transfers: [], prompts: [], settings: null, answering: [], libraries: [], pairings: [], locations: {}, progress: {}, changed: {}, sync: {}, localsend: [], downloads: [], attached: false };
+export const empty: State = { me: null, peers: [], transfers: [], transfersNext: null, prompts: [], settings: null, answering: [], libraries: [], pairings: [], locations: {}, progress: {}, changed: {}, sync: {}, localsend: [], downloads: [], attached: false };
 
 export function fromSnapshot(s: Snapshot): State {
   return {
-    me: s.me, peers: sortPeers(s.peers), transfers: s.transfers, prompts: s.prompts, settings: s.settings, answering: [],
+    me: s.me, peers: sortPeers(s.peers), transfers: s.transfers, transfersNext: s.transfers_next ?? null, prompts: s.prompts, settings: s.settings, answering: [],
     libraries: sortLibraries(s.libraries ?? []), pairings: s.pairings ?? [],
     locations: Object.fromEntries((s.locations ?? []).map((l) => [l.library, sortLocations(l.locations)])), progress: {}, changed: {}, sync: {},
     localsend: s.localsend_devices ?? [],
@@ -93,12 +97,37 @@ function upsertPeer(peers: PeerSnapshot[], p: PeerSnapshot): PeerSnapshot[] {
 }
 
 /** Newest first; a transfer keeps its place when it changes. */
-function upsertTransfer(list: TransferInfo[], t: TransferInfo): TransferInfo[] {
+/** Finished transfers the list holds at most while the app runs: new ones push the oldest out
+ * (the node keeps them as its history setting says; "Show older" lists them again). */
+export const SHOWN_FINISHED = 1000;
+
+function upsertTransfer(state: State, t: TransferInfo): State {
+  const list = state.transfers;
   const i = list.findIndex((x) => x.id === t.id);
-  if (i === -1) return [t, ...list];
-  const next = [...list];
-  next[i] = t;
-  return next;
+  if (i !== -1) {
+    const next = [...list];
+    next[i] = t;
+    return { ...state, transfers: next };
+  }
+  const next = [t, ...list];
+  let ended = 0;
+  let lastKept: string | null = null;
+  const kept = next.filter((x) => {
+    if (!finished(x)) return true;
+    ended += 1;
+    if (ended > SHOWN_FINISHED) return false;
+    lastKept = x.id;
+    return true;
+  });
+  if (kept.length === next.length) return { ...state, transfers: next };
+  // What went is listed again after the last finished one kept.
+  return { ...state, transfers: kept, transfersNext: lastKept };
+}
+
+/** An older page of transfers the user asked for: the ones not shown yet go at the end. */
+export function withOlder(state: State, page: TransferInfo[], next: string | null): State {
+  const shown = new Set(state.transfers.map((t) => t.id));
+  return { ...state, transfers: [...state.transfers, ...page.filter((t) => !shown.has(t.id))], transfersNext: next };
 }
 
 export function reduce(state: State, e: Event): State {
@@ -121,7 +150,7 @@ export function reduce(state: State, e: Event): State {
         answering: state.answering.filter((id) => id !== e.transfer),
       };
     case "transfer":
-      return { ...state, transfers: upsertTransfer(state.transfers, e.transfer) };
+      return upsertTransfer(state, e.transfer);
     case "library":
       return { ...state, libraries: sortLibraries([...state.libraries.filter((l) => l.id !== e.library.id), e.library]) };
     case "library_removed":
