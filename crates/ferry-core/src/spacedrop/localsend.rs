@@ -399,6 +399,11 @@ async fn serve(
     while let Some(e) = events.recv().await {
         match e {
             ServerEvent::Offer(o) => {
+                // The server holds one session at a time: a new offer means that any session
+                // accepted before it has started (and left `accepted`) or never will (the
+                // server failed to prepare it after the answer). Kept, each such one held its
+                // manifest for as long as the node ran.
+                lock(&accepted).clear();
                 tokio::spawn(ask(shared.clone(), accepted.clone(), o));
             }
             ServerEvent::Started {
@@ -610,7 +615,11 @@ async fn ask(shared: Arc<SpacedropState>, accepted: Accepted, o: IncomingOffer) 
         }
         Decision::Reject => Answer::Reject,
     };
-    let _ = o.reply.send(answer);
+    // The server gave up waiting (its timeout, or the sender's request dropped): the session
+    // will never start, and its entry (manifest and all) must not stay.
+    if o.reply.send(answer).is_err() {
+        lock(&accepted).remove(&o.session);
+    }
 }
 
 #[cfg(test)]

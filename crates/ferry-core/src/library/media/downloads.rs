@@ -52,6 +52,34 @@ pub struct DownloadInfo {
     pub state: DownloadState,
 }
 
+/// Ended downloads (done or cancelled) listed at most; older ones are forgotten. Every
+/// download of a node that runs for weeks was kept in memory before.
+const ENDED_KEPT: usize = 100;
+
+/// Forgets the oldest ended downloads past [`ENDED_KEPT`] (ids begin with their start time,
+/// so they sort oldest first), never `just` (the one that just ended: a cancel still reads
+/// it). Running, paused and failed ones (which resume) stay.
+fn forget_ended(all: &mut std::collections::HashMap<String, Running>, just: &str) {
+    let mut ended: Vec<String> = all
+        .iter()
+        .filter(|(id, r)| {
+            id.as_str() != just
+                && matches!(
+                    r.info.state,
+                    DownloadState::Done { .. } | DownloadState::Cancelled
+                )
+        })
+        .map(|(id, _)| id.clone())
+        .collect();
+    if ended.len() <= ENDED_KEPT {
+        return;
+    }
+    ended.sort();
+    for id in &ended[..ended.len() - ENDED_KEPT] {
+        all.remove(id);
+    }
+}
+
 /// A download and the task running it (while it runs).
 pub(crate) struct Running {
     info: DownloadInfo,
@@ -169,7 +197,9 @@ impl Libraries {
                 task.abort();
             }
             r.info.state = to;
-            r.info.clone()
+            let info = r.info.clone();
+            forget_ended(&mut all, id);
+            info
         };
         let _ = self.shared.events.send(Event::Download { download: info });
         Ok(())
@@ -229,7 +259,9 @@ impl Libraries {
                 r.info.state = s;
                 r.task = None;
             }
-            r.info.clone()
+            let info = r.info.clone();
+            forget_ended(&mut all, id);
+            info
         };
         let _ = self.shared.events.send(Event::Download { download: info });
     }
@@ -237,4 +269,57 @@ impl Libraries {
 
 fn unknown(id: &str) -> MediaError {
     MediaError::Local(format!("no download {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn running(id: &str, state: DownloadState) -> (String, Running) {
+        let info = DownloadInfo {
+            id: id.into(),
+            library: String::new(),
+            entry: String::new(),
+            name: String::new(),
+            from: String::new(),
+            dest: String::new(),
+            progress: GetProgress::default(),
+            state,
+        };
+        let r = Running {
+            info,
+            dest: PathBuf::new(),
+            task: None,
+        };
+        (id.into(), r)
+    }
+
+    #[test]
+    fn only_the_newest_ended_downloads_are_kept_and_never_one_that_can_resume() {
+        let done = || DownloadState::Done {
+            path: String::new(),
+            resumed: 0,
+        };
+        let mut all: std::collections::HashMap<String, Running> = (0..ENDED_KEPT + 10)
+            .map(|i| running(&format!("{i:04}"), done()))
+            .collect();
+        all.extend([
+            running("0000a", DownloadState::Paused),
+            running("0000b", DownloadState::Failed { reason: "x".into() }),
+            running("0000c", DownloadState::Running),
+            running("0000d", DownloadState::Cancelled),
+        ]);
+        // "0000d" (cancelled, among the oldest) just ended: it stays for its cancel to finish.
+        forget_ended(&mut all, "0000d");
+        let mut left: Vec<&str> = all.keys().map(String::as_str).collect();
+        left.sort();
+        assert_eq!(left.len(), ENDED_KEPT + 4);
+        assert_eq!(&left[..5], ["0000a", "0000b", "0000c", "0000d", "0010"]);
+        // Once something newer ends, it is the oldest ended one: it goes.
+        all.extend([running("9999", done())]);
+        forget_ended(&mut all, "9999");
+        assert!(!all.contains_key("0000d"));
+        assert!(all.contains_key("0010") && all.contains_key("9999"));
+        assert_eq!(all.len(), ENDED_KEPT + 4);
+    }
 }
