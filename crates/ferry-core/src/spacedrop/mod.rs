@@ -201,7 +201,7 @@ impl Spacedrop {
     pub(crate) fn attach(&self, p2p: P2p, resume: bool) {
         let _ = self.shared.p2p.set(p2p);
         let store = &self.shared.store;
-        for t in store.summaries().unwrap_or_default() {
+        for t in store.unfinished().unwrap_or_default() {
             if t.via.is_localsend() {
                 // LocalSend cannot resume: what a stop cut short stays failed.
                 if !decide::stored_state(&t.state, String::new()).is_final() {

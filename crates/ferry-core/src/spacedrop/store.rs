@@ -402,6 +402,12 @@ impl Store {
         )
     }
 
+    /// The transfers that have not ended (waiting, transferring, paused, interrupted), newest
+    /// first: what a starting node looks at.
+    pub fn unfinished(&self) -> Result<Vec<Summary>, StoreError> {
+        self.summaries_where(&format!("WHERE state NOT IN {FINISHED}"), "", &[])
+    }
+
     /// The transfer at place `n` (from 0) of the listing, if there are that many.
     pub fn listed_at(&self, n: usize) -> Result<Option<TransferId>, StoreError> {
         let id: Option<String> = self
@@ -968,5 +974,59 @@ mod tests {
             s.files(&id).unwrap().is_empty(),
             "files cascade with their transfer"
         );
+    }
+
+    #[test]
+    fn pages_follow_the_listing_and_pruning_spares_unfinished_and_kept_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("ferry.db")).unwrap();
+        // Nine transfers, three to a second: ties are ordered by id.
+        let rows: Vec<TransferRow> = (0..9)
+            .map(|i| TransferRow {
+                created: 100 - i / 3,
+                ..big_row(1)
+            })
+            .collect();
+        for r in &rows {
+            s.put(r).unwrap();
+        }
+        let all: Vec<TransferId> = s.summaries().unwrap().iter().map(|t| t.id).collect();
+        let mut paged = vec![];
+        let mut before = None;
+        loop {
+            let (page, more) = s.summaries_page(before.as_ref(), 2).unwrap().unwrap();
+            paged.extend(page.iter().map(|t| t.id));
+            before = page.last().map(|t| t.id);
+            if !more {
+                break;
+            }
+        }
+        assert_eq!(paged, all);
+        assert_eq!(s.listed_at(8).unwrap(), Some(all[8]));
+        assert_eq!(s.listed_at(9).unwrap(), None);
+        assert!(s
+            .summaries_page(Some(&TransferId::random()), 2)
+            .unwrap()
+            .is_none());
+        let hex = all[3].hex();
+        let found = s.summaries_by_prefix(&hex[..6].to_uppercase()).unwrap();
+        assert!(found.iter().any(|t| t.id == all[3]));
+        assert!(s.summaries_by_prefix("not hex").unwrap().is_empty());
+        // All but the newest end; the newest stays "transferring" (unfinished).
+        for id in &all[1..] {
+            s.set_state(id, "done", None).unwrap();
+        }
+        assert_eq!(s.unfinished().unwrap().len(), 1);
+        // One finished transfer kept: the newest finished (all[1]), and all[2], which is live.
+        let keep = History { days: 30, count: 1 };
+        let gone = s.prune(keep, unix_now(), |id| *id == all[2]).unwrap();
+        assert_eq!(gone, 6);
+        let left: Vec<TransferId> = s.summaries().unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(left, all[..3].to_vec());
+        // A year later, only the unfinished one and the live one are left.
+        let later = unix_now() + 365 * 86_400;
+        assert_eq!(s.prune(keep, later, |id| *id == all[2]).unwrap(), 1);
+        let left: Vec<TransferId> = s.summaries().unwrap().iter().map(|t| t.id).collect();
+        assert_eq!(left, vec![all[0], all[2]]);
     }
 }
