@@ -110,6 +110,24 @@ fn send_a_folder_accept_on_stdin_and_list_it() {
     let list: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list["transfers"][0]["state"], "done");
     assert_eq!(list["transfers"][0]["direction"], "receive");
+    // A page at a time: this one is the last (no `next`), and nothing is older than its
+    // transfer. The sender's list, read from its data dir alone, pages the same way.
+    for who in ["beta", "alpha"] {
+        let out = base(t.path(), who, "127.0.0.1:0")
+            .args(["--json", "transfers", "--limit", "1"])
+            .output()
+            .unwrap();
+        let page: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(page["transfers"].as_array().unwrap().len(), 1, "{page}");
+        assert_eq!(page["next"], Value::Null, "{page}");
+        let id = page["transfers"][0]["id"].as_str().unwrap();
+        let out = base(t.path(), who, "127.0.0.1:0")
+            .args(["transfers", "--before", &id[..8]])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("No older transfers."), "{text}");
+    }
 }
 
 #[test]
