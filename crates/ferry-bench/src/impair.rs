@@ -7,15 +7,24 @@
 //! loss, reordering (extra delay for some packets), duplication, corruption (a flipped bit in
 //! the UDP payload, which QUIC's AEAD must catch), and a link that is down (everything dropped).
 //! Rules change while traffic flows, which is how a test cuts and restores the link.
+//!
+//! Like a router, each direction holds at most [`QUEUE_LIMIT`] bytes waiting to leave, and drops
+//! what comes beyond (counted apart from the loss asked for). Unbounded, a sender could park
+//! megabytes in it whenever this proxy ran slower than the sender (a loaded machine): a queue
+//! no real link has, inflating the RTT and with it QUIC's probe and idle timeouts (the idle
+//! timeout is at least three probe timeouts) past anything a test means to model.
 
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
+
+/// Bytes each direction may hold waiting to leave (a router's buffer).
+pub const QUEUE_LIMIT: usize = 2 << 20;
 
 #[derive(Debug, Clone, Default)]
 pub struct Rules {
@@ -38,6 +47,8 @@ pub struct Counts {
     pub duplicated: AtomicU64,
     pub corrupted: AtomicU64,
     pub reordered: AtomicU64,
+    /// Dropped because the direction's queue was full.
+    pub overflowed: AtomicU64,
 }
 
 pub struct Impair {
@@ -146,12 +157,13 @@ impl Impair {
     pub fn report(&self) -> String {
         let c = &self.counts;
         format!(
-            "{} relayed, {} dropped, {} duplicated, {} corrupted, {} reordered",
+            "{} relayed, {} dropped, {} duplicated, {} corrupted, {} reordered, {} over the queue",
             c.relayed.load(Ordering::Relaxed),
             c.dropped.load(Ordering::Relaxed),
             c.duplicated.load(Ordering::Relaxed),
             c.corrupted.load(Ordering::Relaxed),
             c.reordered.load(Ordering::Relaxed),
+            c.overflowed.load(Ordering::Relaxed),
         )
     }
 }
@@ -172,7 +184,10 @@ fn bind(addr: SocketAddr) -> UdpSocket {
 /// (independent timers would reorder packets sent in the same millisecond, which QUIC rightly
 /// reads as loss).
 #[derive(Clone)]
-struct Line(tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, Vec<u8>)>);
+struct Line {
+    tx: tokio::sync::mpsc::UnboundedSender<(tokio::time::Instant, Vec<u8>)>,
+    queued: Arc<AtomicUsize>,
+}
 
 impl Line {
     fn new(
@@ -181,6 +196,8 @@ impl Line {
     ) -> (Line, tokio::task::JoinHandle<()>) {
         let (tx, mut rx) =
             tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let left = queued.clone();
         let task = tokio::spawn(async move {
             while let Some((at, pkt)) = rx.recv().await {
                 tokio::time::sleep_until(at).await;
@@ -188,9 +205,20 @@ impl Line {
                 if let Some(dest) = dest {
                     let _ = sock.send_to(&pkt, dest).await;
                 }
+                left.fetch_sub(pkt.len(), Ordering::Relaxed);
             }
         });
-        (Line(tx), task)
+        (Line { tx, queued }, task)
+    }
+
+    /// Queues `pkt` to leave at `at`, unless the queue is full.
+    fn push(&self, at: tokio::time::Instant, pkt: Vec<u8>, c: &Counts) {
+        if self.queued.load(Ordering::Relaxed) + pkt.len() > QUEUE_LIMIT {
+            c.overflowed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.queued.fetch_add(pkt.len(), Ordering::Relaxed);
+        let _ = self.tx.send((at, pkt));
     }
 }
 
@@ -236,6 +264,6 @@ fn relay(
         return;
     }
     for _ in 0..copies {
-        let _ = line.0.send((at, pkt.clone()));
+        line.push(at, pkt.clone(), c);
     }
 }

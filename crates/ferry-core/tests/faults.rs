@@ -206,7 +206,10 @@ async fn impaired_links_deliver_every_file_bit_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_down_for_20_seconds_mid_transfer_resumes_when_it_is_back() {
     let t = tempfile::tempdir().unwrap();
-    let src = source(t.path(), 48 << 20);
+    // Big enough that the cut comes mid-transfer: with windows that cover the path, the
+    // sender's count runs tens of megabytes ahead of what has arrived, and a 48 MiB file was
+    // once wholly across by the time the link went down.
+    let src = source(t.path(), 160 << 20);
     let rules = Rules {
         delay: Duration::from_millis(10),
         ..Rules::default()
@@ -218,8 +221,8 @@ async fn a_link_down_for_20_seconds_mid_transfer_resumes_when_it_is_back() {
         .send(b.node.id(), vec![src.clone()])
         .await
         .unwrap();
-    // Cut it once a few megabytes are across.
-    transfer_where(&mut a.events, &id, Duration::from_secs(60), |t| {
+    // Cut it once a few megabytes have arrived.
+    transfer_where(&mut b.events, &id, Duration::from_secs(60), |t| {
         t.bytes_done > 4 << 20
     })
     .await;
