@@ -57,8 +57,9 @@
 # are the link and the namespace's own loopback, and each is pointed at nothing public:
 #   - Syncthing (Debian's package): a daemon per namespace, each with its own --home in the
 #     temp dir and its REST API on its namespace's loopback; global and local discovery,
-#     relays, NAT traversal, STUN, usage and crash reporting and upgrades are off, and each
-#     device is given the other's explicit tcp://IP:22000. Both daemons are started and
+#     relays, NAT traversal, STUN, usage and crash reporting and upgrades are off, and the
+#     sender is given the receiver's explicit tcp://IP:22000 (the receiver does not dial: two
+#     dials crossing on a delayed link fail, see st_start). Both daemons are started and
 #     connected first (startup is not timed). The clock starts when the folder is added on the
 #     sending side (which starts its scan; the receiver already has the folder, receive-only,
 #     shared with the sender) and stops when the receiver's /rest/db/status shows all the files
@@ -524,7 +525,7 @@ def configure(home, own_ip, peer_id, peer_ip):
         ET.SubElement(opts, k).text = v
     dev = ET.Element("device", id=peer_id, name="peer", compression="metadata",
                      introducer="false", skipIntroductionRemovals="false", introducedBy="")
-    ET.SubElement(dev, "address").text = f"tcp://{peer_ip}:{port}"
+    ET.SubElement(dev, "address").text = "dynamic" if peer_ip == "dynamic" else f"tcp://{peer_ip}:{port}"
     ET.SubElement(dev, "autoAcceptFolders").text = "false"
     root.insert(list(root).index(gui), dev)
     tree.write(path)
@@ -610,13 +611,19 @@ st_start() { # starts and connects the profile's two daemons; sets st_a, st_b (p
   id_a=$(inA syncthing serve --home="$ha" --device-id) || return 1
   id_b=$(inB syncthing serve --home="$hb" --device-id) || return 1
   python3 "$work/st.py" configure "$ha" "$IPA" "$id_b" "$IPB" || return 1
-  python3 "$work/st.py" configure "$hb" "$IPB" "$id_a" "$IPA" || return 1
+  # Only the sender dials: two dials crossing on a delayed link are a TCP simultaneous open,
+  # one connection on which both ends play TLS client and fail, again at each retry (the two
+  # daemons' retry schedules are the same).
+  python3 "$work/st.py" configure "$hb" "$IPB" "$id_a" dynamic || return 1
   inA env STNOUPGRADE=1 syncthing serve --home="$ha" --no-browser --no-restart --no-upgrade >"$work/st-a.log" 2>&1 &
   st_a=$!
   inB env STNOUPGRADE=1 syncthing serve --home="$hb" --no-browser --no-restart --no-upgrade >"$work/st-b.log" 2>&1 &
   st_b=$!
   profile_pids+=("$st_a" "$st_b")
-  (cd "$work" && inA python3 st.py wait-connected "$id_b")
+  if ! (cd "$work" && inA python3 st.py wait-connected "$id_b"); then
+    tail -n 5 "$work/st-a.log" "$work/st-b.log" | sed 's/^/  syncthing: /'
+    return 1
+  fi
 }
 st_run() { # $1 workload, $2 path, $3 bytes, $4 files
   local fid="$1-$RANDOM" src dest da db t0 t1 wpid note ca cb
