@@ -36,6 +36,7 @@
 # pays round trips per file); wifi 256 MiB, 2,000 and 25. Every table says its sizes.
 # BIG_MIB, SMALL_N and MANY_N override them for every profile; --quick divides them by 4, 5, 5.
 # A transfer still running after RUN_TIMEOUT seconds (default 900) is stopped and says so.
+# BENCH_DIR is where the data goes (default /dev/shm, tmpfs; /tmp for the VM's disk).
 #
 #   scripts/bench-netns.sh [--quick]
 #   PROFILES="clean lossy20" TOOLS="ferry quic scp" WORKLOADS="big small" scripts/bench-netns.sh
@@ -171,7 +172,12 @@ B=ferrybench-b
 R=ferrybench-r
 IPA=10.77.0.1
 IPB=10.77.0.2
-work=$(mktemp -d /tmp/ferry-netns-bench.XXXXXX)
+# Data in tmpfs by default (BENCH_DIR to change it): the figures are the transfer's, not the
+# VM's shared disk's. Ferry makes every file durable (syncfs) before it reports done and
+# measures that; on a disk the other tools, which never sync, get that time for free.
+bench_dir=${BENCH_DIR:-/dev/shm}
+[ -d "$bench_dir" ] || bench_dir=/tmp
+work=$(mktemp -d "$bench_dir/ferry-netns-bench.XXXXXX")
 results="$work/results.tsv"
 : >"$results"
 pids=()        # everything started in the background, stopped at the end
