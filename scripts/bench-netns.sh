@@ -87,6 +87,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench-netns: run as root (it creates network namespaces)" >&2; exit 1; }
+# One run at a time on a machine: two would share (and delete) each other's namespaces.
+exec 9>/run/lock/ferry-bench-netns.lock
+flock -n 9 || { echo "bench-netns: waiting for another run to end" >&2; flock 9; }
 
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
