@@ -87,9 +87,18 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "bench-netns: run as root (it creates network namespaces)" >&2; exit 1; }
-# One run at a time on a machine: two would share (and delete) each other's namespaces.
-exec 9>/run/lock/ferry-bench-netns.lock
-flock -n 9 || { echo "bench-netns: waiting for another run to end" >&2; flock 9; }
+# One run at a time on a machine: two would share (and delete) each other's namespaces. The
+# lock file holds the running script's pid (a lock fd would be inherited by the daemons).
+lock=/run/lock/ferry-bench-netns.pid
+while ! (set -o noclobber; echo $$ >"$lock") 2>/dev/null; do
+  other=$(cat "$lock" 2>/dev/null || true)
+  if [ -n "$other" ] && kill -0 "$other" 2>/dev/null; then
+    echo "bench-netns: waiting for another run (pid $other) to end" >&2
+    sleep 10
+  else
+    rm -f "$lock"
+  fi
+done
 
 quick=0
 [ "${1:-}" = "--quick" ] && quick=1
@@ -202,6 +211,7 @@ cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   drop_namespaces
   rm -rf "$work"
+  [ "$(cat "$lock" 2>/dev/null)" = $$ ] && rm -f "$lock"
 }
 trap cleanup EXIT
 drop_namespaces
