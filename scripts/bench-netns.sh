@@ -307,6 +307,7 @@ link_up() { # $1 profile, $2 TUN MTU (router profiles; default 1500), $3 "clean"
     ip netns exec "$ns" sysctl -q -w net.ipv4.tcp_congestion_control="$tcp_cc"
   done
   if [ "${P_LINK[$p]}" = veth ]; then
+    ip link del fbv-a 2>/dev/null || true # left in the root namespace by a run cut short
     ip link add fbv-a type veth peer name fbv-b
     ip link set fbv-a netns "$A"
     ip link set fbv-b netns "$B"
