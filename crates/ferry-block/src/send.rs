@@ -193,6 +193,13 @@ async fn data<W: Sink>(
     Ok(())
 }
 
+/// Whether the open file still has the size and mtime it was offered with.
+fn unchanged(f: &File, job: &FileJob) -> bool {
+    f.metadata()
+        .map(|m| m.len() == job.size && mtime_of(&m) == job.mtime)
+        .unwrap_or(false)
+}
+
 fn mtime_of(m: &std::fs::Metadata) -> i64 {
     m.modified()
         .ok()
@@ -249,12 +256,7 @@ fn read_one(job: &FileJob, tx: &mpsc::Sender<Msg>) -> bool {
     {
         return false;
     }
-    let unchanged = |f: &File| {
-        f.metadata()
-            .map(|m| m.len() == job.size && mtime_of(&m) == job.mtime)
-            .unwrap_or(false)
-    };
-    if !unchanged(&f) {
+    if !unchanged(&f, job) {
         return abort("the file changed after it was offered".into());
     }
     let mut hasher = blake3::Hasher::new();
@@ -289,7 +291,7 @@ fn read_one(job: &FileJob, tx: &mpsc::Sender<Msg>) -> bool {
         }
     }
     let grew = f.read(&mut [0u8; 1]).map(|n| n > 0).unwrap_or(true);
-    if grew || !unchanged(&f) {
+    if grew || !unchanged(&f, job) {
         return abort("the file changed while sending".into());
     }
     tx.blocking_send(Msg::End(*hasher.finalize().as_bytes()))
@@ -300,12 +302,7 @@ fn read_one(job: &FileJob, tx: &mpsc::Sender<Msg>) -> bool {
 /// same checks as a big one: it must match the offer before and after, and not grow.
 fn read_whole(job: &FileJob, left: u64) -> Result<(Vec<u8>, [u8; 32]), String> {
     let mut f = File::open(&job.source).map_err(|e| format!("cannot read: {e}"))?;
-    let unchanged = |f: &File| {
-        f.metadata()
-            .map(|m| m.len() == job.size && mtime_of(&m) == job.mtime)
-            .unwrap_or(false)
-    };
-    if !unchanged(&f) {
+    if !unchanged(&f, job) {
         return Err("the file changed after it was offered".into());
     }
     let mut hasher = blake3::Hasher::new();
@@ -328,7 +325,7 @@ fn read_whole(job: &FileJob, left: u64) -> Result<(Vec<u8>, [u8; 32]), String> {
         Ok(_) => return Err("the file changed while sending".into()),
         Err(e) => return Err(format!("read error: {e}")),
     }
-    if !unchanged(&f) {
+    if !unchanged(&f, job) {
         return Err("the file changed while sending".into());
     }
     hasher.update(&data);
