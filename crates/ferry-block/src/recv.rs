@@ -21,8 +21,9 @@ use crate::record::{self, Head, RecordError};
 /// (per-file fsync measured 3,400 files/s here; one sync per batch, 60,000 files/s).
 pub const SYNC_ALONE: u64 = 1 << 20;
 /// A batch of small files is synced and placed at this many files, or [`BATCH_WAIT`] after its
-/// first, whichever comes first. Each sync flushes the whole filesystem (`syncfs`): on a disk,
-/// fewer of them is most of what many small files cost.
+/// first, whichever comes first. Each sync flushes the whole filesystem (`syncfs`), so fewer
+/// cannot cost more; on this VM's shared disk 512 and 4,096 measured alike within its noise
+/// (medians 4,558 and 4,780 files/s for 10,000 × 4 KiB, start to exit).
 const BATCH_FILES: usize = 4096;
 const BATCH_WAIT: Duration = Duration::from_millis(200);
 
